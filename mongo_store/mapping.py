@@ -1,0 +1,132 @@
+"""The document mapping: an ``OAuthToken`` to and from one MongoDB document, with input checks.
+
+Every value is checked here before it can reach a filter or an update: only plain strings of a
+bounded length pass, so a dict such as ``{"$ne": None}`` can never become a query operator.
+Empty values are dropped, so they are never stored and never collide in a unique index.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+
+from .errors import store_error
+
+MAX_LENGTH = 4096
+"""Longest accepted value, in characters. Zoho tokens are under 100; this only stops abuse."""
+
+SECRET_FIELDS = ("client_secret", "refresh_token", "access_token", "grant_token")
+
+# Document field -> (getter, setter) on OAuthToken. ``_id`` is the token's id; ``user_name`` is
+# the UserSignature's name; ``expiry_time`` is a BSON date made from ``expires_in``.
+_STRING_FIELDS = {
+    "_id": ("get_id", "set_id"),
+    "client_id": ("get_client_id", "set_client_id"),
+    "client_secret": ("get_client_secret", "set_client_secret"),
+    "refresh_token": ("get_refresh_token", "set_refresh_token"),
+    "access_token": ("get_access_token", "set_access_token"),
+    "grant_token": ("get_grant_token", "set_grant_token"),
+    "redirect_url": ("get_redirect_url", "set_redirect_url"),
+    "api_domain": ("get_api_domain", "set_api_domain"),
+}
+TOKEN_FIELDS = ("_id", "user_name", *list(_STRING_FIELDS)[1:], "expiry_time")
+"""Every document field that carries token data (``created_at``/``updated_at`` are bookkeeping)."""
+
+_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]{0,18}")  # what str(int) writes, so it round-trips
+
+
+def check_text(name: str, value: Any, *, required: bool = False) -> str | None:
+    """A stored string, or None for absent/empty; anything else is refused with its field name."""
+    if value is None or value == "":
+        if required:
+            raise store_error(f"{name} must be a non-empty string")
+        return None
+    if not isinstance(value, str):
+        raise store_error(f"{name} must be a string, not {type(value).__name__}")
+    if len(value) > MAX_LENGTH:
+        raise store_error(f"{name} is {len(value)} characters long; the limit is {MAX_LENGTH}")
+    if "\x00" in value:
+        raise store_error(f"{name} contains a NUL character")
+    return value
+
+
+def expiry_to_date(expires_in: Any) -> datetime | None:
+    """The SDK's ``expires_in`` (epoch milliseconds as a string) as a naive UTC date, exactly."""
+    if expires_in is None or expires_in == "":
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, (str, int)):
+        raise store_error(f"expires_in must be a string of epoch milliseconds, not {type(expires_in).__name__}")
+    text = str(expires_in)
+    if not _CANONICAL_INT.fullmatch(text):
+        raise store_error("expires_in must be a whole number of epoch milliseconds, such as '1767225600000'")
+    try:
+        return _EPOCH + int(text) * _MS
+    except OverflowError:
+        raise store_error("expires_in is outside the range of dates MongoDB can store") from None
+
+
+def date_to_expiry(value: datetime) -> str:
+    """Inverse of :func:`expiry_to_date`: the same digits the SDK wrote."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return str((value - _EPOCH) // _MS)
+
+
+def token_fields(token: Any) -> dict[str, Any]:
+    """The token's non-empty values as document fields, after checking every one of them."""
+    if not isinstance(token, OAuthToken):
+        raise store_error(f"expected an OAuthToken, not {type(token).__name__}")
+    fields: dict[str, Any] = {}
+    for field, (getter, _) in _STRING_FIELDS.items():
+        value = check_text("id" if field == "_id" else field, getattr(token, getter)())
+        if value is not None:
+            fields[field] = value
+    signature = token.get_user_signature()
+    if signature is not None:
+        if not isinstance(signature, UserSignature):
+            raise store_error(f"user_signature must be a UserSignature, not {type(signature).__name__}")
+        name = check_text("user_name", signature.get_name())
+        if name is not None:
+            fields["user_name"] = name
+    expiry = expiry_to_date(token.get_expires_in())
+    if expiry is not None:
+        fields["expiry_time"] = expiry
+    return fields
+
+
+def fill_token(token: OAuthToken, document: dict[str, Any]) -> OAuthToken:
+    """Fill the token's missing values from a stored document (present values win, as in FileStore)."""
+    for field, (getter, setter) in _STRING_FIELDS.items():
+        if getattr(token, getter)() in (None, "") and document.get(field) is not None:
+            getattr(token, setter)(document[field])
+    signature = token.get_user_signature()
+    if document.get("user_name") is not None and (signature is None or signature.get_name() in (None, "")):
+        token.set_user_signature(UserSignature(document["user_name"]))
+    if token.get_expires_in() in (None, "") and document.get("expiry_time") is not None:
+        token.set_expires_in(date_to_expiry(document["expiry_time"]))
+    return token
+
+
+def empty_token() -> OAuthToken:
+    """An OAuthToken with every field None, built as FileStore does: without the constructor,
+    which would refuse a token with no grant, refresh or access token."""
+    token = object.__new__(OAuthToken)
+    for _, setter in _STRING_FIELDS.values():
+        getattr(token, setter)(None)
+    token.set_user_signature(None)
+    token.set_expires_in(None)
+    # OAuthToken.get_token reads this private flag; the constructor would set it to True.
+    token._OAuthToken__find_user = True
+    return token
+
+
+def document_to_token(document: dict[str, Any]) -> OAuthToken:
+    """A complete OAuthToken from a stored document."""
+    return fill_token(empty_token(), document)
+

