@@ -25,6 +25,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 CODE = "TOKEN_STORE"
 
 _DUP_KEY_VALUE = re.compile(r"dup key: \{.*\}", re.DOTALL)
+_SAFE_DETAILS = ("code", "codeName", "keyPattern")  # never keyValue or errmsg: they quote the value
 
 
 def store_error(message: str, cause: BaseException | None = None) -> SDKException:
@@ -37,10 +38,7 @@ def store_error(message: str, cause: BaseException | None = None) -> SDKExceptio
 def redact(error: BaseException) -> BaseException:
     """A copy of a driver error that keeps its type, code and field names but no stored value."""
     if isinstance(error, OperationFailure):
-        details = dict(error.details or {})
-        details.pop("keyValue", None)
-        if "errmsg" in details:
-            details["errmsg"] = _DUP_KEY_VALUE.sub("dup key: { <redacted> }", str(details["errmsg"]))
+        details = {key: value for key, value in (error.details or {}).items() if key in _SAFE_DETAILS}
         text = _DUP_KEY_VALUE.sub("dup key: { <redacted> }", str(error.args[0] if error.args else ""))
         return type(error)(text, code=error.code, details=details or None)
     return error

@@ -164,7 +164,7 @@ class MongoTokenStore(TokenStore):
 
     def _upsert(self, fields: dict[str, Any], insertable: bool) -> dict[str, Any] | None:
         """One find_one_and_update; a unique-key race the server did not retry is retried once."""
-        for _ in range(2):
+        for attempt in (1, 2):
             new_id = new_token_id()
             query = match_filter(fields) or {"_id": new_id}
             # The matched key is left out of $set: upserts copy it from the filter, and a filter
@@ -185,7 +185,8 @@ class MongoTokenStore(TokenStore):
                 )
             except DuplicateKeyError as error:
                 conflict = error
-                log.warning("save hit a duplicate %s; retrying once", conflict_field(error))
+                if attempt == 1:
+                    log.warning("save hit a duplicate %s; retrying once", conflict_field(error))
         field = conflict_field(conflict)
         raise store_error(f"could not save the token: another stored token already has this {field}", redact(conflict))
 
