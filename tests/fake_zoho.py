@@ -1,0 +1,99 @@
+"""A tiny stand-in for Zoho's accounts and CRM servers on 127.0.0.1, counting what it receives.
+
+Enough for the real SDK to exchange a grant token, refresh an access token, name the user
+(``/crm/v8/users?type=CurrentUser`` and ``/crm/v8/org``) and make API calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
+
+EMAIL = "alice@example.com"
+ZGID = "700001"
+USER_NAME = f"{EMAIL}:{ZGID}"
+
+
+class FakeZoho:
+    def __init__(self, grant_token: str, refresh_token: str, client_id: str, client_secret: str) -> None:
+        self.grant_token, self.refresh_token = grant_token, refresh_token
+        self.client = (client_id, client_secret)
+        self.requests: Counter[str] = Counter()
+        self.valid_access: set[str] = set()
+        self.seen_authorization: list[str] = []
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.environment = DataCenter.Environment(self.url, f"{self.url}/oauth/v2/token", self.url)
+
+    def __enter__(self) -> FakeZoho:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def new_access_token(self) -> str:
+        with self._lock:
+            token = f"1000.access.{next(self._numbers):04d}.fake"
+            self.valid_access.add(token)
+            return token
+
+    def token_response(self, form: dict[str, str]) -> tuple[int, dict]:
+        if (form.get("client_id"), form.get("client_secret")) != self.client:
+            return 200, {"error": "invalid_client"}
+        if form.get("grant_type") == "authorization_code" and form.get("code") == self.grant_token:
+            self.requests["grant"] += 1
+            return 200, {"access_token": self.new_access_token(), "refresh_token": self.refresh_token,
+                         "api_domain": self.url, "token_type": "Bearer", "expires_in": 3600}
+        if form.get("grant_type") == "refresh_token" and form.get("refresh_token") == self.refresh_token:
+            self.requests["refresh"] += 1
+            return 200, {"access_token": self.new_access_token(), "api_domain": self.url,
+                         "token_type": "Bearer", "expires_in": 3600}
+        return 200, {"error": "invalid_code"}
+
+    def api_response(self, path: str, authorization: str) -> tuple[int, dict]:
+        self.seen_authorization.append(authorization)
+        if authorization.removeprefix("Zoho-oauthtoken ") not in self.valid_access:
+            return 401, {"code": "INVALID_TOKEN", "status": "error", "message": "invalid oauth token", "details": {}}
+        if path == "/crm/v8/users":
+            self.requests["users"] += 1
+            return 200, {"users": [{"id": "9001", "email": EMAIL, "full_name": "Alice"}],
+                         "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False}}
+        if path == "/crm/v8/org":
+            self.requests["org"] += 1
+            return 200, {"org": [{"id": "42", "zgid": ZGID, "company_name": "Example"}]}
+        return 404, {"code": "INVALID_URL_PATTERN", "status": "error", "message": "not found", "details": {}}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                self.reply(*fake.token_response(form))
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.reply(*fake.api_response(urlparse(self.path).path, self.headers.get("Authorization", "")))
+
+            def reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler

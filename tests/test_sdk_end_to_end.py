@@ -1,0 +1,71 @@
+"""The real SDK, talking to a fake Zoho on 127.0.0.1, keeping its tokens in MongoTokenStore."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from fake_zoho import USER_NAME, FakeZoho
+from tokens import CLIENT_ID, secret
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+from zohocrmsdk.src.com.zoho.crm.api.org.org_operations import OrgOperations
+from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
+from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+
+from mongo_store import MongoTokenStore
+
+
+def initialize(zoho: FakeZoho, token: OAuthToken, store: MongoTokenStore, resources: Path) -> None:
+    config = SDKConfig(auto_refresh_fields=False, pick_list_validation=False)
+    Initializer.initialize(zoho.environment, token, store=store, sdk_config=config, resource_path=str(resources))
+
+
+def call_api() -> int:
+    """One real SDK API call; every call asks the store for the token first."""
+    return OrgOperations().get_organization().get_status_code()
+
+
+def test_the_sdk_lifecycle_on_the_store(store: MongoTokenStore, tmp_path: Path) -> None:
+    client_secret, grant, refresh = secret("clientsecret"), secret("grant"), secret("refresh")
+    with FakeZoho(grant, refresh, CLIENT_ID, client_secret) as zoho:
+        # First run: the grant token is exchanged once and one document is saved, named by the SDK.
+        first = OAuthToken(client_id=CLIENT_ID, client_secret=client_secret, grant_token=grant,
+                           redirect_url="https://app.example.com/oauth")
+        initialize(zoho, first, store, tmp_path)
+        assert zoho.requests == {"grant": 1, "users": 1, "org": 1}
+        [document] = store.collection.find({})
+        assert document["user_name"] == USER_NAME
+        assert document["refresh_token"] == refresh and document["grant_token"] == grant
+        assert document["api_domain"] == zoho.url
+        token_id, first_access = document["_id"], document["access_token"]
+        assert first.get_id() == token_id
+
+        # A second Initializer for the same user finds the stored token: no new exchange.
+        second = OAuthToken(user_signature=UserSignature(USER_NAME))
+        initialize(zoho, second, store, tmp_path)
+        assert call_api() == 200
+        assert zoho.requests == {"grant": 1, "users": 1, "org": 2}
+        assert zoho.seen_authorization[-1] == f"Zoho-oauthtoken {first_access}"
+
+        # The stored access token expires: the next call refreshes it onto the same document.
+        store.collection.update_one({"_id": token_id}, {"$set": {"expiry_time": datetime.now(timezone.utc)}})
+        assert call_api() == 200
+        assert zoho.requests == {"grant": 1, "refresh": 1, "users": 1, "org": 3}
+        [document] = store.collection.find({})
+        assert document["_id"] == token_id and document["user_name"] == USER_NAME
+        assert document["access_token"] != first_access
+        assert zoho.seen_authorization[-1] == f"Zoho-oauthtoken {document['access_token']}"
+        assert document["expiry_time"] > datetime.now(timezone.utc).replace(tzinfo=None)
+
+        # A token known only by its id works, with the refreshed access token and no exchange.
+        by_id = OAuthToken(id=token_id)
+        initialize(zoho, by_id, store, tmp_path)
+        assert call_api() == 200
+        assert zoho.requests == {"grant": 1, "refresh": 1, "users": 1, "org": 4}
+        assert zoho.seen_authorization[-1] == f"Zoho-oauthtoken {document['access_token']}"
+
+        # remove() deletes it; a second remove() reports that nothing was there.
+        assert by_id.remove() is True
+        assert store.collection.count_documents({}) == 0
+        assert by_id.remove() is False
