@@ -7,6 +7,8 @@
 - ``refresh_token`` is unique: a refresh token belongs to exactly one grant, so two documents
   holding it are duplicates, and concurrent saves matched by it must converge on one document.
 - ``access_token`` and ``grant_token`` serve the SDK's lookups by those values.
+- ``client_id``, ``api_domain`` and ``expiry_time`` serve the operators' searches, filters and
+  counts (``mongo_store/admin.py``), so that none of them scans the collection.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ INDEXES = [
     IndexModel([("refresh_token", ASCENDING)], name="refresh_token_unique", unique=True, sparse=True),
     IndexModel([("access_token", ASCENDING)], name="access_token", sparse=True),
     IndexModel([("grant_token", ASCENDING)], name="grant_token", sparse=True),
+    IndexModel([("client_id", ASCENDING)], name="client_id", sparse=True),
+    IndexModel([("api_domain", ASCENDING)], name="api_domain", sparse=True),
+    IndexModel([("expiry_time", ASCENDING)], name="expiry_time", sparse=True),
 ]
 
 
@@ -29,3 +34,21 @@ def ensure_indexes(collection: Collection) -> list[str]:
     name exists with other options, which surfaces as a store error rather than silent drift.
     """
     return collection.create_indexes(INDEXES)
+
+
+def index_drift(collection: Collection) -> tuple[list[str], list[str]]:
+    """(missing index names, descriptions of indexes that exist with other keys or options)."""
+    existing = collection.index_information()
+    missing, drifted = [], []
+    for model in INDEXES:
+        spec = model.document
+        found = existing.get(spec["name"])
+        if found is None:
+            missing.append(spec["name"])
+            continue
+        want = (list(spec["key"].items()), bool(spec.get("unique")), bool(spec.get("sparse")))
+        have = ([tuple(pair) for pair in found["key"]], bool(found.get("unique")), bool(found.get("sparse")))
+        if want != have:
+            drifted.append(f"{spec['name']}: expected key={want[0]} unique={want[1]} sparse={want[2]}, "
+                           f"found key={have[0]} unique={have[1]} sparse={have[2]}")
+    return missing, drifted

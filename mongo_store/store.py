@@ -83,11 +83,7 @@ class MongoTokenStore(TokenStore):
 
     def find_token(self, token: OAuthToken) -> OAuthToken | None:
         """Fill ``token``'s missing values from the stored token it matches, and return it."""
-        query = match_filter(token_fields(token))
-        if query is None:
-            return None
-        with self._call("find the token"):
-            document = self._tokens().find_one(query, projection=_PROJECTION)
+        document = self.find_document(token)
         return None if document is None else fill_token(token, document)
 
     def save_token(self, token: OAuthToken) -> None:
@@ -100,7 +96,7 @@ class MongoTokenStore(TokenStore):
         insertable = any(key in fields for key in _TOKEN_VALUES)
         if not insertable and match_filter(fields) is None:
             raise store_error("cannot save a token that has no id, user name, access, refresh or grant token")
-        with self._call("save the token"):
+        with self.guard("save the token"):
             document = self._upsert(fields, insertable)
         if document is None:
             raise store_error(
@@ -112,19 +108,19 @@ class MongoTokenStore(TokenStore):
     def find_token_by_id(self, id: str) -> OAuthToken | None:
         """The stored token with this id, as a complete OAuthToken, or None."""
         token_id = check_text("id", id, required=True)
-        with self._call("find the token by id"):
+        with self.guard("find the token by id"):
             document = self._tokens().find_one({"_id": token_id}, projection=_PROJECTION)
         return None if document is None else document_to_token(document)
 
     def get_tokens(self) -> list[OAuthToken]:
         """Every stored token. Reads the whole collection: for tools, not for request paths."""
-        with self._call("list the tokens"):
+        with self.guard("list the tokens"):
             return [document_to_token(document) for document in self._tokens().find({}, projection=_PROJECTION)]
 
     def delete_token(self, id: str) -> None:
         """Delete one token; an unknown id is an error, as in the SDK's FileStore."""
         token_id = check_text("id", id, required=True)
-        with self._call("delete the token"):
+        with self.guard("delete the token"):
             deleted = self._tokens().delete_one({"_id": token_id}).deleted_count
         if not deleted:
             raise store_error(f"no stored token has id {token_id!r}")
@@ -132,8 +128,29 @@ class MongoTokenStore(TokenStore):
 
     def delete_tokens(self) -> None:
         """Delete every token. Deletes documents, never the collection, so the indexes stay."""
-        with self._call("delete all tokens"):
+        with self.guard("delete all tokens"):
             self._tokens().delete_many({})
+
+    # -- for tools ---------------------------------------------------------------------------
+
+    def find_document(self, token: OAuthToken) -> dict[str, Any] | None:
+        """The stored document ``token`` matches (same rules as find_token), or None."""
+        query = match_filter(token_fields(token))
+        if query is None:
+            return None
+        with self.guard("find the token"):
+            return self._tokens().find_one(query, projection=_PROJECTION)
+
+    @contextmanager
+    def guard(self, action: str) -> Iterator[None]:
+        """Run collection work with the store's error handling: any failure becomes a redacted
+        SDKException naming ``action``. For tools that query the collection directly."""
+        try:
+            yield
+        except SDKException:
+            raise
+        except Exception as error:
+            raise_store_error(action, error, self._timeout)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -189,13 +206,3 @@ class MongoTokenStore(TokenStore):
                     log.warning("save hit a duplicate %s; retrying once", conflict_field(error))
         field = conflict_field(conflict)
         raise store_error(f"could not save the token: another stored token already has this {field}", redact(conflict))
-
-    @contextmanager
-    def _call(self, action: str) -> Iterator[None]:
-        """Turn any failure inside into a redacted SDKException naming ``action``."""
-        try:
-            yield
-        except SDKException:
-            raise
-        except Exception as error:
-            raise_store_error(action, error, self._timeout)

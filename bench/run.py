@@ -1,0 +1,215 @@
+"""Benchmark MongoTokenStore against its floor (the bare pymongo call), the SDK's FileStore and a
+SQLite store built like the SDK's Kaizen sample, at growing numbers of stored tokens.
+
+    python bench/run.py                      # 1k, 10k, 100k and 1M tokens on the embedded mongod
+    python bench/run.py --sizes 1000,10000   # a quick run
+    MONGODB_URI=mongodb://... python bench/run.py   # another server (the database is dropped!)
+
+Writes a Markdown report (default bench/results.md). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mongomock
+from pymongo import MongoClient, monitoring
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import subjects  # noqa: E402
+
+from mongo_store import MongoTokenStore  # noqa: E402
+from mongo_store.embedded import EmbeddedMongod  # noqa: E402
+
+STORE, FLOOR = "MongoTokenStore", "pymongo floor"
+FILE, KAIZEN, KAIZEN_IDX, MOCK = "SDK FileStore", "SQLite (Kaizen)", "SQLite + indexes", "mongomock store*"
+
+
+class RoundTrips(monitoring.CommandListener):
+    """Counts the commands a client sends: one command is one round trip to the server."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@dataclass
+class Result:
+    times_us: list[float]
+    round_trips: float | None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times_us)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.times_us)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Run:
+    results: dict[tuple[int, str, str], Result] = field(default_factory=dict)
+
+
+def measure(group: dict[str, tuple[subjects.Ops, RoundTrips | None]], sample: list[int], reps: int,
+            budget: float, progress: tqdm) -> dict[tuple[str, str], Result]:
+    """Time each op over the sample, in OPS order (delete removes what save_insert added).
+
+    The stores of a group run interleaved key by key, in alternating order, so drift in the
+    machine's load affects them alike and their ratio stays honest.
+    """
+    out: dict[tuple[str, str], Result] = {}
+    inserted: list[int] = []
+    for op in subjects.OPS:
+        keys = inserted if op == "delete" else sample[:reps]
+        times: dict[str, list[float]] = {name: [] for name in group}
+        commands = dict.fromkeys(group, 0)
+        started, done = time.monotonic(), []
+        for index, k in enumerate(keys):
+            order = list(group) if index % 2 == 0 else list(reversed(group))
+            for name in order:
+                ops, trips = group[name]
+                before = trips.count if trips else 0
+                t0 = time.perf_counter_ns()
+                ops[op](k)
+                times[name].append((time.perf_counter_ns() - t0) / 1000)
+                commands[name] += (trips.count - before) if trips else 0
+            done.append(k)
+            if time.monotonic() - started > budget * len(group) and len(done) >= 5:
+                break
+        if op == "save_insert":
+            inserted = done
+        for name, (_, trips) in group.items():
+            out[(name, op)] = Result(times[name], commands[name] / len(done) if trips else None)
+        progress.update(len(group))
+    return out
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def report(run: Run, sizes: list[int], server: str, names: list[str]) -> str:
+    lines = [
+        "| machine | versions |", "| --- | --- |",
+        f"| {machine()} | Python {platform.python_version()}, pymongo {version('pymongo')}, MongoDB {server}, "
+        f"zohocrmsdk8-0 {version('zohocrmsdk8_0')}, SQLite {sqlite3.sqlite_version}, mongomock {version('mongomock')} |",
+        "",
+        "Median and p95 per operation in microseconds; `rt` = MongoDB round trips per operation; "
+        "`×floor` = MongoTokenStore median / bare pymongo median. `*` mongomock is in-process and scans: "
+        "not representative of MongoDB.",
+    ]
+    for size in sizes:
+        present = [n for n in names if any((size, n, op) in run.results for op in subjects.OPS)]
+        lines += ["", f"**{size:,} stored tokens**", "",
+                  "| operation | " + " | ".join(present) + " | rt | ×floor |",
+                  "| --- |" + " ---: |" * (len(present) + 2)]
+        for op in subjects.OPS:
+            cells = []
+            for name in present:
+                result = run.results.get((size, name, op))
+                cells.append(f"{result.median:,.0f} / {result.p95:,.0f}" if result else "–")
+            store, floor = run.results.get((size, STORE, op)), run.results.get((size, FLOOR, op))
+            rt = f"{store.round_trips:g}" if store and store.round_trips is not None else "–"
+            ratio = f"{store.median / floor.median:.2f}" if store and floor else "–"
+            lines.append(f"| {op} | " + " | ".join(cells) + f" | {rt} | {ratio} |")
+    lines += ["", "Growth: median find_by_user (µs) by stored tokens", "",
+              "| store | " + " | ".join(f"{s:,}" for s in sizes) + " |", "| --- |" + " ---: |" * len(sizes)]
+    for name in names:
+        cells = [run.results.get((s, name, "find_by_user")) for s in sizes]
+        if any(cells):
+            lines.append(f"| {name} | " + " | ".join(f"{c.median:,.0f}" if c else "–" for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000,1000000", help="stored-token counts, comma-separated")
+    parser.add_argument("--reps", type=int, default=300, help="operations timed per op and store (at most)")
+    parser.add_argument("--budget", type=float, default=3.0, help="seconds per op and store before stopping early")
+    parser.add_argument("--slow-limit", type=int, default=100_000,
+                        help="largest size for the stores that scan (FileStore, Kaizen SQLite)")
+    parser.add_argument("--mock-limit", type=int, default=10_000, help="largest size for mongomock")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results.md")))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    with ExitStack() as stack:
+        uri = os.environ.get("MONGODB_URI") or stack.enter_context(EmbeddedMongod()).uri
+        trips = RoundTrips()
+        client = MongoClient(uri, event_listeners=[trips])
+        stack.callback(client.close)
+        server = client.server_info()["version"]
+        database = client["zoho_store_bench"]
+        stack.callback(client.drop_database, "zoho_store_bench")
+        store = MongoTokenStore(client=client, database="zoho_store_bench", collection="tokens")
+        folder = subjects.scratch_folder()
+
+        per_size = {size: 3 + 2 * (size <= args.slow_limit) + (size <= args.mock_limit) for size in sizes}
+        run = Run()
+        rng = random.Random(7)
+        with tqdm(total=sum(per_size.values()) * len(subjects.OPS), unit="op", disable=None) as progress:
+            for size in sizes:
+                sample = rng.sample(range(size), min(size, args.reps))
+                progress.set_description(f"seeding {size:,}")
+                subjects.seed_mongo(store, size)
+                groups: list[dict[str, Callable[[], tuple[subjects.Ops, RoundTrips | None]]]] = [
+                    {STORE: lambda: (subjects.mongo_store_ops(store, sample), trips),
+                     FLOOR: lambda: (subjects.mongo_floor_ops(database["tokens"], sample), trips)},
+                    {KAIZEN_IDX: lambda: (sqlite_subject(folder, size, sample, indexed=True), None)},
+                ]
+                if size <= args.slow_limit:
+                    groups += [{FILE: lambda: (subjects.file_store_ops(subjects.file_store(size, folder), sample), None)},
+                               {KAIZEN: lambda: (sqlite_subject(folder, size, sample, indexed=False), None)}]
+                if size <= args.mock_limit:
+                    groups.append({MOCK: lambda: (mock_subject(size, sample), None)})
+                for group in groups:
+                    progress.set_description(f"{' vs '.join(group)} @ {size:,}")
+                    built = {name: make() for name, make in group.items()}
+                    for (name, op), result in measure(built, sample, args.reps, args.budget, progress).items():
+                        run.results[(size, name, op)] = result
+        text = report(run, sizes, server, [STORE, FLOOR, FILE, KAIZEN, KAIZEN_IDX, MOCK])
+    Path(args.out).write_text(text)
+    print(text)
+
+
+def sqlite_subject(folder: str, size: int, sample: list[int], indexed: bool) -> subjects.Ops:
+    store = subjects.KaizenSQLite(os.path.join(folder, f"kaizen-{size}-{indexed}.db"), indexed)
+    store.seed(size)
+    return subjects.sqlite_ops(store, sample)
+
+
+def mock_subject(size: int, sample: list[int]) -> subjects.Ops:
+    store = MongoTokenStore(client=mongomock.MongoClient(), collection="tokens")
+    subjects.seed_mongo(store, size)
+    return subjects.mongo_store_ops(store, sample)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""``zoho-mongo-store``: the operators' command line. Exit 0 on success; 1 with one line on stderr
+for any expected failure (never a traceback); 2 for a usage error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
+from . import admin
+from .indexes import ensure_indexes, index_drift
+from .mapping import check_text
+from .masking import masked
+from .migrate import SourceError, import_rows, open_source
+from .records import document_to_record
+from .store import MongoTokenStore
+
+PROG = "zoho-mongo-store"
+
+
+class Failure(Exception):
+    """An expected failure: printed as one line, exit code 1."""
+
+
+def open_store(args: argparse.Namespace) -> MongoTokenStore:
+    """Only import writes tokens and needs the indexes; the rest works for read-only users too."""
+    return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
+                           server_selection_timeout=args.timeout, create_indexes=args.command == "import")
+
+
+def guarded(store: MongoTokenStore, action: str, call: Any) -> Any:
+    """Run a direct collection call with the store's error handling (one clear line on failure)."""
+    with store.guard(action):
+        return call()
+
+
+def cmd_indexes(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    missing, drifted = guarded(store, "read the indexes", lambda: index_drift(store.collection))
+    for line in drifted:
+        print(f"drift: {line}", file=out)
+    if missing and not args.check:
+        guarded(store, "create the indexes", lambda: ensure_indexes(store.collection))
+        print(f"created: {', '.join(missing)}", file=out)
+    elif missing:
+        print(f"missing: {', '.join(missing)}", file=out)
+    if not missing and not drifted:
+        print("indexes: all present", file=out)
+    return 1 if drifted or (missing and args.check) else 0
+
+
+def cmd_stats(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    counts = guarded(store, "count the tokens", lambda: admin.stats(store.collection))
+    if args.json:
+        print(json.dumps(counts, indent=2), file=out)
+        return 0
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            print(f"{key}:", file=out)
+            for domain, count in value.items():
+                print(f"  {domain}: {count}", file=out)
+        else:
+            print(f"{key}: {value}", file=out)
+    return 0
+
+
+def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        query = admin.Query(search=args.search, search_in="_id" if args.search_in == "id" else args.search_in,
+                            status=args.status, api_domain=args.domain)
+        documents, total = guarded(store, "list the tokens",
+                                   lambda: admin.page(store.collection, query, args.page, args.page_size))
+    except ValueError as error:
+        raise Failure(str(error)) from None
+    records = [masked(document_to_record(document)) for document in documents]
+    if args.json:
+        for record in records:
+            print(json.dumps(record), file=out)
+        return 0
+    columns = ("id", "user_name", "client_id", "api_domain", "expires_in", "access_token", "refresh_token")
+    print("\t".join(columns), file=out)
+    for record in records:
+        print("\t".join(str(record.get(column, "")) for column in columns), file=out)
+    first = (args.page - 1) * args.page_size
+    print(f"# {first + 1 if records else 0}-{first + len(records)} of {total}", file=out)
+    return 0
+
+
+def cmd_show(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    token_id = check_text("id", args.id, required=True)
+    document = guarded(store, "read the token", lambda: store.collection.find_one({"_id": token_id}))
+    if document is None:
+        raise Failure(f"no stored token has id {token_id!r}")
+    record = masked(document_to_record(document))
+    record |= {key: str(document[key]) for key in ("created_at", "updated_at") if document.get(key)}
+    if args.json:
+        print(json.dumps(record), file=out)
+    else:
+        for key, value in record.items():
+            print(f"{key}: {value}", file=out)
+    return 0
+
+
+def cmd_delete(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    store.delete_token(args.id)
+    print(f"deleted {args.id}", file=out)
+    return 0
+
+
+def cmd_delete_all(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    count = guarded(store, "count the tokens", store.collection.estimated_document_count)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise Failure("delete-all needs --yes when not run at a terminal")
+        name = store.collection.name
+        answer = input(f"Delete all {count} tokens? Type the collection name ({name}) to confirm: ")
+        if answer.strip() != name:
+            raise Failure("not confirmed; nothing deleted")
+    store.delete_tokens()
+    print(f"deleted all tokens ({count})", file=out)
+    return 0
+
+
+def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    target = open(args.output, "w", encoding="utf-8") if args.output else out
+    count = 0
+    try:
+        with store.guard("export the tokens"):
+            for document in store.collection.find({}).sort("_id", 1):
+                record = document_to_record(document)
+                print(json.dumps(record if args.include_secrets else masked(record)), file=target)
+                count += 1
+    finally:
+        if args.output:
+            target.close()
+    print(f"exported {count} tokens" + ("" if args.include_secrets else " (secrets masked)"), file=sys.stderr)
+    return 0
+
+
+def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        rows = open_source(args.source, args.kind, args.table)
+        from tqdm import tqdm
+
+        report = import_rows(store, tqdm(rows, unit=" rows", disable=None, file=sys.stderr, leave=False),
+                             dry_run=args.dry_run)
+    except SourceError as error:
+        raise Failure(str(error)) from None
+    for line, reason in report.rejected:
+        print(f"rejected line {line}: {reason}", file=out)
+    print(report.summary(args.dry_run) + (" (dry run: nothing written)" if args.dry_run else ""), file=out)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog=PROG, description="Operate the Zoho CRM SDK's MongoDB token store.")
+    root.add_argument("--uri", help="MongoDB URI (default: $MONGODB_URI)")
+    root.add_argument("--database", help="database (default: $ZOHO_MONGO_DATABASE or zoho)")
+    root.add_argument("--collection", help="collection (default: $ZOHO_MONGO_COLLECTION or oauth_tokens)")
+    root.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the server (default 5)")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub = commands.add_parser("indexes", help="create the store's indexes; report any that drifted")
+    sub.add_argument("--check", action="store_true", help="only report; exit 1 if any is missing or drifted")
+    sub.set_defaults(run=cmd_indexes)
+
+    sub = commands.add_parser("stats", help="counts by status and data center")
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(run=cmd_stats)
+
+    sub = commands.add_parser("list", help="list tokens, secrets masked")
+    sub.add_argument("--search", help="prefix of a user name (or of --in's field); never a secret")
+    sub.add_argument("--in", dest="search_in", choices=("user_name", "client_id", "id"), default="user_name")
+    sub.add_argument("--status", choices=admin.STATUSES)
+    sub.add_argument("--domain", help="api_domain, e.g. https://www.zohoapis.eu")
+    sub.add_argument("--page", type=int, default=1)
+    sub.add_argument("--page-size", type=int, default=50)
+    sub.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub.set_defaults(run=cmd_list)
+
+    sub = commands.add_parser("show", help="one token, secrets masked")
+    sub.add_argument("id")
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(run=cmd_show)
+
+    sub = commands.add_parser("delete", help="delete one token")
+    sub.add_argument("id")
+    sub.set_defaults(run=cmd_delete)
+
+    sub = commands.add_parser("delete-all", help="delete every token (asks first)")
+    sub.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    sub.set_defaults(run=cmd_delete_all)
+
+    sub = commands.add_parser("export", help="JSON lines, secrets masked unless --include-secrets")
+    sub.add_argument("--output", "-o", help="file to write (default: standard output)")
+    sub.add_argument("--include-secrets", action="store_true", help="write real secrets: keep the file safe")
+    sub.set_defaults(run=cmd_export)
+
+    sub = commands.add_parser("import", help="import from a FileStore CSV, SQLite, MySQL or an export")
+    sub.add_argument("source", help="file path, or mysql://user:pass@host:3306/db?table=oauthtoken")
+    sub.add_argument("--from", dest="kind", choices=("filestore", "sqlite", "mysql", "export"),
+                     help="source kind (default: guessed from the name)")
+    sub.add_argument("--table", default="oauthtoken", help="SQLite table (default oauthtoken)")
+    sub.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
+    sub.set_defaults(run=cmd_import)
+    return root
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = parser().parse_args(argv)
+    out = out or sys.stdout
+    try:
+        store = open_store(args)
+        try:
+            return args.run(store, args, out)
+        finally:
+            store.close()
+    except (SDKException, Failure) as error:
+        message = error.error_message if isinstance(error, SDKException) else str(error)
+        message = message.split(". Cause:")[0]  # the sentence; the driver's detail is for debugging
+        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
