@@ -90,6 +90,13 @@ class EmbeddedMongod:
         finally:
             direct.close()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; the data folder stays, so ``start()`` brings it back."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -92,7 +92,7 @@ def read_sql(connection: Any, table: str) -> Iterator[Row]:
         raise SourceError("a table name has only letters, digits and underscores")
     cursor = connection.cursor()
     try:
-        cursor.execute(f"SELECT {', '.join(SQL_COLUMNS)} FROM {table}")
+        cursor.execute(f"SELECT {', '.join(SQL_COLUMNS)} FROM {table} ORDER BY id")
     except Exception as error:
         raise SourceError(f"cannot read table {table}: {error}") from None
     for number, values in enumerate(cursor, start=1):

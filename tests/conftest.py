@@ -76,3 +76,19 @@ def real_store(real_client: MongoClient, database_name: str) -> Iterator[MongoTo
     """A store on the real server only, for what mongomock cannot show (explain, processes)."""
     yield MongoTokenStore(client=real_client, database=database_name)
     real_client.drop_database(database_name)
+
+
+@pytest.fixture(scope="session")
+def mariadb_port() -> Iterator[int]:
+    """A MariaDB server for the MySQL DBStore import; required in CI like the real MongoDB."""
+    from mariadb import EmbeddedMariaDB
+
+    if not EmbeddedMariaDB.available():
+        message = "no MariaDB: apt-get install mariadb-server (the CI script does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    pytest.importorskip("mysql.connector", reason="pip install 'zoho-mongo-store[mysql]'")
+    server = EmbeddedMariaDB().start()
+    yield server.port
+    server.stop()

@@ -17,7 +17,7 @@ from mongo_store import MongoTokenStore
 
 # -- every query shape the store sends uses an index ----------------------------------------------
 
-EXPLAINABLE = {"find", "findAndModify", "delete", "update", "count", "aggregate"}
+EXPLAINABLE = {"find", "findAndModify", "delete", "update", "count", "aggregate", "distinct"}
 SESSION_FIELDS = {"lsid", "$clusterTime", "txnNumber", "$db", "$readPreference", "autocommit", "startTransaction"}
 INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN"}
 
@@ -38,12 +38,14 @@ class Recorder(monitoring.CommandListener):
 
 
 def stages(plan: Any) -> Iterator[str]:
-    """Every stage name in a plan tree (inputStage, inputStages, queryPlan, winningPlan...)."""
+    """Every stage name in a plan tree (inputStage, inputStages, queryPlan, winningPlan...),
+    leaving out the plans the optimizer rejected."""
     if isinstance(plan, dict):
         if "stage" in plan:
             yield plan["stage"]
-        for value in plan.values():
-            yield from stages(value)
+        for key, value in plan.items():
+            if key != "rejectedPlans":
+                yield from stages(value)
     elif isinstance(plan, list):
         for item in plan:
             yield from stages(item)

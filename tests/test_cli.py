@@ -1,0 +1,199 @@
+"""The operators' CLI, on the real server: every command, its exit codes and its output."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from bson.codec_options import CodecOptions, DatetimeConversion
+from pymongo import MongoClient
+from tokens import full, values
+
+from mongo_store import MongoTokenStore, cli
+from mongo_store.mapping import SECRET_FIELDS
+
+EU = "https://www.zohoapis.eu"
+PLAN_DATES = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+
+
+@pytest.fixture
+def env(mongo_uri: str, database_name: str, real_client: MongoClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[MongoTokenStore]:
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("ZOHO_MONGO_DATABASE", database_name)
+    yield MongoTokenStore(client=real_client, database=database_name)
+    real_client.drop_database(database_name)
+
+
+def run(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    old_err, sys.stderr = sys.stderr, err
+    try:
+        code = cli.main(list(argv), out=out)
+    except SystemExit as exit_:  # argparse usage errors
+        code = int(exit_.code or 0)
+    finally:
+        sys.stderr = old_err
+    return code, out.getvalue(), err.getvalue()
+
+
+def seeded(store: MongoTokenStore) -> list[Any]:
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    tokens = [
+        full("alice@example.com:1", expires_in=str(now_ms + 3_000_000)),
+        full("albert@example.com:1", expires_in=str(now_ms - 1000), api_domain=EU),
+        full("bob@example.com:1", expires_in=str(now_ms + 4500)),
+        full(None, expires_in=str(now_ms + 86_400_000)),
+    ]
+    for token in tokens:
+        store.save_token(token)
+    return tokens
+
+
+def no_secrets(text: str, tokens: list[Any]) -> None:
+    for token in tokens:
+        for field in SECRET_FIELDS:
+            assert values(token)[field] not in text
+
+
+def test_indexes_creates_reports_drift_and_checks(env: MongoTokenStore) -> None:
+    assert run("indexes", "--check") == (1, "missing: user_name_unique, refresh_token_unique, access_token, "
+                                            "grant_token, client_id, api_domain, expiry_time\n", "")
+    code, out, _ = run("indexes")
+    assert code == 0 and out.startswith("created: user_name_unique")
+    assert run("indexes", "--check")[:2] == (0, "indexes: all present\n")
+    env.collection.drop_index("access_token")
+    env.collection.create_index("access_token", name="access_token", unique=True)
+    code, out, _ = run("indexes", "--check")
+    assert code == 1 and "drift: access_token: expected key=[('access_token', 1)] unique=False" in out
+
+
+def test_stats_counts_by_status_and_domain(env: MongoTokenStore) -> None:
+    seeded(env)
+    code, out, _ = run("stats", "--json")
+    counts = json.loads(out)
+    assert code == 0
+    assert counts["total"] == 4 and counts["with-user-name"] == 3
+    assert counts["expired"] == 1 and counts["refresh-window"] == 1 and counts["valid"] == 2
+    assert counts["within-hour"] == 2
+    assert counts["per-api-domain"] == {EU: 1, "https://www.zohoapis.com": 3}
+
+
+def test_list_filters_pages_and_masks(env: MongoTokenStore) -> None:
+    tokens = seeded(env)
+    code, out, _ = run("list", "--search", "al", "--json")
+    assert code == 0
+    assert [json.loads(line)["user_name"] for line in out.splitlines()] == ["albert@example.com:1", "alice@example.com:1"]
+    no_secrets(out, tokens)
+    assert json.loads(out.splitlines()[0])["access_token"].startswith("••••")
+    assert [json.loads(line)["api_domain"] for line in run("list", "--domain", EU, "--json")[1].splitlines()] == [EU]
+    expired = run("list", "--status", "expired", "--json")[1].splitlines()
+    assert [json.loads(line)["user_name"] for line in expired] == ["albert@example.com:1"]
+    code, out, _ = run("list", "--page-size", "3", "--page", "2")
+    assert code == 0 and out.splitlines()[-1] == "# 4-4 of 4"
+    by_id = run("list", "--search", tokens[3].get_id()[:6], "--in", "id", "--json")[1]
+    assert json.loads(by_id.splitlines()[0])["id"] == tokens[3].get_id()
+    assert run("list", "--page", "0")[0] == 1
+    assert run("list", "--status", "bogus")[0] == 2  # argparse: a usage error
+
+
+def test_show_masks_every_secret(env: MongoTokenStore) -> None:
+    tokens = seeded(env)
+    code, out, _ = run("show", tokens[0].get_id())
+    assert code == 0 and f"id: {tokens[0].get_id()}" in out and "user_name: alice@example.com:1" in out
+    assert "refresh_token: ••••" in out and "client_secret: ••••" in out
+    no_secrets(out, tokens)
+    assert run("show", "nope") == (1, "", "zoho-mongo-store: error: no stored token has id 'nope'\n")
+
+
+def test_delete_and_delete_all_confirmation(env: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = seeded(env)
+    assert run("delete", tokens[0].get_id())[:2] == (0, f"deleted {tokens[0].get_id()}\n")
+    assert run("delete", tokens[0].get_id())[0] == 1
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
+    code, _, err = run("delete-all")
+    assert code == 1 and "needs --yes" in err and env.collection.count_documents({}) == 3
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "wrong")
+    assert run("delete-all")[0] == 1 and env.collection.count_documents({}) == 3
+    monkeypatch.setattr("builtins.input", lambda prompt: env.collection.name)
+    assert run("delete-all")[:2] == (0, "deleted all tokens (3)\n")
+    assert env.collection.count_documents({}) == 0
+    seeded(env)
+    assert run("delete-all", "--yes")[0] == 0 and env.collection.count_documents({}) == 0
+    assert "user_name_unique" in env.collection.index_information()
+
+
+def test_export_masks_unless_asked_and_round_trips(env: MongoTokenStore, tmp_path: Any, real_client: MongoClient,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = seeded(env)
+    code, out, _ = run("export")
+    assert code == 0 and len(out.splitlines()) == 4
+    no_secrets(out, tokens)
+    target = tmp_path / "tokens.jsonl"
+    assert run("export", "--include-secrets", "--output", str(target))[0] == 0
+    assert tokens[0].get_refresh_token() in target.read_text()
+
+    masked = tmp_path / "masked.jsonl"
+    masked.write_text(out)
+    monkeypatch.setenv("ZOHO_MONGO_DATABASE", env.collection.database.name + "_copy")
+    try:
+        code, report, _ = run("import", str(masked))
+        assert code == 0 and report.count("secrets are masked") == 4 and "inserted 0" in report
+        code, report, _ = run("import", str(target))
+        assert code == 0 and report.strip() == "inserted 4, updated 0, skipped 0, rejected 0"
+        copy = MongoTokenStore(client=real_client, database=env.collection.database.name + "_copy")
+        assert sorted(map(values, copy.get_tokens()), key=str) == sorted(map(values, env.get_tokens()), key=str)
+    finally:
+        real_client.drop_database(env.collection.database.name + "_copy")
+
+
+def test_a_dead_server_is_one_line_and_exit_1() -> None:
+    code, out, err = run("--uri", "mongodb://127.0.0.1:1/?directConnection=true", "--timeout", "0.2", "stats")
+    assert code == 1 and out == ""
+    assert err == "zoho-mongo-store: error: could not count the tokens: no MongoDB server reachable within 0.2 s\n"
+
+
+def test_the_console_script_runs(env: MongoTokenStore) -> None:
+    seeded(env)
+    result = subprocess.run([sys.executable, "-m", "mongo_store.cli", "stats"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "total: 4" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "mongo_store.cli", "show", "x" * 5000], capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> None:
+    """Every query the CLI sends for stats and list, through explain: an index, never a scan."""
+    from test_real_server import Recorder, stages  # the same plan walker as the store's own check
+
+    seeded(env)
+    recorder = Recorder()
+    client = MongoClient(mongo_uri, event_listeners=[recorder])
+    try:
+        from mongo_store import admin
+
+        collection = client[env.collection.database.name][env.collection.name]
+        admin.stats(collection)
+        for query in (admin.Query(search="al"), admin.Query(search="1000.CL", search_in="client_id"),
+                      admin.Query(search="ab", search_in="_id"), admin.Query(status="expired"),
+                      admin.Query(api_domain=EU), admin.Query(search="al", status="valid", api_domain=EU)):
+            admin.page(collection, query)
+        assert len(recorder.commands) >= 15
+        for command in recorder.commands:
+            if command.get("pipeline") == [{"$match": {}}, {"$group": {"_id": 1, "n": {"$sum": 1}}}]:
+                continue
+            name = next(iter(command))
+            if name == "count" and not command.get("query"):
+                continue  # estimated_document_count: collection metadata, no scan
+            plan = client[env.collection.database.name].command(
+                {"explain": command, "verbosity": "queryPlanner"}, codec_options=PLAN_DATES  # open date bounds
+            )
+            used = set(stages(plan))
+            assert "COLLSCAN" not in used, (command, used)
+    finally:
+        client.close()
