@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 
 from .mapping import check_text
@@ -52,6 +52,7 @@ class Query:
     search_in: str = "user_name"
     status: str | None = None
     api_domain: str | None = None
+    descending: bool = False
 
     def to_filter(self, now: datetime) -> dict[str, Any]:
         clauses: list[dict[str, Any]] = []
@@ -81,9 +82,9 @@ def page(collection: Collection, query: Query, number: int = 1, size: int = 50,
     if number < 1 or not 1 <= size <= 1000:
         raise ValueError("page numbers start at 1 and a page holds 1 to 1000 tokens")
     where = query.to_filter(now or utcnow())
-    key = query.sort_key()
-    cursor = collection.find(where, LIST_FIELDS).sort([(key, ASCENDING), ("_id", ASCENDING)] if key != "_id"
-                                                      else [("_id", ASCENDING)])
+    key, direction = query.sort_key(), DESCENDING if query.descending else ASCENDING
+    order = [(key, direction), ("_id", direction)] if key != "_id" else [("_id", direction)]
+    cursor = collection.find(where, LIST_FIELDS).sort(order)
     documents = list(cursor.skip((number - 1) * size).limit(size))
     total = collection.count_documents(where) if where else collection.estimated_document_count()
     return documents, total
@@ -101,6 +102,11 @@ def stats(collection: Collection, now: datetime | None = None) -> dict[str, Any]
         {"refresh_token": {"$exists": True}}, hint="refresh_token_unique"
     )
     counts["per-api-domain"] = {
-        domain: collection.count_documents({"api_domain": domain}) for domain in sorted(collection.distinct("api_domain"))
+        domain: collection.count_documents({"api_domain": domain}) for domain in stats_domains(collection)
     }
     return counts
+
+
+def stats_domains(collection: Collection) -> list[str]:
+    """The data centers (api_domain values) in use, read from the index."""
+    return sorted(collection.distinct("api_domain"))

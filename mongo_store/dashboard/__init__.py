@@ -1,0 +1,1 @@
+"""The operators' Streamlit dashboard: ``streamlit run dashboard/app.py`` or ``zoho-mongo-store dashboard``."""

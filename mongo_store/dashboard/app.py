@@ -1,0 +1,192 @@
+"""The dashboard's pages. Data access lives in ``data.py``; sign-in in ``auth.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
+from .. import admin
+from . import data, demo
+from .auth import Operator, sign_out, signed_in_operator
+from .settings import Settings
+
+PAGES = ("Overview", "Tokens", "Audit")
+SEARCH_IN = {"User name": "user_name", "Client id": "client_id", "Token id": "_id"}
+STATUS_LABELS = {"Any": None, "Valid": "valid", "In the SDK's refresh window (5 s)": "refresh-window",
+                 "Expiring within an hour": "within-hour", "Expired": "expired"}
+
+
+def problem(error: SDKException) -> str:
+    """The store's sentence, without the driver's detail."""
+    return error.error_message.split(". Cause:")[0]
+
+
+@st.cache_resource(show_spinner="Connecting to MongoDB…")
+def connection(settings: Settings) -> data.Connection:
+    connected = data.connect(settings)
+    if settings.demo and connected.tokens.estimated_document_count() == 0:
+        demo.seed(connected.store)
+    return connected
+
+
+def main() -> None:
+    st.set_page_config(page_title="Zoho token store", page_icon="🔑", layout="wide")
+    settings = Settings.load()
+    operator = signed_in_operator(settings)
+    if operator is None:
+        return
+    try:
+        conn = connection(settings)
+    except SDKException as error:
+        st.error(f"Cannot reach the token store: {problem(error)}. Check MONGODB_URI, the credentials and "
+                 "that the server is running.")
+        return
+    page = sidebar(conn, settings, operator)
+    flash = st.session_state.pop("flash", None)
+    if flash:
+        st.success(flash)
+    try:
+        {"Overview": overview_page, "Tokens": tokens_page, "Audit": audit_page}[page](conn, settings, operator)
+    except SDKException as error:
+        st.error(problem(error))
+
+
+def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> str:
+    with st.sidebar:
+        st.header("🔑 Zoho token store")
+        page = st.radio("Page", PAGES, key="page")
+        st.caption(f"Signed in as **{operator.name}**")
+        if operator.method != "none" and st.button("Sign out"):
+            sign_out(operator)
+            st.rerun()
+        st.divider()
+        st.caption(f"Backend: {conn.backend}" + (" · demo data" if settings.demo else ""))
+        st.caption(f"Collection: `{conn.tokens.database.name}.{conn.tokens.name}`")
+        if settings.read_only:
+            st.caption("Read-only mode: deleting is turned off.")
+    return page
+
+
+def overview_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
+    st.title("Overview")
+    counts = data.overview(conn)
+    top = st.columns(4)
+    top[0].metric("Tokens", counts["total"])
+    top[1].metric("Valid", counts["valid"])
+    top[2].metric("Expiring within an hour", counts["within-hour"])
+    top[3].metric("Expired", counts["expired"])
+    more = st.columns(4)
+    more[0].metric("In the SDK's refresh window", counts["refresh-window"])
+    more[1].metric("Refresh-only (no access token)", counts["refresh-only"])
+    more[2].metric("Grant-only", counts["grant-only"])
+    more[3].metric("With a user name", counts["with-user-name"])
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Per data center")
+        domains = pd.DataFrame({"api_domain": list(counts["per-api-domain"]),
+                                "tokens": list(counts["per-api-domain"].values())})
+        if domains.empty:
+            st.caption("No tokens yet.")
+        else:
+            st.bar_chart(domains, x="api_domain", y="tokens", horizontal=True)
+    with right:
+        st.subheader("Expiry timeline (UTC, per 15 minutes)")
+        st.bar_chart(pd.DataFrame(counts["timeline"]), x="expires", y="tokens")
+
+
+def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
+    st.title("Tokens")
+    filters = st.columns([3, 1.2, 2, 2])
+    search = filters[0].text_input("Search (prefix; never a secret)", key="search")
+    search_in = filters[1].selectbox("in", list(SEARCH_IN), key="search_in")
+    status = filters[2].selectbox("Status", list(STATUS_LABELS), key="status")
+    domains = ["Any", *admin.stats_domains(conn.tokens)]
+    domain = filters[3].selectbox("Data center", domains, key="domain")
+    paging = st.columns([1, 1, 1, 3])
+    size = paging[0].selectbox("Per page", [25, 50, 100, 200], index=1, key="page_size")
+    number = int(paging[1].number_input("Page", min_value=1, value=1, step=1, key="page_number"))
+    descending = paging[2].toggle("Newest/last first", key="descending")
+    query = admin.Query(search=search.strip() or None, search_in=SEARCH_IN[search_in], status=STATUS_LABELS[status],
+                        api_domain=None if domain == "Any" else domain, descending=descending)
+    try:
+        records, total = data.list_page(conn, query, number, size)
+    except ValueError as error:
+        st.error(str(error))
+        return
+    first = (number - 1) * size
+    paging[3].markdown(f"<br>{first + 1 if records else 0}–{first + len(records)} of **{total}** tokens",
+                       unsafe_allow_html=True)
+    table = pd.DataFrame(records, columns=["id", "user_name", "client_id", "api_domain", "expires_in",
+                                           "access_token", "refresh_token", "grant_token"])
+    table.insert(4, "expires (UTC)", pd.to_datetime(pd.to_numeric(table.pop("expires_in")), unit="ms"))
+    st.dataframe(table, hide_index=True)
+    ids = [record["id"] for record in records]
+    if not ids:
+        return
+    chosen = st.selectbox("Inspect a token", ids, key="inspect",
+                          format_func=lambda i: f"{i} · {next(r.get('user_name') or '—' for r in records if r['id'] == i)}")
+    record = data.inspect(conn, chosen)
+    if record is not None:
+        st.dataframe(pd.DataFrame({"field": list(record), "value": [str(v) for v in record.values()]}),
+                     hide_index=True)
+    if settings.read_only:
+        return
+    destructive_controls(conn, operator, chosen, ids)
+
+
+def destructive_controls(conn: data.Connection, operator: Operator, chosen: str, ids: list[str]) -> None:
+    st.subheader("Delete")
+    one, many, every = st.columns(3)
+    if one.button(f"Delete token {chosen}", key="delete_one"):
+        st.session_state["confirm"] = {"kind": "ids", "ids": [chosen]}
+    selected = many.multiselect("Tokens on this page", ids, key="selected")
+    if many.button("Delete selected", disabled=not selected, key="delete_selected"):
+        st.session_state["confirm"] = {"kind": "ids", "ids": list(selected)}
+    if every.button("Delete all tokens…", key="delete_all"):
+        st.session_state["confirm"] = {"kind": "all"}
+    if st.session_state.get("confirm"):
+        confirm_dialog(conn, operator)
+
+
+@st.dialog("Confirm deletion")
+def confirm_dialog(conn: data.Connection, operator: Operator) -> None:
+    request: dict[str, Any] = st.session_state["confirm"]
+    if request["kind"] == "ids":
+        st.write(f"Delete {len(request['ids'])} token(s): {', '.join(request['ids'])}? This cannot be undone; "
+                 "the SDK will need a new grant token for these users.")
+        typed = None
+    else:
+        st.write(f"Delete **all {conn.tokens.estimated_document_count()} tokens**? Every service using this store "
+                 "will need new grant tokens.")
+        typed = st.text_input(f"Type the collection name `{conn.tokens.name}` to confirm", key="typed_name")
+    confirm, cancel = st.columns(2)
+    if confirm.button("Delete", type="primary", key="confirm_delete"):
+        try:
+            if request["kind"] == "ids":
+                deleted = data.delete(conn, request["ids"], operator.name)
+            else:
+                deleted = data.delete_all(conn, operator.name, typed or "")
+        except SDKException as error:
+            st.error(problem(error))
+            return
+        st.session_state["confirm"] = None
+        st.session_state["flash"] = f"Deleted {deleted} token(s)."
+        st.rerun()
+    if cancel.button("Cancel", key="cancel_delete"):
+        st.session_state["confirm"] = None
+        st.rerun()
+
+
+def audit_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
+    st.title("Audit log")
+    st.caption("Every deletion made from this dashboard: when, who, which ids and user names. Never a secret.")
+    entries = data.audit_entries(conn)
+    if not entries:
+        st.caption("No deletions yet.")
+        return
+    rows = [{"when (UTC)": e["at"], "who": e["who"], "action": e["action"], "deleted": e.get("deleted"),
+             "ids": ", ".join(e.get("ids", [])), "user names": ", ".join(e.get("user_names", []))} for e in entries]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)

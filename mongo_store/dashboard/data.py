@@ -1,0 +1,146 @@
+"""Everything the dashboard reads and writes, in one place, apart from the pages.
+
+Queries run on the server with projections and the store's indexes (``mongo_store.admin``); the
+dashboard never calls ``get_tokens()``. Records leave this module with their secrets masked, and
+every deletion is written to the audit collection before it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.collection import Collection
+
+from .. import admin
+from ..errors import store_error
+from ..indexes import ensure_indexes
+from ..mapping import check_text
+from ..masking import masked
+from ..records import document_to_record
+from ..store import MongoTokenStore
+from .settings import Settings
+
+TIMELINE_BIN = timedelta(minutes=15)
+TIMELINE_SPAN = (timedelta(hours=-6), timedelta(hours=2))
+
+
+@dataclass
+class Connection:
+    store: MongoTokenStore
+    audit: Collection
+    backend: str
+
+    @property
+    def tokens(self) -> Collection:
+        return self.store.collection
+
+
+def connect(settings: Settings) -> Connection:
+    """Open the store and check the server answers; fails with a clear SDKException, fast."""
+    store = MongoTokenStore(settings.uri, database=settings.database, collection=settings.collection,
+                            server_selection_timeout=3.0, create_indexes=False)
+    audit = store.collection.database[settings.audit_collection]
+    with store.guard("connect to MongoDB"):
+        info = store.client.server_info()
+        if not settings.read_only:
+            ensure_indexes(store.collection)
+            audit.create_index([("at", DESCENDING)], name="at")
+    backend = "mongomock (in-memory, not MongoDB)" if info.get("sysInfo") == "Mock" else f"MongoDB {info['version']}"
+    return Connection(store, audit, backend)
+
+
+def overview(connection: Connection, now: datetime | None = None) -> dict[str, Any]:
+    """Counts by status and data center, and the expiry timeline: all counted on the server."""
+    now = now or admin.utcnow()
+    tokens = connection.tokens
+    with connection.store.guard("count the tokens"):
+        counts = admin.stats(tokens, now)
+        counts["refresh-only"] = tokens.count_documents(
+            {"refresh_token": {"$exists": True}, "access_token": {"$exists": False}}, hint="refresh_token_unique")
+        counts["grant-only"] = tokens.count_documents(
+            {"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},
+             "access_token": {"$exists": False}}, hint="grant_token")
+        counts["timeline"] = timeline(tokens, now)
+    return counts
+
+
+def timeline(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
+    """Tokens expiring per 15 minutes, from 6 hours ago to 2 hours ahead (a range on the index)."""
+    start = now.replace(second=0, microsecond=0) + TIMELINE_SPAN[0]
+    edges = [start + TIMELINE_BIN * n for n in range(int((TIMELINE_SPAN[1] - TIMELINE_SPAN[0]) / TIMELINE_BIN) + 1)]
+    rows = tokens.aggregate([
+        {"$match": {"expiry_time": {"$gte": edges[0], "$lt": edges[-1]}}},
+        {"$bucket": {"groupBy": "$expiry_time", "boundaries": edges, "output": {"tokens": {"$sum": 1}}}},
+    ])
+    found = {row["_id"]: row["tokens"] for row in rows}
+    return [{"expires": edge, "tokens": found.get(edge, 0)} for edge in edges[:-1]]
+
+
+def list_page(connection: Connection, query: admin.Query, number: int, size: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of masked records and the number of matches."""
+    with connection.store.guard("list the tokens"):
+        documents, total = admin.page(connection.tokens, query, number, size)
+    return [masked(document_to_record(document)) for document in documents], total
+
+
+def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
+    """Every field of one token, secrets masked, with its timestamps and status."""
+    token_id = check_text("id", token_id, required=True)
+    with connection.store.guard("read the token"):
+        document = connection.tokens.find_one({"_id": token_id})
+    if document is None:
+        return None
+    record = masked(document_to_record(document))
+    for key in ("created_at", "updated_at"):
+        if document.get(key) is not None:
+            record[key] = document[key]
+    record["status"] = status_of(document.get("expiry_time"), document.get("access_token") is not None)
+    return record
+
+
+def status_of(expiry: datetime | None, has_access: bool, now: datetime | None = None) -> str:
+    now = now or admin.utcnow()
+    if not has_access:
+        return "no access token"
+    if expiry is None:
+        return "no expiry"
+    if expiry.tzinfo is not None:
+        expiry = expiry.replace(tzinfo=None) - (expiry.utcoffset() or timedelta(0))
+    if expiry <= now:
+        return "expired"
+    return "in refresh window" if expiry - now <= admin.REFRESH_WINDOW else "valid"
+
+
+def delete(connection: Connection, ids: list[str], who: str) -> int:
+    """Delete these tokens, recording who, when, which ids and user names first."""
+    ids = [check_text("id", token_id, required=True) for token_id in ids]
+    if not ids:
+        raise store_error("no token selected")
+    with connection.store.guard("delete the tokens"):
+        names = [d.get("user_name") for d in connection.tokens.find({"_id": {"$in": ids}}, {"user_name": True})]
+        entry = connection.audit.insert_one({"at": admin.utcnow(), "who": who, "action": "delete", "ids": ids,
+                                             "user_names": [name for name in names if name], "deleted": None})
+        deleted = connection.tokens.delete_many({"_id": {"$in": ids}}).deleted_count
+        connection.audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
+    return deleted
+
+
+def delete_all(connection: Connection, who: str, typed_name: str) -> int:
+    """Delete every token, only when the operator typed the collection's name."""
+    if typed_name != connection.tokens.name:
+        raise store_error("the typed name does not match the collection; nothing deleted")
+    with connection.store.guard("delete all tokens"):
+        count = connection.tokens.estimated_document_count()
+        entry = connection.audit.insert_one({"at": admin.utcnow(), "who": who, "action": "delete-all",
+                                             "ids": [], "user_names": [], "expected": count, "deleted": None})
+        deleted = connection.tokens.delete_many({}).deleted_count  # documents only: indexes stay
+        connection.audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
+    return deleted
+
+
+def audit_entries(connection: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    with connection.store.guard("read the audit log"):
+        return list(connection.audit.find({}, {"_id": False}).sort("at", DESCENDING).limit(limit))

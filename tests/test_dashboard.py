@@ -1,0 +1,270 @@
+"""The dashboard, driven in-process by Streamlit's AppTest against the real server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import streamlit as st
+from pymongo import MongoClient
+from streamlit.testing.v1 import AppTest
+from tokens import full, values
+
+from mongo_store import MongoTokenStore
+from mongo_store.embedded import free_port
+from mongo_store.mapping import SECRET_FIELDS
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+PASSWORD = "correct horse battery staple"
+EU = "https://www.zohoapis.eu"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    st.cache_resource.clear()  # the connection is cached per process: never across tests
+    yield
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def store(mongo_uri: str, database_name: str, real_client: MongoClient,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[MongoTokenStore]:
+    for name in ("DASHBOARD_AUTH_DISABLED", "DASHBOARD_READ_ONLY", "ZOHO_DASHBOARD_DEMO"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("ZOHO_MONGO_DATABASE", database_name)
+    monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
+    yield MongoTokenStore(client=real_client, database=database_name)
+    real_client.drop_database(database_name)
+
+
+def seed(store: MongoTokenStore, count: int = 60) -> list[Any]:
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    tokens = []
+    for n in range(count):
+        expired = n % 4 == 0
+        token = full(f"user{n:02d}@example.com:1", expires_in=str(now_ms + (-60_000 if expired else 1_800_000)),
+                     api_domain=EU if n % 5 == 0 else "https://www.zohoapis.com")
+        store.save_token(token)
+        tokens.append(token)
+    return tokens
+
+
+def signed_in() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.text_input[0].input("Olga Operator")
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception
+    return at
+
+
+def on_tokens_page(at: AppTest) -> AppTest:
+    return at.sidebar.radio(key="page").set_value("Tokens").run()
+
+
+def rendered_text(at: AppTest) -> str:
+    """Every text the app rendered: element protos, and the cells of every table."""
+    parts = [frame.value.to_string() for frame in at.dataframe]
+
+    def walk(node: Any) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            parts.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(parts)
+
+
+def assert_no_secret(at: AppTest, tokens: list[Any]) -> None:
+    text = rendered_text(at)
+    for token in tokens:
+        for field in SECRET_FIELDS:
+            assert values(token)[field] not in text, field
+
+
+# -- the sign-in gate ------------------------------------------------------------------------
+
+
+def test_nothing_is_shown_without_sign_in_configured(store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = seed(store, 3)
+    monkeypatch.delenv("DASHBOARD_PASSWORD")
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert "Sign-in is not configured" in at.error[0].value and "DASHBOARD_PASSWORD" in at.error[0].value
+    assert not at.dataframe and not at.metric
+    assert "user00@example.com" not in rendered_text(at)
+    assert_no_secret(at, tokens)
+
+
+def test_a_wrong_password_shows_nothing(store: MongoTokenStore) -> None:
+    seed(store, 3)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.metric and not at.dataframe
+    at.text_input[0].input("Mallory")
+    at.text_input[1].input("guess")
+    at.button[0].click().run()
+    assert at.error[0].value == "Wrong password."
+    assert not at.metric and not at.dataframe and "user00" not in rendered_text(at)
+
+
+def test_sign_in_then_overview_counts(store: MongoTokenStore) -> None:
+    tokens = seed(store, 20)
+    at = signed_in()
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Tokens"] == "20" and metrics["Expired"] == "5" and metrics["Valid"] == "15"
+    assert metrics["Expiring within an hour"] == "15" and metrics["With a user name"] == "20"
+    assert "Olga Operator" in rendered_text(at)
+    assert_no_secret(at, tokens)
+
+
+def test_sign_in_can_be_turned_off_with_a_warning(store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(store, 2)
+    monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert "Sign-in is turned off" in at.warning[0].value
+    assert {metric.label: metric.value for metric in at.metric}["Tokens"] == "2"
+
+
+# -- listing, searching, inspecting ----------------------------------------------------------
+
+
+def test_list_pages_on_the_server(store: MongoTokenStore) -> None:
+    tokens = seed(store)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="page_size").set_value(25).run()
+    assert len(at.dataframe[0].value) == 25 and "1–25 of **60** tokens" in rendered_text(at)
+    at.number_input(key="page_number").set_value(3).run()
+    assert len(at.dataframe[0].value) == 10 and "51–60 of **60** tokens" in rendered_text(at)
+    assert_no_secret(at, tokens)
+
+
+def test_search_and_filters(store: MongoTokenStore) -> None:
+    tokens = seed(store)
+    at = on_tokens_page(signed_in())
+    at.text_input(key="search").input("user1").run()
+    assert sorted(at.dataframe[0].value["user_name"]) == [f"user{n}@example.com:1" for n in range(10, 20)]
+    at.text_input(key="search").input(tokens[7].get_id()[:10])
+    at.selectbox(key="search_in").set_value("Token id").run()
+    assert list(at.dataframe[0].value["id"]) == [tokens[7].get_id()]
+    at.text_input(key="search").input("")
+    at.selectbox(key="search_in").set_value("User name")
+    at.selectbox(key="status").set_value("Expired").run()
+    assert len(at.dataframe[0].value) == 15
+    at.selectbox(key="domain").set_value(EU).run()
+    assert set(at.dataframe[0].value["user_name"]) == {f"user{n:02d}@example.com:1" for n in range(0, 60, 20)}
+    at.text_input(key="search").input(tokens[0].get_refresh_token()).run()  # a secret finds nothing
+    assert not at.dataframe or len(at.dataframe[0].value) == 0
+
+
+def test_inspect_shows_every_field_masked(store: MongoTokenStore) -> None:
+    tokens = seed(store, 3)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="inspect").set_value(tokens[1].get_id()).run()
+    fields = dict(zip(at.dataframe[1].value["field"], at.dataframe[1].value["value"]))
+    assert fields["id"] == tokens[1].get_id() and fields["user_name"] == "user01@example.com:1"
+    assert {fields[f] for f in SECRET_FIELDS} <= {f"••••{values(tokens[1])[f][-4:]}" for f in SECRET_FIELDS}
+    assert fields["status"] == "valid" and "created_at" in fields and "redirect_url" in fields
+    assert_no_secret(at, tokens)
+
+
+# -- deleting, each behind a confirmation, and the audit log -----------------------------------
+
+
+def test_delete_one_asks_first_and_is_audited(store: MongoTokenStore) -> None:
+    tokens = seed(store, 5)
+    at = on_tokens_page(signed_in())
+    victim = tokens[2].get_id()
+    at.selectbox(key="inspect").set_value(victim).run()
+    at.button(key="delete_one").click().run()
+    assert store.find_token_by_id(victim) is not None  # nothing yet: the dialog asks
+    at.button(key="cancel_delete").click().run()
+    assert store.find_token_by_id(victim) is not None
+    at.button(key="delete_one").click().run()
+    at.button(key="confirm_delete").click().run()
+    assert store.find_token_by_id(victim) is None and store.collection.count_documents({}) == 4
+    assert at.success[0].value == "Deleted 1 token(s)."
+    at.sidebar.radio(key="page").set_value("Audit").run()
+    audit = at.dataframe[0].value
+    assert list(audit["who"]) == ["Olga Operator"] and list(audit["ids"]) == [victim]
+    assert list(audit["user names"]) == ["user02@example.com:1"] and list(audit["deleted"]) == [1]
+    assert_no_secret(at, tokens)
+
+
+def test_delete_selected_rows(store: MongoTokenStore) -> None:
+    tokens = seed(store, 6)
+    at = on_tokens_page(signed_in())
+    chosen = [tokens[0].get_id(), tokens[4].get_id()]
+    at.multiselect(key="selected").set_value(chosen).run()
+    at.button(key="delete_selected").click().run()
+    at.button(key="confirm_delete").click().run()
+    assert store.collection.count_documents({"_id": {"$in": chosen}}) == 0
+    assert store.collection.count_documents({}) == 4
+    [entry] = store.collection.database["dashboard_audit"].find({})
+    assert sorted(entry["ids"]) == sorted(chosen) and entry["who"] == "Olga Operator"
+    assert sorted(entry["user_names"]) == ["user00@example.com:1", "user04@example.com:1"]
+    assert not any(secret in str(entry) for t in tokens for f in SECRET_FIELDS for secret in [values(t)[f]])
+
+
+def test_delete_all_needs_the_collection_name(store: MongoTokenStore) -> None:
+    seed(store, 4)
+    indexes = store.collection.index_information()
+    at = on_tokens_page(signed_in())
+    at.button(key="delete_all").click().run()
+    at.text_input(key="typed_name").input("yes please")
+    at.button(key="confirm_delete").click().run()
+    assert "does not match" in at.error[0].value and store.collection.count_documents({}) == 4
+    at.text_input(key="typed_name").input("oauth_tokens")
+    at.button(key="confirm_delete").click().run()
+    assert store.collection.count_documents({}) == 0
+    assert store.collection.index_information() == indexes
+    entry = store.collection.database["dashboard_audit"].find_one({"action": "delete-all"})
+    assert entry["deleted"] == 4 and entry["who"] == "Olga Operator"
+
+
+def test_read_only_mode_hides_every_destructive_control(store: MongoTokenStore,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(store, 3)
+    monkeypatch.setenv("DASHBOARD_READ_ONLY", "1")
+    at = on_tokens_page(signed_in())
+    assert len(at.dataframe[0].value) == 3
+    keys = {button.key for button in at.button}
+    assert not keys & {"delete_one", "delete_selected", "delete_all", "confirm_delete"}
+    assert not [m for m in at.multiselect if m.key == "selected"]
+    assert "Read-only mode" in rendered_text(at)
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_an_unreachable_server_is_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_URI", f"mongodb://127.0.0.1:{free_port()}/?directConnection=true")
+    monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
+    monkeypatch.delenv("ZOHO_DASHBOARD_DEMO", raising=False)
+    at = signed_in()
+    assert not at.exception
+    assert at.error[0].value.startswith("Cannot reach the token store: could not connect to MongoDB: "
+                                        "no MongoDB server reachable within 3 s")
+
+
+def test_a_wrong_uri_is_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_URI", "mongodb://admin:s3cr3tpw@localhost:notaport/")
+    monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
+    at = signed_in()
+    assert not at.exception and "invalid MongoDB URI" in at.error[0].value
+    assert "s3cr3tpw" not in rendered_text(at)
+
+
+def test_demo_mode_seeds_mongomock_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_URI", "mongomock://")
+    monkeypatch.setenv("ZOHO_DASHBOARD_DEMO", "1")
+    monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
+    at = signed_in()
+    metrics = {metric.label: int(metric.value) for metric in at.metric}
+    assert metrics["Tokens"] == 300 and metrics["Expired"] > 0 and metrics["Grant-only"] > 0
+    assert metrics["Refresh-only (no access token)"] > 0
+    assert "Backend: mongomock (in-memory, not MongoDB) · demo data" in rendered_text(at)
