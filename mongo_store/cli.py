@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from . import admin
+from .embedded import EmbeddedMongod, mongod_binary
 from .indexes import ensure_indexes, index_drift
 from .mapping import check_text
 from .masking import masked
@@ -155,6 +159,47 @@ def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the dashboard with the current settings (MONGODB_URI, DASHBOARD_PASSWORD, ...)."""
+    return run_streamlit(os.environ.copy(), args.port)
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """The dashboard on an embedded database seeded with fake tokens: nothing to set up."""
+    env = os.environ.copy()
+    env["ZOHO_DASHBOARD_DEMO"] = "1"
+    env.setdefault("DASHBOARD_PASSWORD", "demo")
+    env["ZOHO_MONGO_DATABASE"] = env.get("ZOHO_MONGO_DATABASE") or "zoho_demo"
+    server = None
+    if not args.mock and mongod_binary() is not None:
+        print(f"Starting the embedded mongod (data kept in {args.data_dir}) ...", file=out)
+        server = EmbeddedMongod(data_dir=args.data_dir).start()
+        env["MONGODB_URI"] = server.uri
+    else:
+        print("No embedded mongod on this platform: the demo runs on mongomock (in memory).", file=out)
+        env["MONGODB_URI"] = "mongomock://"
+    print(f"Dashboard: http://localhost:{args.port}  (password: {env['DASHBOARD_PASSWORD']})", file=out, flush=True)
+    try:
+        return run_streamlit(env, args.port)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def run_streamlit(env: dict[str, str], port: int) -> int:
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise Failure("the dashboard needs Streamlit: pip install 'zoho-mongo-store[dashboard]'") from None
+    script = Path(__file__).with_name("dashboard") / "streamlit_app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog=PROG, description="Operate the Zoho CRM SDK's MongoDB token store.")
     root.add_argument("--uri", help="MongoDB URI (default: $MONGODB_URI)")
@@ -206,6 +251,16 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--table", default="oauthtoken", help="SQLite table (default oauthtoken)")
     sub.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     sub.set_defaults(run=cmd_import)
+
+    sub = commands.add_parser("dashboard", help="run the Streamlit dashboard")
+    sub.add_argument("--port", type=int, default=8501)
+    sub.set_defaults(run=cmd_dashboard, needs_store=False)
+
+    sub = commands.add_parser("demo", help="the dashboard on an embedded database with fake tokens")
+    sub.add_argument("--port", type=int, default=8501)
+    sub.add_argument("--data-dir", default=".mongo-data", help="where the embedded mongod keeps its data")
+    sub.add_argument("--mock", action="store_true", help="use mongomock even where mongod is available")
+    sub.set_defaults(run=cmd_demo, needs_store=False)
     return root
 
 
@@ -213,6 +268,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser().parse_args(argv)
     out = out or sys.stdout
     try:
+        if not getattr(args, "needs_store", True):
+            return args.run(args, out)
         store = open_store(args)
         try:
             return args.run(store, args, out)

@@ -49,12 +49,15 @@ class EmbeddedMongod:
         self.binary = binary
         self._temporary = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="zoho-mongod-"))
-        self.port = port or free_port()
+        # A kept data folder remembers its port: the replica set's config names it.
+        remembered = self.data_dir / "port"
+        self.port = port or (int(remembered.read_text()) if remembered.is_file() else free_port())
         self.uri = f"mongodb://127.0.0.1:{self.port}/?replicaSet=rs0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> EmbeddedMongod:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "port").write_text(str(self.port))
         log = open(self.data_dir / "mongod.log", "ab")
         self.process = subprocess.Popen(
             [str(self.binary), "--dbpath", str(self.data_dir), "--port", str(self.port),

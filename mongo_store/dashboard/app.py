@@ -33,7 +33,7 @@ def connection(settings: Settings) -> data.Connection:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Zoho token store", page_icon="🔑", layout="wide")
+    st.set_page_config(page_title="Zoho token store", layout="wide")
     settings = Settings.load()
     operator = signed_in_operator(settings)
     if operator is None:
@@ -56,7 +56,7 @@ def main() -> None:
 
 def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> str:
     with st.sidebar:
-        st.header("🔑 Zoho token store")
+        st.header("Zoho token store")
         page = st.radio("Page", PAGES, key="page")
         st.caption(f"Signed in as **{operator.name}**")
         if operator.method != "none" and st.button("Sign out"):
@@ -86,15 +86,18 @@ def overview_page(conn: data.Connection, settings: Settings, operator: Operator)
     left, right = st.columns(2)
     with left:
         st.subheader("Per data center")
-        domains = pd.DataFrame({"api_domain": list(counts["per-api-domain"]),
+        domains = pd.DataFrame({"data center": [d.removeprefix("https://").removeprefix("www.")
+                                                for d in counts["per-api-domain"]],
                                 "tokens": list(counts["per-api-domain"].values())})
         if domains.empty:
             st.caption("No tokens yet.")
         else:
-            st.bar_chart(domains, x="api_domain", y="tokens", horizontal=True)
+            st.bar_chart(domains, x="data center", y="tokens", horizontal=True)
     with right:
         st.subheader("Expiry timeline (UTC, per 15 minutes)")
-        st.bar_chart(pd.DataFrame(counts["timeline"]), x="expires", y="tokens")
+        timeline = pd.DataFrame(counts["timeline"])
+        timeline["expires"] = timeline["expires"].dt.strftime("%m-%d %H:%M")  # 24-hour labels, in order
+        st.bar_chart(timeline, x="expires", y="tokens")
 
 
 def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:

@@ -69,7 +69,7 @@ def overview(connection: Connection, now: datetime | None = None) -> dict[str, A
 
 def timeline(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
     """Tokens expiring per 15 minutes, from 6 hours ago to 2 hours ahead (a range on the index)."""
-    start = now.replace(second=0, microsecond=0) + TIMELINE_SPAN[0]
+    start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0) + TIMELINE_SPAN[0]
     edges = [start + TIMELINE_BIN * n for n in range(int((TIMELINE_SPAN[1] - TIMELINE_SPAN[0]) / TIMELINE_BIN) + 1)]
     rows = tokens.aggregate([
         {"$match": {"expiry_time": {"$gte": edges[0], "$lt": edges[-1]}}},

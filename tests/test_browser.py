@@ -1,0 +1,129 @@
+"""A real browser: headless Chromium loads the running demo, signs in and shows the token table.
+
+The screenshots land in ``test-artifacts/``. Needs Debian's ``chromium`` and ``chromium-driver``
+(the CI script installs them) and selenium (the test extra).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mongo_store.embedded import free_port, mongod_binary
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def _missing() -> str | None:
+    if not (CHROMIUM and DRIVER):
+        return "no chromium/chromedriver: apt-get install chromium chromium-driver"
+    if mongod_binary() is None:
+        return "no embedded mongod for the demo"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "no selenium: pip install -e '.[test]'"
+    return None
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_URI", "DASHBOARD_", "ZOHO_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(port),
+         "--data-dir", str(tmp_path_factory.mktemp("demo-data"))],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = process.stdout.read().decode() if process.stdout else ""
+            process.kill()
+            pytest.fail(f"the demo did not start:\n{output[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    os.killpg(process.pid, 2)  # SIGINT: streamlit exits, then the demo stops its mongod
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="zoho-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1500,1100", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver: object, css: str, text: str | None = None, timeout: float = 60) -> object:
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for element in driver.find_elements(By.CSS_SELECTOR, css):
+            if text is None or text in element.text:
+                return element
+        if time.monotonic() > deadline:
+            ARTIFACTS.mkdir(exist_ok=True)
+            driver.save_screenshot(str(ARTIFACTS / "browser-failure.png"))
+            raise AssertionError(f"no {css!r} with {text!r} on the page; see test-artifacts/browser-failure.png")
+        time.sleep(0.3)
+
+
+def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(demo)
+    wait_for(browser, "input[type='password']")
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stDataFrame']")  # nothing before sign-in
+    browser.find_element(By.CSS_SELECTOR, "input[aria-label^='Your name']").send_keys("Browser Test")
+    browser.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys("demo")
+    wait_for(browser, "button", "Sign in").click()
+    wait_for(browser, "[data-testid='stMetric']", "Tokens")
+    assert "300" in wait_for(browser, "[data-testid='stMetric']", "Tokens").text
+    assert "MongoDB 6.0" in wait_for(browser, "[data-testid='stSidebar']", "Backend").text
+    time.sleep(2)  # let the charts draw
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-overview.png"))
+
+    wait_for(browser, "[data-testid='stSidebar'] label", "Tokens").click()
+    wait_for(browser, "[data-testid='stDataFrame']")
+    wait_for(browser, "[data-testid='stMarkdownContainer']", "of 300 tokens")
+    time.sleep(2)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-tokens.png"))
+    assert (ARTIFACTS / "dashboard-tokens.png").stat().st_size > 10_000
