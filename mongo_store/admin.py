@@ -8,26 +8,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 
+from .lease import REFRESH_WINDOW, utcnow
 from .mapping import check_text
 
-REFRESH_WINDOW = timedelta(milliseconds=5000)
-"""The SDK refreshes when ``expires_in - now < 5000`` ms."""
 
 STATUSES = ("valid", "refresh-window", "within-hour", "expired")
 LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": True, "expiry_time": True,
                "updated_at": True, "access_token": True, "refresh_token": True, "grant_token": True}
 SEARCH_FIELDS = ("user_name", "client_id", "_id")
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as pymongo returns stored dates."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def status_filter(status: str, now: datetime) -> dict[str, Any]:

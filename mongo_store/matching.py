@@ -27,3 +27,27 @@ def match_filter(fields: dict[str, Any]) -> dict[str, Any] | None:
         if either:
             return {"$or": either}
     return None
+
+
+UNIQUE_KEYS = {"_id", "user_name", "refresh_token"}
+
+
+def save_filter(match: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """``match`` plus the no-stale-overwrite guard, for the save's single atomic update.
+
+    A save that carries an access token and its expiry may only replace a stored token that
+    expires no later, so a slow worker finishing an old refresh cannot overwrite a newer access
+    token. The guard applies when the match is on a unique key: there, a stored newer token
+    makes the upsert's insert fail on that key, and nothing is written. (Saves matched by an
+    access or grant token alone come from tokens that cannot be refreshed, so they need none.)
+    """
+    expiry = fields.get("expiry_time")
+    if expiry is None or "access_token" not in fields or not set(match) <= UNIQUE_KEYS:
+        return match
+    return {**match, "$or": [{"expiry_time": {"$lte": expiry}}, {"expiry_time": {"$exists": False}}]}
+
+
+def is_newer(document: dict[str, Any], fields: dict[str, Any]) -> bool:
+    """Whether the stored token expires later than the one being saved."""
+    stored, saving = document.get("expiry_time"), fields.get("expiry_time")
+    return stored is not None and saving is not None and stored > saving

@@ -25,8 +25,9 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from .connection import open_client, resolve_uri
 from .errors import conflict_field, raise_store_error, redact, store_error
 from .indexes import ensure_indexes
-from .mapping import TOKEN_FIELDS, check_text, document_to_token, fill_token, token_fields
-from .matching import match_filter
+from .lease import LEASE_FIELD, coordinate, needs_refresh, utcnow
+from .mapping import TOKEN_FIELDS, check_text, date_to_expiry, document_to_token, fill_token, token_fields
+from .matching import is_newer, match_filter, save_filter
 
 log = logging.getLogger("mongo_store")
 
@@ -54,15 +55,23 @@ class MongoTokenStore(TokenStore):
         create_indexes: bool = True,
         server_selection_timeout: float = 5.0,
         socket_timeout: float = 10.0,
+        refresh_lease: float = 10.0,
+        refresh_wait: float = 12.0,
     ) -> None:
         """Connect by ``uri`` (else ``MONGODB_URI``) or use ``client``, which the store never closes.
 
         ``create_indexes=False`` is for users without the createIndex privilege. Timeouts are in
         seconds and apply to a client the store creates; a client you pass keeps its own.
+        ``refresh_lease`` (seconds; 0 turns coordination off) is how long one worker may take to
+        refresh a token the others wait for; ``refresh_wait`` bounds how long they wait.
         """
-        for name, value in (("server_selection_timeout", server_selection_timeout), ("socket_timeout", socket_timeout)):
+        for name, value in (("server_selection_timeout", server_selection_timeout), ("socket_timeout", socket_timeout),
+                            ("refresh_wait", refresh_wait)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise store_error(f"{name} must be a positive number of seconds")
+        if isinstance(refresh_lease, bool) or not isinstance(refresh_lease, (int, float)) or refresh_lease < 0:
+            raise store_error("refresh_lease must be 0 (off) or a positive number of seconds")
+        self.refresh_lease, self.refresh_wait = float(refresh_lease), float(refresh_wait)
         database = check_text("database", database or os.environ.get("ZOHO_MONGO_DATABASE") or DEFAULT_DATABASE)
         collection = check_text("collection", collection or os.environ.get("ZOHO_MONGO_COLLECTION") or DEFAULT_COLLECTION)
         if client is not None and uri is not None:
@@ -83,7 +92,7 @@ class MongoTokenStore(TokenStore):
 
     def find_token(self, token: OAuthToken) -> OAuthToken | None:
         """Fill ``token``'s missing values from the stored token it matches, and return it."""
-        document = self.find_document(token)
+        document = self._coordinated(self.find_document(token))
         return None if document is None else fill_token(token, document)
 
     def save_token(self, token: OAuthToken) -> None:
@@ -102,6 +111,9 @@ class MongoTokenStore(TokenStore):
             raise store_error(
                 "no stored token matches this one, and it has no access, refresh or grant token to store"
             )
+        if is_newer(document, fields):  # a newer access token was stored meanwhile: it stays, and wins
+            token.set_access_token(document.get("access_token"))
+            token.set_expires_in(date_to_expiry(document["expiry_time"]))
         fill_token(token, document)
         log.debug("saved token %s", document["_id"])
 
@@ -110,6 +122,7 @@ class MongoTokenStore(TokenStore):
         token_id = check_text("id", id, required=True)
         with self.guard("find the token by id"):
             document = self._tokens().find_one({"_id": token_id}, projection=_PROJECTION)
+        document = self._coordinated(document)
         return None if document is None else document_to_token(document)
 
     def get_tokens(self) -> list[OAuthToken]:
@@ -180,29 +193,41 @@ class MongoTokenStore(TokenStore):
         return self.collection
 
     def _upsert(self, fields: dict[str, Any], insertable: bool) -> dict[str, Any] | None:
-        """One find_one_and_update; a unique-key race the server did not retry is retried once."""
+        """One find_one_and_update. A duplicate-key error means either a newer token is stored (the
+        guard held: that document is returned) or a race the server did not retry (retried once)."""
+        tokens = self._tokens()
         for attempt in (1, 2):
             new_id = new_token_id()
-            query = match_filter(fields) or {"_id": new_id}
-            # The matched key is left out of $set: upserts copy it from the filter, and a filter
-            # that is equality on a unique key with that key untouched lets the server itself
-            # retry a racing duplicate-key insert.
-            values = {key: value for key, value in fields.items() if key not in query}
+            match = match_filter(fields) or {"_id": new_id}
+            # The matched key is left out of $set: an upsert copies it from the filter.
+            values = {key: value for key, value in fields.items() if key not in match}
             update: dict[str, Any] = {
                 "$currentDate": {"updated_at": True},
                 "$setOnInsert": {"created_at": datetime.now(timezone.utc)},
+                "$unset": {LEASE_FIELD: ""},  # a save ends any refresh lease on the token
             }
             if values:
                 update["$set"] = values
-            if "_id" not in query:
+            if "_id" not in match:
                 update["$setOnInsert"]["_id"] = new_id
             try:
-                return self._tokens().find_one_and_update(
-                    query, update, upsert=insertable, projection=_PROJECTION, return_document=ReturnDocument.AFTER
-                )
+                return tokens.find_one_and_update(save_filter(match, fields), update, upsert=insertable,
+                                                  projection=_PROJECTION, return_document=ReturnDocument.AFTER)
             except DuplicateKeyError as error:
+                stored = tokens.find_one(match, projection=_PROJECTION)
+                if stored is not None and is_newer(stored, fields):
+                    log.info("kept the newer access token stored for %s", stored["_id"])
+                    return stored
                 conflict = error
                 if attempt == 1:
                     log.warning("save hit a duplicate %s; retrying once", conflict_field(error))
         field = conflict_field(conflict)
         raise store_error(f"could not save the token: another stored token already has this {field}", redact(conflict))
+
+    def _coordinated(self, document: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The document to hand the SDK: only a token in its refresh window is coordinated, so the
+        common lookup stays one round trip."""
+        if document is None or not self.refresh_lease or not needs_refresh(document, utcnow()):
+            return document
+        with self.guard("coordinate the token refresh"):
+            return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait)

@@ -34,11 +34,11 @@ def test_save_assigns_an_id_and_find_by_user_fills_the_given_object(store: Mongo
 
 
 def test_document_layout(store: MongoTokenStore) -> None:
-    token = full(ALICE, expires_in="1767225600123")
+    token = full(ALICE, expires_in="4102444800123")
     store.save_token(token)
     document = store.collection.find_one({"_id": token.get_id()})
     assert document["user_name"] == ALICE
-    assert document["expiry_time"].year == 2026 and document["expiry_time"].microsecond == 123000
+    assert document["expiry_time"].year == 2100 and document["expiry_time"].microsecond == 123000
     assert document["created_at"] is not None and document["updated_at"] is not None
     assert set(document) == {
         "_id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
@@ -129,7 +129,7 @@ def test_second_save_updates_the_same_document(store: MongoTokenStore) -> None:
     first = full(ALICE)
     store.save_token(first)
     created = store.collection.find_one({})["created_at"]
-    again = oauth(ALICE, refresh_token=first.get_refresh_token(), access_token="new-access", expires_in="1767229200000")
+    again = oauth(ALICE, refresh_token=first.get_refresh_token(), access_token="new-access", expires_in="4102448400000")
     store.save_token(again)
     assert stored(store) == 1
     assert again.get_id() == first.get_id()

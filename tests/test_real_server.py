@@ -1,4 +1,6 @@
-"""What only a real MongoDB can show: query plans, and concurrency across threads and processes."""
+"""What only a real MongoDB can show: query plans, and concurrency across threads and processes.
+
+(mongomock is not thread-safe: concurrent calls fail inside it, so concurrency runs here only.)"""
 
 from __future__ import annotations
 
@@ -79,6 +81,11 @@ def test_every_query_shape_uses_an_index(mongo_uri: str, database_name: str) -> 
         store.find_token(oauth(None, grant_token=saved.get_grant_token(), refresh_token=saved.get_refresh_token()))
         store.find_token(OAuthToken(id=saved.get_id()))
         store.find_token_by_id(saved.get_id())
+        expiring = full("expiring@example.com:1", expires_in="1000")  # in the refresh window: a lease
+        store.save_token(expiring)
+        store.find_token(oauth("expiring@example.com:1", client=False))  # takes the lease
+        store.refresh_wait = 0.2
+        store.find_token_by_id(expiring.get_id())  # waits, polls, gives up: bounded
         store.get_tokens()
         store.delete_token(saved.get_id())
         store.delete_tokens()
@@ -133,13 +140,13 @@ def assert_one_document_each(store: MongoTokenStore) -> None:
         assert store.collection.count_documents({"refresh_token": refresh}) == 1
 
 
-def test_many_threads_saving_the_same_users_leave_one_document_each(store: MongoTokenStore) -> None:
+def test_many_threads_saving_the_same_users_leave_one_document_each(real_store: MongoTokenStore) -> None:
     failures: list[str] = []
     start = threading.Barrier(16)
 
     def worker(number: int) -> None:
         start.wait()
-        failures.extend(save_all(store, number, rounds=3))
+        failures.extend(save_all(real_store, number, rounds=3))
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
     for thread in threads:
@@ -147,7 +154,7 @@ def test_many_threads_saving_the_same_users_leave_one_document_each(store: Mongo
     for thread in threads:
         thread.join()
     assert failures == []
-    assert_one_document_each(store)
+    assert_one_document_each(real_store)
 
 
 def _process_worker(uri: str, database: str, number: int, start: Any, results: Any) -> None:
@@ -195,7 +202,7 @@ def race(threads: int, call: Any) -> list[Exception]:
 
 
 @pytest.mark.parametrize("key", ["user_name", "refresh_token", "refresh_or_grant"])
-def test_racing_first_saves_of_a_new_token_converge(store: MongoTokenStore, key: str) -> None:
+def test_racing_first_saves_of_a_new_token_converge(real_store: MongoTokenStore, key: str) -> None:
     """Twelve threads save one brand-new token at the same instant, twenty times over."""
     for round_ in range(20):
         value = secret(f"race{round_}")
@@ -207,7 +214,7 @@ def test_racing_first_saves_of_a_new_token_converge(store: MongoTokenStore, key:
                 token = oauth(None, refresh_token=value, access_token=f"access-{number}")
             else:
                 token = oauth(None, refresh_token=value, grant_token=f"grant-{round_}", access_token=f"a-{number}")
-            store.save_token(token)
+            real_store.save_token(token)
 
         assert race(12, save) == []
-    assert store.collection.count_documents({}) == 20
+    assert real_store.collection.count_documents({}) == 20

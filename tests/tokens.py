@@ -34,7 +34,7 @@ def full(user: str | None = "alice@example.com:700001", **kwargs: Any) -> OAuthT
     kwargs.setdefault("grant_token", secret("grant"))
     kwargs.setdefault("redirect_url", "https://app.example.com/oauth")
     kwargs.setdefault("api_domain", "https://www.zohoapis.com")
-    kwargs.setdefault("expires_in", "1767225600123")
+    kwargs.setdefault("expires_in", "4102444800123")  # 2100: far from the refresh window
     return oauth(user, **kwargs)
 
 
