@@ -31,9 +31,9 @@ class Failure(Exception):
 
 
 def open_store(args: argparse.Namespace) -> MongoTokenStore:
-    """Only import writes tokens and needs the indexes; the rest works for read-only users too."""
+    """Only import and rotate-key write tokens and need the indexes; the rest works read-only."""
     return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
-                           server_selection_timeout=args.timeout, create_indexes=args.command == "import")
+                           server_selection_timeout=args.timeout, create_indexes=args.command in ("import", "rotate-key"))
 
 
 def guarded(store: MongoTokenStore, action: str, call: Any) -> Any:
@@ -134,7 +134,7 @@ def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
     try:
         with store.guard("export the tokens"):
             for document in store.collection.find({}).sort("_id", 1):
-                record = document_to_record(document)
+                record = document_to_record(store.open_document(document))
                 print(json.dumps(record if args.include_secrets else masked(record)), file=target)
                 count += 1
     finally:
@@ -157,6 +157,21 @@ def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
         print(f"rejected line {line}: {reason}", file=out)
     print(report.summary(args.dry_run) + (" (dry run: nothing written)" if args.dry_run else ""), file=out)
     return 0
+
+
+def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from tqdm import tqdm
+
+    from .rotation import pending, rotate
+
+    total = guarded(store, "count the tokens to rotate", lambda: store.collection.count_documents(pending(store)))
+    with tqdm(total=total, unit=" tokens", disable=None, file=sys.stderr, leave=False) as bar:
+        report = rotate(store, progress=lambda: bar.update(1))
+    for reason in report.failed:
+        print(f"not rotated: {reason}", file=out)
+    print(f"rotated {report.rotated}, saved meanwhile {report.changed_meanwhile} (already on the new key), "
+          f"failed {len(report.failed)}", file=out)
+    return 1 if report.failed else 0
 
 
 def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
@@ -251,6 +266,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--table", default="oauthtoken", help="SQLite table (default oauthtoken)")
     sub.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     sub.set_defaults(run=cmd_import)
+
+    sub = commands.add_parser("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY")
+    sub.set_defaults(run=cmd_rotate_key)
 
     sub = commands.add_parser("dashboard", help="run the Streamlit dashboard")
     sub.add_argument("--port", type=int, default=8501)

@@ -7,6 +7,8 @@
 - ``refresh_token`` is unique: a refresh token belongs to exactly one grant, so two documents
   holding it are duplicates, and concurrent saves matched by it must converge on one document.
 - ``access_token`` and ``grant_token`` serve the SDK's lookups by those values.
+- ``*_hmac`` are the blind indexes of encrypted tokens: the refresh token's is unique for the
+  same reason as the plain one.
 - ``client_id``, ``api_domain`` and ``expiry_time`` serve the operators' searches, filters and
   counts (``mongo_store/admin.py``), so that none of them scans the collection.
 """
@@ -24,6 +26,10 @@ INDEXES = [
     IndexModel([("client_id", ASCENDING)], name="client_id", sparse=True),
     IndexModel([("api_domain", ASCENDING)], name="api_domain", sparse=True),
     IndexModel([("expiry_time", ASCENDING)], name="expiry_time", sparse=True),
+    # Blind indexes, used when encryption at rest is on (mongo_store/crypto.py).
+    IndexModel([("refresh_token_hmac", ASCENDING)], name="refresh_token_hmac_unique", unique=True, sparse=True),
+    IndexModel([("access_token_hmac", ASCENDING)], name="access_token_hmac", sparse=True),
+    IndexModel([("grant_token_hmac", ASCENDING)], name="grant_token_hmac", sparse=True),
 ]
 
 

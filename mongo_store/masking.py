@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .crypto import is_sealed
 from .mapping import SECRET_FIELDS
 
 MASK = "••••"
@@ -13,6 +14,8 @@ def mask(value: str | None) -> str | None:
     """``••••a1b2`` for a long secret, ``••••`` for a short one (too little left to hide)."""
     if value is None:
         return None
+    if is_sealed(value):
+        return MASK + " (encrypted)"
     return MASK + value[-4:] if len(value) >= 16 else MASK
 
 

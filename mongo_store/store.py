@@ -1,8 +1,9 @@
 """``MongoTokenStore``: the SDK's TokenStore on MongoDB, one document per token.
 
 Every save is a single ``find_one_and_update`` upsert, so concurrent processes never create
-duplicates or lose an update between a read and a write. Every failure is an ``SDKException``
-with code ``TOKEN_STORE``; a miss is ``None``.
+duplicates or lose an update between a read and a write. (With encryption on, a save first reads
+the matching document to learn the id its ciphertexts are bound to.) Every failure is an
+``SDKException`` with code ``TOKEN_STORE``; a miss is ``None``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -23,17 +24,18 @@ from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenSto
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .connection import open_client, resolve_uri
+from .crypto import KEY_ID_FIELD, Cipher, open_or_refuse
 from .errors import conflict_field, raise_store_error, redact, store_error
 from .indexes import ensure_indexes
 from .lease import LEASE_FIELD, coordinate, needs_refresh, utcnow
-from .mapping import TOKEN_FIELDS, check_text, date_to_expiry, document_to_token, fill_token, token_fields
+from .mapping import SECRET_FIELDS, TOKEN_FIELDS, check_text, date_to_expiry, document_to_token, fill_token, token_fields
 from .matching import is_newer, match_filter, save_filter
 
 log = logging.getLogger("mongo_store")
 
 DEFAULT_DATABASE = "zoho"
 DEFAULT_COLLECTION = "oauth_tokens"
-_PROJECTION = {field: True for field in TOKEN_FIELDS}
+_PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD)}
 _TOKEN_VALUES = ("access_token", "refresh_token", "grant_token")
 
 
@@ -57,6 +59,8 @@ class MongoTokenStore(TokenStore):
         socket_timeout: float = 10.0,
         refresh_lease: float = 10.0,
         refresh_wait: float = 12.0,
+        encryption_key: str | bytes | None = None,
+        old_encryption_keys: Sequence[str | bytes] | None = None,
     ) -> None:
         """Connect by ``uri`` (else ``MONGODB_URI``) or use ``client``, which the store never closes.
 
@@ -64,6 +68,8 @@ class MongoTokenStore(TokenStore):
         seconds and apply to a client the store creates; a client you pass keeps its own.
         ``refresh_lease`` (seconds; 0 turns coordination off) is how long one worker may take to
         refresh a token the others wait for; ``refresh_wait`` bounds how long they wait.
+        ``encryption_key`` (else ``ZOHO_MONGO_ENCRYPTION_KEY``) turns on encryption at rest;
+        ``old_encryption_keys`` (else ``ZOHO_MONGO_OLD_ENCRYPTION_KEYS``) still open during a rotation.
         """
         for name, value in (("server_selection_timeout", server_selection_timeout), ("socket_timeout", socket_timeout),
                             ("refresh_wait", refresh_wait)):
@@ -72,6 +78,7 @@ class MongoTokenStore(TokenStore):
         if isinstance(refresh_lease, bool) or not isinstance(refresh_lease, (int, float)) or refresh_lease < 0:
             raise store_error("refresh_lease must be 0 (off) or a positive number of seconds")
         self.refresh_lease, self.refresh_wait = float(refresh_lease), float(refresh_wait)
+        self.cipher = Cipher.configured(encryption_key, old_encryption_keys)
         database = check_text("database", database or os.environ.get("ZOHO_MONGO_DATABASE") or DEFAULT_DATABASE)
         collection = check_text("collection", collection or os.environ.get("ZOHO_MONGO_COLLECTION") or DEFAULT_COLLECTION)
         if client is not None and uri is not None:
@@ -92,8 +99,8 @@ class MongoTokenStore(TokenStore):
 
     def find_token(self, token: OAuthToken) -> OAuthToken | None:
         """Fill ``token``'s missing values from the stored token it matches, and return it."""
-        document = self._coordinated(self.find_document(token))
-        return None if document is None else fill_token(token, document)
+        document = self._coordinated(self._find_raw(token))
+        return None if document is None else fill_token(token, self.open_document(document))
 
     def save_token(self, token: OAuthToken) -> None:
         """Insert or update the matching document in one atomic upsert, then complete ``token``.
@@ -123,12 +130,13 @@ class MongoTokenStore(TokenStore):
         with self.guard("find the token by id"):
             document = self._tokens().find_one({"_id": token_id}, projection=_PROJECTION)
         document = self._coordinated(document)
-        return None if document is None else document_to_token(document)
+        return None if document is None else document_to_token(self.open_document(document))
 
     def get_tokens(self) -> list[OAuthToken]:
         """Every stored token. Reads the whole collection: for tools, not for request paths."""
         with self.guard("list the tokens"):
-            return [document_to_token(document) for document in self._tokens().find({}, projection=_PROJECTION)]
+            documents = list(self._tokens().find({}, projection=_PROJECTION))
+        return [document_to_token(self.open_document(document)) for document in documents]
 
     def delete_token(self, id: str) -> None:
         """Delete one token; an unknown id is an error, as in the SDK's FileStore."""
@@ -147,12 +155,13 @@ class MongoTokenStore(TokenStore):
     # -- for tools ---------------------------------------------------------------------------
 
     def find_document(self, token: OAuthToken) -> dict[str, Any] | None:
-        """The stored document ``token`` matches (same rules as find_token), or None."""
-        query = match_filter(token_fields(token))
-        if query is None:
-            return None
-        with self.guard("find the token"):
-            return self._tokens().find_one(query, projection=_PROJECTION)
+        """The stored document ``token`` matches (same rules as find_token), opened, or None."""
+        document = self._find_raw(token)
+        return None if document is None else self.open_document(document)
+
+    def open_document(self, document: dict[str, Any]) -> dict[str, Any]:
+        """A stored document with its secrets in the clear; refuses clearly what it cannot open."""
+        return open_or_refuse(self.cipher, document)
 
     @contextmanager
     def guard(self, action: str) -> Iterator[None]:
@@ -192,15 +201,32 @@ class MongoTokenStore(TokenStore):
                     self._indexes_ready = True
         return self.collection
 
+    def _find_raw(self, token: OAuthToken) -> dict[str, Any] | None:
+        query = match_filter(token_fields(token))
+        if query is None:
+            return None
+        with self.guard("find the token"):
+            return self._tokens().find_one(self._lookup(query), projection=_PROJECTION)
+
+    def _lookup(self, match: dict[str, Any]) -> dict[str, Any]:
+        """With encryption on, token values are found through their blind indexes."""
+        return match if self.cipher is None else self.cipher.lookup(match)
+
     def _upsert(self, fields: dict[str, Any], insertable: bool) -> dict[str, Any] | None:
-        """One find_one_and_update. A duplicate-key error means either a newer token is stored (the
-        guard held: that document is returned) or a race the server did not retry (retried once)."""
+        """One find_one_and_update (opened). A duplicate-key error means either a newer token is
+        stored (the guard held: that document is returned) or a race the server did not retry
+        (retried once)."""
         tokens = self._tokens()
         for attempt in (1, 2):
             new_id = new_token_id()
-            match = match_filter(fields) or {"_id": new_id}
-            # The matched key is left out of $set: an upsert copies it from the filter.
-            values = {key: value for key, value in fields.items() if key not in match}
+            if self.cipher is None:
+                match = match_filter(fields) or {"_id": new_id}
+                # The matched key is left out of $set: an upsert copies it from the filter.
+                values = {key: value for key, value in fields.items() if key not in match}
+                sealed_guard = {KEY_ID_FIELD: {"$exists": False}}  # never overwrite what we cannot open
+            else:
+                match, values = self._sealed(fields, new_id)
+                sealed_guard = {}
             update: dict[str, Any] = {
                 "$currentDate": {"updated_at": True},
                 "$setOnInsert": {"created_at": datetime.now(timezone.utc)},
@@ -211,18 +237,39 @@ class MongoTokenStore(TokenStore):
             if "_id" not in match:
                 update["$setOnInsert"]["_id"] = new_id
             try:
-                return tokens.find_one_and_update(save_filter(match, fields), update, upsert=insertable,
-                                                  projection=_PROJECTION, return_document=ReturnDocument.AFTER)
+                document = tokens.find_one_and_update(
+                    save_filter(match, fields) | sealed_guard, update, upsert=insertable,
+                    projection=_PROJECTION, return_document=ReturnDocument.AFTER,
+                )
+                return None if document is None else self.open_document(document)
             except DuplicateKeyError as error:
-                stored = tokens.find_one(match, projection=_PROJECTION)
-                if stored is not None and is_newer(stored, fields):
-                    log.info("kept the newer access token stored for %s", stored["_id"])
-                    return stored
+                stored = tokens.find_one(self._lookup(match), projection=_PROJECTION)
+                if stored is not None:
+                    opened = self.open_document(stored)  # a sealed token this store cannot open: refused
+                    if is_newer(stored, fields):
+                        log.info("kept the newer access token stored for %s", stored["_id"])
+                        return opened
                 conflict = error
                 if attempt == 1:
                     log.warning("save hit a duplicate %s; retrying once", conflict_field(error))
         field = conflict_field(conflict)
         raise store_error(f"could not save the token: another stored token already has this {field}", redact(conflict))
+
+    def _sealed(self, fields: dict[str, Any], new_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(match by id, sealed values). Ciphertexts are bound to the document id, so the matching
+        document is read first; its secrets the token lacks are resealed too, so a document stored
+        before encryption (or under an old key) comes out wholly sealed with the current key."""
+        assert self.cipher is not None
+        plain = match_filter(fields)
+        stored = self._tokens().find_one(self._lookup(plain), projection=_PROJECTION) if plain else None
+        kept: dict[str, Any] = {}
+        if stored is not None:
+            opened = self.open_document(stored)  # refuses before anything is written
+            kept = {key: opened[key] for key in SECRET_FIELDS if key not in fields and opened.get(key) is not None}
+        document_id = stored["_id"] if stored is not None else fields.get("_id", new_id)
+        sealed = self.cipher.seal(kept | fields, document_id)
+        sealed.pop("_id", None)
+        return {"_id": document_id}, sealed
 
     def _coordinated(self, document: dict[str, Any] | None) -> dict[str, Any] | None:
         """The document to hand the SDK: only a token in its refresh window is coordinated, so the

@@ -1,0 +1,167 @@
+"""Encryption at rest, opt-in: configure a key and the secrets are stored sealed.
+
+client_secret, refresh, access and grant tokens are sealed with AES-256-GCM (``cryptography``),
+each value with a fresh 96-bit nonce and bound to its document id and field name (the associated
+data), so a value copied to another document or field fails authentication. Lookups by access,
+refresh or grant token use a keyed HMAC of the value (a blind index, ``<field>_hmac``) whose key is
+derived separately from the encryption key. Documents carry the id of the key that sealed them,
+so a store without that key refuses them with a clear error instead of returning garbage.
+
+Keys: 32 random bytes, base64-encoded, in ``ZOHO_MONGO_ENCRYPTION_KEY`` (or ``encryption_key=``);
+during a rotation the previous ones go in ``ZOHO_MONGO_OLD_ENCRYPTION_KEYS`` (comma-separated).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .errors import store_error
+from .mapping import SECRET_FIELDS
+
+PREFIX = "zms1:"
+KEY_ENV, OLD_KEYS_ENV = "ZOHO_MONGO_ENCRYPTION_KEY", "ZOHO_MONGO_OLD_ENCRYPTION_KEYS"
+KEY_ID_FIELD = "enc_key_id"
+BLIND_FIELDS = {field: f"{field}_hmac" for field in ("access_token", "refresh_token", "grant_token")}
+GENERATE = "python -c \"import os, base64; print(base64.b64encode(os.urandom(32)).decode())\""
+
+
+class DecryptError(Exception):
+    """A stored value that cannot be opened: unknown key, wrong key, or tampered with."""
+
+
+@dataclass(frozen=True)
+class Key:
+    id: str
+    aead: AESGCM
+    mac: bytes
+
+
+def _derive(secret: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"zoho-mongo-store/" + purpose).derive(secret)
+
+
+def parse_key(text: str | bytes) -> Key:
+    """A key from its base64 text (or 32 raw bytes): encryption, blind-index and id keys derived apart."""
+    try:
+        secret = text if isinstance(text, bytes) and len(text) == 32 else base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        secret = b""
+    if len(secret) != 32:
+        raise store_error(f"an encryption key must be 32 random bytes, base64-encoded; generate one with: {GENERATE}")
+    return Key(id=_derive(secret, b"key-id")[:6].hex(), aead=AESGCM(_derive(secret, b"aes-256-gcm")),
+               mac=_derive(secret, b"blind-index"))
+
+
+def _associated(document_id: str, field: str) -> bytes:
+    return f"{document_id}\x00{field}".encode()
+
+
+class Cipher:
+    """Seals and opens token documents; ``current`` seals, every configured key opens."""
+
+    def __init__(self, key: str | bytes, old_keys: Sequence[str | bytes] = ()) -> None:
+        self.current = parse_key(key)
+        self.keys = {self.current.id: self.current} | {k.id: k for k in map(parse_key, old_keys)}
+
+    @classmethod
+    def configured(cls, key: str | bytes | None = None, old_keys: Sequence[str | bytes] | None = None) -> Cipher | None:
+        """From the arguments, else the environment; None when no key is configured."""
+        key = key or os.environ.get(KEY_ENV) or None
+        if old_keys is None:
+            old_keys = [part.strip() for part in os.environ.get(OLD_KEYS_ENV, "").split(",") if part.strip()]
+        if key is None:
+            if old_keys:
+                raise store_error(f"old encryption keys are set but no current key: set {KEY_ENV}")
+            return None
+        return cls(key, old_keys)
+
+    # -- values -------------------------------------------------------------------------------
+
+    def encrypt(self, value: str, document_id: str, field: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self.current.aead.encrypt(nonce, value.encode(), _associated(document_id, field))
+        return f"{PREFIX}{self.current.id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, text: str, document_id: str, field: str) -> str:
+        try:
+            key_id, payload = text[len(PREFIX):].split(":", 1)
+            raw = base64.b64decode(payload, validate=True)
+        except (ValueError, binascii.Error):
+            raise DecryptError(f"{field} of token {document_id} is not a valid sealed value") from None
+        key = self.keys.get(key_id)
+        if key is None:
+            raise DecryptError(f"{field} of token {document_id} was sealed with key {key_id}, which is not configured")
+        try:
+            return key.aead.decrypt(raw[:12], raw[12:], _associated(document_id, field)).decode()
+        except InvalidTag:
+            raise DecryptError(f"{field} of token {document_id} failed authentication: it was tampered with, "
+                               "moved from another token, or the key is wrong") from None
+
+    def blind(self, field: str, value: str, key: Key | None = None) -> str:
+        return hmac.new((key or self.current).mac, f"{field}\x00{value}".encode(), hashlib.sha256).hexdigest()
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def seal(self, fields: dict[str, Any], document_id: str) -> dict[str, Any]:
+        """Document fields with every secret sealed, its blind indexes, and the sealing key's id."""
+        sealed = dict(fields)
+        for field in SECRET_FIELDS:
+            if field in fields:
+                sealed[field] = self.encrypt(fields[field], document_id, field)
+                if field in BLIND_FIELDS:
+                    sealed[BLIND_FIELDS[field]] = self.blind(field, fields[field])
+        sealed[KEY_ID_FIELD] = self.current.id
+        return sealed
+
+    def open(self, document: dict[str, Any]) -> dict[str, Any]:
+        """A stored document with its secrets in the clear (plaintext documents pass unchanged)."""
+        opened = {key: value for key, value in document.items() if key not in BLIND_FIELDS.values()}
+        opened.pop(KEY_ID_FIELD, None)
+        for field in SECRET_FIELDS:
+            value = opened.get(field)
+            if isinstance(value, str) and value.startswith(PREFIX):
+                opened[field] = self.decrypt(value, document["_id"], field)
+        return opened
+
+    def lookup(self, match: dict[str, Any]) -> dict[str, Any]:
+        """A match filter on token values rewritten to their blind indexes, under every configured
+        key (so lookups work throughout a rotation), and to the plain value for documents stored
+        before encryption was turned on."""
+        clauses = match.get("$or", [match])
+        rewritten = []
+        for clause in clauses:
+            [(field, value)] = clause.items()
+            if field in BLIND_FIELDS:
+                hashes = [self.blind(field, value, key) for key in self.keys.values()]
+                rewritten += [{BLIND_FIELDS[field]: {"$in": hashes}}, {field: value}]
+            else:
+                rewritten.append(clause)
+        return rewritten[0] if len(rewritten) == 1 else {"$or": rewritten}
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def open_or_refuse(cipher: Cipher | None, document: dict[str, Any]) -> dict[str, Any]:
+    """Open a stored document, or refuse it clearly: never hand the SDK a sealed value."""
+    if cipher is None:
+        if document.get(KEY_ID_FIELD) or any(is_sealed(document.get(field)) for field in SECRET_FIELDS):
+            raise store_error(f"token {document['_id']} is encrypted: configure its key in {KEY_ENV}")
+        return document
+    try:
+        return cipher.open(document)
+    except DecryptError as error:
+        raise store_error(f"cannot decrypt: {error}") from None
