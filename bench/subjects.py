@@ -25,7 +25,7 @@ from mongo_store.mapping import TOKEN_FIELDS, token_fields
 
 OPS = ["find_by_user", "find_by_refresh", "find_by_access", "find_by_id", "save_update", "save_insert", "delete"]
 CLIENT_ID, CLIENT_SECRET = "1000.BENCHCLIENT", "bench-client-secret-0123456789abcdef"
-EXPIRES = "1767225600000"
+EXPIRES = "4102444800000"  # far from the SDK's refresh window, as most stored tokens are
 Ops = dict[str, Callable[[int], Any]]
 
 
@@ -68,7 +68,7 @@ def probes(k: int) -> dict[str, OAuthToken]:
 
 def updated(k: int) -> OAuthToken:
     """The k-th token after a refresh: the SDK saves it with its id set."""
-    values = row(k) | {"access_token": f"1000.{k:09d}.access.refreshed.c0ffee", "expiry_time": "1767229200000"}
+    values = row(k) | {"access_token": f"1000.{k:09d}.access.refreshed.c0ffee", "expiry_time": "4102448400000"}
     return to_token(values)
 
 
@@ -95,20 +95,27 @@ def seed_mongo(store: MongoTokenStore, size: int) -> None:
         store.collection.insert_many(batch, ordered=False)
 
 
-def mongo_store_ops(store: MongoTokenStore, sample: list[int]) -> Ops:
+def token_store_ops(store: Any, sample: list[int], stored_id: Callable[[int], str]) -> Ops:
+    """The same SDK calls on any TokenStore (ours, or the SDK's FileStore)."""
     lookups = {k: probes(k) for k in sample}
     updates = {k: updated(k) for k in sample}
+    for k in sample:
+        updates[k].set_id(stored_id(k))
     inserts = {k: to_token(row(k, "n") | {"id": None}) for k in sample}
-    store.find_token_by_id("warm-up")  # the store checks its indexes once, on first use
     return {
         "find_by_user": lambda k: store.find_token(lookups[k]["find_by_user"]),
         "find_by_refresh": lambda k: store.find_token(lookups[k]["find_by_refresh"]),
         "find_by_access": lambda k: store.find_token(lookups[k]["find_by_access"]),
-        "find_by_id": lambda k: store.find_token_by_id(row(k)["id"]),
+        "find_by_id": lambda k: store.find_token_by_id(stored_id(k)),
         "save_update": lambda k: store.save_token(updates[k]),
         "save_insert": lambda k: store.save_token(inserts[k]),
         "delete": lambda k: store.delete_token(inserts[k].get_id()),
     }
+
+
+def mongo_store_ops(store: MongoTokenStore, sample: list[int]) -> Ops:
+    store.find_token_by_id("warm-up")  # the store checks its indexes once, on first use
+    return token_store_ops(store, sample, lambda k: row(k)["id"])
 
 
 def mongo_floor_ops(collection: Any, sample: list[int]) -> Ops:
@@ -158,18 +165,7 @@ def file_store(size: int, folder: str) -> FileStore:
 
 
 def file_store_ops(store: FileStore, sample: list[int]) -> Ops:
-    lookups = {k: probes(k) for k in sample}
-    updates = {k: to_token(row(k) | {"id": str(k + 1), "access_token": "refreshed"}) for k in sample}
-    inserts = {k: to_token(row(k, "n") | {"id": None}) for k in sample}
-    return {
-        "find_by_user": lambda k: store.find_token(lookups[k]["find_by_user"]),
-        "find_by_refresh": lambda k: store.find_token(lookups[k]["find_by_refresh"]),
-        "find_by_access": lambda k: store.find_token(lookups[k]["find_by_access"]),
-        "find_by_id": lambda k: store.find_token_by_id(str(k + 1)),
-        "save_update": lambda k: store.save_token(updates[k]),
-        "save_insert": lambda k: store.save_token(inserts[k]),
-        "delete": lambda k: store.delete_token(inserts[k].get_id()),
-    }
+    return token_store_ops(store, sample, lambda k: str(k + 1))  # FileStore numbers its rows
 
 
 # -- a SQLite store built the way the SDK's Kaizen sample builds it ----------------------------

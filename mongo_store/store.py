@@ -109,11 +109,12 @@ class MongoTokenStore(TokenStore):
         access, refresh or grant token only updates a stored one; with none stored it is refused.
         """
         fields = token_fields(token)
+        match = match_filter(fields)
         insertable = any(key in fields for key in _TOKEN_VALUES)
-        if not insertable and match_filter(fields) is None:
+        if not insertable and match is None:
             raise store_error("cannot save a token that has no id, user name, access, refresh or grant token")
         with self.guard("save the token"):
-            document = self._upsert(fields, insertable)
+            document = self._upsert(fields, match, insertable)
         if document is None:
             raise store_error(
                 "no stored token matches this one, and it has no access, refresh or grant token to store"
@@ -212,20 +213,20 @@ class MongoTokenStore(TokenStore):
         """With encryption on, token values are found through their blind indexes."""
         return match if self.cipher is None else self.cipher.lookup(match)
 
-    def _upsert(self, fields: dict[str, Any], insertable: bool) -> dict[str, Any] | None:
+    def _upsert(self, fields: dict[str, Any], found_by: dict[str, Any] | None, insertable: bool) -> dict[str, Any] | None:
         """One find_one_and_update (opened). A duplicate-key error means either a newer token is
         stored (the guard held: that document is returned) or a race the server did not retry
         (retried once)."""
         tokens = self._tokens()
         for attempt in (1, 2):
-            new_id = new_token_id()
+            new_id = fields.get("_id") or new_token_id()
             if self.cipher is None:
-                match = match_filter(fields) or {"_id": new_id}
+                match = found_by or {"_id": new_id}
                 # The matched key is left out of $set: an upsert copies it from the filter.
                 values = {key: value for key, value in fields.items() if key not in match}
                 sealed_guard = {KEY_ID_FIELD: {"$exists": False}}  # never overwrite what we cannot open
             else:
-                match, values = self._sealed(fields, new_id)
+                match, values = self._sealed(fields, found_by, new_id)
                 sealed_guard = {}
             update: dict[str, Any] = {
                 "$currentDate": {"updated_at": True},
@@ -255,18 +256,18 @@ class MongoTokenStore(TokenStore):
         field = conflict_field(conflict)
         raise store_error(f"could not save the token: another stored token already has this {field}", redact(conflict))
 
-    def _sealed(self, fields: dict[str, Any], new_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _sealed(self, fields: dict[str, Any], plain: dict[str, Any] | None,
+                new_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(match by id, sealed values). Ciphertexts are bound to the document id, so the matching
         document is read first; its secrets the token lacks are resealed too, so a document stored
         before encryption (or under an old key) comes out wholly sealed with the current key."""
         assert self.cipher is not None
-        plain = match_filter(fields)
         stored = self._tokens().find_one(self._lookup(plain), projection=_PROJECTION) if plain else None
         kept: dict[str, Any] = {}
         if stored is not None:
             opened = self.open_document(stored)  # refuses before anything is written
             kept = {key: opened[key] for key in SECRET_FIELDS if key not in fields and opened.get(key) is not None}
-        document_id = stored["_id"] if stored is not None else fields.get("_id", new_id)
+        document_id = stored["_id"] if stored is not None else new_id
         sealed = self.cipher.seal(kept | fields, document_id)
         sealed.pop("_id", None)
         return {"_id": document_id}, sealed
