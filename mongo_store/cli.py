@@ -8,8 +8,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
@@ -183,7 +183,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """The dashboard on an embedded database seeded with fake tokens: nothing to set up."""
     env = os.environ.copy()
     env["ZOHO_DASHBOARD_DEMO"] = "1"
-    env.setdefault("DASHBOARD_PASSWORD", "demo")
+    own_password = bool(env.get("DASHBOARD_PASSWORD"))
+    env["DASHBOARD_PASSWORD"] = env.get("DASHBOARD_PASSWORD") or "demo"
     env["ZOHO_MONGO_DATABASE"] = env.get("ZOHO_MONGO_DATABASE") or "zoho_demo"
     server = None
     if not args.mock and mongod_binary() is not None:
@@ -191,9 +192,11 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         server = EmbeddedMongod(data_dir=args.data_dir).start()
         env["MONGODB_URI"] = server.uri
     else:
-        print("No embedded mongod on this platform: the demo runs on mongomock (in memory).", file=out)
+        why = "as asked" if args.mock else "no embedded mongod on this platform"
+        print(f"The demo runs on mongomock, in memory ({why}).", file=out)
         env["MONGODB_URI"] = "mongomock://"
-    print(f"Dashboard: http://localhost:{args.port}  (password: {env['DASHBOARD_PASSWORD']})", file=out, flush=True)
+    password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one
+    print(f"Dashboard: http://localhost:{args.port}  (password: {password})", file=out, flush=True)
     try:
         return run_streamlit(env, args.port)
     finally:

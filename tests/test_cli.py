@@ -169,7 +169,8 @@ def test_the_console_script_runs(env: MongoTokenStore) -> None:
 
 
 def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> None:
-    """Every query the CLI sends for stats and list, through explain: an index, never a scan."""
+    """Every query the CLI and the dashboard send for counts and lists, through explain: an index,
+    never a collection scan."""
     from test_real_server import Recorder, stages  # the same plan walker as the store's own check
 
     seeded(env)
@@ -180,6 +181,10 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
 
         collection = client[env.collection.database.name][env.collection.name]
         admin.stats(collection)
+        from mongo_store.dashboard import data  # the dashboard's own overview queries too
+
+        data.overview(data.Connection(MongoTokenStore(client=client, database=collection.database.name),
+                                      collection.database["dashboard_audit"], "test"))
         for query in (admin.Query(search="al"), admin.Query(search="1000.CL", search_in="client_id"),
                       admin.Query(search="ab", search_in="_id"), admin.Query(status="expired"),
                       admin.Query(api_domain=EU), admin.Query(search="al", status="valid", api_domain=EU)):

@@ -17,6 +17,7 @@ from pymongo.collection import Collection
 from .. import admin
 from ..errors import store_error
 from ..indexes import ensure_indexes
+from ..lease import REFRESH_WINDOW, utcnow
 from ..mapping import check_text
 from ..masking import masked
 from ..records import document_to_record
@@ -54,7 +55,7 @@ def connect(settings: Settings) -> Connection:
 
 def overview(connection: Connection, now: datetime | None = None) -> dict[str, Any]:
     """Counts by status and data center, and the expiry timeline: all counted on the server."""
-    now = now or admin.utcnow()
+    now = now or utcnow()
     tokens = connection.tokens
     with connection.store.guard("count the tokens"):
         counts = admin.stats(tokens, now)
@@ -102,7 +103,7 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
 
 
 def status_of(expiry: datetime | None, has_access: bool, now: datetime | None = None) -> str:
-    now = now or admin.utcnow()
+    now = now or utcnow()
     if not has_access:
         return "no access token"
     if expiry is None:
@@ -111,7 +112,7 @@ def status_of(expiry: datetime | None, has_access: bool, now: datetime | None = 
         expiry = expiry.replace(tzinfo=None) - (expiry.utcoffset() or timedelta(0))
     if expiry <= now:
         return "expired"
-    return "in refresh window" if expiry - now <= admin.REFRESH_WINDOW else "valid"
+    return "in refresh window" if expiry - now <= REFRESH_WINDOW else "valid"
 
 
 def delete(connection: Connection, ids: list[str], who: str) -> int:
@@ -121,7 +122,7 @@ def delete(connection: Connection, ids: list[str], who: str) -> int:
         raise store_error("no token selected")
     with connection.store.guard("delete the tokens"):
         names = [d.get("user_name") for d in connection.tokens.find({"_id": {"$in": ids}}, {"user_name": True})]
-        entry = connection.audit.insert_one({"at": admin.utcnow(), "who": who, "action": "delete", "ids": ids,
+        entry = connection.audit.insert_one({"at": utcnow(), "who": who, "action": "delete", "ids": ids,
                                              "user_names": [name for name in names if name], "deleted": None})
         deleted = connection.tokens.delete_many({"_id": {"$in": ids}}).deleted_count
         connection.audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
@@ -134,7 +135,7 @@ def delete_all(connection: Connection, who: str, typed_name: str) -> int:
         raise store_error("the typed name does not match the collection; nothing deleted")
     with connection.store.guard("delete all tokens"):
         count = connection.tokens.estimated_document_count()
-        entry = connection.audit.insert_one({"at": admin.utcnow(), "who": who, "action": "delete-all",
+        entry = connection.audit.insert_one({"at": utcnow(), "who": who, "action": "delete-all",
                                              "ids": [], "user_names": [], "expected": count, "deleted": None})
         deleted = connection.tokens.delete_many({}).deleted_count  # documents only: indexes stay
         connection.audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
