@@ -241,6 +241,9 @@ class MongoTokenStore(TokenStore):
                 document = tokens.find_one_and_update(
                     save_filter(match, fields) | sealed_guard, update, upsert=insertable,
                     projection=_PROJECTION, return_document=ReturnDocument.AFTER,
+                    # The guards make the filter more than an _id lookup: name the index, so the
+                    # server does not weigh other plans (the _id index always exists).
+                    hint=[("_id", 1)] if set(match) == {"_id"} else None,
                 )
                 return None if document is None else self.open_document(document)
             except DuplicateKeyError as error:
