@@ -23,7 +23,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import mongomock
 from pymongo import MongoClient, monitoring

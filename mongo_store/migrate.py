@@ -61,7 +61,7 @@ class Report:
 
 def _record(columns: list[str], values: Iterable[Any]) -> dict[str, Any]:
     record = {}
-    for column, value in zip(columns, values):
+    for column, value in zip(columns, values, strict=True):
         if isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{column} is binary data, not text")
         if isinstance(value, int) and not isinstance(value, bool):

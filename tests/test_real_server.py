@@ -13,7 +13,6 @@ import pytest
 from pymongo import MongoClient, monitoring
 from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
-from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore
 
