@@ -7,11 +7,12 @@ whole collection. Secrets are never searchable: a secret typed into a search box
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 
 from .lease import REFRESH_WINDOW, utcnow
@@ -22,6 +23,8 @@ STATUSES = ("valid", "refresh-window", "within-hour", "expired")
 LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": True, "expiry_time": True,
                "updated_at": True, "access_token": True, "refresh_token": True, "grant_token": True}
 SEARCH_FIELDS = ("user_name", "client_id", "_id")
+COUNT_CAP = 10_000
+"""A page's match count stops here ("10,000+"): counting a million matches takes seconds."""
 
 
 def status_filter(status: str, now: datetime) -> dict[str, Any]:
@@ -72,32 +75,52 @@ class Query:
 
 def page(collection: Collection, query: Query, number: int = 1, size: int = 50,
          now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
-    """One page of documents (no secrets beyond what ``LIST_FIELDS`` names) and the match count."""
+    """One page of documents (no secrets beyond what ``LIST_FIELDS`` names) and the match count
+    (a filtered count stops just past ``COUNT_CAP``)."""
     if number < 1 or not 1 <= size <= 1000:
         raise ValueError("page numbers start at 1 and a page holds 1 to 1000 tokens")
     where = query.to_filter(now or utcnow())
-    key, direction = query.sort_key(), DESCENDING if query.descending else ASCENDING
-    order = [(key, direction), ("_id", direction)] if key != "_id" else [("_id", direction)]
-    cursor = collection.find(where, LIST_FIELDS).sort(order)
+    # One key, so its single-field index serves the order (adding _id would sort in memory);
+    # equal keys come back in the index's stable order.
+    cursor = collection.find(where, LIST_FIELDS).sort(query.sort_key(), DESCENDING if query.descending else ASCENDING)
     documents = list(cursor.skip((number - 1) * size).limit(size))
-    total = collection.count_documents(where) if where else collection.estimated_document_count()
+    total = collection.count_documents(where, limit=COUNT_CAP + 1) if where else collection.estimated_document_count()
     return documents, total
 
 
-def stats(collection: Collection, now: datetime | None = None) -> dict[str, Any]:
-    """Counts for the overview: every one an index count, none a collection scan."""
+def shown_total(total: int) -> str:
+    """``10,000+`` when a filtered count stopped at the cap (exactly one past it)."""
+    return f"{COUNT_CAP:,}+" if total == COUNT_CAP + 1 else f"{total:,}"
+
+
+def stats(collection: Collection, now: datetime | None = None,
+          extra: dict[str, tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
+    """Counts for the overview, every one an index count (none a collection scan), run side by
+    side: at a million tokens each takes a fraction of a second. ``extra``: more named counts."""
     now = now or utcnow()
-    counts: dict[str, Any] = {"total": collection.estimated_document_count()}
-    for status in STATUSES:
-        counts[status] = collection.count_documents(status_filter(status, now))
-    counts["with-user-name"] = collection.count_documents({"user_name": {"$exists": True}}, hint="user_name_unique")
-    counts["with-access-token"] = collection.count_documents({"access_token": {"$exists": True}}, hint="access_token")
-    counts["with-refresh-token"] = collection.count_documents(
-        {"refresh_token": {"$exists": True}}, hint="refresh_token_unique"
-    )
-    counts["per-api-domain"] = {
-        domain: collection.count_documents({"api_domain": domain}) for domain in stats_domains(collection)
+    domains = stats_domains(collection)
+    queries: dict[str, tuple[dict[str, Any], str | None]] = {status: (status_filter(status, now), None)
+                                                             for status in STATUSES}
+    queries |= {
+        "with-user-name": ({"user_name": {"$exists": True}}, "user_name_unique"),
+        "with-access-token": ({"access_token": {"$exists": True}}, "access_token"),
+        "with-refresh-token": ({"refresh_token": {"$exists": True}}, "refresh_token_unique"),
     }
+    queries |= {f"domain:{domain}": ({"api_domain": domain}, None) for domain in domains}
+    queries |= extra or {}
+
+    def count(name: str) -> int:
+        where, hint = queries[name]
+        return collection.count_documents(where, hint=hint) if hint else collection.count_documents(where)
+
+    if isinstance(collection.database.client, MongoClient):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            found = dict(zip(queries, pool.map(count, queries), strict=True))
+    else:  # mongomock is not thread-safe
+        found = {name: count(name) for name in queries}
+    counts: dict[str, Any] = {"total": collection.estimated_document_count()}
+    counts |= {name: value for name, value in found.items() if not name.startswith("domain:")}
+    counts["per-api-domain"] = {domain: found[f"domain:{domain}"] for domain in domains}
     return counts
 
 

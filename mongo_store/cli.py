@@ -89,7 +89,7 @@ def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
     for record in records:
         print("\t".join(str(record.get(column, "")) for column in columns), file=out)
     first = (args.page - 1) * args.page_size
-    print(f"# {first + 1 if records else 0}-{first + len(records)} of {total}", file=out)
+    print(f"# {first + 1 if records else 0}-{first + len(records)} of {admin.shown_total(total)}", file=out)
     return 0
 
 

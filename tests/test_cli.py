@@ -203,3 +203,16 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
             assert "COLLSCAN" not in used, (command, used)
     finally:
         client.close()
+
+
+def test_a_large_filtered_count_stops_at_the_cap(env: MongoTokenStore) -> None:
+    from datetime import timedelta
+
+    from mongo_store.admin import COUNT_CAP
+
+    past = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=1)
+    env.collection.insert_many([{"_id": f"t{n:06d}", "refresh_token": f"1000.r.{n}", "expiry_time": past}
+                                for n in range(COUNT_CAP + 50)])
+    code, out, _ = run("list", "--status", "expired")
+    assert code == 0 and out.splitlines()[-1] == "# 1-50 of 10,000+"
+    assert run("list")[1].splitlines()[-1] == "# 1-50 of 10,050"  # unfiltered: the exact total

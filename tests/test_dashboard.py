@@ -24,9 +24,11 @@ EU = "https://www.zohoapis.eu"
 
 @pytest.fixture(autouse=True)
 def fresh_cache() -> Iterator[None]:
-    st.cache_resource.clear()  # the connection is cached per process: never across tests
+    st.cache_resource.clear()  # the connection and the counts are cached per process: never across tests
+    st.cache_data.clear()
     yield
     st.cache_resource.clear()
+    st.cache_data.clear()
 
 
 @pytest.fixture

@@ -70,9 +70,18 @@ def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> st
     return page
 
 
+@st.cache_data(ttl=60, show_spinner="Counting tokens…")
+def cached_overview(settings: Settings) -> dict[str, Any]:
+    """At a million tokens the counts take seconds: computed at most once a minute (and after a
+    deletion), not on every click."""
+    return data.overview(connection(settings))
+
+
 def overview_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
     st.title("Overview")
-    counts = data.overview(conn)
+    if st.button("Refresh counts", key="refresh_counts"):
+        cached_overview.clear()
+    counts = cached_overview(settings)
     top = st.columns(4)
     top[0].metric("Tokens", counts["total"])
     top[1].metric("Valid", counts["valid"])
@@ -120,8 +129,8 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
         st.error(str(error))
         return
     first = (number - 1) * size
-    paging[3].markdown(f"<br>{first + 1 if records else 0}–{first + len(records)} of **{total}** tokens",
-                       unsafe_allow_html=True)
+    paging[3].markdown(f"<br>{first + 1 if records else 0}–{first + len(records)} of **{admin.shown_total(total)}** "
+                       "tokens", unsafe_allow_html=True)
     table = pd.DataFrame(records, columns=["id", "user_name", "client_id", "api_domain", "expires_in",
                                            "access_token", "refresh_token", "grant_token"])
     table.insert(4, "expires (UTC)", pd.to_datetime(pd.to_numeric(table.pop("expires_in")), unit="ms"))
@@ -175,6 +184,7 @@ def confirm_dialog(conn: data.Connection, operator: Operator) -> None:
         except SDKException as error:
             st.error(problem(error))
             return
+        cached_overview.clear()
         st.session_state["confirm"] = None
         st.session_state["flash"] = f"Deleted {deleted} token(s)."
         st.rerun()

@@ -58,12 +58,12 @@ def overview(connection: Connection, now: datetime | None = None) -> dict[str, A
     now = now or utcnow()
     tokens = connection.tokens
     with connection.store.guard("count the tokens"):
-        counts = admin.stats(tokens, now)
-        counts["refresh-only"] = tokens.count_documents(
-            {"refresh_token": {"$exists": True}, "access_token": {"$exists": False}}, hint="refresh_token_unique")
-        counts["grant-only"] = tokens.count_documents(
-            {"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},
-             "access_token": {"$exists": False}}, hint="grant_token")
+        counts = admin.stats(tokens, now, extra={
+            "refresh-only": ({"refresh_token": {"$exists": True}, "access_token": {"$exists": False}},
+                             "refresh_token_unique"),
+            "grant-only": ({"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},
+                            "access_token": {"$exists": False}}, "grant_token"),
+        })
         counts["timeline"] = timeline(tokens, now)
     return counts
 
