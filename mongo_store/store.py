@@ -245,19 +245,22 @@ class MongoTokenStore(TokenStore):
                     # server does not weigh other plans (the _id index always exists).
                     hint=[("_id", 1)] if set(match) == {"_id"} else None,
                 )
-                return None if document is None else self.open_document(document)
             except DuplicateKeyError as error:
-                stored = tokens.find_one(self._lookup(match), projection=_PROJECTION)
-                if stored is not None:
-                    opened = self.open_document(stored)  # a sealed token this store cannot open: refused
-                    if is_newer(stored, fields):
-                        log.info("kept the newer access token stored for %s", stored["_id"])
-                        return opened
-                conflict = error
-                if attempt == 1:
-                    log.warning("save hit a duplicate %s; retrying once", conflict_field(error))
+                # Handled below, outside this block: an error raised in here would carry the
+                # server's message, which quotes the duplicate value, as its context.
+                conflict = redact(error)
+            else:
+                return None if document is None else self.open_document(document)
+            stored = tokens.find_one(self._lookup(match), projection=_PROJECTION)
+            if stored is not None:
+                opened = self.open_document(stored)  # a sealed token this store cannot open: refused
+                if is_newer(stored, fields):
+                    log.info("kept the newer access token stored for %s", stored["_id"])
+                    return opened
+            if attempt == 1:
+                log.warning("save hit a duplicate %s; retrying once", conflict_field(conflict))
         field = conflict_field(conflict)
-        raise store_error(f"could not save the token: another stored token already has this {field}", redact(conflict))
+        raise store_error(f"could not save the token: another stored token already has this {field}", conflict)
 
     def _sealed(self, fields: dict[str, Any], plain: dict[str, Any] | None,
                 new_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

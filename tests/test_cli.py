@@ -160,6 +160,14 @@ def test_a_dead_server_is_one_line_and_exit_1() -> None:
     assert err == "zoho-mongo-store: error: could not count the tokens: no MongoDB server reachable within 0.2 s\n"
 
 
+def test_bad_credentials_are_one_line_and_exit_1(secured_mongod: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_URI", secured_mongod.uri("root", "wr0ng-Pa55word"))
+    code, out, err = run("stats")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "MongoDB rejected the credentials (AuthenticationFailed)" in err
+    assert "wr0ng-Pa55word" not in err
+
+
 def test_the_console_script_runs(env: MongoTokenStore) -> None:
     seeded(env)
     result = subprocess.run([sys.executable, "-m", "mongo_store.cli", "stats"], capture_output=True, text=True, check=False)

@@ -261,6 +261,16 @@ def test_a_wrong_uri_is_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "s3cr3tpw" not in rendered_text(at)
 
 
+def test_bad_credentials_are_a_message(secured_mongod: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_URI", secured_mongod.uri("root", "wr0ng-Pa55word"))
+    monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
+    monkeypatch.delenv("ZOHO_DASHBOARD_DEMO", raising=False)
+    at = signed_in()
+    assert not at.exception
+    assert "MongoDB rejected the credentials (AuthenticationFailed)" in at.error[0].value
+    assert "wr0ng-Pa55word" not in rendered_text(at)
+
+
 def test_demo_mode_seeds_mongomock_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONGODB_URI", "mongomock://")
     monkeypatch.setenv("ZOHO_DASHBOARD_DEMO", "1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import traceback
 from typing import Any
 
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
@@ -58,3 +59,20 @@ def values(token: OAuthToken) -> dict[str, Any]:
 def snapshot(store: Any) -> list[dict[str, Any]]:
     """The raw collection, for asserting that a refused call changed nothing."""
     return sorted(store.collection.find({}), key=lambda document: document["_id"])
+
+
+def exception_texts(error: BaseException) -> list[str]:
+    """Everything a logger or error tracker could print of an exception: its printed traceback and
+    the text, repr and details of every exception chained to it, suppressed context included."""
+    texts = ["".join(traceback.format_exception(error))]
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts += [str(current), repr(current), str(getattr(current, "details", "")),
+                  str(getattr(current, "cause", ""))]
+        pending += [current.__cause__, current.__context__, getattr(current, "cause", None)]
+    return texts
