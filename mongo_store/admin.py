@@ -18,7 +18,6 @@ from pymongo.collection import Collection
 from .lease import REFRESH_WINDOW, utcnow
 from .mapping import check_text
 
-
 STATUSES = ("valid", "refresh-window", "within-hour", "expired")
 LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": True, "expiry_time": True,
                "updated_at": True, "access_token": True, "refresh_token": True, "grant_token": True}
@@ -39,6 +38,20 @@ def status_filter(status: str, now: datetime) -> dict[str, Any]:
     if status not in filters:
         raise ValueError(f"unknown status {status!r}; choose from {', '.join(STATUSES)}")
     return filters[status]
+
+
+def status_of(expiry: datetime | None, has_access: bool, now: datetime | None = None) -> str:
+    """One token's status, for a person reading it: the same boundaries as ``status_filter``."""
+    now = now or utcnow()
+    if not has_access:
+        return "no access token"
+    if expiry is None:
+        return "no expiry"
+    if expiry.tzinfo is not None:
+        expiry = expiry.replace(tzinfo=None) - (expiry.utcoffset() or timedelta(0))
+    if expiry <= now:
+        return "expired"
+    return "in refresh window" if expiry - now <= REFRESH_WINDOW else "valid"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pymongo.collection import Collection
 from .. import admin
 from ..errors import store_error
 from ..indexes import ensure_indexes
-from ..lease import REFRESH_WINDOW, utcnow
+from ..lease import utcnow
 from ..mapping import check_text
 from ..masking import masked
 from ..records import document_to_record
@@ -98,21 +98,8 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
     for key in ("created_at", "updated_at"):
         if document.get(key) is not None:
             record[key] = document[key]
-    record["status"] = status_of(document.get("expiry_time"), document.get("access_token") is not None)
+    record["status"] = admin.status_of(document.get("expiry_time"), document.get("access_token") is not None)
     return record
-
-
-def status_of(expiry: datetime | None, has_access: bool, now: datetime | None = None) -> str:
-    now = now or utcnow()
-    if not has_access:
-        return "no access token"
-    if expiry is None:
-        return "no expiry"
-    if expiry.tzinfo is not None:
-        expiry = expiry.replace(tzinfo=None) - (expiry.utcoffset() or timedelta(0))
-    if expiry <= now:
-        return "expired"
-    return "in refresh window" if expiry - now <= REFRESH_WINDOW else "valid"
 
 
 def delete(connection: Connection, ids: list[str], who: str) -> int:
