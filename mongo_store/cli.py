@@ -16,6 +16,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from . import admin
 from .embedded import EmbeddedMongod, mongod_binary
+from .errors import sentence
 from .indexes import ensure_indexes, index_drift
 from .mapping import check_text
 from .masking import masked
@@ -297,9 +298,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         finally:
             store.close()
     except (SDKException, Failure) as error:
-        message = error.error_message if isinstance(error, SDKException) else str(error)
-        message = message.split(". Cause:")[0]  # the sentence; the driver's detail is for debugging
-        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"{PROG}: error: {' '.join(sentence(error).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -28,11 +28,20 @@ _SAFE_DETAILS = ("code", "codeName", "keyPattern")  # never keyValue or errmsg: 
 _SAFE_TEXT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: they quote index specs only
 
 
+_CAUSE = ". Cause: "
+
+
 def store_error(message: str, cause: BaseException | None = None) -> SDKException:
     """An ``SDKException`` with the SDK's store code; the message must never hold a secret."""
     if cause is not None:
-        message = message.rstrip(".") + ". Cause: "
+        message = message.rstrip(".") + _CAUSE
     return SDKException(code=CODE, message=message, cause=cause)
+
+
+def sentence(error: BaseException) -> str:
+    """The error's own sentence without the driver's detail, for a one-line display."""
+    message = (error.error_message if isinstance(error, SDKException) else None) or str(error)
+    return message.split(_CAUSE.rstrip())[0]
 
 
 def redact(error: BaseException) -> BaseException:

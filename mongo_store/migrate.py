@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pymongo.errors import OperationFailure, PyMongoError
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from .errors import sentence
 from .mapping import token_fields
 from .masking import is_masked
 from .records import RECORD_FIELDS, record_to_token
@@ -191,8 +192,7 @@ def import_rows(store: MongoTokenStore, rows: Iterable[Row], dry_run: bool = Fal
             cause = getattr(error, "cause", None)
             if isinstance(cause, PyMongoError) and not isinstance(cause, OperationFailure):
                 raise  # the server is gone: stop, rather than reject every remaining row
-            reason = getattr(error, "error_message", None) or str(error)
-            report.rejected.append((row.line, reason.split(". Cause:")[0]))
+            report.rejected.append((row.line, sentence(error)))
             continue
         if stored is None:
             report.inserted += 1

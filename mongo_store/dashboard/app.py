@@ -9,6 +9,7 @@ import streamlit as st
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .. import admin
+from ..errors import sentence
 from . import data, demo
 from .auth import Operator, sign_out, signed_in_operator
 from .settings import Settings
@@ -17,11 +18,6 @@ PAGES = ("Overview", "Tokens", "Audit")
 SEARCH_IN = {"User name": "user_name", "Client id": "client_id", "Token id": "_id"}
 STATUS_LABELS = {"Any": None, "Valid": "valid", "In the SDK's refresh window (5 s)": "refresh-window",
                  "Expiring within an hour": "within-hour", "Expired": "expired"}
-
-
-def problem(error: SDKException) -> str:
-    """The store's sentence, without the driver's detail."""
-    return error.error_message.split(". Cause:")[0]
 
 
 @st.cache_resource(show_spinner="Connecting to MongoDB…")
@@ -41,7 +37,7 @@ def main() -> None:
     try:
         conn = connection(settings)
     except SDKException as error:
-        st.error(f"Cannot reach the token store: {problem(error)}. Check MONGODB_URI, the credentials and "
+        st.error(f"Cannot reach the token store: {sentence(error)}. Check MONGODB_URI, the credentials and "
                  "that the server is running.")
         return
     page = sidebar(conn, settings, operator)
@@ -51,7 +47,7 @@ def main() -> None:
     try:
         {"Overview": overview_page, "Tokens": tokens_page, "Audit": audit_page}[page](conn, settings, operator)
     except SDKException as error:
-        st.error(problem(error))
+        st.error(sentence(error))
 
 
 def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> str:
@@ -182,7 +178,7 @@ def confirm_dialog(conn: data.Connection, operator: Operator) -> None:
             else:
                 deleted = data.delete_all(conn, operator.name, typed or "")
         except SDKException as error:
-            st.error(problem(error))
+            st.error(sentence(error))
             return
         cached_overview.clear()
         st.session_state["confirm"] = None
