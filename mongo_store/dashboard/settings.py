@@ -43,7 +43,6 @@ class Settings:
     password: str | None
     auth_disabled: bool
     read_only: bool
-    page_size: int
     demo: bool
 
     @classmethod
@@ -56,6 +55,5 @@ class Settings:
             password=setting("DASHBOARD_PASSWORD", "password"),
             auth_disabled=str(setting("DASHBOARD_AUTH_DISABLED", "auth_disabled", "")).lower() in TRUE,
             read_only=str(setting("DASHBOARD_READ_ONLY", "read_only", "")).lower() in TRUE,
-            page_size=int(setting("DASHBOARD_PAGE_SIZE", "page_size", 50)),
             demo=str(setting("ZOHO_DASHBOARD_DEMO", "demo", "")).lower() in TRUE,
         )
