@@ -34,13 +34,14 @@ class Failure(Exception):
 def open_store(args: argparse.Namespace) -> MongoTokenStore:
     """Only import and rotate-key write tokens and need the indexes; the rest works read-only."""
     return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
-                           server_selection_timeout=args.timeout, create_indexes=args.command in ("import", "rotate-key"))
+                           server_selection_timeout=args.timeout, failover_wait=args.timeout,
+                           create_indexes=args.command in ("import", "rotate-key"))
 
 
 def guarded(store: MongoTokenStore, action: str, call: Any) -> Any:
-    """Run a direct collection call with the store's error handling (one clear line on failure)."""
-    with store.guard(action):
-        return call()
+    """Run a direct collection call with the store's failover and error handling (one clear line
+    on failure)."""
+    return store.call(action, call)
 
 
 def cmd_indexes(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
@@ -224,7 +225,8 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--uri", help="MongoDB URI (default: $MONGODB_URI)")
     root.add_argument("--database", help="database (default: $ZOHO_MONGO_DATABASE or zoho)")
     root.add_argument("--collection", help="collection (default: $ZOHO_MONGO_COLLECTION or oauth_tokens)")
-    root.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the server (default 5)")
+    root.add_argument("--timeout", type=float, default=15.0,
+                      help="seconds to wait for the server, also through a replica-set election (default 15)")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub = commands.add_parser("indexes", help="create the store's indexes; report any that drifted")

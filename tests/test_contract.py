@@ -1,18 +1,26 @@
-"""The TokenStore contract, run on every backend (mongomock and a real MongoDB)."""
+"""The TokenStore contract, run on every backend (mongomock, a real MongoDB, a real 3-member replica set)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 from tokens import CLIENT_ID, full, oauth, secret, snapshot, values
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
-
+from conftest import BACKENDS, REPLICA_SET, open_backend
 from mongo_store import MongoTokenStore
 from mongo_store.mapping import SECRET_FIELDS
 
 ALICE = "alice@example.com:700001"
 BOB = "bob@example.com:700001"
+
+
+@pytest.fixture(params=[*BACKENDS, REPLICA_SET])
+def client(request: pytest.FixtureRequest, database_name: str) -> Iterator[object]:
+    """The contract runs once more on a real 3-member replica set."""
+    yield from open_backend(request, database_name)
 
 
 def stored(store: MongoTokenStore) -> int:

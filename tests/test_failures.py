@@ -63,7 +63,8 @@ def test_the_store_closes_only_a_client_it_created(real_client: MongoClient, mon
 
 
 def test_a_dead_server_fails_every_call_quickly_and_clearly() -> None:
-    dead = MongoTokenStore(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", server_selection_timeout=0.3)
+    dead = MongoTokenStore(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", server_selection_timeout=0.3,
+                           failover_wait=0.3)
     token = full(ALICE)
     calls = {
         "find_token": lambda: dead.find_token(oauth(ALICE, client=False)),

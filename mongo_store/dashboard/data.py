@@ -24,6 +24,8 @@ from ..records import document_to_record
 from ..store import MongoTokenStore
 from .settings import Settings
 
+FAILOVER_WAIT = 15.0
+"""Seconds a page waits through a replica-set election before it shows an error."""
 TIMELINE_BIN = timedelta(minutes=15)
 TIMELINE_SPAN = (timedelta(hours=-6), timedelta(hours=2))
 
@@ -42,13 +44,13 @@ class Connection:
 def connect(settings: Settings) -> Connection:
     """Open the store and check the server answers; fails with a clear SDKException, fast."""
     store = MongoTokenStore(settings.uri, database=settings.database, collection=settings.collection,
-                            server_selection_timeout=3.0, create_indexes=False)
+                            server_selection_timeout=3.0, failover_wait=FAILOVER_WAIT, create_indexes=False)
     audit = store.collection.database[settings.audit_collection]
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()
-        if not settings.read_only:
-            ensure_indexes(store.collection)
-            audit.create_index([("at", DESCENDING)], name="at")
+    if not settings.read_only:
+        store.call("create the indexes", lambda: (ensure_indexes(store.collection),
+                                                  audit.create_index([("at", DESCENDING)], name="at")))
     backend = "mongomock (in-memory, not MongoDB)" if info.get("sysInfo") == "Mock" else f"MongoDB {info['version']}"
     return Connection(store, audit, backend)
 
@@ -57,14 +59,13 @@ def overview(connection: Connection, now: datetime | None = None) -> dict[str, A
     """Counts by status and data center, and the expiry timeline: all counted on the server."""
     now = now or utcnow()
     tokens = connection.tokens
-    with connection.store.guard("count the tokens"):
-        counts = admin.stats(tokens, now, extra={
-            "refresh-only": ({"refresh_token": {"$exists": True}, "access_token": {"$exists": False}},
-                             "refresh_token_unique"),
-            "grant-only": ({"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},
-                            "access_token": {"$exists": False}}, "grant_token"),
-        })
-        counts["timeline"] = timeline(tokens, now)
+    counts = connection.store.call("count the tokens", lambda: admin.stats(tokens, now, extra={
+        "refresh-only": ({"refresh_token": {"$exists": True}, "access_token": {"$exists": False}},
+                         "refresh_token_unique"),
+        "grant-only": ({"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},
+                        "access_token": {"$exists": False}}, "grant_token"),
+    }))
+    counts["timeline"] = connection.store.call("count the tokens", lambda: timeline(tokens, now))
     return counts
 
 
@@ -82,16 +83,14 @@ def timeline(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
 
 def list_page(connection: Connection, query: admin.Query, number: int, size: int) -> tuple[list[dict[str, Any]], int]:
     """One page of masked records and the number of matches."""
-    with connection.store.guard("list the tokens"):
-        documents, total = admin.page(connection.tokens, query, number, size)
+    documents, total = connection.store.call("list the tokens", lambda: admin.page(connection.tokens, query, number, size))
     return [masked(document_to_record(document)) for document in documents], total
 
 
 def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
     """Every field of one token, secrets masked, with its timestamps and status."""
     token_id = check_text("id", token_id, required=True)
-    with connection.store.guard("read the token"):
-        document = connection.tokens.find_one({"_id": token_id})
+    document = connection.store.call("read the token", lambda: connection.tokens.find_one({"_id": token_id}))
     if document is None:
         return None
     record = masked(document_to_record(document))
@@ -130,5 +129,5 @@ def delete_all(connection: Connection, who: str, typed_name: str) -> int:
 
 
 def audit_entries(connection: Connection, limit: int = 200) -> list[dict[str, Any]]:
-    with connection.store.guard("read the audit log"):
-        return list(connection.audit.find({}, {"_id": False}).sort("at", DESCENDING).limit(limit))
+    return connection.store.call("read the audit log", lambda: list(
+        connection.audit.find({}, {"_id": False}).sort("at", DESCENDING).limit(limit)))

@@ -1,0 +1,98 @@
+"""Riding out a replica-set election: a store call whose failure a new primary cures is tried
+again until it succeeds or a deadline passes.
+
+An election takes about 10-11 s (MongoDB's election timeout) plus catch-up, longer than a server
+selection timeout should be. pymongo retries a write once by itself; the store keeps trying for
+``failover_wait`` seconds, each attempt bounded by ``attempt_timeout`` through pymongo's
+client-side operation timeout, so a paused primary is given up on and the call goes to the new
+one. Every write the store sends is idempotent by content (a new token keeps the id drawn before
+the first attempt), so trying again after an unknown outcome never makes a second document.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pymongo
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
+
+T = TypeVar("T")
+
+# Server answers that a new primary cures (NotWritablePrimary, NotPrimaryNoSecondaryOk,
+# NotPrimaryOrSecondary, PrimarySteppedDown, InterruptedAtShutdown, InterruptedDueToReplStateChange,
+# ShutdownInProgress, HostUnreachable, HostNotFound, NetworkTimeout, SocketException,
+# WriteConcernFailed, ExceededTimeLimit, MaxTimeMSExpired).
+RETRYABLE_CODES = frozenset({10107, 13435, 13436, 189, 11600, 11602, 91, 6, 7, 89, 9001, 64, 262, 50})
+FIRST_PAUSE, LONGEST_PAUSE = 0.05, 0.5
+_RETRYING: ContextVar[bool] = ContextVar("mongo_store_retrying", default=False)
+
+
+def retrying() -> bool:
+    """Whether the current attempt follows a failed one: the primary may be paused or gone, so a
+    read should go to a secondary if there is one."""
+    return _RETRYING.get()
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether trying again may succeed once the replica set has a (new) primary."""
+    if isinstance(error, ConnectionFailure):  # includes no server or no primary, lost connections
+        return True
+    if not isinstance(error, PyMongoError):
+        return False
+    if error.timeout or error.has_error_label("RetryableWriteError"):
+        return True
+    return isinstance(error, OperationFailure) and error.code in RETRYABLE_CODES
+
+
+@dataclass
+class Outage(Exception):
+    """A call still failing when the deadline passed: the last error, and whether an attempt may
+    have been applied (its command was sent before the failure)."""
+
+    error: BaseException
+    seconds: float
+    maybe_applied: bool
+
+
+def attempt(call: Callable[[], T], wait: float, attempt_timeout: float | None, *, write: bool,
+            sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call()``, tried again on a retryable failure until ``wait`` seconds have passed.
+
+    Raises the error itself when it is not retryable, and ``Outage`` when time ran out.
+    ``attempt_timeout=None`` leaves each attempt to the client's own timeouts.
+    """
+    deadline = time.monotonic() + wait
+    pause = FIRST_PAUSE
+    maybe_applied = retried = False
+    while True:
+        remaining = deadline - time.monotonic()
+        bound = None if attempt_timeout is None else max(min(attempt_timeout, remaining), 0.001)
+        flag = _RETRYING.set(retried)
+        try:
+            with pymongo.timeout(bound):
+                return call()
+        except Exception as error:
+            if not retryable(error):
+                raise
+            # Nothing is sent until a server is selected: only then can a write have been applied.
+            maybe_applied = maybe_applied or (write and not isinstance(error, ServerSelectionTimeoutError))
+            if time.monotonic() + pause >= deadline:
+                raise Outage(error, wait, maybe_applied) from None
+        finally:
+            _RETRYING.reset(flag)
+        retried = True
+        sleep(pause)
+        pause = min(pause * 2, LONGEST_PAUSE)
+
+
+def no_primary(client: Any) -> bool:
+    """Whether the client sees a secondary but no primary: an election, or a lost majority."""
+    description = getattr(client, "topology_description", None)
+    if description is None:
+        return False
+    kinds = {server.server_type_name for server in description.server_descriptions().values()}
+    return "RSSecondary" in kinds and "RSPrimary" not in kinds
