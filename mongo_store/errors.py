@@ -71,7 +71,7 @@ def describe(error: BaseException, timeout: float | None, *, no_primary: bool = 
     if isinstance(error, ServerSelectionTimeoutError):
         return f"no MongoDB server reachable{within}"
     if isinstance(error, (NetworkTimeout, ExecutionTimeout, WTimeoutError)):
-        return "the MongoDB operation timed out"
+        return f"the MongoDB operation did not complete{within}" if within else "the MongoDB operation timed out"
     if isinstance(error, AutoReconnect):
         return "the connection to MongoDB was lost"
     if isinstance(error, OperationFailure) and error.code == 18:

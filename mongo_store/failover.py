@@ -89,6 +89,12 @@ def attempt(call: Callable[[], T], wait: float, attempt_timeout: float | None, *
         pause = min(pause * 2, LONGEST_PAUSE)
 
 
+def writable(client: Any) -> bool:
+    """Whether the client knows a server it can write to now (mongomock always can)."""
+    description = getattr(client, "topology_description", None)
+    return description is None or description.has_writable_server()
+
+
 def no_primary(client: Any) -> bool:
     """Whether the client sees a secondary but no primary: an election, or a lost majority."""
     description = getattr(client, "topology_description", None)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from pymongo import ReadPreference, ReturnDocument, WriteConcern
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
@@ -28,7 +28,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from .connection import open_client, resolve_uri
 from .crypto import KEY_ID_FIELD, Cipher, open_or_refuse
 from .errors import conflict_field, raise_store_error, redact, store_error
-from .failover import Outage, attempt, no_primary, retrying
+from .failover import Outage, attempt, no_primary, retrying, writable
 from .indexes import ensure_indexes
 from .lease import LEASE_FIELD, coordinate, needs_refresh, utcnow
 from .mapping import SECRET_FIELDS, TOKEN_FIELDS, check_text, date_to_expiry, document_to_token, fill_token, token_fields
@@ -151,7 +151,7 @@ class MongoTokenStore(TokenStore):
     def find_token_by_id(self, id: str) -> OAuthToken | None:
         """The stored token with this id, as a complete OAuthToken, or None."""
         token_id = check_text("id", id, required=True)
-        document = self.call("find the token by id", lambda: self._tokens().find_one({"_id": token_id}, projection=_PROJECTION))
+        document = self.call("find the token by id", lambda: self._tokens(reading=True).find_one({"_id": token_id}, projection=_PROJECTION))
         document = self._coordinated(document)
         return None if document is None else document_to_token(self.open_document(document))
 
@@ -159,7 +159,7 @@ class MongoTokenStore(TokenStore):
         """Every stored token. Reads the whole collection: for tools, not for request paths."""
         # Reading every document may take longer than one attempt's bound: each batch has the
         # client's socket timeout instead.
-        documents = self.call("list the tokens", lambda: list(self._tokens().find({}, projection=_PROJECTION)),
+        documents = self.call("list the tokens", lambda: list(self._tokens(reading=True).find({}, projection=_PROJECTION)),
                               bounded=False)
         return [document_to_token(self.open_document(document)) for document in documents]
 
@@ -211,7 +211,9 @@ class MongoTokenStore(TokenStore):
         except SDKException:
             raise
         except Outage as outage:
-            raise_store_error(action, outage.error, outage.seconds, no_primary=no_primary(self.client),
+            # Waiting for a server to write to (or read from) ended with only secondaries in sight.
+            waited = isinstance(outage.error, ServerSelectionTimeoutError) and no_primary(self.client)
+            raise_store_error(action, outage.error, outage.seconds, no_primary=waited,
                               unknown_outcome=unknown_outcome if outage.maybe_applied else None)
         except Exception as error:
             raise_store_error(action, error, self.failover_wait)
@@ -245,9 +247,10 @@ class MongoTokenStore(TokenStore):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _tokens(self) -> Any:
-        """The collection, with the indexes created once per store on first use."""
-        if not self._indexes_ready:
+    def _tokens(self, *, reading: bool = False) -> Any:
+        """The collection, with the indexes created once per store on first use. A read does not
+        wait for a primary to create them: without one it goes on, and a later call creates them."""
+        if not self._indexes_ready and not (reading and not writable(self.client)):
             with self._lock:
                 if not self._indexes_ready:
                     ensure_indexes(self.collection)
@@ -258,7 +261,7 @@ class MongoTokenStore(TokenStore):
         query = match_filter(token_fields(token))
         if query is None:
             return None
-        return self.call("find the token", lambda: self._tokens().find_one(self._lookup(query), projection=_PROJECTION))
+        return self.call("find the token", lambda: self._tokens(reading=True).find_one(self._lookup(query), projection=_PROJECTION))
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any]:
         """With encryption on, token values are found through their blind indexes."""

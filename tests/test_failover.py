@@ -7,6 +7,8 @@ down here, so with ``MONGODB_URI`` set these tests are skipped.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import multiprocessing
 import random
@@ -25,6 +27,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore, cli
 from mongo_store.embedded import EmbeddedMongod
+from mongo_store.errors import sentence
 from mongo_store.store import DURABLE
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -116,6 +119,16 @@ def _fault(members: ReplicaSet, kind: str) -> dict[str, Any]:
         members.kill(primary)
         members.primary(other_than=primary)
         members.restart(primary)
+    elif kind == "isolate, then SIGKILL":  # it takes writes no secondary receives, then dies
+        secondaries = [n for n in range(len(members.members)) if n != primary]
+        for number in secondaries:
+            members.pause(number)
+        time.sleep(1.5)
+        members.kill(primary)
+        for number in secondaries:
+            members.resume(number)
+        members.primary(other_than=primary)
+        members.restart(primary)  # it rolls back what only it had
     elif kind == "step-down":
         members.step_down(primary)
         members.primary(other_than=primary)
@@ -140,7 +153,7 @@ def test_nemesis_no_call_fails_no_acknowledged_save_is_lost(members: ReplicaSet,
     try:
         time.sleep(5)  # every worker connected and saving
         faults = []
-        for kind in ("SIGKILL", "step-down", "SIGSTOP"):
+        for kind in ("SIGKILL", "step-down", "SIGSTOP", "isolate, then SIGKILL"):
             faults.append(_fault(members, kind))
             time.sleep(3)  # quiet between faults, so each call is counted under one fault
     finally:
@@ -194,3 +207,142 @@ def outage_report(faults: list[dict[str, Any]], calls: list[dict[str, Any]]) -> 
         entry["finds_missing_a_new_token"] = sum(1 for call in during if call["miss"])
         report.append(entry)
     return report
+
+
+# -- durability, no primary, unknown outcomes: one fault at a time ---------------------------------
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(list(argv), out=out)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_writes_are_majority_and_journaled_even_on_a_w1_client(members: ReplicaSet, database_name: str) -> None:
+    caller = MongoClient(members.uri, w=1)
+    try:
+        store = MongoTokenStore(client=caller, database=database_name, failover_wait=3, socket_timeout=1)
+        assert store.collection.write_concern == DURABLE == WriteConcern(w="majority", j=True)
+        weak = MongoTokenStore(client=caller, database=database_name, write_concern=WriteConcern(w=1),
+                               failover_wait=3, socket_timeout=1)
+        store.save_token(full("before@example.com:1"))
+        primary = members.primary()
+        secondaries = [n for n in range(3) if n != primary]
+        for number in secondaries:  # no majority can acknowledge anything now
+            members.pause(number)
+        try:
+            started = time.monotonic()
+            weak.save_token(full("weak@example.com:1"))  # w=1, as the caller's client would
+            assert time.monotonic() - started < 1
+            with pytest.raises(SDKException) as refused:
+                store.save_token(full("durable@example.com:1"))
+            assert 2.5 < time.monotonic() - started < 5
+        finally:
+            for number in secondaries:
+                members.resume(number)
+        message = refused.value.error_message
+        assert message.startswith("could not save the token: the MongoDB operation did not complete within 3 s")
+        assert "The outcome is unknown (it may have been applied): saving the same token again is safe" in message
+    finally:
+        caller.drop_database(database_name)
+        caller.close()
+
+
+@pytest.mark.parametrize("concern", [WriteConcern(w=0), {"w": 1}, "majority"])
+def test_a_write_concern_must_be_an_acknowledged_write_concern(concern: Any) -> None:
+    with pytest.raises(SDKException, match="write_concern must be an acknowledged pymongo WriteConcern"):
+        MongoTokenStore("mongomock://", write_concern=concern)
+
+
+def test_without_a_primary_finds_go_on_and_saves_say_no_primary(members: ReplicaSet, database_name: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    setup = MongoTokenStore(members.uri, database=database_name)
+    saved = full("alice@example.com:1")
+    setup.save_token(saved)
+    setup.close()
+    primary = members.primary()
+    survivor = (primary + 1) % 3
+    deadline = time.monotonic() + 30
+    with members.direct(survivor) as direct:  # the survivor has the token before the others go
+        while direct[database_name].oauth_tokens.find_one({"_id": saved.get_id()}) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    for number in range(3):
+        if number != survivor:
+            members.kill(number)
+    store = MongoTokenStore(members.uri, database=database_name, failover_wait=3)
+    try:
+        assert store.find_token(oauth("alice@example.com:1", client=False)).get_id() == saved.get_id()
+        assert store.find_token_by_id(saved.get_id()).get_refresh_token() == saved.get_refresh_token()
+        assert [token.get_id() for token in store.get_tokens()] == [saved.get_id()]
+        started = time.monotonic()
+        with pytest.raises(SDKException) as refused:
+            store.save_token(full("bob@example.com:1"))
+        assert 2.5 < time.monotonic() - started < 5
+        assert sentence(refused.value) == ("could not save the token: no primary in the MongoDB replica set "
+                                               "within 3 s (an election, or the set has lost its majority)")
+        # The CLI reads too, and says the same of a write.
+        monkeypatch.setenv("MONGODB_URI", members.uri)
+        monkeypatch.setenv("ZOHO_MONGO_DATABASE", database_name)
+        code, out, err = run_cli("--timeout", "3", "list")
+        assert code == 0 and saved.get_id() in out, err
+        code, out, err = run_cli("--timeout", "3", "delete", saved.get_id())
+        assert code == 1 and "no primary in the MongoDB replica set within 3 s" in err
+    finally:
+        store.close()
+
+
+def test_an_unknown_outcome_says_so_and_saving_again_is_safe(members: ReplicaSet, database_name: str) -> None:
+    store = MongoTokenStore(members.uri, database=database_name, failover_wait=1.5)
+    token = full("carol@example.com:1")
+    primary = members.primary()
+    members.fail_command(primary, "alwaysOn", failCommands=["findAndModify"], closeConnection=True,
+                         appName="zoho-mongo-store")
+    try:
+        started = time.monotonic()
+        with pytest.raises(SDKException) as unknown:
+            store.save_token(token)
+        assert time.monotonic() - started < 3
+    finally:
+        members.fail_command(primary, "off")
+    assert sentence(unknown.value) == (
+        "could not save the token: the connection to MongoDB was lost. The outcome is unknown (it may have been "
+        "applied): saving the same token again is safe")
+    store.save_token(token)
+    assert store.collection.count_documents({}) == 1
+    assert store.find_token_by_id(token.get_id()).get_access_token() == token.get_access_token()
+    store.close()
+
+
+def test_a_save_applied_but_unacknowledged_is_retried_into_the_same_document(members: ReplicaSet,
+                                                                            database_name: str) -> None:
+    """The server applies the save and then answers with an error, four times (more than pymongo's
+    own single retry): the store keeps trying, and the token keeps the id it drew first."""
+    store = MongoTokenStore(members.uri, database=database_name)
+    store.get_tokens()  # the indexes exist before the fail point is on
+    token = oauth(None, refresh_token=secret("refresh"), access_token=secret("access"))
+    primary = members.primary()
+    members.fail_command(primary, {"times": 4}, failCommands=["findAndModify"], appName="zoho-mongo-store",
+                         writeConcernError={"code": 64, "codeName": "WriteConcernFailed",
+                                            "errmsg": "waiting for replication timed out", "errInfo": {"wtimeout": True}})
+    try:
+        store.save_token(token)
+    finally:
+        members.fail_command(primary, "off")
+    documents = list(store.collection.find({}))
+    assert [document["_id"] for document in documents] == [token.get_id()]
+    assert documents[0]["refresh_token"] == token.get_refresh_token()
+    store.close()
+
+
+def test_a_standalone_server_keeps_working(tmp_path: Path) -> None:
+    """Majority and journaling are what a standalone mongod does anyway: nothing to configure."""
+    with EmbeddedMongod(tmp_path / "standalone", replica_set=None) as server:
+        store = MongoTokenStore(server.uri)
+        token = full("dave@example.com:1")
+        store.save_token(token)
+        assert store.find_token(oauth("dave@example.com:1", client=False)).get_id() == token.get_id()
+        store.delete_token(token.get_id())
+        assert store.get_tokens() == []
+        store.close()
