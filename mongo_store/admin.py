@@ -138,5 +138,6 @@ def stats(collection: Collection, now: datetime | None = None,
 
 
 def stats_domains(collection: Collection) -> list[str]:
-    """The data centers (api_domain values) in use, read from the index."""
-    return sorted(collection.distinct("api_domain"))
+    """The data centers (api_domain values) in use, read from the index (a hand-edited value that is
+    not a string is left out)."""
+    return sorted(domain for domain in collection.distinct("api_domain") if isinstance(domain, str))

@@ -19,7 +19,7 @@ from .embedded import EmbeddedMongod, mongod_binary
 from .errors import sentence
 from .indexes import ensure_indexes, index_drift
 from .mapping import check_text
-from .masking import masked
+from .masking import masked, printable
 from .migrate import SourceError, import_rows, open_source
 from .records import document_to_record
 from .store import MongoTokenStore
@@ -35,7 +35,7 @@ def open_store(args: argparse.Namespace) -> MongoTokenStore:
     """Only import and rotate-key write tokens and need the indexes; the rest works read-only."""
     return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
                            server_selection_timeout=args.timeout, failover_wait=args.timeout,
-                           create_indexes=args.command in ("import", "rotate-key"))
+                           create_indexes=args.command in ("import", "rotate-key") and not getattr(args, "dry_run", False))
 
 
 def guarded(store: MongoTokenStore, action: str, call: Any) -> Any:
@@ -89,7 +89,8 @@ def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
     columns = ("id", "user_name", "client_id", "api_domain", "expires_in", "access_token", "refresh_token")
     print("\t".join(columns), file=out)
     for record in records:
-        print("\t".join(str(record.get(column, "")) for column in columns), file=out)
+        line = "\t".join(printable(record.get(column, "")) for column in columns)
+        print(line + (f"\t(malformed: {record['malformed']})" if "malformed" in record else ""), file=out)
     first = (args.page - 1) * args.page_size
     print(f"# {first + 1 if records else 0}-{first + len(records)} of {admin.shown_total(total)}", file=out)
     return 0
@@ -99,20 +100,20 @@ def cmd_show(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
     token_id = check_text("id", args.id, required=True)
     document = guarded(store, "read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:
-        raise Failure(f"no stored token has id {token_id!r}")
+        raise Failure(f"no stored token has id {token_id!r}")  # repr: control characters escaped
     record = masked(document_to_record(document))
     record |= {key: str(document[key]) for key in ("created_at", "updated_at") if document.get(key)}
     if args.json:
         print(json.dumps(record), file=out)
     else:
         for key, value in record.items():
-            print(f"{key}: {value}", file=out)
+            print(f"{key}: {printable(value)}", file=out)
     return 0
 
 
 def cmd_delete(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     store.delete_token(args.id)
-    print(f"deleted {args.id}", file=out)
+    print(f"deleted {printable(args.id)}", file=out)
     return 0
 
 
@@ -130,13 +131,30 @@ def cmd_delete_all(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
     return 0
 
 
+def private_file(path: str, force: bool) -> TextIO:
+    """A new file only its owner can read (0600): an export with secrets must not be world-readable.
+    An existing file is overwritten only with ``force``."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        descriptor = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise Failure(f"{printable(path)} exists; pass --force to overwrite it") from None
+    except OSError as error:
+        raise Failure(f"cannot write {printable(path)}: {error.strerror}") from None
+    os.fchmod(descriptor, 0o600)  # an overwritten file keeps its old mode otherwise
+    return os.fdopen(descriptor, "w", encoding="utf-8")
+
+
 def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    target = open(args.output, "w", encoding="utf-8") if args.output else out
+    target = private_file(args.output, args.force) if args.output else out
     count = 0
     try:
         with store.guard("export the tokens"):
             for document in store.collection.find({}).sort("_id", 1):
-                record = document_to_record(store.open_document(document))
+                try:
+                    record = document_to_record(store.open_document(document))
+                except SDKException as error:  # malformed, or sealed with a key we do not have
+                    record = masked(document_to_record(document)) | {"malformed": sentence(error)}
                 print(json.dumps(record if args.include_secrets else masked(record)), file=target)
                 count += 1
     finally:
@@ -148,7 +166,7 @@ def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
 
 def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     try:
-        rows = open_source(args.source, args.kind, args.table)
+        rows = open_source(args.source, args.kind, args.table, args.encoding)
         from tqdm import tqdm
 
         report = import_rows(store, tqdm(rows, unit=" rows", disable=None, file=sys.stderr, leave=False),
@@ -178,7 +196,7 @@ def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
 
 def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
     """Run the dashboard with the current settings (MONGODB_URI, DASHBOARD_PASSWORD, ...)."""
-    return run_streamlit(os.environ.copy(), args.port)
+    return run_streamlit(os.environ.copy(), args.port, args.address)
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -200,20 +218,31 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one
     print(f"Dashboard: http://localhost:{args.port}  (password: {password})", file=out, flush=True)
     try:
-        return run_streamlit(env, args.port)
+        return run_streamlit(env, args.port, args.address)
     finally:
         if server is not None:
             server.stop()
 
 
-def run_streamlit(env: dict[str, str], port: int) -> int:
+def run_streamlit(env: dict[str, str], port: int, address: str) -> int:
+    """Streamlit on ``address`` only (127.0.0.1 unless asked): a dashboard that anyone on the
+    network can reach must have sign-in on."""
     try:
-        import streamlit  # noqa: F401
+        from .dashboard.app import loopback
+        from .dashboard.settings import SettingError, parse_flag
     except ImportError:
         raise Failure("the dashboard needs Streamlit: pip install 'zoho-mongo-store[dashboard]'") from None
+    try:
+        for name in ("DASHBOARD_AUTH_DISABLED", "DASHBOARD_READ_ONLY"):
+            parse_flag(name, env.get(name))
+    except SettingError as error:
+        raise Failure(str(error)) from None
+    if parse_flag("DASHBOARD_AUTH_DISABLED", env.get("DASHBOARD_AUTH_DISABLED")) and not loopback(address):
+        raise Failure("sign-in is turned off (DASHBOARD_AUTH_DISABLED): the dashboard may listen on 127.0.0.1 "
+                      "only; turn sign-in on to serve other machines")
     script = Path(__file__).with_name("dashboard") / "streamlit_app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:
@@ -263,6 +292,7 @@ def parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("export", help="JSON lines, secrets masked unless --include-secrets")
     sub.add_argument("--output", "-o", help="file to write (default: standard output)")
     sub.add_argument("--include-secrets", action="store_true", help="write real secrets: keep the file safe")
+    sub.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     sub.set_defaults(run=cmd_export)
 
     sub = commands.add_parser("import", help="import from a FileStore CSV, SQLite, MySQL or an export")
@@ -270,6 +300,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--from", dest="kind", choices=("filestore", "sqlite", "mysql", "export"),
                      help="source kind (default: guessed from the name)")
     sub.add_argument("--table", default="oauthtoken", help="SQLite table (default oauthtoken)")
+    sub.add_argument("--encoding", default="utf-8",
+                     help="text encoding of a FileStore CSV (default utf-8; cp1252 for one written on Windows)")
     sub.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
     sub.set_defaults(run=cmd_import)
 
@@ -278,10 +310,13 @@ def parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("dashboard", help="run the Streamlit dashboard")
     sub.add_argument("--port", type=int, default=8501)
+    sub.add_argument("--address", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
     sub.set_defaults(run=cmd_dashboard, needs_store=False)
 
     sub = commands.add_parser("demo", help="the dashboard on an embedded database with fake tokens")
     sub.add_argument("--port", type=int, default=8501)
+    sub.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sub.add_argument("--data-dir", default=".mongo-data", help="where the embedded mongod keeps its data")
     sub.add_argument("--mock", action="store_true", help="use mongomock even where mongod is available")
     sub.set_defaults(run=cmd_demo, needs_store=False)

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from pymongo import MongoClient
 
 from .errors import store_error
+from .mapping import check_text
 
 MOCK_URI = "mongomock://"
+
+
+_DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
+
+
+def check_names(database: Any, collection: Any) -> tuple[str, str]:
+    """Database and collection names MongoDB accepts, checked before any driver call (which would
+    raise from deep inside pymongo)."""
+    database = check_text("database", database, required=True)
+    collection = check_text("collection", collection, required=True)
+    if not _DATABASE_NAME.fullmatch(database):
+        raise store_error('a database name has 1 to 63 characters and none of / \\ . " $ * < > : | ? or a space')
+    if "$" in collection or collection.startswith("system."):
+        raise store_error("a collection name cannot contain $ or start with system.")
+    return database, collection
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -25,25 +42,41 @@ def resolve_uri(uri: str | None) -> str:
 def open_client(uri: str, server_selection_timeout: float, socket_timeout: float) -> Any:
     """A new client for ``uri``, with bounded timeouts so a dead server fails fast and clearly.
 
-    ``mongomock://`` gives an in-process mongomock client, for demos and tests.
+    ``mongomock://`` gives an in-process mongomock client, for demos and tests. ``MONGODB_USERNAME``
+    and ``MONGODB_PASSWORD``, when set, are the credentials, taken as they are (no percent-encoding).
     """
     if uri.startswith(MOCK_URI):
         import mongomock
 
         return mongomock.MongoClient()
+    credentials = {key: os.environ[name] for key, name in (("username", "MONGODB_USERNAME"),
+                                                           ("password", "MONGODB_PASSWORD")) if os.environ.get(name)}
     try:
         return MongoClient(
             uri,
+            **credentials,  # apart from the URI: no percent-encoding to get wrong
             appname="zoho-mongo-store",
             serverSelectionTimeoutMS=int(server_selection_timeout * 1000),
             connectTimeoutMS=int(min(server_selection_timeout, socket_timeout) * 1000),
             socketTimeoutMS=int(socket_timeout * 1000),
+            retryReads=False,  # the store retries reads itself, on a secondary if need be (failover.py)
         )
-    except Exception as error:  # InvalidURI, ConfigurationError
-        raise store_error(f"invalid MongoDB URI: {_without_credentials(str(error), uri)}") from None
+    except Exception:  # InvalidURI, ConfigurationError: their text quotes parts of the URI
+        raise store_error(f"invalid MongoDB URI: {uri_problem(uri, ('mongodb', 'mongodb+srv'))}") from None
 
 
-def _without_credentials(text: str, uri: str) -> str:
-    """``text`` with the URI's user:password part masked, for messages that echo the URI."""
-    userinfo = uri.partition("://")[2].rpartition("@")[0]
-    return text.replace(userinfo, "***") if userinfo else text
+def uri_problem(uri: str, schemes: tuple[str, ...]) -> str:
+    """Which part of a connection URI is malformed, without repeating any of it: a driver's own
+    message quotes pieces of the URI, and a piece of a password is as good as the password."""
+    encode = "special characters in a user name or password (such as / ? # @ : %) must be percent-encoded"
+    scheme, separator, rest = uri.partition("://")
+    if not separator or scheme.lower() not in schemes:
+        return "it must start with " + " or ".join(f"{name}://" for name in schemes)
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, hosts = authority.rpartition("@")
+    if "@" in rest[len(authority):] or userinfo.count(":") > 1 or "@" in userinfo or \
+            re.search(r"%(?![0-9A-Fa-f]{2})", userinfo):
+        return f"the user name or password is malformed: {encode}"
+    if not hosts:
+        return "it names no host"
+    return f"the host list, a port, the database name or an option is malformed ({encode})"

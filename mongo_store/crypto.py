@@ -105,7 +105,7 @@ class Cipher:
             raise DecryptError(f"{field} of token {document_id} was sealed with key {key_id}, which is not configured")
         try:
             return key.aead.decrypt(raw[:12], raw[12:], _associated(document_id, field)).decode()
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: truncated (a nonce too short), or not UTF-8
             raise DecryptError(f"{field} of token {document_id} failed authentication: it was tampered with, "
                                "moved from another token, or the key is wrong") from None
 
@@ -153,6 +153,17 @@ class Cipher:
 
 def is_sealed(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def check_found(opened: dict[str, Any], match: dict[str, Any]) -> None:
+    """A document found through a blind index must hold the value looked up: a blind index copied
+    from another document would otherwise hand out that document's tokens."""
+    clauses = match.get("$or", [match])
+    blind = [clause for clause in clauses if next(iter(clause)) in BLIND_FIELDS]
+    if blind and not any(opened.get(field) == value for clause in blind for field, value in clause.items()):
+        fields = " or ".join(next(iter(clause)) for clause in blind)
+        raise store_error(f"token {opened['_id']} was found by its {fields} blind index, but does not hold that "
+                          "value: the document was altered; refused")
 
 
 def open_or_refuse(cipher: Cipher | None, document: dict[str, Any]) -> dict[str, Any]:

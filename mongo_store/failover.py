@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pymongo
+from pymongo import MongoClient
+from pymongo.topology_description import TOPOLOGY_TYPE
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 T = TypeVar("T")
@@ -59,15 +61,28 @@ class Outage(Exception):
 
 
 def attempt(call: Callable[[], T], wait: float, attempt_timeout: float | None, *, write: bool,
-            sleep: Callable[[float], None] = time.sleep) -> T:
+            client_bounds_first: bool = False, sleep: Callable[[float], None] = time.sleep) -> T:
     """``call()``, tried again on a retryable failure until ``wait`` seconds have passed.
 
     Raises the error itself when it is not retryable, and ``Outage`` when time ran out.
-    ``attempt_timeout=None`` leaves each attempt to the client's own timeouts.
+    ``attempt_timeout=None`` leaves each attempt to the client's own timeouts;
+    ``client_bounds_first`` does so for the first attempt only (see ``bounds_itself``).
     """
     deadline = time.monotonic() + wait
     pause = FIRST_PAUSE
     maybe_applied = retried = False
+    if client_bounds_first:  # the common case, kept lean: it runs before every API call
+        try:
+            return call()
+        except Exception as error:
+            if not retryable(error):
+                raise
+            maybe_applied = write and not isinstance(error, ServerSelectionTimeoutError)
+            if time.monotonic() + pause >= deadline:
+                raise Outage(error, wait, maybe_applied) from None
+        retried = True
+        sleep(pause)
+        pause = min(pause * 2, LONGEST_PAUSE)
     while True:
         remaining = deadline - time.monotonic()
         bound = None if attempt_timeout is None else max(min(attempt_timeout, remaining), 0.001)
@@ -89,16 +104,29 @@ def attempt(call: Callable[[], T], wait: float, attempt_timeout: float | None, *
         pause = min(pause * 2, LONGEST_PAUSE)
 
 
-def writable(client: Any) -> bool:
-    """Whether the client knows a server it can write to now (mongomock always can)."""
-    description = getattr(client, "topology_description", None)
-    return description is None or description.has_writable_server()
+def bounds_itself(client: Any, attempt_timeout: float, wait: float) -> bool:
+    """Whether the client's own settings bound an attempt as the store would, and leave retrying
+    reads to the store: then a first attempt needs no client-side operation timeout (which costs
+    about 10 us a call). True of the client the store creates; mongomock has nothing to bound."""
+    if not isinstance(client, MongoClient):
+        return True
+    options = client.options
+    socket_timeout = options.pool_options.socket_timeout
+    return (socket_timeout is not None and socket_timeout <= attempt_timeout
+            and options.server_selection_timeout <= wait and not options.retry_reads)
+
+
+def primary_known(client: Any) -> bool:
+    """Whether the client may have a primary now: only a replica set it sees without one has none
+    (mongomock always has one). An attribute read: this runs before every lookup."""
+    return not isinstance(client, MongoClient) or \
+        client.topology_description.topology_type != TOPOLOGY_TYPE.ReplicaSetNoPrimary
 
 
 def no_primary(client: Any) -> bool:
     """Whether the client sees a secondary but no primary: an election, or a lost majority."""
-    description = getattr(client, "topology_description", None)
-    if description is None:
+    if not isinstance(client, MongoClient):  # mongomock: never without a primary
         return False
-    kinds = {server.server_type_name for server in description.server_descriptions().values()}
+    servers = client.topology_description.server_descriptions().values()
+    kinds = {server.server_type_name for server in servers}
     return "RSSecondary" in kinds and "RSPrimary" not in kinds

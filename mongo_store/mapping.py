@@ -100,6 +100,27 @@ def token_fields(token: Any) -> dict[str, Any]:
     return fields
 
 
+def malformed(document: dict[str, Any]) -> str | None:
+    """Why a stored document cannot be a token (a hand-edited field of the wrong type), or None.
+    Names fields and types only, never a value: the value may be a secret."""
+    for field in ("_id", "user_name", *list(_STRING_FIELDS)[1:]):
+        value = document.get(field)
+        if value is not None and not isinstance(value, str):
+            return f"{field} is {type(value).__name__}, not a string"
+    expiry = document.get("expiry_time")
+    if expiry is not None and not isinstance(expiry, datetime):
+        return f"expiry_time is {type(expiry).__name__}, not a date"
+    return None
+
+
+def refuse_malformed(document: dict[str, Any]) -> dict[str, Any]:
+    """The document, or a clear error naming it, before a malformed one reaches the SDK."""
+    reason = malformed(document)
+    if reason is not None:
+        raise store_error(f"stored token {document.get('_id')!r} is malformed ({reason}): fix or delete it")
+    return document
+
+
 def fill_token(token: OAuthToken, document: dict[str, Any]) -> OAuthToken:
     """Fill the token's missing values from a stored document (present values win, as in FileStore)."""
     for field, (getter, setter) in _STRING_FIELDS.items():

@@ -1,13 +1,28 @@
-"""How a secret is shown to a person: at most its last four characters, in every tool we ship."""
+"""How stored values are shown to a person: a secret as at most its last four characters, and any
+value as plain text (a terminal gets control characters escaped, Markdown gets its marks escaped),
+so a stored value can never forge an output line or render as a link."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .crypto import is_sealed
 from .mapping import SECRET_FIELDS
 
 MASK = "••••"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def printable(value: Any) -> str:
+    """A value for a terminal line: control characters (newlines, ANSI escapes) shown escaped."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], str(value))
+
+
+def markdown_plain(value: Any) -> str:
+    """A value placed in Markdown (a Streamlit label or message) that renders as the text itself."""
+    return _MARKDOWN.sub(r"\\\1", printable(value))
 
 
 def mask(value: str | None) -> str | None:

@@ -8,11 +8,12 @@ goes on. Running an import twice changes nothing the second time.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pymongo.errors import OperationFailure, PyMongoError
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from .connection import uri_problem
 from .errors import sentence
 from .mapping import token_fields
 from .masking import is_masked
@@ -34,6 +36,7 @@ _RENAMED = {"expiry_time": "expires_in", "redirect_uri": "redirect_url"}
 SQL_COLUMNS = ["id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
                "expiry_time", "redirect_url", "api_domain"]
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 class SourceError(Exception):
@@ -71,24 +74,50 @@ def _record(columns: list[str], values: Iterable[Any]) -> dict[str, Any]:
     return record
 
 
-def read_filestore(path: Path) -> Iterator[Row]:
-    """The SDK's FileStore CSV: a 10-column header, or the 9-column one older SDKs wrote."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip().lower() for name in next(reader, [])]
-        if header not in (FILESTORE_COLUMNS, FILESTORE_COLUMNS[:9]):
-            raise SourceError(f"{path} is not a FileStore CSV: its header is not {','.join(FILESTORE_COLUMNS)}")
-        for values in reader:
-            if not values:
-                continue
-            if len(values) != len(header):
-                yield Row(reader.line_num, error=f"expected {len(header)} columns, found {len(values)}")
-                continue
-            yield Row(reader.line_num, _record(header, values))
+def _text_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, error) for each line, decoded on its own: one line in another encoding
+    is one rejected line, not a failed import."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode(encoding), None
+            except UnicodeDecodeError:
+                yield number, None, (f"not valid {encoding} text (the SDK's FileStore writes the platform's "
+                                     "encoding, such as cp1252 on Windows: pass --encoding)")
 
 
-def read_sql(connection: Any, table: str) -> Iterator[Row]:
-    """Rows of a Kaizen/DBStore ``oauthtoken`` table from any DB-API connection; line = row number."""
+def read_filestore(path: Path, encoding: str = "utf-8") -> Iterator[Row]:
+    """The SDK's FileStore CSV: a 10-column header, or the 9-column one older SDKs wrote. Its rows
+    are one line each (the SDK writes no line breaks inside values)."""
+    header: list[str] | None = None
+    for number, text, error in _text_lines(path, encoding):
+        if error is not None:
+            if header is None:
+                raise SourceError(f"the first line of the file is {error}")
+            yield Row(number, error=error)
+            continue
+        try:
+            values = next(csv.reader([text or ""]), [])
+        except csv.Error as failure:  # a field over csv's 131,072-character limit, a stray quote
+            yield Row(number, error=f"not a valid CSV line ({str(failure).split(':')[0]})")
+            continue
+        if header is None:
+            header = [name.strip().lower() for name in values]
+            if header not in (FILESTORE_COLUMNS, FILESTORE_COLUMNS[:9]):
+                raise SourceError(f"not a FileStore CSV: its header is not {','.join(FILESTORE_COLUMNS)}")
+            continue
+        if not values:
+            continue
+        if len(values) != len(header):
+            yield Row(number, error=f"expected {len(header)} columns, found {len(values)}")
+            continue
+        yield Row(number, _record(header, values))
+
+
+def read_sql(connection: Any, table: str,
+             decode: Callable[[list[str], Iterable[Any]], Iterable[Any]] | None = None) -> Iterator[Row]:
+    """Rows of a Kaizen/DBStore ``oauthtoken`` table from any DB-API connection; line = row number.
+    ``decode`` turns raw values into text first (SQLite read as bytes)."""
     if not _TABLE_NAME.fullmatch(table):
         raise SourceError("a table name has only letters, digits and underscores")
     cursor = connection.cursor()
@@ -98,17 +127,35 @@ def read_sql(connection: Any, table: str) -> Iterator[Row]:
         raise SourceError(f"cannot read table {table}: {error}") from None
     for number, values in enumerate(cursor, start=1):
         try:
-            yield Row(number, _record(SQL_COLUMNS, values))
+            yield Row(number, _record(SQL_COLUMNS, decode(SQL_COLUMNS, values) if decode else values))
         except ValueError as error:
             yield Row(number, error=str(error))
+
+
+def _lenient_text(data: bytes) -> str:
+    """SQLite text that is not valid UTF-8 keeps its bad bytes as surrogates, for ``_checked``."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _checked(columns: list[str], values: Iterable[Any]) -> list[Any]:
+    """Each SQLite value, refused when it was not valid UTF-8: the reason names the column only."""
+    values = list(values)
+    for column, value in zip(columns, values, strict=True):
+        if isinstance(value, str) and _UNDECODABLE.search(value):
+            raise ValueError(f"{column} is not valid UTF-8 text")
+    return values
 
 
 def read_sqlite(path: Path, table: str = "oauthtoken") -> Iterator[Row]:
     if not path.is_file():
         raise SourceError(f"{path} does not exist")
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # A URI made from the path (so ? and # in a file name are part of the name), read-only.
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    connection.text_factory = _lenient_text  # one bad value must not end the import: checked per row
     try:
-        yield from read_sql(connection, table)
+        yield from read_sql(connection, table, decode=_checked)
+    except sqlite3.DatabaseError as error:
+        raise SourceError(f"cannot read {path.name}: {error}") from None
     finally:
         connection.close()
 
@@ -120,15 +167,21 @@ def read_mysql(url: str) -> Iterator[Row]:
     except ImportError:
         raise SourceError("the MySQL driver is missing: pip install 'zoho-mongo-store[mysql]'") from None
     parts = urlparse(url)
+    try:
+        port = parts.port or 3306
+        if parts.scheme != "mysql" or "@" in url.partition("://")[2][len(parts.netloc):]:
+            raise ValueError
+    except ValueError:  # never repeat the URL: a piece of it may be the password
+        raise SourceError(f"invalid MySQL URL: {uri_problem(url, ('mysql',))}") from None
     table = parse_qs(parts.query).get("table", ["oauthtoken"])[0]
     try:
         connection = mysql.connector.connect(
-            host=parts.hostname or "localhost", port=parts.port or 3306, user=unquote(parts.username or "root"),
-            password=unquote(parts.password or ""), database=parts.path.lstrip("/") or "zohooauth",
+            host=parts.hostname or "localhost", port=port, user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""), database=unquote(parts.path.lstrip("/")) or "zohooauth",
             connection_timeout=10,
         )
     except Exception as error:
-        raise SourceError(f"cannot connect to MySQL at {parts.hostname}:{parts.port or 3306}: {type(error).__name__}") from None
+        raise SourceError(f"cannot connect to MySQL at {parts.hostname}:{port}: {type(error).__name__}") from None
     try:
         yield from read_sql(connection, table)
     finally:
@@ -137,25 +190,32 @@ def read_mysql(url: str) -> Iterator[Row]:
 
 def read_export(path: Path) -> Iterator[Row]:
     """Our own JSON-lines export. A masked export holds no secrets, so it cannot be imported."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield Row(number, error=f"not JSON ({error.msg})")
-                continue
-            if not isinstance(record, dict):
-                yield Row(number, error="not a JSON object")
-            elif any(is_masked(record.get(name)) for name in RECORD_FIELDS):
-                yield Row(number, error="secrets are masked: export again with --include-secrets")
-            else:
-                yield Row(number, record)
+    for number, line, problem in _text_lines(path, "utf-8"):
+        if problem is not None or line is None:
+            yield Row(number, error="not valid UTF-8 text")
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield Row(number, error=f"not JSON ({error.msg})")
+            continue
+        except RecursionError:
+            yield Row(number, error="not a token record (nested too deeply)")
+            continue
+        if not isinstance(record, dict):
+            yield Row(number, error="not a JSON object")
+        elif any(is_masked(record.get(name)) for name in RECORD_FIELDS):
+            yield Row(number, error="secrets are masked: export again with --include-secrets")
+        else:
+            yield Row(number, record)
 
 
-def open_source(source: str, kind: str | None = None, table: str = "oauthtoken") -> Iterator[Row]:
-    """Rows from ``source``; ``kind`` is filestore, sqlite, mysql or export, else guessed."""
+def open_source(source: str, kind: str | None = None, table: str = "oauthtoken",
+                encoding: str = "utf-8") -> Iterator[Row]:
+    """Rows from ``source``; ``kind`` is filestore, sqlite, mysql or export, else guessed.
+    ``encoding`` is the FileStore CSV's text encoding."""
     if kind is None:
         suffix = Path(source).suffix.lower()
         kind = ("mysql" if source.startswith("mysql://") else "filestore" if suffix == ".csv"
@@ -168,8 +228,13 @@ def open_source(source: str, kind: str | None = None, table: str = "oauthtoken")
     path = Path(source)
     if not path.is_file():
         raise SourceError(f"{source} does not exist")
-    readers = {"filestore": read_filestore, "export": read_export}
-    return read_sqlite(path, table) if kind == "sqlite" else readers[kind](path)
+    if kind == "filestore":
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise SourceError(f"unknown text encoding {encoding!r}") from None
+        return read_filestore(path, encoding)
+    return read_sqlite(path, table) if kind == "sqlite" else read_export(path)
 
 
 def import_rows(store: MongoTokenStore, rows: Iterable[Row], dry_run: bool = False) -> Report:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pymongo.errors import DuplicateKeyError
+
 from .crypto import KEY_ID_FIELD, DecryptError
-from .errors import store_error
-from .mapping import SECRET_FIELDS
+from .errors import conflict_field, redact, store_error
+from .mapping import SECRET_FIELDS, malformed
 from .store import MongoTokenStore
 
 
@@ -38,15 +40,21 @@ def rotate(store: MongoTokenStore, progress: Callable[[], None] | None = None) -
     with store.guard("rotate the encryption key"):
         for document in store.collection.find(query).sort("_id", 1):
             try:
+                malformed_reason = malformed(document)
+                if malformed_reason:
+                    raise DecryptError(f"token {document['_id']!r} is malformed ({malformed_reason})")
                 opened = cipher.open(document)
-            except DecryptError as error:
-                report.failed.append(str(error))
-            else:
                 secrets = {key: opened[key] for key in SECRET_FIELDS if opened.get(key) is not None}
                 sealed = cipher.seal(secrets, document["_id"])
                 written = store.collection.update_one(
                     {"_id": document["_id"], "updated_at": document.get("updated_at")}, {"$set": sealed}
                 ).modified_count
+            except DecryptError as error:
+                report.failed.append(str(error))
+            except DuplicateKeyError as error:  # e.g. a plaintext copy written by a store without the key
+                report.failed.append(f"token {document['_id']}: another token already has its "
+                                     f"{conflict_field(redact(error))}; resolve the duplicate, then run again")
+            else:
                 if written:
                     report.rotated += 1
                 else:

@@ -19,19 +19,28 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from pymongo import ReadPreference, ReturnDocument, WriteConcern
+from pymongo import MongoClient, ReadPreference, ReturnDocument, WriteConcern
 from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .connection import open_client, resolve_uri
-from .crypto import KEY_ID_FIELD, Cipher, open_or_refuse
+from .connection import check_names, open_client, resolve_uri
+from .crypto import BLIND_FIELDS, KEY_ENV, KEY_ID_FIELD, Cipher, check_found, open_or_refuse
 from .errors import conflict_field, raise_store_error, redact, store_error
-from .failover import Outage, attempt, no_primary, retrying, writable
+from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying
 from .indexes import ensure_indexes
 from .lease import LEASE_FIELD, coordinate, needs_refresh, utcnow
-from .mapping import SECRET_FIELDS, TOKEN_FIELDS, check_text, date_to_expiry, document_to_token, fill_token, token_fields
+from .mapping import (
+    SECRET_FIELDS,
+    TOKEN_FIELDS,
+    check_text,
+    date_to_expiry,
+    document_to_token,
+    fill_token,
+    refuse_malformed,
+    token_fields,
+)
 from .matching import is_newer, match_filter, save_filter
 
 log = logging.getLogger("mongo_store")
@@ -97,32 +106,36 @@ class MongoTokenStore(TokenStore):
         elif not isinstance(write_concern, WriteConcern) or not write_concern.acknowledged:
             raise store_error("write_concern must be an acknowledged pymongo WriteConcern, such as WriteConcern(w=1)")
         self.cipher = Cipher.configured(encryption_key, old_encryption_keys)
-        database = check_text("database", database or os.environ.get("ZOHO_MONGO_DATABASE") or DEFAULT_DATABASE)
-        collection = check_text("collection", collection or os.environ.get("ZOHO_MONGO_COLLECTION") or DEFAULT_COLLECTION)
+        database, collection = check_names(database or os.environ.get("ZOHO_MONGO_DATABASE") or DEFAULT_DATABASE,
+                                           collection or os.environ.get("ZOHO_MONGO_COLLECTION") or DEFAULT_COLLECTION)
         if client is not None and uri is not None:
             raise store_error("pass either a URI or a client, not both")
         self._owns_client = client is None
         if client is None:
             client = open_client(resolve_uri(uri), server_selection_timeout, socket_timeout)
-        options = getattr(client, "options", None)
-        self._selection_timeout: float | None = getattr(options, "server_selection_timeout", None)
+        self._selection_timeout: float | None = (
+            client.options.server_selection_timeout if isinstance(client, MongoClient) else None)
         self.client = client
         # Reads go to the primary, or to a secondary while there is none; writes wait for a primary.
         self._collection = client[database][collection].with_options(
             write_concern=write_concern, read_preference=ReadPreference.PRIMARY_PREFERRED)
         # After a failed attempt the primary may be paused: a retried read asks a secondary first.
         self._after_failure = self._collection.with_options(read_preference=ReadPreference.SECONDARY_PREFERRED)
-        # What a save reads before or after it writes must be the primary's latest.
-        self._for_saves = self._collection.with_options(read_preference=ReadPreference.PRIMARY)
+        # What a save reads before or after it writes must be the primary's latest; a lookup reads
+        # there too while a primary is known (a primary read is the cheapest).
+        self._primary = self._collection.with_options(read_preference=ReadPreference.PRIMARY)
+        self._client_bounds_first = bounds_itself(client, self.socket_timeout, self.failover_wait)
         self._indexes_ready = not create_indexes
+        self._plain_checked = False
         self._lock = threading.Lock()
 
     # -- TokenStore -------------------------------------------------------------------------
 
     def find_token(self, token: OAuthToken) -> OAuthToken | None:
         """Fill ``token``'s missing values from the stored token it matches, and return it."""
-        document = self._coordinated(self._find_raw(token))
-        return None if document is None else fill_token(token, self.open_document(document))
+        query = match_filter(token_fields(token))
+        document = self._coordinated(self._find_raw(query))
+        return None if document is None else fill_token(token, self.open_document(document, found_by=query))
 
     def save_token(self, token: OAuthToken) -> None:
         """Insert or update the matching document in one atomic upsert, then complete ``token``.
@@ -193,12 +206,17 @@ class MongoTokenStore(TokenStore):
 
     def find_document(self, token: OAuthToken) -> dict[str, Any] | None:
         """The stored document ``token`` matches (same rules as find_token), opened, or None."""
-        document = self._find_raw(token)
-        return None if document is None else self.open_document(document)
+        query = match_filter(token_fields(token))
+        document = self._find_raw(query)
+        return None if document is None else self.open_document(document, found_by=query)
 
-    def open_document(self, document: dict[str, Any]) -> dict[str, Any]:
-        """A stored document with its secrets in the clear; refuses clearly what it cannot open."""
-        return open_or_refuse(self.cipher, document)
+    def open_document(self, document: dict[str, Any], found_by: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A stored document with its secrets in the clear; refuses clearly what it cannot open, a
+        malformed document, and one found through a blind index that is not its own."""
+        opened = refuse_malformed(open_or_refuse(self.cipher, document))
+        if self.cipher is not None and found_by is not None:
+            check_found(opened, found_by)
+        return opened
 
     def call(self, action: str, work: Callable[[], T], *, write: bool = False, bounded: bool = True,
              unknown_outcome: str = _TRY_AGAIN) -> T:
@@ -207,7 +225,8 @@ class MongoTokenStore(TokenStore):
         ``action``. ``work`` must be safe to run again; for tools that query the collection too.
         ``bounded=False`` leaves an attempt to the client's own timeouts (a long read)."""
         try:
-            return attempt(work, self.failover_wait, self.socket_timeout if bounded else None, write=write)
+            return attempt(work, self.failover_wait, self.socket_timeout if bounded else None, write=write,
+                           client_bounds_first=self._client_bounds_first)
         except SDKException:
             raise
         except Outage as outage:
@@ -249,16 +268,25 @@ class MongoTokenStore(TokenStore):
 
     def _tokens(self, *, reading: bool = False) -> Any:
         """The collection, with the indexes created once per store on first use. A read does not
-        wait for a primary to create them: without one it goes on, and a later call creates them."""
-        if not self._indexes_ready and not (reading and not writable(self.client)):
+        wait through an election to create them: it goes on, and a later call creates them."""
+        if not self._indexes_ready and not (reading and no_primary(self.client)):
             with self._lock:
                 if not self._indexes_ready:
                     ensure_indexes(self.collection)
                     self._indexes_ready = True
-        return self.collection
+        return self._reads() if reading else self.collection
 
-    def _find_raw(self, token: OAuthToken) -> dict[str, Any] | None:
-        query = match_filter(token_fields(token))
+    def _reads(self) -> Any:
+        """Where a lookup reads. A client that leaves retrying reads to the store reads the primary
+        while one is known, else a secondary; any other client reads with primaryPreferred (its
+        own retry of a failed read must not wait for a new primary)."""
+        if retrying():
+            return self._after_failure
+        if not self._client_bounds_first:
+            return self._collection
+        return self._primary if primary_known(self.client) else self._after_failure
+
+    def _find_raw(self, query: dict[str, Any] | None) -> dict[str, Any] | None:
         if query is None:
             return None
         return self.call("find the token", lambda: self._tokens(reading=True).find_one(self._lookup(query), projection=_PROJECTION))
@@ -273,7 +301,8 @@ class MongoTokenStore(TokenStore):
         stored (the guard held: that document is returned) or a race the server did not retry
         (retried once)."""
         self._tokens()
-        tokens = self._for_saves
+        self._refuse_plain_beside_sealed()
+        tokens = self._primary
         for round_ in (1, 2):
             if self.cipher is None:
                 match = found_by or {"_id": new_id}
@@ -317,13 +346,25 @@ class MongoTokenStore(TokenStore):
         field = conflict_field(conflict)
         raise store_error(f"could not save the token: another stored token already has this {field}", conflict)
 
+    def _refuse_plain_beside_sealed(self) -> None:
+        """A store without the key must not write into a collection of encrypted tokens: its
+        plaintext values cannot match the sealed ones, so it would insert duplicates beside them
+        (and a rotation could never finish). Checked once per store, on its first save."""
+        if self.cipher is not None or self._plain_checked:
+            return
+        sealed = self._primary.find_one({BLIND_FIELDS["refresh_token"]: {"$exists": True}}, {"_id": True})
+        if sealed is not None:
+            raise store_error(f"this collection holds encrypted tokens, but this store has no encryption key: "
+                              f"configure it in {KEY_ENV} (without it, saves would write plaintext copies)")
+        self._plain_checked = True
+
     def _sealed(self, fields: dict[str, Any], plain: dict[str, Any] | None,
                 new_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(match by id, sealed values). Ciphertexts are bound to the document id, so the matching
         document is read first; its secrets the token lacks are resealed too, so a document stored
         before encryption (or under an old key) comes out wholly sealed with the current key."""
         assert self.cipher is not None
-        stored = self._for_saves.find_one(self._lookup(plain), projection=_PROJECTION) if plain else None
+        stored = self._primary.find_one(self._lookup(plain), projection=_PROJECTION) if plain else None
         kept: dict[str, Any] = {}
         if stored is not None:
             opened = self.open_document(stored)  # refuses before anything is written
@@ -336,6 +377,8 @@ class MongoTokenStore(TokenStore):
     def _coordinated(self, document: dict[str, Any] | None) -> dict[str, Any] | None:
         """The document to hand the SDK: only a token in its refresh window is coordinated, so the
         common lookup stays one round trip."""
+        if document is not None:
+            refuse_malformed(document)  # before its dates are compared
         if document is None or not self.refresh_lease or not needs_refresh(document, utcnow()):
             return document
         return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait,

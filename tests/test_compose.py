@@ -67,7 +67,12 @@ def test_the_dashboard_waits_for_a_healthy_mongo_and_takes_secrets_from_env(comp
     assert dashboard["build"] == "." and (ROOT / "Dockerfile").is_file()
     assert dashboard["depends_on"]["mongo"]["condition"] == "service_healthy"
     environment = dashboard["environment"]
-    assert "replicaSet=rs0" in environment["MONGODB_URI"] and "${MONGO_ROOT_PASSWORD}" in environment["MONGODB_URI"]
+    # Its own least-privilege user, given apart from the URI (no percent-encoding to get wrong).
+    assert "replicaSet=rs0" in environment["MONGODB_URI"] and "@" not in environment["MONGODB_URI"]
+    assert "ROOT" not in " ".join(environment.values())
+    assert environment["MONGODB_PASSWORD"].startswith("${DASHBOARD_DB_PASSWORD")
+    check = " ".join(compose["services"]["mongo"]["healthcheck"]["test"])
+    assert 'createUser' in check and 'role: "readWrite", db: process.env.ZOHO_MONGO_DATABASE' in check
     assert environment["DASHBOARD_PASSWORD"].startswith("${DASHBOARD_PASSWORD")
     used = set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "docker-compose.yml").read_text()))
     example = {line.split("=")[0] for line in (ROOT / ".env.example").read_text().splitlines() if "=" in line}

@@ -251,3 +251,13 @@ def test_read_only_mode_creates_no_index(client: object, database_name: str) -> 
     store.collection.insert_one({"_id": "x", "access_token": "a"})
     assert store.find_token_by_id("x").get_access_token() == "a"
     assert set(store.collection.index_information()) == {"_id_"}
+
+
+def test_a_fresh_store_may_start_with_a_lookup(client: object, database_name: str) -> None:
+    """A lookup creates the indexes when a primary is known; without one (still discovering the
+    set, or in an election) it goes on, and the first save creates them."""
+    store = MongoTokenStore(client=client, database=database_name)
+    assert store.find_token_by_id("nothing-yet") is None
+    assert store.find_token(oauth(ALICE, client=False)) is None
+    store.save_token(full(ALICE))
+    assert "user_name_unique" in store.collection.index_information()

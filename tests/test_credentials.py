@@ -58,3 +58,20 @@ def test_a_read_only_user_reads_and_a_refused_save_quotes_no_secret(
     for field in SECRET_FIELDS:
         assert all(values(bob)[field] not in text for text in texts), field
     assert list(root.zoho.oauth_tokens.find()) == before
+
+
+def test_credentials_apart_from_the_uri_need_no_percent_encoding(secured_mongod: Any, root: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compose dashboard's way: a least-privilege user whose password has / @ : % in it."""
+    password = "sl/ash@at:colon%pct"
+    root.admin.command("createUser", "dashboard", pwd=password, roles=[{"role": "readWrite", "db": "zoho"}])
+    try:
+        monkeypatch.setenv("MONGODB_USERNAME", "dashboard")
+        monkeypatch.setenv("MONGODB_PASSWORD", password)
+        store = MongoTokenStore(f"mongodb://127.0.0.1:{secured_mongod.server.port}/?replicaSet=rs0&authSource=admin",
+                                server_selection_timeout=3)
+        store.save_token(full("alice@example.com:1"))
+        assert len(store.get_tokens()) == 1
+        store.close()
+    finally:
+        root.admin.command("dropUser", "dashboard")

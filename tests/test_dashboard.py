@@ -125,9 +125,16 @@ def test_sign_in_then_overview_counts(store: MongoTokenStore) -> None:
 
 
 def test_sign_in_can_be_turned_off_with_a_warning(store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit import config
+
     seed(store, 2)
     monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
-    at = AppTest.from_file(APP, default_timeout=30).run()
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")  # as `zoho-mongo-store dashboard` starts it
+    try:
+        at = AppTest.from_file(APP, default_timeout=30).run()
+    finally:
+        config.set_option("server.address", before)
     assert "Sign-in is turned off" in at.warning[0].value
     assert {metric.label: metric.value for metric in at.metric}["Tokens"] == "2"
 

@@ -10,9 +10,10 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .. import admin
 from ..errors import sentence
+from ..masking import markdown_plain, printable
 from . import data, demo
 from .auth import Operator, sign_out, signed_in_operator
-from .settings import Settings
+from .settings import SettingError, Settings
 
 PAGES = ("Overview", "Tokens", "Audit")
 SEARCH_IN = {"User name": "user_name", "Client id": "client_id", "Token id": "_id"}
@@ -30,7 +31,15 @@ def connection(settings: Settings) -> data.Connection:
 
 def main() -> None:
     st.set_page_config(page_title="Zoho token store", layout="wide")
-    settings = Settings.load()
+    try:
+        settings = Settings.load()
+    except SettingError as error:
+        st.error(f"The dashboard will not start: {error}.")
+        return
+    if settings.auth_disabled and not loopback(st.get_option("server.address")):
+        st.error("Sign-in is turned off (DASHBOARD_AUTH_DISABLED), so the dashboard serves only this machine: "
+                 "start it on 127.0.0.1 (the default of `zoho-mongo-store dashboard`), or turn sign-in on.")
+        return
     operator = signed_in_operator(settings)
     if operator is None:
         return
@@ -50,11 +59,17 @@ def main() -> None:
         st.error(sentence(error))
 
 
+def loopback(address: str | None) -> bool:
+    """Whether Streamlit listens on this machine only (no address means every interface)."""
+    return str(address or "").strip() in ("127.0.0.1", "localhost", "::1") or \
+        str(address or "").startswith("127.")
+
+
 def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> str:
     with st.sidebar:
         st.header("Zoho token store")
         page = st.radio("Page", PAGES, key="page")
-        st.caption(f"Signed in as **{operator.name}**")
+        st.caption(f"Signed in as **{markdown_plain(operator.name)}**")
         if operator.method != "none" and st.button("Sign out"):
             sign_out(operator)
             st.rerun()
@@ -91,7 +106,7 @@ def overview_page(conn: data.Connection, settings: Settings, operator: Operator)
     left, right = st.columns(2)
     with left:
         st.subheader("Per data center")
-        domains = pd.DataFrame({"data center": [d.removeprefix("https://").removeprefix("www.")
+        domains = pd.DataFrame({"data center": [str(d).removeprefix("https://").removeprefix("www.")
                                                 for d in counts["per-api-domain"]],
                                 "tokens": list(counts["per-api-domain"].values())})
         if domains.empty:
@@ -127,15 +142,16 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
     first = (number - 1) * size
     paging[3].markdown(f"<br>{first + 1 if records else 0}–{first + len(records)} of **{admin.shown_total(total)}** "
                        "tokens", unsafe_allow_html=True)
-    table = pd.DataFrame(records, columns=["id", "user_name", "client_id", "api_domain", "expires_in",
-                                           "access_token", "refresh_token", "grant_token"])
+    columns = ["id", "user_name", "client_id", "api_domain", "expires_in", "access_token", "refresh_token",
+               "grant_token"] + (["malformed"] if any("malformed" in record for record in records) else [])
+    table = pd.DataFrame(records, columns=columns)
     table.insert(4, "expires (UTC)", pd.to_datetime(pd.to_numeric(table.pop("expires_in")), unit="ms"))
     st.dataframe(table, hide_index=True)
     ids = [record["id"] for record in records]
     if not ids:
         return
     chosen = st.selectbox("Inspect a token", ids, key="inspect",
-                          format_func=lambda i: f"{i} · {next(r.get('user_name') or '—' for r in records if r['id'] == i)}")
+                          format_func=lambda i: printable(f"{i} · {next(r.get('user_name') or '—' for r in records if r['id'] == i)}"))
     record = data.inspect(conn, chosen)
     if record is not None:
         st.dataframe(pd.DataFrame({"field": list(record), "value": [str(v) for v in record.values()]}),
@@ -148,7 +164,7 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
 def destructive_controls(conn: data.Connection, operator: Operator, chosen: str, ids: list[str]) -> None:
     st.subheader("Delete")
     one, many, every = st.columns(3)
-    if one.button(f"Delete token {chosen}", key="delete_one"):
+    if one.button(f"Delete token {markdown_plain(chosen)}", key="delete_one"):
         st.session_state["confirm"] = {"kind": "ids", "ids": [chosen]}
     selected = many.multiselect("Tokens on this page", ids, key="selected")
     if many.button("Delete selected", disabled=not selected, key="delete_selected"):
@@ -163,8 +179,8 @@ def destructive_controls(conn: data.Connection, operator: Operator, chosen: str,
 def confirm_dialog(conn: data.Connection, operator: Operator) -> None:
     request: dict[str, Any] = st.session_state["confirm"]
     if request["kind"] == "ids":
-        st.write(f"Delete {len(request['ids'])} token(s): {', '.join(request['ids'])}? This cannot be undone; "
-                 "the SDK will need a new grant token for these users.")
+        st.text(f"Delete {len(request['ids'])} token(s): {', '.join(map(printable, request['ids']))}? This cannot "
+                "be undone; the SDK will need a new grant token for these users.")
         typed = None
     else:
         st.write(f"Delete **all {conn.tokens.estimated_document_count()} tokens**? Every service using this store "
@@ -196,6 +212,7 @@ def audit_page(conn: data.Connection, settings: Settings, operator: Operator) ->
     if not entries:
         st.caption("No deletions yet.")
         return
-    rows = [{"when (UTC)": e["at"], "who": e["who"], "action": e["action"], "deleted": e.get("deleted"),
-             "ids": ", ".join(e.get("ids", [])), "user names": ", ".join(e.get("user_names", []))} for e in entries]
+    rows = [{"when (UTC)": e.get("at"), "who": str(e.get("who")), "action": str(e.get("action")),
+             "deleted": e.get("deleted"), "ids": ", ".join(map(str, e.get("ids") or [])),
+             "user names": ", ".join(map(str, e.get("user_names") or []))} for e in entries]
     st.dataframe(pd.DataFrame(rows), hide_index=True)

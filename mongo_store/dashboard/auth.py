@@ -1,14 +1,19 @@
 """The sign-in gate: nothing is shown until an operator is known.
 
-A password (from ``DASHBOARD_PASSWORD`` or secrets, compared in constant time), or OIDC through
-``st.login`` when ``[auth]`` is configured in secrets. With neither, the app refuses to show data;
+A password (from ``DASHBOARD_PASSWORD`` or secrets, compared in constant time, a few tries per
+session, each wrong one slowed down; a session ends when the password changes), or OIDC through
+``st.login`` when ``[auth]`` is configured in secrets, for the e-mails or domains on an allow-list
+only. With neither, or OIDC without an allow-list, the app refuses to show data;
 ``DASHBOARD_AUTH_DISABLED=1`` turns the gate off for local use, with a visible warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
@@ -19,6 +24,18 @@ from .settings import Settings, oidc_configured
 class Operator:
     name: str
     method: str
+    password_hash: str = ""  # the password it signed in with, so a changed password ends the session
+
+
+MAX_ATTEMPTS = 5
+"""Wrong passwords a session may enter; then it must start over (a new browser session)."""
+WRONG_PASSWORD_DELAY = 1.0
+
+NO_ALLOW_LIST = (
+    "Single sign-on is configured, but no one is allowed in yet, so no token data is shown. Set "
+    "`DASHBOARD_ALLOWED_EMAILS` (exact e-mails, comma-separated) and/or `DASHBOARD_ALLOWED_DOMAINS` (e-mail "
+    "domains), or `allowed_emails` / `allowed_domains` under `[dashboard]` in `.streamlit/secrets.toml`."
+)
 
 
 NOT_CONFIGURED = (
@@ -35,24 +52,56 @@ def signed_in_operator(settings: Settings) -> Operator | None:
                    "and delete tokens. Use it only on your own machine.", icon="⚠️")
         return Operator("local user (sign-in off)", "none")
     if oidc_configured():
+        if not settings.allowed_emails and not settings.allowed_domains:
+            st.error(NO_ALLOW_LIST)
+            return None
         if not st.user.is_logged_in:
             st.title("Zoho token store")
             st.button("Sign in", on_click=st.login, type="primary")
             return None
-        return Operator(str(st.user.get("email") or st.user.get("name") or "unknown"), "oidc")
+        refused = oidc_refusal(settings, dict(st.user.to_dict()))
+        if refused:
+            st.error(refused)
+            st.button("Sign out", on_click=st.logout)
+            return None
+        return Operator(str(st.user.get("email")).strip().lower(), "oidc")
     if settings.password:
-        if isinstance(st.session_state.get("operator"), Operator):
-            return st.session_state["operator"]
+        operator = st.session_state.get("operator")
+        if isinstance(operator, Operator) and hmac.compare_digest(operator.password_hash,
+                                                                  password_hash(settings.password)):
+            return operator
+        st.session_state.pop("operator", None)  # signed in with a password that has changed since
         password_form(settings)
         return None
     st.error(NOT_CONFIGURED)
     return None
 
 
+def oidc_refusal(settings: Settings, user: dict[str, Any]) -> str | None:
+    """Why an identity the provider vouches for may not use the dashboard, or None."""
+    email = user.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        return "Your identity provider did not give an e-mail address, so you cannot be let in."
+    if user.get("email_verified") in (False, "false", "False"):
+        return "Your identity provider says your e-mail address is not verified, so you cannot be let in."
+    email = email.strip().lower()
+    if email in settings.allowed_emails or email.rpartition("@")[2] in settings.allowed_domains:
+        return None
+    return "This account is not on the dashboard's allow-list. Ask an administrator to add it."
+
+
+def password_hash(password: str) -> str:
+    return hashlib.sha256(str(password).encode()).hexdigest()
+
+
 def password_form(settings: Settings) -> None:
     st.title("Zoho token store")
     if settings.demo:
         st.info("Demo: the password is shown in the terminal that started the demo (default `demo`).")
+    failures = int(st.session_state.get("failed_sign_ins", 0))
+    if failures >= MAX_ATTEMPTS:
+        st.error(f"Too many wrong passwords ({MAX_ATTEMPTS}). Close this tab and open the dashboard again.")
+        return
     with st.form("sign-in"):
         name = st.text_input("Your name (recorded in the audit log)")
         password = st.text_input("Password", type="password")
@@ -60,8 +109,12 @@ def password_form(settings: Settings) -> None:
     if submitted:
         correct = hmac.compare_digest(password.encode(), str(settings.password).encode())
         if correct and name.strip():
-            st.session_state["operator"] = Operator(name.strip(), "password")
+            st.session_state["failed_sign_ins"] = 0
+            st.session_state["operator"] = Operator(name.strip(), "password", password_hash(settings.password))
             st.rerun()
+        if not correct:
+            st.session_state["failed_sign_ins"] = failures + 1
+            time.sleep(WRONG_PASSWORD_DELAY)  # slows guessing down
         st.error("Wrong password." if not correct else "Please enter your name.")
 
 

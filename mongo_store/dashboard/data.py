@@ -97,7 +97,8 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
     for key in ("created_at", "updated_at"):
         if document.get(key) is not None:
             record[key] = document[key]
-    record["status"] = admin.status_of(document.get("expiry_time"), document.get("access_token") is not None)
+    if "malformed" not in record:
+        record["status"] = admin.status_of(document.get("expiry_time"), document.get("access_token") is not None)
     return record
 
 

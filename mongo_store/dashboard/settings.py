@@ -9,6 +9,30 @@ from typing import Any
 import streamlit as st
 
 TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingError(ValueError):
+    """A setting with a value the dashboard does not understand: it refuses to start."""
+
+
+def parse_flag(name: str, value: Any) -> bool:
+    """A boolean setting, strictly: 1/0, true/false, yes/no, on/off in any case (trimmed), or
+    absent. Anything else is refused, so a typo can never leave delete controls on."""
+    if isinstance(value, bool):  # TOML secrets
+        return value
+    text = "" if value is None else str(value).strip().lower()
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise SettingError(f"{name} must be one of 1/0, true/false, yes/no, on/off; its value is not one of them")
+
+
+def parse_list(value: Any) -> tuple[str, ...]:
+    """A comma-separated string (environment) or a list (secrets), lowercased, blanks dropped."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    return tuple(str(item).strip().lower() for item in items if str(item).strip())
 
 
 def _secret(section: str, key: str) -> Any:
@@ -44,6 +68,8 @@ class Settings:
     auth_disabled: bool
     read_only: bool
     demo: bool
+    allowed_emails: tuple[str, ...] = ()
+    allowed_domains: tuple[str, ...] = ()
 
     @classmethod
     def load(cls) -> Settings:
@@ -53,7 +79,10 @@ class Settings:
             collection=setting("ZOHO_MONGO_COLLECTION", "collection"),
             audit_collection=setting("DASHBOARD_AUDIT_COLLECTION", "audit_collection", "dashboard_audit"),
             password=setting("DASHBOARD_PASSWORD", "password"),
-            auth_disabled=str(setting("DASHBOARD_AUTH_DISABLED", "auth_disabled", "")).lower() in TRUE,
-            read_only=str(setting("DASHBOARD_READ_ONLY", "read_only", "")).lower() in TRUE,
-            demo=str(setting("ZOHO_DASHBOARD_DEMO", "demo", "")).lower() in TRUE,
+            auth_disabled=parse_flag("DASHBOARD_AUTH_DISABLED", setting("DASHBOARD_AUTH_DISABLED", "auth_disabled")),
+            read_only=parse_flag("DASHBOARD_READ_ONLY", setting("DASHBOARD_READ_ONLY", "read_only")),
+            demo=parse_flag("ZOHO_DASHBOARD_DEMO", setting("ZOHO_DASHBOARD_DEMO", "demo")),
+            allowed_emails=parse_list(setting("DASHBOARD_ALLOWED_EMAILS", "allowed_emails")),
+            allowed_domains=tuple(d.lstrip("@") for d in parse_list(setting("DASHBOARD_ALLOWED_DOMAINS",
+                                                                            "allowed_domains"))),
         )

@@ -1,0 +1,421 @@
+"""Findings of the adversarial review: each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import sqlite3
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import streamlit as st
+from pymongo import MongoClient
+from streamlit.testing.v1 import AppTest
+from tokens import full, oauth, secret
+from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
+from mongo_store import MongoTokenStore, cli
+from mongo_store.crypto import PREFIX
+from mongo_store.dashboard.settings import SettingError, parse_flag
+from mongo_store.migrate import FILESTORE_COLUMNS, import_rows, open_source, read_mysql
+from mongo_store.rotation import rotate
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+PASSWORD = "correct horse battery staple"
+KEY_A = base64.b64encode(b"A" * 32).decode()
+KEY_B = base64.b64encode(b"B" * 32).decode()
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    old_err, sys.stderr = sys.stderr, err
+    try:
+        code = cli.main(list(argv), out=out)
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    finally:
+        sys.stderr = old_err
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def dashboard_env(mongo_uri: str, database_name: str, real_client: MongoClient,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[MongoTokenStore]:
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    for name in ("DASHBOARD_AUTH_DISABLED", "DASHBOARD_READ_ONLY", "ZOHO_DASHBOARD_DEMO", "DASHBOARD_ALLOWED_EMAILS",
+                 "DASHBOARD_ALLOWED_DOMAINS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("ZOHO_MONGO_DATABASE", database_name)
+    monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
+    yield MongoTokenStore(client=real_client, database=database_name)
+    real_client.drop_database(database_name)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def sign_in(at: AppTest, password: str = PASSWORD) -> AppTest:
+    at.text_input[0].input("Olga")
+    at.text_input[1].input(password)
+    return at.button[0].click().run()
+
+
+# -- 1. OIDC: an allow-list, verified e-mails ---------------------------------------------------------
+
+OIDC = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "id",
+        "client_secret": "s", "server_metadata_url": "https://accounts.example.com/.well-known/openid-configuration"}
+
+
+def oidc_app(user: dict[str, Any]) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.secrets["auth"] = OIDC
+    at.user = {"is_logged_in": True, **user}
+    return at.run()
+
+
+@pytest.mark.parametrize("user, allowed", [
+    ({"email": "olga@example.com", "email_verified": True}, True),
+    ({"email": "Olga@Example.com"}, True),  # no verification claim: the provider vouches for it
+    ({"email": "mallory@gmail.com", "email_verified": True}, False),
+    ({"email": "olga@example.com", "email_verified": False}, False),
+    ({"name": "No E-mail"}, False),
+    ({"email": "eve@example.com.evil.test", "email_verified": True}, False),
+])
+def test_oidc_lets_in_only_the_allow_list_with_verified_e_mails(dashboard_env: MongoTokenStore,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                user: dict[str, Any], allowed: bool) -> None:
+    dashboard_env.save_token(full("user@example.com:1"))
+    monkeypatch.delenv("DASHBOARD_PASSWORD")
+    monkeypatch.setenv("DASHBOARD_ALLOWED_DOMAINS", "@example.com")
+    at = oidc_app(user)
+    assert not at.exception
+    assert bool(at.metric) is allowed
+    if not allowed:
+        assert at.error and not at.dataframe
+
+
+def test_oidc_without_an_allow_list_shows_nothing_and_says_how(dashboard_env: MongoTokenStore,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DASHBOARD_PASSWORD")
+    at = oidc_app({"email": "olga@example.com", "email_verified": True})
+    assert not at.metric and "DASHBOARD_ALLOWED_EMAILS" in at.error[0].value
+    monkeypatch.setenv("DASHBOARD_ALLOWED_EMAILS", "boss@example.org, olga@example.com")
+    st.cache_resource.clear()
+    at = oidc_app({"email": "olga@example.com", "email_verified": True})
+    assert at.metric and at.sidebar.caption[0].value == "Signed in as **olga@example\\.com**"
+
+
+# -- 2. binding ---------------------------------------------------------------------------------------
+
+
+def test_the_dashboard_listens_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda command, env: started.append(command) or 0)
+    monkeypatch.delenv("DASHBOARD_AUTH_DISABLED", raising=False)
+    assert run("dashboard")[0] == 0
+    assert started[-1][started[-1].index("--server.address") + 1] == "127.0.0.1"
+    assert run("dashboard", "--address", "0.0.0.0")[0] == 0
+    monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
+    code, _, err = run("dashboard", "--address", "0.0.0.0")
+    assert code == 1 and "127.0.0.1 only" in err and len(started) == 2
+
+
+def test_with_sign_in_off_the_app_refuses_a_non_loopback_address(dashboard_env: MongoTokenStore,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit import config
+
+    monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
+    before = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = AppTest.from_file(APP, default_timeout=30).run()
+    finally:
+        config.set_option("server.address", before)
+    assert not at.metric and "serves only this machine" in at.error[0].value
+
+
+# -- 3. URIs are never echoed -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uri, secret_part", [
+    ("mongodb://zoho_admin:Kx9/Tq7+SecretTail=@127.0.0.1:27555/", "SecretTail"),
+    ("mongodb://zoho_admin:Kx9$Tq7/SecretTail@127.0.0.1:27555/", "SecretTail"),
+    ('mongodb://zoho_admin:Kx9"Tq7/SecretTail@127.0.0.1:27555/', "SecretTail"),
+    ("mongodb://zoho_admin:Secret%zzTail@127.0.0.1:27555/", "Secret"),
+    ("mongodb://admin:hunter2secret@localhost:notaport/", "hunter2"),
+])
+def test_a_malformed_uri_is_described_never_repeated(uri: str, secret_part: str) -> None:
+    code, out, err = run("--uri", uri, "stats")
+    assert code == 1 and "invalid MongoDB URI" in err and "percent-encoded" in err
+    assert secret_part not in err and "127.0.0.1" not in err and "Kx9" not in err
+
+
+@pytest.mark.parametrize("url, secret_part", [("mysql://root:1234#x@127.0.0.1:3306/zohooauth", "1234"),
+                                              ("mysql://root:pa/ss@127.0.0.1:3306/zohooauth", "pa")])
+def test_a_malformed_mysql_url_is_described_never_repeated(url: str, secret_part: str) -> None:
+    pytest.importorskip("mysql.connector")
+    with pytest.raises(Exception) as refused:
+        list(read_mysql(url))
+    assert "invalid MySQL URL" in str(refused.value) and "percent-encoded" in str(refused.value)
+    assert f"'{secret_part}'" not in str(refused.value) and f"root:{secret_part}" not in str(refused.value)
+
+
+# -- 4. one bad row is one rejected line --------------------------------------------------------------
+
+
+def kaizen(path: Path, rows: list[tuple[Any, ...]]) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE oauthtoken (id varchar(10) PRIMARY KEY, user_name varchar(255), client_id varchar(255), "
+               "client_secret varchar(255), refresh_token varchar(255), access_token varchar(255), "
+               "grant_token varchar(255), expiry_time varchar(20), redirect_url varchar(255), api_domain varchar(255))")
+    db.executemany("INSERT INTO oauthtoken VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    db.commit()
+    db.close()
+
+
+def test_sqlite_invalid_utf8_is_one_rejected_row_without_the_value(store: MongoTokenStore, tmp_path: Path) -> None:
+    path = tmp_path / "odd ? name # here.db"
+    kaizen(path, [("1", "a@x:1", "c", "ok", secret("r"), None, None, None, None, None),
+                  ("2", "b@x:1", "c", "placeholder", secret("r"), None, None, None, None, None)])
+    db = sqlite3.connect(path)  # invalid UTF-8 stored as TEXT, as another program may have written it
+    db.execute("UPDATE oauthtoken SET client_secret = CAST(X'534543524554FF2D434C49454E54' AS TEXT) WHERE id = '2'")
+    db.commit()
+    db.close()
+    (tmp_path / "odd ").mkdir()  # what "file:odd ?..." would have opened instead
+    report = import_rows(store, open_source(str(path)))
+    assert report.inserted == 1 and report.rejected == [(2, "client_secret is not valid UTF-8 text")]
+    assert "SECRET" not in repr(report)
+
+
+def test_filestore_csv_in_cp1252_long_fields_and_encoding_option(store: MongoTokenStore, tmp_path: Path) -> None:
+    path = tmp_path / "sdk_tokens.csv"
+    rows = [["1", "jos\u00e9@example.com:1", "c", "s", secret("r"), "", "", "", "", ""],
+            ["2", "zo\u00eb@example.com:1", "c", "s", secret("r"), "", "", "", "", ""]]
+    text = ",".join(FILESTORE_COLUMNS) + "\n" + "\n".join(",".join(row) for row in rows) + "\n"
+    text += "3,long@example.com:1,c," + "s" * 200_000 + "," + secret("r") + ",,,,,\n"
+    path.write_bytes(text.encode("cp1252"))
+    report = import_rows(store, open_source(str(path)))
+    assert report.inserted == 0 and [line for line, _ in report.rejected] == [2, 3, 4]
+    assert "pass --encoding" in report.rejected[0][1] and "s" * 100 not in repr(report)
+    report = import_rows(store, open_source(str(path), encoding="cp1252"))
+    assert report.inserted == 2 and [line for line, _ in report.rejected] == [4]
+    assert store.find_token_by_id("1").get_user_signature().get_name() == "jos\u00e9@example.com:1"
+    code, out, _ = run("--uri", "mongomock://", "import", str(path), "--encoding", "no-such-codec")
+    assert code == 1
+
+
+def test_export_lines_with_invalid_utf8_or_deep_nesting_are_rejected(store: MongoTokenStore, tmp_path: Path) -> None:
+    path = tmp_path / "tokens.jsonl"
+    good = json.dumps({"id": "1", "user_name": "a@b:1", "refresh_token": secret("r"), "client_id": "c",
+                       "client_secret": "s"})
+    path.write_bytes(good.encode() + b'\n{"id": "2", "client_secret": "SECRET\xff"}\n' + b"[" * 100_000 + b"\n")
+    report = import_rows(store, open_source(str(path)))
+    assert report.inserted == 1
+    assert report.rejected == [(2, "not valid UTF-8 text"), (3, "not a token record (nested too deeply)")]
+
+
+# -- 5, 6, 11. encryption: keyless writers, truncated ciphertexts, moved blind indexes ------------------
+
+
+def keyed(store: MongoTokenStore, key: str | None, **options: Any) -> MongoTokenStore:
+    return MongoTokenStore(client=store.client, database=store.collection.database.name, encryption_key=key,
+                           old_encryption_keys=[], **options)
+
+
+def test_a_store_without_the_key_refuses_to_write_beside_sealed_tokens(store: MongoTokenStore,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ZOHO_MONGO_ENCRYPTION_KEY", raising=False)
+    sealed = full(None)
+    keyed(store, KEY_A).save_token(sealed)
+    plain = keyed(store, None)
+    with pytest.raises(SDKException, match="holds encrypted tokens.*ZOHO_MONGO_ENCRYPTION_KEY"):
+        plain.save_token(oauth(None, refresh_token=sealed.get_refresh_token(), access_token="new"))
+    assert store.collection.count_documents({}) == 1
+
+
+def test_rotation_reports_what_it_cannot_reseal_and_goes_on(store: MongoTokenStore) -> None:
+    old = keyed(store, KEY_A)
+    tokens = [full(f"user{n}@example.com:1") for n in range(3)]
+    for token in tokens:
+        old.save_token(token)
+    # A plaintext copy of token 0's refresh token, as a keyless store used to write, and a truncated
+    # ciphertext in token 1.
+    store.collection.insert_one({"_id": "plain-copy", "refresh_token": tokens[0].get_refresh_token()})
+    document = store.collection.find_one({"_id": tokens[1].get_id()})
+    store.collection.update_one({"_id": tokens[1].get_id()},
+                                {"$set": {"access_token": document["access_token"][:len(PREFIX) + 14]}})
+    with pytest.raises(SDKException, match=f"token {tokens[1].get_id()}"):
+        old.find_token_by_id(tokens[1].get_id())
+    new = MongoTokenStore(client=store.client, database=store.collection.database.name, encryption_key=KEY_B,
+                          old_encryption_keys=[KEY_A])
+    report = rotate(new)
+    assert report.rotated == 2 and len(report.failed) == 2
+    truncated, = (line for line in report.failed if tokens[1].get_id() in line)
+    duplicate, = (line for line in report.failed if "plain-copy" in line)
+    assert "not a valid sealed value" in truncated
+    assert duplicate.startswith("token plain-copy: another token already has its")
+    assert new.find_token_by_id(tokens[2].get_id()).get_access_token() == tokens[2].get_access_token()
+
+
+def test_a_blind_index_moved_to_another_document_is_refused(store: MongoTokenStore) -> None:
+    sealed = keyed(store, KEY_A)
+    alice, bob = full("alice@example.com:1"), full("bob@example.com:1")
+    sealed.save_token(alice)
+    sealed.save_token(bob)
+    stolen = store.collection.find_one({"_id": alice.get_id()})["refresh_token_hmac"]
+    store.collection.update_one({"_id": alice.get_id()}, {"$unset": {"refresh_token_hmac": ""}})
+    store.collection.update_one({"_id": bob.get_id()}, {"$set": {"refresh_token_hmac": stolen}})
+    with pytest.raises(SDKException, match="does not hold that value"):
+        sealed.find_token(oauth(None, refresh_token=alice.get_refresh_token()))
+
+
+# -- 7. one hand-edited document ----------------------------------------------------------------------
+
+
+def test_a_malformed_document_is_a_clear_error_and_tools_go_on(store: MongoTokenStore) -> None:
+    good, odd = full("good@example.com:1"), full("odd@example.com:1")
+    store.save_token(good)
+    store.save_token(odd)
+    store.collection.update_one({"_id": odd.get_id()}, {"$set": {"expiry_time": "2026-01-01"}})
+    with pytest.raises(SDKException, match=f"stored token '{odd.get_id()}' is malformed.*expiry_time is str"):
+        store.find_token(oauth("odd@example.com:1", client=False))
+    with pytest.raises(SDKException, match="malformed"):
+        store.get_tokens()
+    assert store.find_token(oauth("good@example.com:1", client=False)) is not None
+
+
+def test_the_cli_shows_a_malformed_row_and_keeps_working(dashboard_env: MongoTokenStore) -> None:
+    good, odd = full("good@example.com:1"), full("odd@example.com:1")
+    dashboard_env.save_token(good)
+    dashboard_env.save_token(odd)
+    dashboard_env.collection.update_one({"_id": odd.get_id()}, {"$set": {"expiry_time": "2026-01-01",
+                                                                      "api_domain": None}})
+    code, out, err = run("list")
+    assert code == 0 and "malformed: expiry_time is str, not a date" in out, err
+    code, out, _ = run("show", odd.get_id())
+    assert code == 0 and "malformed: expiry_time is str" in out
+    code, out, _ = run("export")
+    assert code == 0 and len(out.splitlines()) == 2 and "malformed" in out
+    assert run("stats")[0] == 0
+
+
+def test_the_dashboard_shows_a_malformed_row_and_keeps_working(dashboard_env: MongoTokenStore) -> None:
+    odd = full(None)
+    dashboard_env.save_token(odd)
+    dashboard_env.collection.update_one({"_id": odd.get_id()}, {"$set": {"expiry_time": "2026-01-01",
+                                                                      "api_domain": None, "user_name": 42}})
+    at = sign_in(AppTest.from_file(APP, default_timeout=30).run())
+    assert not at.exception and at.metric
+    at = at.sidebar.radio(key="page").set_value("Tokens").run()
+    assert not at.exception and "malformed" in at.dataframe[0].value.columns
+    at.button(key="delete_one").click().run()
+    at.button(key="confirm_delete").click().run()
+    at = at.sidebar.radio(key="page").set_value("Audit").run()
+    assert not at.exception and at.dataframe
+
+
+# -- 8. boolean settings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), (" TRUE ", True), ("yes", True), ("On", True),
+                                             ("0", False), ("false", False), ("No", False), ("off", False),
+                                             ("", False), (None, False), (True, True)])
+def test_boolean_settings_parse_strictly(value: Any, expected: bool) -> None:
+    assert parse_flag("DASHBOARD_READ_ONLY", value) is expected
+
+
+@pytest.mark.parametrize("value", ["True ", "enabled", "y", "2"])
+def test_an_unknown_boolean_refuses_to_start(dashboard_env: MongoTokenStore, monkeypatch: pytest.MonkeyPatch,
+                                             value: str) -> None:
+    if value.strip().lower() == "true":
+        value = "enabled"  # "True " is a valid spelling (trimmed, any case)
+    with pytest.raises(SettingError):
+        parse_flag("DASHBOARD_READ_ONLY", value)
+    monkeypatch.setenv("DASHBOARD_READ_ONLY", value)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.text_input and "DASHBOARD_READ_ONLY must be one of" in at.error[0].value
+    assert run("dashboard")[0] == 1
+
+
+# -- 9, 10. files with secrets, stored values shown as plain text ------------------------------------
+
+
+def test_an_export_with_secrets_is_private_and_never_overwrites(dashboard_env: MongoTokenStore, tmp_path: Path) -> None:
+    dashboard_env.save_token(full("alice@example.com:1"))
+    target = tmp_path / "backup.jsonl"
+    assert run("export", "--include-secrets", "-o", str(target))[0] == 0
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    target.write_text("precious")
+    code, _, err = run("export", "--include-secrets", "-o", str(target))
+    assert code == 1 and "--force" in err and target.read_text() == "precious"
+    target.chmod(0o644)
+    assert run("export", "--include-secrets", "-o", str(target), "--force")[0] == 0
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600 and "alice" in target.read_text()
+
+
+def test_stored_values_cannot_forge_cli_lines_or_render_as_markdown(dashboard_env: MongoTokenStore) -> None:
+    forged = "x@example.com:1\nFAKE\tROW\x1b[31m"
+    dashboard_env.save_token(full(forged, id="[click](https://evil.test)"))
+    code, out, _ = run("list")
+    assert code == 0 and "\x1b" not in out and "\nFAKE" not in out and len(out.splitlines()) == 3
+    at = sign_in(AppTest.from_file(APP, default_timeout=30).run())
+    at = at.sidebar.radio(key="page").set_value("Tokens").run()
+    label = at.button(key="delete_one").label
+    assert "\\[click\\]\\(https\\://evil\\.test\\)" in label
+    at.button(key="delete_one").click().run()
+    assert not at.markdown or all("](https://evil.test)" not in str(m.value) for m in at.markdown)
+
+
+# -- 12, 13. a dry run writes nothing; bad names are one line -----------------------------------------
+
+
+def test_a_dry_run_import_writes_nothing(dashboard_env: MongoTokenStore, real_client: MongoClient,
+                                        tmp_path: Path) -> None:
+    path = tmp_path / "tokens.jsonl"
+    path.write_text(json.dumps({"id": "1", "user_name": "a@b:1", "refresh_token": secret("r"), "client_id": "c",
+                                "client_secret": "s"}) + "\n")
+    name = dashboard_env.collection.database.name
+    code, out, _ = run("import", str(path), "--dry-run")
+    assert code == 0 and "would insert 1" in out
+    assert name not in real_client.list_database_names()
+
+
+@pytest.mark.parametrize("option, value", [("--database", "a/b"), ("--collection", "$x"), ("--database", "a b")])
+def test_bad_names_are_one_line(option: str, value: str) -> None:
+    code, out, err = run("--uri", "mongomock://", option, value, "stats")
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+
+
+# -- 14. sign-in attempts and password changes -------------------------------------------------------
+
+
+def test_password_attempts_are_limited_and_slowed(dashboard_env: MongoTokenStore,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mongo_store.dashboard import auth
+
+    monkeypatch.setattr(auth, "WRONG_PASSWORD_DELAY", 0.2)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    started = time.monotonic()
+    for _ in range(auth.MAX_ATTEMPTS):
+        at = sign_in(at, "guess")
+        assert not at.metric
+    assert time.monotonic() - started >= 0.2 * auth.MAX_ATTEMPTS
+    at = at.run()
+    assert not at.text_input and "Too many wrong passwords" in at.error[0].value
+
+
+def test_a_changed_password_ends_the_session(dashboard_env: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = sign_in(AppTest.from_file(APP, default_timeout=30).run())
+    assert at.metric
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "a new password")
+    at = at.run()
+    assert not at.metric and at.text_input  # the sign-in form again
+
