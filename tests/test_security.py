@@ -419,3 +419,33 @@ def test_a_changed_password_ends_the_session(dashboard_env: MongoTokenStore, mon
     at = at.run()
     assert not at.metric and at.text_input  # the sign-in form again
 
+
+
+def test_rotate_key_on_a_server_killed_midway_is_one_line(tmp_path: Path) -> None:
+    """One line and exit 1, with no traceback from any thread (the review once saw one)."""
+    import subprocess
+    from datetime import datetime, timezone
+
+    from mongo_store.crypto import Cipher
+    from mongo_store.embedded import EmbeddedMongod, mongod_binary
+
+    if mongod_binary() is None:
+        pytest.skip("needs the embedded mongod")
+    server = EmbeddedMongod(tmp_path / "db").start()
+    try:
+        cipher, now = Cipher(KEY_A), datetime.now(timezone.utc)
+        with MongoClient(server.uri) as client:
+            client.zoho.oauth_tokens.insert_many([
+                cipher.seal({"refresh_token": f"r{n}", "access_token": f"a{n}"}, f"id{n}")
+                | {"_id": f"id{n}", "updated_at": now} for n in range(8000)])
+        env = dict(os.environ, ZOHO_MONGO_ENCRYPTION_KEY=KEY_B, ZOHO_MONGO_OLD_ENCRYPTION_KEYS=KEY_A,
+                   MONGODB_URI=server.uri)
+        process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "--timeout", "2", "rotate-key"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        server.kill()
+        _, err = process.communicate(timeout=120)
+    finally:
+        server.stop()
+    assert process.returncode == 1
+    assert err.count("\n") == 1 and err.startswith("zoho-mongo-store: error: could not rotate") and "Traceback" not in err
