@@ -28,7 +28,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from .connection import check_names, open_client, resolve_uri
 from .crypto import BLIND_FIELDS, KEY_ENV, KEY_ID_FIELD, Cipher, check_found, open_or_refuse
 from .errors import conflict_field, raise_store_error, redact, store_error
-from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying
+from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying, writable_now
 from .indexes import ensure_indexes
 from .lease import LEASE_FIELD, coordinate, needs_refresh, utcnow
 from .mapping import (
@@ -267,9 +267,10 @@ class MongoTokenStore(TokenStore):
     # -- internals --------------------------------------------------------------------------
 
     def _tokens(self, *, reading: bool = False) -> Any:
-        """The collection, with the indexes created once per store on first use. A read does not
-        wait through an election to create them: it goes on, and a later call creates them."""
-        if not self._indexes_ready and not (reading and no_primary(self.client)):
+        """The collection, with the indexes created once per store on first use. A read creates
+        them only when a primary is known: it never waits for one (an election, or a client still
+        discovering the set), and a later call creates them."""
+        if not self._indexes_ready and (not reading or writable_now(self.client)):
             with self._lock:
                 if not self._indexes_ready:
                     ensure_indexes(self.collection)

@@ -1,13 +1,16 @@
 """A tiny stand-in for Zoho's accounts and CRM servers on 127.0.0.1, counting what it receives.
 
 Enough for the real SDK to exchange a grant token, refresh an access token, name the user
-(``/crm/v8/users?type=CurrentUser`` and ``/crm/v8/org``) and make API calls.
+(``/crm/{version}/users?type=CurrentUser`` and ``/crm/{version}/org``) and make API calls, for
+every SDK line (v8, v7, v6, v5: each calls its own API version).
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
+import re
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +21,14 @@ from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 EMAIL = "alice@example.com"
 ZGID = "700001"
 USER_NAME = f"{EMAIL}:{ZGID}"
+
+
+def environment(url: str) -> DataCenter.Environment:
+    """A data center at ``url``, built the way the installed SDK line expects (5-0 also takes a name)."""
+    arguments = [url, f"{url}/oauth/v2/token", url]
+    if "name" in inspect.signature(DataCenter.Environment.__init__).parameters:
+        arguments.append("fake")
+    return DataCenter.Environment(*arguments)
 
 
 class FakeZoho:
@@ -31,7 +42,7 @@ class FakeZoho:
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.environment = DataCenter.Environment(self.url, f"{self.url}/oauth/v2/token", self.url)
+        self.environment = environment(self.url)
 
     def __enter__(self) -> FakeZoho:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -64,11 +75,12 @@ class FakeZoho:
         self.seen_authorization.append(authorization)
         if authorization.removeprefix("Zoho-oauthtoken ") not in self.valid_access:
             return 401, {"code": "INVALID_TOKEN", "status": "error", "message": "invalid oauth token", "details": {}}
-        if path == "/crm/v8/users":
+        resource = re.fullmatch(r"/crm/v\d+/(users|org)", path)
+        if resource and resource.group(1) == "users":
             self.requests["users"] += 1
             return 200, {"users": [{"id": "9001", "email": EMAIL, "full_name": "Alice"}],
                          "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False}}
-        if path == "/crm/v8/org":
+        if resource and resource.group(1) == "org":
             self.requests["org"] += 1
             return 200, {"org": [{"id": "42", "zgid": ZGID, "company_name": "Example"}]}
         return 404, {"code": "INVALID_URL_PATTERN", "status": "error", "message": "not found", "details": {}}

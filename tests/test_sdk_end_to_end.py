@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,13 +13,28 @@ from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 from zohocrmsdk.src.com.zoho.crm.api.org.org_operations import OrgOperations
 from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from mongo_store import MongoTokenStore
 
 
+# zohocrmsdk5-0 never looks the user up: a token is named only when it carries a user signature.
+LOOKS_UP_USER = Constants.API_VERSION != "v5"
+
+
 def initialize(zoho: FakeZoho, token: OAuthToken, store: MongoTokenStore, resources: Path) -> None:
     config = SDKConfig(auto_refresh_fields=False, pick_list_validation=False)
+    # Releases before zohocrmsdk8-0 3.0.0 (and the 7-0, 6-0 lines) set the per-thread initializer only
+    # after generating the token, so a second initialize in one thread would use the previous store
+    # and server: reset it, so the test exercises the store, not that SDK bug.
+    Initializer.LOCAL.init = None
     Initializer.initialize(zoho.environment, token, store=store, sdk_config=config, resource_path=str(resources))
+
+
+def counts(grant: int = 0, refresh: int = 0, org: int = 0) -> Counter[str]:
+    """The requests Zoho should have seen: the user lookup (users + org) happens on the lines that do it."""
+    looked_up = 1 if LOOKS_UP_USER else 0
+    return Counter(grant=grant, refresh=refresh, users=looked_up, org=org + looked_up)
 
 
 def call_api() -> int:
@@ -31,9 +47,10 @@ def test_the_sdk_lifecycle_on_the_store(store: MongoTokenStore, tmp_path: Path) 
     with FakeZoho(grant, refresh, CLIENT_ID, client_secret) as zoho:
         # First run: the grant token is exchanged once and one document is saved, named by the SDK.
         first = OAuthToken(client_id=CLIENT_ID, client_secret=client_secret, grant_token=grant,
-                           redirect_url="https://app.example.com/oauth")
+                           redirect_url="https://app.example.com/oauth",
+                           user_signature=None if LOOKS_UP_USER else UserSignature(USER_NAME))
         initialize(zoho, first, store, tmp_path)
-        assert zoho.requests == {"grant": 1, "users": 1, "org": 1}
+        assert zoho.requests == counts(grant=1)
         [document] = store.collection.find({})
         assert document["user_name"] == USER_NAME
         assert document["refresh_token"] == refresh and document["grant_token"] == grant
@@ -45,13 +62,13 @@ def test_the_sdk_lifecycle_on_the_store(store: MongoTokenStore, tmp_path: Path) 
         second = OAuthToken(user_signature=UserSignature(USER_NAME))
         initialize(zoho, second, store, tmp_path)
         assert call_api() == 200
-        assert zoho.requests == {"grant": 1, "users": 1, "org": 2}
+        assert zoho.requests == counts(grant=1, org=1)
         assert zoho.seen_authorization[-1] == f"Zoho-oauthtoken {first_access}"
 
         # The stored access token expires: the next call refreshes it onto the same document.
         store.collection.update_one({"_id": token_id}, {"$set": {"expiry_time": datetime.now(timezone.utc)}})
         assert call_api() == 200
-        assert zoho.requests == {"grant": 1, "refresh": 1, "users": 1, "org": 3}
+        assert zoho.requests == counts(grant=1, refresh=1, org=2)
         [document] = store.collection.find({})
         assert document["_id"] == token_id and document["user_name"] == USER_NAME
         assert document["access_token"] != first_access
@@ -62,7 +79,7 @@ def test_the_sdk_lifecycle_on_the_store(store: MongoTokenStore, tmp_path: Path) 
         by_id = OAuthToken(id=token_id)
         initialize(zoho, by_id, store, tmp_path)
         assert call_api() == 200
-        assert zoho.requests == {"grant": 1, "refresh": 1, "users": 1, "org": 4}
+        assert zoho.requests == counts(grant=1, refresh=1, org=3)
         assert zoho.seen_authorization[-1] == f"Zoho-oauthtoken {document['access_token']}"
 
         # remove() deletes it; a second remove() reports that nothing was there.

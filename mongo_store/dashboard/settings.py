@@ -35,10 +35,21 @@ def parse_list(value: Any) -> tuple[str, ...]:
     return tuple(str(item).strip().lower() for item in items if str(item).strip())
 
 
+def _secrets_exist() -> bool:
+    """Whether there are secrets to read. Streamlit 1.42-1.43 put an error on the page when
+    ``st.secrets`` is touched with no secrets file, so it is asked first."""
+    try:
+        return bool(st.secrets.load_if_toml_exists())
+    except Exception:
+        return False
+
+
 def _secret(section: str, key: str) -> Any:
+    if not _secrets_exist():
+        return None
     try:
         return st.secrets.get(section, {}).get(key)
-    except Exception:  # no secrets.toml at all
+    except Exception:  # an unreadable secrets file
         return None
 
 
@@ -52,6 +63,8 @@ def setting(name: str, key: str, default: Any = None) -> Any:
 
 
 def oidc_configured() -> bool:
+    if not _secrets_exist():
+        return False
     try:
         return "auth" in st.secrets
     except Exception:

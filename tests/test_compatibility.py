@@ -1,0 +1,31 @@
+"""What the compatibility matrix (.ci/matrix) cannot show from inside one environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_without_an_sdk_the_import_says_how_to_install_one() -> None:
+    blocked = "import sys; sys.modules['zohocrmsdk'] = None; import mongo_store"
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: zoho-mongo-store needs the Zoho CRM Python SDK")
+    assert "zoho-mongo-store[sdk8]" in last
+
+
+def test_no_sdk_is_a_hard_dependency_and_each_line_has_an_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.lower().startswith("zohocrmsdk")]
+    extras = project["optional-dependencies"]
+    for line in ("8", "7", "6", "5"):
+        [requirement] = extras[f"sdk{line}"]
+        assert requirement.startswith(f"zohocrmsdk{line}-0")
