@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from . import admin
+from . import __version__, admin
 from .embedded import EmbeddedMongod, mongod_binary
 from .errors import sentence
 from .indexes import ensure_indexes, index_drift
@@ -33,6 +33,8 @@ class Failure(Exception):
 
 def open_store(args: argparse.Namespace) -> MongoTokenStore:
     """Only import and rotate-key write tokens and need the indexes; the rest works read-only."""
+    if not args.uri and not os.environ.get("MONGODB_URI"):
+        raise Failure("no MongoDB URI: set MONGODB_URI or pass --uri")
     return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
                            server_selection_timeout=args.timeout, failover_wait=args.timeout,
                            create_indexes=args.command in ("import", "rotate-key") and not getattr(args, "dry_run", False))
@@ -82,6 +84,10 @@ def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
     except ValueError as error:
         raise Failure(str(error)) from None
     records = [masked(document_to_record(document)) for document in documents]
+    if not records and args.page > 1 and total:
+        last = -(-min(total, admin.COUNT_CAP) // args.page_size)
+        raise Failure(f"page {args.page} is past the end: {admin.shown_total(total)} tokens make "
+                      f"{last} page(s) of {args.page_size}; the last page is --page {last}")
     if args.json:
         for record in records:
             print(json.dumps(record), file=out)
@@ -176,7 +182,7 @@ def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
     for line, reason in report.rejected:
         print(f"rejected line {line}: {reason}", file=out)
     print(report.summary(args.dry_run) + (" (dry run: nothing written)" if args.dry_run else ""), file=out)
-    return 0
+    return 1 if report.rejected else 0  # a migration script can tell that rows were left behind
 
 
 def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
@@ -249,14 +255,43 @@ def run_streamlit(env: dict[str, str], port: int, address: str) -> int:
         return 0
 
 
+def positive(text: str) -> int:
+    """A whole number from 1 up, for argparse (0 or less is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def global_options(defaults: bool) -> argparse.ArgumentParser:
+    """--uri, --database, --collection and --timeout, accepted before or after the command (after
+    it, they leave the values given before alone unless given again)."""
+    options = argparse.ArgumentParser(add_help=False)
+    unset = {} if defaults else {"default": argparse.SUPPRESS}
+    options.add_argument("--uri", help="MongoDB URI (default: $MONGODB_URI)", **unset)
+    options.add_argument("--database", help="database (default: $ZOHO_MONGO_DATABASE or zoho)", **unset)
+    options.add_argument("--collection", help="collection (default: $ZOHO_MONGO_COLLECTION or oauth_tokens)", **unset)
+    options.add_argument("--timeout", type=float,
+                         help="seconds to wait for the server, also through a replica-set election (default 15)",
+                         **({"default": 15.0} if defaults else unset))
+    return options
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog=PROG, description="Operate the Zoho CRM SDK's MongoDB token store.")
-    root.add_argument("--uri", help="MongoDB URI (default: $MONGODB_URI)")
-    root.add_argument("--database", help="database (default: $ZOHO_MONGO_DATABASE or zoho)")
-    root.add_argument("--collection", help="collection (default: $ZOHO_MONGO_COLLECTION or oauth_tokens)")
-    root.add_argument("--timeout", type=float, default=15.0,
-                      help="seconds to wait for the server, also through a replica-set election (default 15)")
+    root = argparse.ArgumentParser(prog=PROG, description="Operate the Zoho CRM SDK's MongoDB token store.",
+                                   parents=[global_options(defaults=True)])
+    root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    after = global_options(defaults=False)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_parser = commands.add_parser
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add_parser(name, parents=[after], **kwargs)
+
+    commands.add_parser = command  # type: ignore[method-assign]
 
     sub = commands.add_parser("indexes", help="create the store's indexes; report any that drifted")
     sub.add_argument("--check", action="store_true", help="only report; exit 1 if any is missing or drifted")
@@ -271,8 +306,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--in", dest="search_in", choices=("user_name", "client_id", "id"), default="user_name")
     sub.add_argument("--status", choices=admin.STATUSES)
     sub.add_argument("--domain", help="api_domain, e.g. https://www.zohoapis.eu")
-    sub.add_argument("--page", type=int, default=1)
-    sub.add_argument("--page-size", type=int, default=50)
+    sub.add_argument("--page", type=positive, default=1)
+    sub.add_argument("--page-size", type=positive, default=50)
     sub.add_argument("--json", action="store_true", help="one JSON object per line")
     sub.set_defaults(run=cmd_list)
 
@@ -340,6 +375,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`list | head`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not complain
+        return 141
 
 
 if __name__ == "__main__":

@@ -58,9 +58,10 @@ def redact(error: BaseException) -> BaseException:
 
 
 def conflict_field(error: DuplicateKeyError) -> str:
-    """The unique field a duplicate-key error is about (mongomock gives no details)."""
+    """The unique field a duplicate-key error is about (mongomock gives no details: then it is one
+    of the two that a save can conflict on)."""
     pattern = (error.details or {}).get("keyPattern") or {}
-    return ", ".join(pattern) or "a unique field"
+    return ", ".join(pattern) or "user name or refresh token"
 
 
 def describe(error: BaseException, timeout: float | None, *, no_primary: bool = False) -> str:

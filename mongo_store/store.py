@@ -57,8 +57,12 @@ T = TypeVar("T")
 
 
 def new_token_id() -> str:
-    """A short random id (96 bits): unique without a counter, unlike the SQL samples' max(id)+1."""
-    return secrets.token_urlsafe(12)
+    """A short random id (96 bits): unique without a counter, unlike the SQL samples' max(id)+1.
+    Never starting with ``-``, which a command line would take for an option."""
+    while True:
+        token_id = secrets.token_urlsafe(12)
+        if not token_id.startswith("-"):
+            return token_id
 
 
 class MongoTokenStore(TokenStore):
@@ -243,7 +247,7 @@ class MongoTokenStore(TokenStore):
         such as a stream of results: any failure becomes a redacted SDKException naming ``action``."""
         try:
             yield
-        except SDKException:
+        except (SDKException, OSError):  # OSError: writing the output (a closed pipe), not MongoDB
             raise
         except Exception as error:
             raise_store_error(action, error, self._selection_timeout)

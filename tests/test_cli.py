@@ -99,7 +99,7 @@ def test_list_filters_pages_and_masks(env: MongoTokenStore) -> None:
     assert code == 0 and out.splitlines()[-1] == "# 4-4 of 4"
     by_id = run("list", "--search", tokens[3].get_id()[:6], "--in", "id", "--json")[1]
     assert json.loads(by_id.splitlines()[0])["id"] == tokens[3].get_id()
-    assert run("list", "--page", "0")[0] == 1
+    assert run("list", "--page", "0")[0] == 2  # a usage error, like any bad option value
     assert run("list", "--status", "bogus")[0] == 2  # argparse: a usage error
 
 
@@ -145,7 +145,7 @@ def test_export_masks_unless_asked_and_round_trips(env: MongoTokenStore, tmp_pat
     monkeypatch.setenv("ZOHO_MONGO_DATABASE", env.collection.database.name + "_copy")
     try:
         code, report, _ = run("import", str(masked))
-        assert code == 0 and report.count("secrets are masked") == 4 and "inserted 0" in report
+        assert code == 1 and report.count("secrets are masked") == 4 and "inserted 0" in report
         code, report, _ = run("import", str(target))
         assert code == 0 and report.strip() == "inserted 4, updated 0, skipped 0, rejected 0"
         copy = MongoTokenStore(client=real_client, database=env.collection.database.name + "_copy")
@@ -224,3 +224,74 @@ def test_a_large_filtered_count_stops_at_the_cap(env: MongoTokenStore) -> None:
     code, out, _ = run("list", "--status", "expired")
     assert code == 0 and out.splitlines()[-1] == "# 1-50 of 10,000+"
     assert run("list")[1].splitlines()[-1] == "# 1-50 of 10,050"  # unfiltered: the exact total
+
+
+# -- the first hour of an operator ---------------------------------------------------------------
+
+
+def test_paging_past_the_end_says_so_and_names_the_last_page(env: MongoTokenStore) -> None:
+    for n in range(5):
+        env.save_token(full(f"user{n}@example.com:1"))
+    code, out, err = run("list", "--page", "99", "--page-size", "2")
+    assert code == 1 and out == ""
+    assert err == ("zoho-mongo-store: error: page 99 is past the end: 5 tokens make 3 page(s) of 2; "
+                   "the last page is --page 3\n")
+    code, out, _ = run("list", "--page", "3", "--page-size", "2")
+    assert code == 0 and out.splitlines()[-1] == "# 5-5 of 5"
+    for bad in ("0", "-1", "x"):
+        code, _, err = run("list", "--page", bad)
+        assert code == 2 and "--page" in err and "unexpected error" not in err
+
+
+def test_global_options_work_after_the_command_and_version(env: MongoTokenStore, mongo_uri: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    env.save_token(full("alice@example.com:1"))
+    database = env.collection.database.name
+    monkeypatch.delenv("MONGODB_URI")
+    monkeypatch.delenv("ZOHO_MONGO_DATABASE")
+    code, out, _ = run("stats", "--uri", mongo_uri, "--database", database, "--json")
+    assert code == 0 and json.loads(out)["total"] == 1
+    code, out, _ = run("--uri", mongo_uri, "list", "--database", database)
+    assert code == 0 and "alice@example.com:1" in out
+    code, out, err = run("stats")
+    assert code == 1 and err == "zoho-mongo-store: error: no MongoDB URI: set MONGODB_URI or pass --uri\n"
+    version = subprocess.run([sys.executable, "-m", "mongo_store.cli", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"zoho-mongo-store {cli.__version__}"
+
+
+def test_an_import_with_rejected_rows_exits_1(env: MongoTokenStore, tmp_path: Any) -> None:
+    path = tmp_path / "tokens.jsonl"
+    path.write_text(json.dumps({"id": "1", "user_name": "a@b:1", "refresh_token": "1000.r.abc", "client_id": "c",
+                                "client_secret": "s"}) + "\n{not json\n")
+    code, out, _ = run("import", str(path))
+    assert code == 1 and out.splitlines()[-1] == "inserted 1, updated 0, skipped 0, rejected 1"
+    code, out, _ = run("import", str(path))
+    assert code == 1 and "skipped 1" in out
+
+
+def test_a_closed_pipe_ends_quietly(env: MongoTokenStore) -> None:
+    for n in range(400):
+        env.collection.insert_one({"_id": f"id{n:04d}", "user_name": f"user{n}@example.com:1" + "x" * 200})
+    for command in ("list --page-size 400", "export"):
+        shell = f"{sys.executable} -m mongo_store.cli {command} | head -n 1"
+        done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+        assert done.stderr == "", command
+        assert len(done.stdout.splitlines()) == 1
+
+
+def test_new_ids_never_look_like_options() -> None:
+    from mongo_store.store import new_token_id
+
+    assert not any(new_token_id().startswith("-") for _ in range(20_000))
+
+
+def test_mongomock_duplicates_are_worded_as_real_ones() -> None:
+    store = MongoTokenStore("mongomock://")
+    store.save_token(full("alice@example.com:1"))
+    bob = full("bob@example.com:1")
+    store.save_token(bob)
+    bob.set_user_signature(full("alice@example.com:1").get_user_signature())
+    with pytest.raises(Exception) as conflict:
+        store.save_token(bob)
+    assert "already has this user name or refresh token" in str(conflict.value)
+    assert "a unique field" not in str(conflict.value)
