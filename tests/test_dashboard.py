@@ -152,6 +152,19 @@ def test_list_pages_on_the_server(store: MongoTokenStore) -> None:
     assert_no_secret(at, tokens)
 
 
+def test_paging_past_the_end_says_so_and_a_new_filter_starts_on_page_one(store: MongoTokenStore) -> None:
+    seed(store)
+    at = on_tokens_page(signed_in())
+    at.number_input(key="page_number").set_value(99).run()
+    assert "none on page 99 · **60** tokens" in rendered_text(at) and "4900" not in rendered_text(at)
+    assert at.warning[0].value == "Page 99 is past the end: the last page is 2."
+    at.button(key="last_page").click().run()
+    assert at.number_input(key="page_number").value == 2 and len(at.dataframe[0].value) == 10
+    at.selectbox(key="status").set_value("Expired").run()  # page 2 of 60 tokens; 15 expired fit on page 1
+    assert at.number_input(key="page_number").value == 1 and len(at.dataframe[0].value) == 15
+    assert "1–15 of **15** tokens" in rendered_text(at)
+
+
 def test_search_and_filters(store: MongoTokenStore) -> None:
     tokens = seed(store)
     at = on_tokens_page(signed_in())

@@ -24,7 +24,7 @@ STATUS_LABELS = {"Any": None, "Valid": "valid", "In the SDK's refresh window (5 
 @st.cache_resource(show_spinner="Connecting to MongoDB…")
 def connection(settings: Settings) -> data.Connection:
     connected = data.connect(settings)
-    if settings.demo and connected.tokens.estimated_document_count() == 0:
+    if settings.demo and data.token_count(connected) == 0:
         demo.seed(connected.store)
     return connected
 
@@ -126,10 +126,14 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
     search = filters[0].text_input("Search (prefix; never a secret)", key="search")
     search_in = filters[1].selectbox("in", list(SEARCH_IN), key="search_in")
     status = filters[2].selectbox("Status", list(STATUS_LABELS), key="status")
-    domains = ["Any", *admin.stats_domains(conn.tokens)]
+    domains = ["Any", *data.domains(conn)]
     domain = filters[3].selectbox("Data center", domains, key="domain")
     paging = st.columns([1, 1, 1, 3])
     size = paging[0].selectbox("Per page", [25, 50, 100, 200], index=1, key="page_size")
+    shown = (search, search_in, status, domain, size)
+    if st.session_state.get("page_shows", shown) != shown:
+        st.session_state["page_number"] = 1  # another filter: its first page, not page 3 of the last one
+    st.session_state["page_shows"] = shown
     number = int(paging[1].number_input("Page", min_value=1, value=1, step=1, key="page_number"))
     descending = paging[2].toggle("Newest/last first", key="descending")
     query = admin.Query(search=search.strip() or None, search_in=SEARCH_IN[search_in], status=STATUS_LABELS[status],
@@ -140,8 +144,16 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
         st.error(str(error))
         return
     first = (number - 1) * size
-    paging[3].markdown(f"<br>{first + 1 if records else 0}–{first + len(records)} of **{admin.shown_total(total)}** "
-                       "tokens", unsafe_allow_html=True)
+    if records:
+        label = f"{first + 1}–{first + len(records)} of **{admin.shown_total(total)}** tokens"
+    else:
+        label = f"none on page {number} · **{admin.shown_total(total)}** tokens"
+    paging[3].markdown(f"<br>{label}", unsafe_allow_html=True)
+    if not records and number > 1 and total:
+        last = -(-min(total, admin.COUNT_CAP) // size)
+        st.warning(f"Page {number} is past the end: the last page is {last}.")
+        st.button("Go to the last page", key="last_page",
+                  on_click=lambda: st.session_state.update(page_number=last))
     columns = ["id", "user_name", "client_id", "api_domain", "expires_in", "access_token", "refresh_token",
                "grant_token"] + (["malformed"] if any("malformed" in record for record in records) else [])
     table = pd.DataFrame(records, columns=columns)
@@ -183,7 +195,7 @@ def confirm_dialog(conn: data.Connection, operator: Operator) -> None:
                 "be undone; the SDK will need a new grant token for these users.")
         typed = None
     else:
-        st.write(f"Delete **all {conn.tokens.estimated_document_count()} tokens**? Every service using this store "
+        st.write(f"Delete **all {data.token_count(conn)} tokens**? Every service using this store "
                  "will need new grant tokens.")
         typed = st.text_input(f"Type the collection name `{conn.tokens.name}` to confirm", key="typed_name")
     confirm, cancel = st.columns(2)

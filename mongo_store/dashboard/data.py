@@ -81,6 +81,16 @@ def timeline(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
     return [{"expires": edge, "tokens": found.get(edge, 0)} for edge in edges[:-1]]
 
 
+def domains(connection: Connection) -> list[str]:
+    """The data centers in use, for the filter."""
+    return connection.store.call("read the data centers", lambda: admin.stats_domains(connection.tokens))
+
+
+def token_count(connection: Connection) -> int:
+    """About how many tokens are stored (the collection's own count: no scan)."""
+    return connection.store.call("count the tokens", connection.tokens.estimated_document_count)
+
+
 def list_page(connection: Connection, query: admin.Query, number: int, size: int) -> tuple[list[dict[str, Any]], int]:
     """One page of masked records and the number of matches."""
     documents, total = connection.store.call("list the tokens", lambda: admin.page(connection.tokens, query, number, size))
