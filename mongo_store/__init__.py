@@ -8,7 +8,13 @@ except ImportError:  # pragma: no cover - shown by tests/test_compatibility.py i
         "pip install 'zoho-mongo-store[sdk8]' (or [sdk7], [sdk6], [sdk5] for an older API line)"
     ) from None
 
+import logging
+
 from .store import MongoTokenStore
+
+# A library logs to its own logger and leaves output to the application: without this, Python's
+# last-resort handler would print the store's warnings on a CLI user's stderr.
+logging.getLogger("mongo_store").addHandler(logging.NullHandler())
 
 __all__ = ["MongoTokenStore"]
 __version__ = "0.1.0"

@@ -237,9 +237,21 @@ def open_source(source: str, kind: str | None = None, table: str = "oauthtoken",
     return read_sqlite(path, table) if kind == "sqlite" else read_export(path)
 
 
+def dry_run_conflict(store: MongoTokenStore, fields: dict[str, Any], own: str | None,
+                     claimed: dict[tuple[str, str], str]) -> tuple[str, str] | None:
+    """What a real save would collide with: a stored token, or a row this dry run would write."""
+    for key in ("user_name", "refresh_token"):
+        holder = claimed.get((key, fields.get(key, "")))
+        if holder is not None and holder != own:
+            return holder, key
+    return store.call("check for conflicts", lambda: store.conflict(fields, own))
+
+
 def import_rows(store: MongoTokenStore, rows: Iterable[Row], dry_run: bool = False) -> Report:
-    """Save each row through ``store.save_token``; a stored token equal to the row is skipped."""
+    """Save each row through ``store.save_token``; a stored token equal to the row is skipped. A dry
+    run reads only, and applies the same matching and conflict rules, also between its own rows."""
     report = Report()
+    claimed: dict[tuple[str, str], str] = {}  # (field, value) -> id, for the rows a dry run would write
     for row in rows:
         if row.error is not None or row.record is None:
             report.rejected.append((row.line, row.error or "empty row"))
@@ -251,7 +263,17 @@ def import_rows(store: MongoTokenStore, rows: Iterable[Row], dry_run: bool = Fal
             if stored is not None and all(stored.get(key) == value for key, value in fields.items()):
                 report.skipped += 1
                 continue
-            if not dry_run:
+            if dry_run:
+                own = (stored or {}).get("_id") or fields.get("_id")
+                clash = dry_run_conflict(store, fields, own, claimed)
+                if clash is not None:
+                    report.rejected.append((row.line, f"could not save the token: another stored token ({clash[0]}) "
+                                                      f"already has this {clash[1]}"))
+                    continue
+                for key in ("user_name", "refresh_token"):
+                    if key in fields:
+                        claimed[(key, fields[key])] = own or f"line {row.line}"
+            else:
                 store.save_token(token)
         except (SDKException, ValueError) as error:
             cause = getattr(error, "cause", None)

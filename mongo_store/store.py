@@ -347,9 +347,28 @@ class MongoTokenStore(TokenStore):
                     log.info("kept the newer access token stored for %s", stored["_id"])
                     return opened
             if round_ == 1:
-                log.warning("save hit a duplicate %s; retrying once", conflict_field(conflict))
+                log.info("save hit a duplicate %s; retrying once", conflict_field(conflict))
+        holder = self.conflict(fields, (stored or {}).get("_id"))
         field = conflict_field(conflict)
-        raise store_error(f"could not save the token: another stored token already has this {field}", conflict)
+        if holder is not None and field == conflict_field(DuplicateKeyError("")):  # mongomock names no field
+            field = holder[1]
+        where = f" ({holder[0]})" if holder is not None else ""
+        raise store_error(f"could not save the token: another stored token{where} already has this {field}", conflict)
+
+    def conflict(self, fields: dict[str, Any], own_id: str | None) -> tuple[str, str] | None:
+        """(id, field) of another stored token that holds this token's user name or refresh token,
+        which a save of it would collide with; None when there is none. Names, never values."""
+        clauses = [{key: fields[key]} for key in ("user_name", "refresh_token") if key in fields]
+        if not clauses:
+            return None
+        query = self._lookup({"$or": clauses} if len(clauses) > 1 else clauses[0])
+        if own_id is not None:
+            query = {"$and": [query, {"_id": {"$ne": own_id}}]}
+        holder = self._primary.find_one(query, {"_id": True, "user_name": True})
+        if holder is None:
+            return None
+        same_name = "user_name" in fields and holder.get("user_name") == fields["user_name"]
+        return holder["_id"], "user_name" if same_name else "refresh_token"
 
     def _refuse_plain_beside_sealed(self) -> None:
         """A store without the key must not write into a collection of encrypted tokens: its

@@ -293,5 +293,17 @@ def test_mongomock_duplicates_are_worded_as_real_ones() -> None:
     bob.set_user_signature(full("alice@example.com:1").get_user_signature())
     with pytest.raises(Exception) as conflict:
         store.save_token(bob)
-    assert "already has this user name or refresh token" in str(conflict.value)
+    assert "already has this user_name" in str(conflict.value)  # mongomock names no field: the store finds it
     assert "a unique field" not in str(conflict.value)
+
+
+def test_an_import_with_a_conflict_prints_no_stray_log_line(env: MongoTokenStore, tmp_path: Any) -> None:
+    held = full("held@example.com:1")
+    env.save_token(held)
+    path = tmp_path / "tokens.jsonl"
+    path.write_text(json.dumps({"id": "other", "user_name": "held@example.com:1", "refresh_token": "1000.r.x",
+                                "client_id": "c", "client_secret": "s"}) + "\n")
+    for dry in ((), ("--dry-run",)):
+        code, out, err = run("import", str(path), *dry)
+        assert code == 1 and err == ""
+        assert f"rejected line 1: could not save the token: another stored token ({held.get_id()})" in out

@@ -192,7 +192,7 @@ def test_user_name_belonging_to_another_token_is_a_clear_conflict(store: MongoTo
     with pytest.raises(SDKException) as conflict:
         store.save_token(bob)
     assert conflict.value.code == "TOKEN_STORE"
-    assert "another stored token already has this" in str(conflict.value)
+    assert f"another stored token ({alice.get_id()}) already has this user_name" in str(conflict.value)
     for token in (alice, bob):
         for field in SECRET_FIELDS:
             assert values(token)[field] not in str(conflict.value)

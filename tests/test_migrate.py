@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sqlite3
 from pathlib import Path
 
@@ -177,3 +178,24 @@ def test_mysql_dbstore_table_written_by_the_sdk(store: MongoTokenStore, mariadb_
     with pytest.raises(SourceError, match="cannot connect to MySQL"):
         list(open_source("mysql://root:secretpw@127.0.0.1:1/zohooauth"))
     admin.close()
+
+
+def test_a_dry_run_predicts_conflicts_like_the_real_run(store: MongoTokenStore, tmp_path: Path) -> None:
+    held = full("held@example.com:1")
+    store.save_token(held)
+    rows = [{"id": "n1", "user_name": "new@example.com:1", "refresh_token": secret("r"), "client_id": "c",
+             "client_secret": "s"},
+            {"id": "n2", "user_name": "held@example.com:1", "refresh_token": secret("r"), "client_id": "c",
+             "client_secret": "s"},  # a stored token has this user name
+            {"id": "n3", "user_name": "new@example.com:1", "refresh_token": secret("r"), "client_id": "c",
+             "client_secret": "s"}]  # row 1 of this same file takes this user name
+    path = tmp_path / "tokens.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    before = snapshot(store)
+    dry = import_rows(store, open_source(str(path)), dry_run=True)
+    assert snapshot(store) == before
+    real = import_rows(store, open_source(str(path)))
+    assert (dry.inserted, dry.updated, dry.skipped) == (real.inserted, real.updated, real.skipped) == (1, 0, 0)
+    assert dry.rejected == real.rejected == [
+        (2, f"could not save the token: another stored token ({held.get_id()}) already has this user_name"),
+        (3, "could not save the token: another stored token (n1) already has this user_name")]
