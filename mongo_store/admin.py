@@ -26,6 +26,22 @@ COUNT_CAP = 10_000
 """A page's match count stops here ("10,000+"): counting a million matches takes seconds."""
 
 
+DATA_CENTERS = {name: f"https://www.zohoapis.{name}" for name in ("com", "eu", "in", "com.au", "jp", "ca",
+                                                                  "com.cn", "sa")}
+"""Zoho's data centers as operators name them, and the api_domain each one's tokens carry."""
+_ALIASES = {"us": "com", "au": "com.au", "cn": "com.cn"}
+
+
+def data_center(text: str) -> str:
+    """The api_domain for a data center given as ``eu``, ``com.au``, ``www.zohoapis.eu`` or the URL."""
+    name = text.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+    name = name.removeprefix("www.").removeprefix("zohoapis.")
+    name = _ALIASES.get(name, name)
+    if name not in DATA_CENTERS:
+        raise ValueError(f"{text!r} is no Zoho data center; use one of {', '.join(DATA_CENTERS)} (or its URL)")
+    return DATA_CENTERS[name]
+
+
 def status_filter(status: str, now: datetime) -> dict[str, Any]:
     """The filter for a token status; each one is a range on the ``expiry_time`` index."""
     soon, hour = now + REFRESH_WINDOW, now + timedelta(hours=1)

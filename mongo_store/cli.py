@@ -78,7 +78,7 @@ def cmd_stats(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
 def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     try:
         query = admin.Query(search=args.search, search_in="_id" if args.search_in == "id" else args.search_in,
-                            status=args.status, api_domain=args.domain)
+                            status=args.status, api_domain=admin.data_center(args.domain) if args.domain else None)
         documents, total = guarded(store, "list the tokens",
                                    lambda: admin.page(store.collection, query, args.page, args.page_size))
     except ValueError as error:
@@ -305,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--search", help="prefix of a user name (or of --in's field); never a secret")
     sub.add_argument("--in", dest="search_in", choices=("user_name", "client_id", "id"), default="user_name")
     sub.add_argument("--status", choices=admin.STATUSES)
-    sub.add_argument("--domain", help="api_domain, e.g. https://www.zohoapis.eu")
+    sub.add_argument("--domain", help="data center: com, eu, in, com.au, jp, ca, com.cn, sa (or its URL)")
     sub.add_argument("--page", type=positive, default=1)
     sub.add_argument("--page-size", type=positive, default=50)
     sub.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -212,6 +212,21 @@ def read_export(path: Path) -> Iterator[Row]:
             yield Row(number, record)
 
 
+def sniff(path: Path) -> str | None:
+    """The kind of a file by its first bytes: the SDK's FileStore writes ``sdk_tokens.txt``."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(256)
+    except OSError:
+        return None
+    if start.startswith(b"SQLite format 3\x00"):
+        return "sqlite"
+    first_line = start.split(b"\n", 1)[0].strip().lower()
+    if first_line.startswith(b"id,user_name,client_id,client_secret"):
+        return "filestore"
+    return "export" if start.lstrip().startswith(b"{") else None
+
+
 def open_source(source: str, kind: str | None = None, table: str = "oauthtoken",
                 encoding: str = "utf-8") -> Iterator[Row]:
     """Rows from ``source``; ``kind`` is filestore, sqlite, mysql or export, else guessed.
@@ -220,7 +235,7 @@ def open_source(source: str, kind: str | None = None, table: str = "oauthtoken",
         suffix = Path(source).suffix.lower()
         kind = ("mysql" if source.startswith("mysql://") else "filestore" if suffix == ".csv"
                 else "sqlite" if suffix in (".db", ".sqlite", ".sqlite3") else "export" if suffix in (".jsonl", ".json")
-                else None)
+                else sniff(Path(source)))
         if kind is None:
             raise SourceError(f"cannot tell what {source} is: give --from filestore|sqlite|mysql|export")
     if kind == "mysql":

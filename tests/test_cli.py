@@ -307,3 +307,13 @@ def test_an_import_with_a_conflict_prints_no_stray_log_line(env: MongoTokenStore
         code, out, err = run("import", str(path), *dry)
         assert code == 1 and err == ""
         assert f"rejected line 1: could not save the token: another stored token ({held.get_id()})" in out
+
+
+def test_domain_takes_a_data_center_as_operators_name_it(env: MongoTokenStore) -> None:
+    env.save_token(full("eve@example.com:1", api_domain=EU))
+    env.save_token(full("carl@example.com:1", api_domain="https://www.zohoapis.com"))
+    for spelling in ("eu", "EU", "www.zohoapis.eu", EU, EU + "/"):
+        code, out, _ = run("list", "--domain", spelling)
+        assert code == 0 and "eve@example.com" in out and "carl@" not in out, spelling
+    code, _, err = run("list", "--domain", "mars")
+    assert code == 1 and "'mars' is no Zoho data center; use one of com, eu, in" in err

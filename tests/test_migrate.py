@@ -199,3 +199,15 @@ def test_a_dry_run_predicts_conflicts_like_the_real_run(store: MongoTokenStore, 
     assert dry.rejected == real.rejected == [
         (2, f"could not save the token: another stored token ({held.get_id()}) already has this user_name"),
         (3, "could not save the token: another stored token (n1) already has this user_name")]
+
+
+def test_the_filestore_file_is_recognised_by_its_content(store: MongoTokenStore, tmp_path: Path) -> None:
+    path = tmp_path / "sdk_tokens.txt"  # the SDK's default name: no .csv
+    written = full("alice@example.com:1")
+    FileStore(str(path)).save_token(written)
+    report = import_rows(store, open_source(str(path)))
+    assert report.inserted == 1 and store.find_token_by_id(written.get_id()) is not None
+    odd = tmp_path / "notes.txt"
+    odd.write_text("hello\n")
+    with pytest.raises(SourceError, match="cannot tell"):
+        open_source(str(odd))
