@@ -117,6 +117,27 @@ def page(collection: Collection, query: Query, number: int = 1, size: int = 50,
     return documents, total
 
 
+AUDIT_COLLECTION = "dashboard_audit"
+"""Where deletions are recorded (``DASHBOARD_AUDIT_COLLECTION`` names another), by the dashboard and the CLI."""
+
+
+def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None, who: str) -> int:
+    """Delete these tokens (``None``: all of them), recording when, who, which ids and user names
+    first, and how many were deleted after. Never a secret."""
+    now = utcnow()
+    if ids is None:
+        entry = audit.insert_one({"at": now, "who": who, "action": "delete-all", "ids": [], "user_names": [],
+                                  "expected": tokens.estimated_document_count(), "deleted": None})
+        deleted = tokens.delete_many({}).deleted_count  # documents only: the indexes stay
+    else:
+        names = [d.get("user_name") for d in tokens.find({"_id": {"$in": ids}}, {"user_name": True})]
+        entry = audit.insert_one({"at": now, "who": who, "action": "delete", "ids": ids,
+                                  "user_names": [name for name in names if name], "deleted": None})
+        deleted = tokens.delete_many({"_id": {"$in": ids}}).deleted_count
+    audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
+    return deleted
+
+
 def shown_total(total: int) -> str:
     """``10,000+`` when a filtered count stopped at the cap (exactly one past it)."""
     return f"{COUNT_CAP:,}+" if total == COUNT_CAP + 1 else f"{total:,}"

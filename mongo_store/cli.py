@@ -4,6 +4,7 @@ for any expected failure (never a traceback); 2 for a usage error."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import subprocess
@@ -117,9 +118,28 @@ def cmd_show(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
     return 0
 
 
+def audit_log(store: MongoTokenStore) -> Any:
+    """The audit collection the dashboard keeps, so CLI deletions appear on its Audit page too."""
+    return store.collection.database[os.environ.get("DASHBOARD_AUDIT_COLLECTION") or admin.AUDIT_COLLECTION]
+
+
+def actor(args: argparse.Namespace) -> str:
+    """Who deletes, for the audit log: ``--actor``, else the operating-system user."""
+    if args.actor:
+        return args.actor
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except Exception:  # no user name in this environment
+        return "unknown (cli)"
+
+
 def cmd_delete(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    store.delete_token(args.id)
-    print(f"deleted {printable(args.id)}", file=out)
+    token_id = check_text("id", args.id, required=True)
+    with store.guard("delete the token"):  # not retried: each attempt would write an audit entry
+        deleted = admin.audited_delete(store.collection, audit_log(store), [token_id], actor(args))
+    if not deleted:
+        raise Failure(f"no stored token has id {token_id!r}")
+    print(f"deleted {printable(token_id)}", file=out)
     return 0
 
 
@@ -132,8 +152,9 @@ def cmd_delete_all(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
         answer = input(f"Delete all {count} tokens? Type the collection name ({name}) to confirm: ")
         if answer.strip() != name:
             raise Failure("not confirmed; nothing deleted")
-    store.delete_tokens()
-    print(f"deleted all tokens ({count})", file=out)
+    with store.guard("delete all tokens"):
+        deleted = admin.audited_delete(store.collection, audit_log(store), None, actor(args))
+    print(f"deleted all tokens ({deleted})", file=out)
     return 0
 
 
@@ -316,12 +337,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run=cmd_show)
 
-    sub = commands.add_parser("delete", help="delete one token")
+    sub = commands.add_parser("delete", help="delete one token (audited)")
     sub.add_argument("id")
+    sub.add_argument("--actor", help="who deletes, for the audit log (default: your user name)")
     sub.set_defaults(run=cmd_delete)
 
     sub = commands.add_parser("delete-all", help="delete every token (asks first)")
     sub.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    sub.add_argument("--actor", help="who deletes, for the audit log (default: your user name)")
     sub.set_defaults(run=cmd_delete_all)
 
     sub = commands.add_parser("export", help="JSON lines, secrets masked unless --include-secrets")

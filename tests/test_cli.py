@@ -317,3 +317,15 @@ def test_domain_takes_a_data_center_as_operators_name_it(env: MongoTokenStore) -
         assert code == 0 and "eve@example.com" in out and "carl@" not in out, spelling
     code, _, err = run("list", "--domain", "mars")
     assert code == 1 and "'mars' is no Zoho data center; use one of com, eu, in" in err
+
+
+def test_cli_deletions_are_audited_like_the_dashboards(env: MongoTokenStore) -> None:
+    alice, bob = full("alice@example.com:1"), full("bob@example.com:1")
+    env.save_token(alice)
+    env.save_token(bob)
+    assert run("delete", alice.get_id(), "--actor", "Olga")[0] == 0
+    assert run("delete-all", "--yes")[0] == 0
+    entries = list(env.collection.database["dashboard_audit"].find({}, {"_id": False}).sort("at", 1))
+    assert [(e["who"], e["action"], e["deleted"]) for e in entries] == [
+        ("Olga", "delete", 1), (f"{__import__('getpass').getuser()} (cli)", "delete-all", 1)]
+    assert entries[0]["ids"] == [alice.get_id()] and entries[0]["user_names"] == ["alice@example.com:1"]

@@ -118,12 +118,7 @@ def delete(connection: Connection, ids: list[str], who: str) -> int:
     if not ids:
         raise store_error("no token selected")
     with connection.store.guard("delete the tokens"):
-        names = [d.get("user_name") for d in connection.tokens.find({"_id": {"$in": ids}}, {"user_name": True})]
-        entry = connection.audit.insert_one({"at": utcnow(), "who": who, "action": "delete", "ids": ids,
-                                             "user_names": [name for name in names if name], "deleted": None})
-        deleted = connection.tokens.delete_many({"_id": {"$in": ids}}).deleted_count
-        connection.audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
-    return deleted
+        return admin.audited_delete(connection.tokens, connection.audit, ids, who)
 
 
 def delete_all(connection: Connection, who: str, typed_name: str) -> int:
@@ -131,12 +126,7 @@ def delete_all(connection: Connection, who: str, typed_name: str) -> int:
     if typed_name != connection.tokens.name:
         raise store_error("the typed name does not match the collection; nothing deleted")
     with connection.store.guard("delete all tokens"):
-        count = connection.tokens.estimated_document_count()
-        entry = connection.audit.insert_one({"at": utcnow(), "who": who, "action": "delete-all",
-                                             "ids": [], "user_names": [], "expected": count, "deleted": None})
-        deleted = connection.tokens.delete_many({}).deleted_count  # documents only: indexes stay
-        connection.audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
-    return deleted
+        return admin.audited_delete(connection.tokens, connection.audit, None, who)
 
 
 def audit_entries(connection: Connection, limit: int = 200) -> list[dict[str, Any]]:

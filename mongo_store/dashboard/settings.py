@@ -8,6 +8,8 @@ from typing import Any
 
 import streamlit as st
 
+from ..admin import AUDIT_COLLECTION
+
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
 
@@ -90,7 +92,7 @@ class Settings:
             uri=setting("MONGODB_URI", "mongodb_uri"),
             database=setting("ZOHO_MONGO_DATABASE", "database"),
             collection=setting("ZOHO_MONGO_COLLECTION", "collection"),
-            audit_collection=setting("DASHBOARD_AUDIT_COLLECTION", "audit_collection", "dashboard_audit"),
+            audit_collection=setting("DASHBOARD_AUDIT_COLLECTION", "audit_collection", AUDIT_COLLECTION),
             password=setting("DASHBOARD_PASSWORD", "password"),
             auth_disabled=parse_flag("DASHBOARD_AUTH_DISABLED", setting("DASHBOARD_AUTH_DISABLED", "auth_disabled")),
             read_only=parse_flag("DASHBOARD_READ_ONLY", setting("DASHBOARD_READ_ONLY", "read_only")),
