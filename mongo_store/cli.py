@@ -4,12 +4,14 @@ for any expected failure (never a traceback); 2 for a usage error."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -223,7 +225,9 @@ def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
 
 def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
     """Run the dashboard with the current settings (MONGODB_URI, DASHBOARD_PASSWORD, ...)."""
-    return run_streamlit(os.environ.copy(), args.port, args.address)
+    with stopped_by_signals():
+        return run_streamlit(os.environ.copy(), args.port, args.address)
+    return 0  # stopped by a signal, Streamlit with it
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -234,21 +238,68 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     env["DASHBOARD_PASSWORD"] = env.get("DASHBOARD_PASSWORD") or "demo"
     env["ZOHO_MONGO_DATABASE"] = env.get("ZOHO_MONGO_DATABASE") or "zoho_demo"
     server = None
-    if not args.mock and mongod_binary() is not None:
-        print(f"Starting the embedded mongod (data kept in {args.data_dir}) ...", file=out)
-        server = EmbeddedMongod(data_dir=args.data_dir).start()
-        env["MONGODB_URI"] = server.uri
-    else:
-        why = "as asked" if args.mock else "no embedded mongod on this platform"
-        print(f"The demo runs on mongomock, in memory ({why}).", file=out)
-        env["MONGODB_URI"] = "mongomock://"
-    password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one
-    print(f"Dashboard: http://localhost:{args.port}  (password: {password})", file=out, flush=True)
+    with stopped_by_signals():
+        try:
+            if not args.mock and mongod_binary() is not None:
+                in_use = data_folder_in_use(Path(args.data_dir))
+                if in_use:
+                    raise Failure(f"the data folder {args.data_dir} is in use by another mongod (pid {in_use}): "
+                                  "stop it, or pass another --data-dir")
+                print(f"Starting the embedded mongod (data kept in {args.data_dir}) ...", file=out, flush=True)
+                server = EmbeddedMongod(data_dir=args.data_dir).start()
+                env["MONGODB_URI"] = server.uri
+                from .dashboard.demo import seed  # before the dashboard opens: the first page is quick
+
+                with MongoTokenStore(server.uri, database=env["ZOHO_MONGO_DATABASE"]) as store:
+                    if store.call("count the tokens", store.collection.estimated_document_count) == 0:
+                        print(f"Seeding {seed(store)} fake tokens ...", file=out, flush=True)
+                print(f"MongoDB: {server.uri}  database: {env['ZOHO_MONGO_DATABASE']}\n"
+                      f"Point the CLI at it: export MONGODB_URI='{server.uri}' "
+                      f"ZOHO_MONGO_DATABASE={env['ZOHO_MONGO_DATABASE']}", file=out)
+            else:
+                why = "as asked" if args.mock else "no embedded mongod on this platform"
+                print(f"The demo runs on mongomock, in memory ({why}): only the dashboard sees it.", file=out)
+                env["MONGODB_URI"] = "mongomock://"
+            password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one
+            print(f"Dashboard: http://localhost:{args.port}  (password: {password})", file=out, flush=True)
+            return run_streamlit(env, args.port, args.address)
+        finally:
+            if server is not None:
+                server.stop()
+    return 0  # stopped by a signal, its children with it
+
+
+class Stop(Exception):
+    """SIGTERM (or SIGHUP) arrived: unwind, so the children are stopped on the way out."""
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into an exception while a command runs children (Streamlit, a
+    mongod), so ``finally`` blocks stop them: a plain SIGTERM would leave them running."""
+    def stop(signum: int, frame: Any) -> None:
+        raise Stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return run_streamlit(env, args.port, args.address)
+        yield
+    except Stop:
+        pass
     finally:
-        if server is not None:
-            server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def data_folder_in_use(folder: Path) -> int | None:
+    """The pid of a live mongod that holds ``folder`` (it writes its pid into mongod.lock)."""
+    try:
+        pid = int((folder / "mongod.lock").read_text().strip() or 0)
+        if pid:
+            os.kill(pid, 0)
+            return pid
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def run_streamlit(env: dict[str, str], port: int, address: str) -> int:
@@ -270,10 +321,18 @@ def run_streamlit(env: dict[str, str], port: int, address: str) -> int:
     script = Path(__file__).with_name("dashboard") / "streamlit_app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    child = subprocess.Popen(command, env=env)
     try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
+        return child.wait()
+    except (KeyboardInterrupt, Stop):
         return 0
+    finally:
+        if child.poll() is None:  # stopped by a signal: Streamlit goes too
+            child.terminate()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def positive(text: str) -> int:

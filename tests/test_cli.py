@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -329,3 +332,51 @@ def test_cli_deletions_are_audited_like_the_dashboards(env: MongoTokenStore) -> 
     assert [(e["who"], e["action"], e["deleted"]) for e in entries] == [
         ("Olga", "delete", 1), (f"{__import__('getpass').getuser()} (cli)", "delete-all", 1)]
     assert entries[0]["ids"] == [alice.get_id()] and entries[0]["user_names"] == ["alice@example.com:1"]
+
+
+def _children_alive(marker: str) -> list[int]:
+    """Pids of processes whose command line holds ``marker`` (our demo's data folder or port)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                command = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in command and int(entry) != os.getpid() and "-m pytest" not in command:
+                found.append(int(entry))
+    return found
+
+
+def test_sigterm_stops_the_demo_and_its_children_and_a_busy_folder_is_refused(tmp_path: Any) -> None:
+    from mongo_store.embedded import free_port, mongod_binary
+
+    if mongod_binary() is None:
+        pytest.skip("needs the embedded mongod")
+    data, port = tmp_path / "demo-data", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_URI", "DASHBOARD_", "ZOHO_"))}
+    demo = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(port), "--data-dir",
+                             str(data)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while not any(line.startswith("Dashboard:") for line in lines):
+            assert demo.poll() is None and time.monotonic() < deadline, "".join(lines)
+            lines.append(demo.stdout.readline())
+        text = "".join(lines)
+        assert "MongoDB: mongodb://127.0.0.1:" in text and "database: zoho_demo" in text
+        assert "export MONGODB_URI=" in text and "Seeding 300 fake tokens" in text
+        second = subprocess.run([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(free_port()),
+                                 "--data-dir", str(data)], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and f"the data folder {data} is in use by another mongod" in second.stderr
+        time.sleep(2)  # Streamlit is starting
+        assert _children_alive(str(data)) and _children_alive(f"--server.port {port}")
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while _children_alive(str(data)) or _children_alive(f"--server.port {port}"):
+            assert time.monotonic() < deadline, "children left behind"
+            time.sleep(0.2)
+    finally:
+        if demo.poll() is None:
+            demo.kill()

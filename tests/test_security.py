@@ -118,7 +118,18 @@ def test_oidc_without_an_allow_list_shows_nothing_and_says_how(dashboard_env: Mo
 
 def test_the_dashboard_listens_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[list[str]] = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda command, env: started.append(command) or 0)
+
+    class Streamlit:  # what the command starts, without starting it
+        def __init__(self, command: list[str], env: dict[str, str]) -> None:
+            started.append(command)
+
+        def wait(self) -> int:
+            return 0
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(cli.subprocess, "Popen", Streamlit)
     monkeypatch.delenv("DASHBOARD_AUTH_DISABLED", raising=False)
     assert run("dashboard")[0] == 0
     assert started[-1][started[-1].index("--server.address") + 1] == "127.0.0.1"
