@@ -320,7 +320,8 @@ def run_streamlit(env: dict[str, str], port: int, address: str) -> int:
                       "only; turn sign-in on to serve other machines")
     script = Path(__file__).with_name("dashboard") / "streamlit_app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-               "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "viewer"]  # no "Deploy" button for operators
     child = subprocess.Popen(command, env=env)
     try:
         return child.wait()

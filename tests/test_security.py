@@ -133,6 +133,7 @@ def test_the_dashboard_listens_on_loopback_unless_told(monkeypatch: pytest.Monke
     monkeypatch.delenv("DASHBOARD_AUTH_DISABLED", raising=False)
     assert run("dashboard")[0] == 0
     assert started[-1][started[-1].index("--server.address") + 1] == "127.0.0.1"
+    assert started[-1][started[-1].index("--client.toolbarMode") + 1] == "viewer"  # no Deploy button
     assert run("dashboard", "--address", "0.0.0.0")[0] == 0
     monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
     code, _, err = run("dashboard", "--address", "0.0.0.0")
