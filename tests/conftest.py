@@ -136,6 +136,30 @@ def real_store(real_client: MongoClient, database_name: str) -> Iterator[MongoTo
     real_client.drop_database(database_name)
 
 
+DASHBOARD_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def dashboard_env(mongo_uri: str, database_name: str, real_client: MongoClient,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[MongoTokenStore]:
+    """The dashboard's settings pointed at a fresh database on the real server, signing in with
+    ``DASHBOARD_PASSWORD``; Streamlit's caches are cleared around the test (they outlive AppTest)."""
+    import streamlit as st  # only the dashboard's tests need it (the compatibility matrix has none)
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    for name in ("DASHBOARD_AUTH_DISABLED", "DASHBOARD_READ_ONLY", "ZOHO_DASHBOARD_DEMO", "DASHBOARD_ALLOWED_EMAILS",
+                 "DASHBOARD_ALLOWED_DOMAINS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("ZOHO_MONGO_DATABASE", database_name)
+    monkeypatch.setenv("DASHBOARD_PASSWORD", DASHBOARD_PASSWORD)
+    yield MongoTokenStore(client=real_client, database=database_name)
+    real_client.drop_database(database_name)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
 @pytest.fixture(scope="session")
 def mariadb_port() -> Iterator[int]:
     """A MariaDB server for the MySQL DBStore import; required in CI like the real MongoDB."""

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 import streamlit as st
-from pymongo import MongoClient
 from streamlit.testing.v1 import AppTest
 from tokens import full, values
 
+from conftest import DASHBOARD_PASSWORD
 from mongo_store import MongoTokenStore
 from mongo_store.embedded import free_port
 from mongo_store.mapping import SECRET_FIELDS
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
-PASSWORD = "correct horse battery staple"
+PASSWORD = DASHBOARD_PASSWORD
 EU = "https://www.zohoapis.eu"
 
 
@@ -32,15 +32,8 @@ def fresh_cache() -> Iterator[None]:
 
 
 @pytest.fixture
-def store(mongo_uri: str, database_name: str, real_client: MongoClient,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[MongoTokenStore]:
-    for name in ("DASHBOARD_AUTH_DISABLED", "DASHBOARD_READ_ONLY", "ZOHO_DASHBOARD_DEMO"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MONGODB_URI", mongo_uri)
-    monkeypatch.setenv("ZOHO_MONGO_DATABASE", database_name)
-    monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
-    yield MongoTokenStore(client=real_client, database=database_name)
-    real_client.drop_database(database_name)
+def store(dashboard_env: MongoTokenStore) -> MongoTokenStore:
+    return dashboard_env
 
 
 def seed(store: MongoTokenStore, count: int = 60) -> list[Any]:

@@ -10,7 +10,6 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from conftest import DASHBOARD_PASSWORD
 from mongo_store import MongoTokenStore, cli
 from mongo_store.crypto import PREFIX
 from mongo_store.dashboard.settings import SettingError, parse_flag
@@ -28,7 +28,7 @@ from mongo_store.migrate import FILESTORE_COLUMNS, import_rows, open_source, rea
 from mongo_store.rotation import rotate
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
-PASSWORD = "correct horse battery staple"
+PASSWORD = DASHBOARD_PASSWORD
 KEY_A = base64.b64encode(b"A" * 32).decode()
 KEY_B = base64.b64encode(b"B" * 32).decode()
 
@@ -43,23 +43,6 @@ def run(*argv: str) -> tuple[int, str, str]:
     finally:
         sys.stderr = old_err
     return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def dashboard_env(mongo_uri: str, database_name: str, real_client: MongoClient,
-                  monkeypatch: pytest.MonkeyPatch) -> Iterator[MongoTokenStore]:
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    for name in ("DASHBOARD_AUTH_DISABLED", "DASHBOARD_READ_ONLY", "ZOHO_DASHBOARD_DEMO", "DASHBOARD_ALLOWED_EMAILS",
-                 "DASHBOARD_ALLOWED_DOMAINS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MONGODB_URI", mongo_uri)
-    monkeypatch.setenv("ZOHO_MONGO_DATABASE", database_name)
-    monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
-    yield MongoTokenStore(client=real_client, database=database_name)
-    real_client.drop_database(database_name)
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 def sign_in(at: AppTest, password: str = PASSWORD) -> AppTest:
