@@ -293,3 +293,46 @@ def test_demo_mode_seeds_mongomock_and_says_so(monkeypatch: pytest.MonkeyPatch) 
     assert metrics["Tokens"] == 300 and metrics["Expired"] > 0 and metrics["Grant-only"] > 0
     assert metrics["Refresh-only (no access token)"] > 0
     assert "Backend: mongomock (in-memory, not MongoDB) · demo data" in rendered_text(at)
+
+
+def test_a_frozen_or_killed_server_is_a_message_on_every_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between two interactions the server freezes (SIGSTOP), then dies: every page says so in a
+    sentence, none shows a traceback."""
+    import os
+    import signal
+
+    from mongo_store.embedded import EmbeddedMongod, mongod_binary
+
+    if mongod_binary() is None:
+        pytest.skip("needs the embedded mongod")
+    server = EmbeddedMongod(tmp_path / "db").start()
+    try:
+        seed(MongoTokenStore(server.uri), 5)
+        for name in ("DASHBOARD_AUTH_DISABLED", "DASHBOARD_READ_ONLY", "ZOHO_DASHBOARD_DEMO"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("MONGODB_URI", server.uri)
+        monkeypatch.delenv("ZOHO_MONGO_DATABASE", raising=False)
+        monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
+        monkeypatch.setenv("DASHBOARD_FAILOVER_WAIT", "1")
+        at = on_tokens_page(signed_in())
+        assert not at.exception and len(at.dataframe[0].value) == 5
+        assert server.process is not None
+        for fault in ("frozen", "killed"):
+            if fault == "frozen":
+                os.kill(server.process.pid, signal.SIGSTOP)
+            else:
+                os.kill(server.process.pid, signal.SIGCONT)
+                server.kill()
+            at.selectbox(key="status").set_value("Expired" if fault == "frozen" else "Valid").run()
+            assert not at.exception, fault
+            assert any("could not" in error.value for error in at.error), (fault, [e.value for e in at.error])
+            at = at.sidebar.radio(key="page").set_value("Overview").run()
+            at.button(key="refresh_counts").click().run()
+            assert not at.exception and at.error, fault
+            at = at.sidebar.radio(key="page").set_value("Audit").run()
+            assert not at.exception and at.error, fault
+            at = at.sidebar.radio(key="page").set_value("Tokens").run()
+    finally:
+        if server.process is not None:
+            os.kill(server.process.pid, signal.SIGCONT)
+        server.stop()

@@ -24,8 +24,6 @@ from ..records import document_to_record
 from ..store import MongoTokenStore
 from .settings import Settings
 
-FAILOVER_WAIT = 15.0
-"""Seconds a page waits through a replica-set election before it shows an error."""
 TIMELINE_BIN = timedelta(minutes=15)
 TIMELINE_SPAN = (timedelta(hours=-6), timedelta(hours=2))
 
@@ -44,7 +42,8 @@ class Connection:
 def connect(settings: Settings) -> Connection:
     """Open the store and check the server answers; fails with a clear SDKException, fast."""
     store = MongoTokenStore(settings.uri, database=settings.database, collection=settings.collection,
-                            server_selection_timeout=3.0, failover_wait=FAILOVER_WAIT, create_indexes=False)
+                            server_selection_timeout=min(3.0, settings.failover_wait),
+                            failover_wait=settings.failover_wait, create_indexes=False)
     audit = store.collection.database[settings.audit_collection]
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()

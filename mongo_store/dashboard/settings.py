@@ -31,6 +31,19 @@ def parse_flag(name: str, value: Any) -> bool:
     raise SettingError(f"{name} must be one of 1/0, true/false, yes/no, on/off; its value is not one of them")
 
 
+def parse_seconds(name: str, value: Any, default: float) -> float:
+    """A positive number of seconds, or the default when unset; anything else is refused."""
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 3600:
+        raise SettingError(f"{name} must be a number of seconds, more than 0 and less than 3600")
+    return seconds
+
+
 def parse_list(value: Any) -> tuple[str, ...]:
     """A comma-separated string (environment) or a list (secrets), lowercased, blanks dropped."""
     items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
@@ -85,6 +98,7 @@ class Settings:
     demo: bool
     allowed_emails: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
+    failover_wait: float = 15.0
 
     @classmethod
     def load(cls) -> Settings:
@@ -100,4 +114,6 @@ class Settings:
             allowed_emails=parse_list(setting("DASHBOARD_ALLOWED_EMAILS", "allowed_emails")),
             allowed_domains=tuple(d.lstrip("@") for d in parse_list(setting("DASHBOARD_ALLOWED_DOMAINS",
                                                                             "allowed_domains"))),
+            failover_wait=parse_seconds("DASHBOARD_FAILOVER_WAIT", setting("DASHBOARD_FAILOVER_WAIT", "failover_wait"),
+                                        15.0),
         )
