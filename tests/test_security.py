@@ -437,7 +437,12 @@ def test_rotate_key_on_a_server_killed_midway_is_one_line(tmp_path: Path) -> Non
                    MONGODB_URI=server.uri)
         process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "--timeout", "2", "rotate-key"],
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        rotated = {"enc_key_id": Cipher(KEY_B).current.id}
+        with MongoClient(server.uri) as client:  # kill it once the rotation is under way
+            deadline = time.monotonic() + 60
+            while not client.zoho.oauth_tokens.find_one(rotated, {"_id": True}):
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.05)
         server.kill()
         _, err = process.communicate(timeout=120)
     finally:
