@@ -123,11 +123,6 @@ def primary_known(client: Any) -> bool:
         client.topology_description.topology_type != TOPOLOGY_TYPE.ReplicaSetNoPrimary
 
 
-def writable_now(client: Any) -> bool:
-    """Whether the client knows a server it can write to right now (mongomock always can)."""
-    return not isinstance(client, MongoClient) or client.topology_description.has_writable_server()
-
-
 def no_primary(client: Any) -> bool:
     """Whether the client sees a secondary but no primary: an election, or a lost majority."""
     if not isinstance(client, MongoClient):  # mongomock: never without a primary

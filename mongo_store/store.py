@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pymongo import MongoClient, ReadPreference, ReturnDocument, WriteConcern
 from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
@@ -28,7 +28,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from .connection import check_names, open_client, resolve_uri
 from .crypto import BLIND_FIELDS, KEY_ENV, KEY_ID_FIELD, Cipher, check_found, open_or_refuse
 from .errors import conflict_field, raise_store_error, redact, store_error
-from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying, writable_now
+from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying
 from .indexes import ensure_indexes
 from .lease import LEASE_FIELD, coordinate, needs_refresh, utcnow
 from .mapping import (
@@ -234,12 +234,9 @@ class MongoTokenStore(TokenStore):
         except SDKException:
             raise
         except Outage as outage:
-            # Waiting for a server to write to (or read from) ended with only secondaries in sight.
-            waited = isinstance(outage.error, ServerSelectionTimeoutError) and no_primary(self.client)
-            raise_store_error(action, outage.error, outage.seconds, no_primary=waited,
-                              unknown_outcome=unknown_outcome if outage.maybe_applied else None)
+            self._fail(action, outage.error, outage.seconds, unknown_outcome if outage.maybe_applied else None)
         except Exception as error:
-            raise_store_error(action, error, self.failover_wait)
+            self._fail(action, error, self.failover_wait)
 
     @contextmanager
     def guard(self, action: str) -> Iterator[None]:
@@ -250,7 +247,13 @@ class MongoTokenStore(TokenStore):
         except (SDKException, OSError):  # OSError: writing the output (a closed pipe), not MongoDB
             raise
         except Exception as error:
-            raise_store_error(action, error, self._selection_timeout)
+            self._fail(action, error, self._selection_timeout)
+
+    def _fail(self, action: str, error: BaseException, seconds: float | None,
+              unknown_outcome: str | None = None) -> NoReturn:
+        # Waiting for a server to write to (or read from) ended with only secondaries in sight.
+        waited = isinstance(error, ServerSelectionTimeoutError) and no_primary(self.client)
+        raise_store_error(action, error, seconds, no_primary=waited, unknown_outcome=unknown_outcome)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -271,10 +274,10 @@ class MongoTokenStore(TokenStore):
     # -- internals --------------------------------------------------------------------------
 
     def _tokens(self, *, reading: bool = False) -> Any:
-        """The collection, with the indexes created once per store on first use. A read creates
-        them only when a primary is known: it never waits for one (an election, or a client still
-        discovering the set), and a later call creates them."""
-        if not self._indexes_ready and (not reading or writable_now(self.client)):
+        """The collection, with the indexes created once per store on first use. A read does not
+        wait through an election to create them (the client sees secondaries but no primary): it
+        goes on, and a later call creates them."""
+        if not self._indexes_ready and not (reading and no_primary(self.client)):
             with self._lock:
                 if not self._indexes_ready:
                     ensure_indexes(self.collection)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, WriteConcern
+from pymongo import MongoClient, ReadPreference, WriteConcern
 from pymongo.read_concern import ReadConcern
 from replica_set import ReplicaSet
 from tokens import full, oauth, secret
@@ -276,6 +276,9 @@ def test_without_a_primary_finds_go_on_and_saves_say_no_primary(members: Replica
             assert time.monotonic() < deadline + 30
             time.sleep(0.2)
     store = MongoTokenStore(members.uri, database=database_name, failover_wait=3)
+    # A client that has seen the set (a worker's, running when the election began). A brand-new one
+    # would first wait one attempt (up to socket_timeout) for a primary to create the indexes.
+    store.client.admin.command("ping", read_preference=ReadPreference.SECONDARY_PREFERRED)
     try:
         assert store.find_token(oauth("alice@example.com:1", client=False)).get_id() == saved.get_id()
         assert store.find_token_by_id(saved.get_id()).get_refresh_token() == saved.get_refresh_token()
