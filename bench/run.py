@@ -29,10 +29,10 @@ from pymongo import MongoClient, monitoring
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import subjects  # noqa: E402
+import subjects
 
-from mongo_store import MongoTokenStore  # noqa: E402
-from mongo_store.embedded import EmbeddedMongod  # noqa: E402
+from mongo_store import MongoTokenStore
+from mongo_store.embedded import EmbeddedMongod
 
 STORE, FLOOR = "MongoTokenStore", "pymongo floor"
 FILE, KAIZEN, KAIZEN_IDX, MOCK = "SDK FileStore", "SQLite (Kaizen)", "SQLite + indexes", "mongomock store*"
@@ -111,7 +111,7 @@ def measure(group: dict[str, tuple[subjects.Ops, RoundTrips | None]], sample: li
 def paired_ratio(store: Result, floor: Result) -> float:
     """Median of per-token ratios: both timed on the same token, back to back, so drift and the
     two-mode latency of acknowledged writes cancel out (a ratio of medians jumps between modes)."""
-    return statistics.median(s / f for s, f in zip(store.times_us, floor.times_us))
+    return statistics.median(s / f for s, f in zip(store.times_us, floor.times_us, strict=False))
 
 
 def machine() -> str:

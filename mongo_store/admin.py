@@ -85,7 +85,7 @@ class Query:
         if self.search:
             if self.search_in not in SEARCH_FIELDS:
                 raise ValueError(f"search_in must be one of {', '.join(SEARCH_FIELDS)}")
-            text = check_text("search", self.search)
+            text = check_text("search", self.search, required=True)
             clauses.append({self.search_in: {"$regex": "^" + re.escape(text)}})  # anchored: an index range
         if self.status:
             clauses.append(status_filter(self.status, now))

@@ -351,7 +351,7 @@ def global_options(defaults: bool) -> argparse.ArgumentParser:
     """--uri, --database, --collection and --timeout, accepted before or after the command (after
     it, they leave the values given before alone unless given again)."""
     options = argparse.ArgumentParser(add_help=False)
-    unset = {} if defaults else {"default": argparse.SUPPRESS}
+    unset: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
     options.add_argument("--uri", help="MongoDB URI (default: $MONGODB_URI)", **unset)
     options.add_argument("--database", help="database (default: $ZOHO_MONGO_DATABASE or zoho)", **unset)
     options.add_argument("--collection", help="collection (default: $ZOHO_MONGO_COLLECTION or oauth_tokens)", **unset)

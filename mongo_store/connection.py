@@ -49,7 +49,7 @@ def open_client(uri: str, server_selection_timeout: float, socket_timeout: float
         import mongomock
 
         return mongomock.MongoClient()
-    credentials = {key: os.environ[name] for key, name in (("username", "MONGODB_USERNAME"),
+    credentials: dict[str, Any] = {key: os.environ[name] for key, name in (("username", "MONGODB_USERNAME"),
                                                            ("password", "MONGODB_PASSWORD")) if os.environ.get(name)}
     try:
         return MongoClient(
@@ -73,7 +73,7 @@ def uri_problem(uri: str, schemes: tuple[str, ...]) -> str:
     if not separator or scheme.lower() not in schemes:
         return "it must start with " + " or ".join(f"{name}://" for name in schemes)
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    userinfo, at, hosts = authority.rpartition("@")
+    userinfo, _, hosts = authority.rpartition("@")
     if "@" in rest[len(authority):] or userinfo.count(":") > 1 or "@" in userinfo or \
             re.search(r"%(?![0-9A-Fa-f]{2})", userinfo):
         return f"the user name or password is malformed: {encode}"

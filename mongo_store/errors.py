@@ -12,7 +12,6 @@ from typing import NoReturn
 
 from pymongo.errors import (
     AutoReconnect,
-    DuplicateKeyError,
     ExecutionTimeout,
     NetworkTimeout,
     OperationFailure,
@@ -57,10 +56,10 @@ def redact(error: BaseException) -> BaseException:
     return error
 
 
-def conflict_field(error: DuplicateKeyError) -> str:
+def conflict_field(error: BaseException) -> str:
     """The unique field a duplicate-key error is about (mongomock gives no details: then it is one
     of the two that a save can conflict on)."""
-    pattern = (error.details or {}).get("keyPattern") or {}
+    pattern = (getattr(error, "details", None) or {}).get("keyPattern") or {}
     return ", ".join(pattern) or "user name or refresh token"
 
 

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import pymongo
 from pymongo import MongoClient
-from pymongo.topology_description import TOPOLOGY_TYPE
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.topology_description import TOPOLOGY_TYPE
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal, overload
 
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
@@ -41,6 +41,10 @@ _MS = timedelta(milliseconds=1)
 _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]{0,18}")  # what str(int) writes, so it round-trips
 
 
+@overload
+def check_text(name: str, value: Any, *, required: Literal[True]) -> str: ...
+@overload
+def check_text(name: str, value: Any, *, required: bool = False) -> str | None: ...
 def check_text(name: str, value: Any, *, required: bool = False) -> str | None:
     """A stored string, or None for absent/empty; anything else is refused with its field name."""
     if value is None or value == "":

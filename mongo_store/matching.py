@@ -21,7 +21,7 @@ def match_filter(fields: dict[str, Any]) -> dict[str, Any] | None:
     if "access_token" in fields and not any(has_client):
         return {"access_token": fields["access_token"]}
     if all(has_client):
-        either = [{key: fields[key]} for key in ("grant_token", "refresh_token") if key in fields]
+        either: list[dict[str, Any]] = [{key: fields[key]} for key in ("grant_token", "refresh_token") if key in fields]
         if len(either) == 1:
             return either[0]
         if either:

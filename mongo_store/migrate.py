@@ -163,7 +163,7 @@ def read_sqlite(path: Path, table: str = "oauthtoken") -> Iterator[Row]:
 def read_mysql(url: str) -> Iterator[Row]:
     """``mysql://user:password@host:3306/database?table=oauthtoken`` (the SDK's DBStore defaults)."""
     try:
-        import mysql.connector  # type: ignore[import-not-found]
+        import mysql.connector
     except ImportError:
         raise SourceError("the MySQL driver is missing: pip install 'zoho-mongo-store[mysql]'") from None
     parts = urlparse(url)

@@ -35,8 +35,9 @@ def pending(store: MongoTokenStore) -> dict:
 
 
 def rotate(store: MongoTokenStore, progress: Callable[[], None] | None = None) -> Rotation:
+    query = pending(store)  # refuses a store without a key
     cipher, report = store.cipher, Rotation()
-    query = pending(store)
+    assert cipher is not None
     with store.guard("rotate the encryption key"):
         for document in store.collection.find(query).sort("_id", 1):
             try:

@@ -361,7 +361,7 @@ class MongoTokenStore(TokenStore):
     def conflict(self, fields: dict[str, Any], own_id: str | None) -> tuple[str, str] | None:
         """(id, field) of another stored token that holds this token's user name or refresh token,
         which a save of it would collide with; None when there is none. Names, never values."""
-        clauses = [{key: fields[key]} for key in ("user_name", "refresh_token") if key in fields]
+        clauses: list[dict[str, Any]] = [{key: fields[key]} for key in ("user_name", "refresh_token") if key in fields]
         if not clauses:
             return None
         query = self._lookup({"$or": clauses} if len(clauses) > 1 else clauses[0])

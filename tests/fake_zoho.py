@@ -89,12 +89,12 @@ class FakeZoho:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 self.reply(*fake.token_response(form))
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.reply(*fake.api_response(urlparse(self.path).path, self.headers.get("Authorization", "")))
 
             def reply(self, status: int, body: dict) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from conftest import BACKENDS, REPLICA_SET, open_backend
 from tokens import CLIENT_ID, full, oauth, secret, snapshot, values
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
-from conftest import BACKENDS, REPLICA_SET, open_backend
+
 from mongo_store import MongoTokenStore
 from mongo_store.mapping import SECRET_FIELDS
 

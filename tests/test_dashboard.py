@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from conftest import DASHBOARD_PASSWORD
 from streamlit.testing.v1 import AppTest
 from tokens import full, values
 
-from conftest import DASHBOARD_PASSWORD
 from mongo_store import MongoTokenStore
 from mongo_store.embedded import free_port
 from mongo_store.mapping import SECRET_FIELDS
@@ -180,7 +180,7 @@ def test_inspect_shows_every_field_masked(store: MongoTokenStore) -> None:
     tokens = seed(store, 3)
     at = on_tokens_page(signed_in())
     at.selectbox(key="inspect").set_value(tokens[1].get_id()).run()
-    fields = dict(zip(at.dataframe[1].value["field"], at.dataframe[1].value["value"]))
+    fields = dict(zip(at.dataframe[1].value["field"], at.dataframe[1].value["value"], strict=True))
     assert fields["id"] == tokens[1].get_id() and fields["user_name"] == "user01@example.com:1"
     assert {fields[f] for f in SECRET_FIELDS} <= {f"••••{values(tokens[1])[f][-4:]}" for f in SECRET_FIELDS}
     assert fields["status"] == "valid" and "created_at" in fields and "redirect_url" in fields

@@ -17,7 +17,6 @@ from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from mongo_store import MongoTokenStore
 
-
 # zohocrmsdk5-0 never looks the user up: a token is named only when it carries a user signature.
 LOOKS_UP_USER = Constants.API_VERSION != "v5"
 

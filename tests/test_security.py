@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from conftest import DASHBOARD_PASSWORD
 from pymongo import MongoClient
 from streamlit.testing.v1 import AppTest
 from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from conftest import DASHBOARD_PASSWORD
 from mongo_store import MongoTokenStore, cli
 from mongo_store.crypto import PREFIX
 from mongo_store.dashboard.settings import SettingError, parse_flag
@@ -148,7 +148,7 @@ def test_with_sign_in_off_the_app_refuses_a_non_loopback_address(dashboard_env: 
     ("mongodb://admin:hunter2secret@localhost:notaport/", "hunter2"),
 ])
 def test_a_malformed_uri_is_described_never_repeated(uri: str, secret_part: str) -> None:
-    code, out, err = run("--uri", uri, "stats")
+    code, _, err = run("--uri", uri, "stats")
     assert code == 1 and "invalid MongoDB URI" in err and "percent-encoded" in err
     assert secret_part not in err and "127.0.0.1" not in err and "Kx9" not in err
 
@@ -203,7 +203,7 @@ def test_filestore_csv_in_cp1252_long_fields_and_encoding_option(store: MongoTok
     report = import_rows(store, open_source(str(path), encoding="cp1252"))
     assert report.inserted == 2 and [line for line, _ in report.rejected] == [4]
     assert store.find_token_by_id("1").get_user_signature().get_name() == "jos\u00e9@example.com:1"
-    code, out, _ = run("--uri", "mongomock://", "import", str(path), "--encoding", "no-such-codec")
+    code, _, _ = run("--uri", "mongomock://", "import", str(path), "--encoding", "no-such-codec")
     assert code == 1
 
 
@@ -231,7 +231,7 @@ def test_a_store_without_the_key_refuses_to_write_beside_sealed_tokens(store: Mo
     sealed = full(None)
     keyed(store, KEY_A).save_token(sealed)
     plain = keyed(store, None)
-    with pytest.raises(SDKException, match="holds encrypted tokens.*ZOHO_MONGO_ENCRYPTION_KEY"):
+    with pytest.raises(SDKException, match=r"holds encrypted tokens.*ZOHO_MONGO_ENCRYPTION_KEY"):
         plain.save_token(oauth(None, refresh_token=sealed.get_refresh_token(), access_token="new"))
     assert store.collection.count_documents({}) == 1
 
@@ -387,7 +387,7 @@ def test_a_dry_run_import_writes_nothing(dashboard_env: MongoTokenStore, real_cl
 
 @pytest.mark.parametrize("option, value", [("--database", "a/b"), ("--collection", "$x"), ("--database", "a b")])
 def test_bad_names_are_one_line(option: str, value: str) -> None:
-    code, out, err = run("--uri", "mongomock://", option, value, "stats")
+    code, _, err = run("--uri", "mongomock://", option, value, "stats")
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
 
 

@@ -68,7 +68,7 @@ def loopback(address: str | None) -> bool:
 def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> str:
     with st.sidebar:
         st.header("Zoho token store")
-        page = st.radio("Page", PAGES, key="page")
+        page = str(st.radio("Page", PAGES, key="page") or PAGES[0])
         st.caption(f"Signed in as **{markdown_plain(operator.name)}**")
         if operator.method != "none" and st.button("Sign out"):
             sign_out(operator)
@@ -124,12 +124,12 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
     st.title("Tokens")
     filters = st.columns([3, 1.2, 2, 2])
     search = filters[0].text_input("Search (prefix; never a secret)", key="search")
-    search_in = filters[1].selectbox("in", list(SEARCH_IN), key="search_in")
-    status = filters[2].selectbox("Status", list(STATUS_LABELS), key="status")
+    search_in = str(filters[1].selectbox("in", list(SEARCH_IN), key="search_in"))
+    status = str(filters[2].selectbox("Status", list(STATUS_LABELS), key="status"))
     domains = ["Any", *data.domains(conn)]
-    domain = filters[3].selectbox("Data center", domains, key="domain")
+    domain = str(filters[3].selectbox("Data center", domains, key="domain"))
     paging = st.columns([1, 1, 1, 3])
-    size = paging[0].selectbox("Per page", [25, 50, 100, 200], index=1, key="page_size")
+    size = int(paging[0].selectbox("Per page", [25, 50, 100, 200], index=1, key="page_size") or 50)
     shown = (search, search_in, status, domain, size)
     if st.session_state.get("page_shows", shown) != shown:
         st.session_state["page_number"] = 1  # another filter: its first page, not page 3 of the last one

@@ -110,7 +110,7 @@ def password_form(settings: Settings) -> None:
         correct = hmac.compare_digest(password.encode(), str(settings.password).encode())
         if correct and name.strip():
             st.session_state["failed_sign_ins"] = 0
-            st.session_state["operator"] = Operator(name.strip(), "password", password_hash(settings.password))
+            st.session_state["operator"] = Operator(name.strip(), "password", password_hash(str(settings.password)))
             st.rerun()
         if not correct:
             st.session_state["failed_sign_ins"] = failures + 1
