@@ -1,20 +1,33 @@
 """A MongoDB token store for the Zoho CRM Python SDK (zohocrmsdk8-0, 7-0, 6-0 or 5-0)."""
 
-try:
-    import zohocrmsdk  # noqa: F401  (every SDK line installs this package)
-except ImportError:  # pragma: no cover - shown by tests/test_compatibility.py in a subprocess
-    raise ImportError(
-        "zoho-mongo-store needs the Zoho CRM Python SDK, which is not installed: "
-        "pip install 'zoho-mongo-store[sdk8]' (or [sdk7], [sdk6], [sdk5] for an older API line)"
-    ) from None
+from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from .store import MongoTokenStore
+__all__ = ["MongoTokenStore"]
+__version__ = "0.1.0"
 
 # A library logs to its own logger and leaves output to the application: without this, Python's
 # last-resort handler would print the store's warnings on a CLI user's stderr.
 logging.getLogger("mongo_store").addHandler(logging.NullHandler())
 
-__all__ = ["MongoTokenStore"]
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .store import MongoTokenStore
+
+
+def __getattr__(name: str) -> Any:
+    """``MongoTokenStore`` is imported on first use: the SDK under it takes a second to import,
+    which the command line's ``--help`` should not wait for."""
+    if name != "MongoTokenStore":
+        raise AttributeError(f"module 'mongo_store' has no attribute {name!r}")
+    try:
+        import zohocrmsdk  # noqa: F401  (every SDK line installs this package)
+    except ImportError:
+        raise ImportError(
+            "zoho-mongo-store needs the Zoho CRM Python SDK, which is not installed: "
+            "pip install 'zoho-mongo-store[sdk8]' (or [sdk7], [sdk6], [sdk5] for an older API line)"
+        ) from None
+    from .store import MongoTokenStore
+
+    return MongoTokenStore

@@ -1,339 +1,23 @@
 """``zoho-mongo-store``: the operators' command line. Exit 0 on success; 1 with one line on stderr
-for any expected failure (never a traceback); 2 for a usage error."""
+for any expected failure (never a traceback); 2 for a usage error.
+
+This module only parses: the commands (``commands.py``) import the store and the SDK, about a
+second's work, once the arguments are known, so ``--help`` and ``--version`` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import getpass
-import json
 import os
-import signal
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
-
-from . import __version__, admin
-from .embedded import EmbeddedMongod, mongod_binary
-from .errors import sentence
-from .indexes import ensure_indexes, index_drift
-from .mapping import check_text
-from .masking import masked, printable
-from .migrate import SourceError, import_rows, open_source
-from .records import document_to_record
-from .store import MongoTokenStore
+from . import __version__
 
 PROG = "zoho-mongo-store"
-
-
-class Failure(Exception):
-    """An expected failure: printed as one line, exit code 1."""
-
-
-def open_store(args: argparse.Namespace) -> MongoTokenStore:
-    """Only import and rotate-key write tokens and need the indexes; the rest works read-only."""
-    if not args.uri and not os.environ.get("MONGODB_URI"):
-        raise Failure("no MongoDB URI: set MONGODB_URI or pass --uri")
-    return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
-                           server_selection_timeout=args.timeout, failover_wait=args.timeout,
-                           create_indexes=args.command in ("import", "rotate-key") and not getattr(args, "dry_run", False))
-
-
-def guarded(store: MongoTokenStore, action: str, call: Any) -> Any:
-    """Run a direct collection call with the store's failover and error handling (one clear line
-    on failure)."""
-    return store.call(action, call)
-
-
-def cmd_indexes(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    missing, drifted = guarded(store, "read the indexes", lambda: index_drift(store.collection))
-    for line in drifted:
-        print(f"drift: {line}", file=out)
-    if missing and not args.check:
-        guarded(store, "create the indexes", lambda: ensure_indexes(store.collection))
-        print(f"created: {', '.join(missing)}", file=out)
-    elif missing:
-        print(f"missing: {', '.join(missing)}", file=out)
-    if not missing and not drifted:
-        print("indexes: all present", file=out)
-    return 1 if drifted or (missing and args.check) else 0
-
-
-def cmd_stats(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    counts = guarded(store, "count the tokens", lambda: admin.stats(store.collection))
-    if args.json:
-        print(json.dumps(counts, indent=2), file=out)
-        return 0
-    for key, value in counts.items():
-        if isinstance(value, dict):
-            print(f"{key}:", file=out)
-            for domain, count in value.items():
-                print(f"  {domain}: {count}", file=out)
-        else:
-            print(f"{key}: {value}", file=out)
-    return 0
-
-
-def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        query = admin.Query(search=args.search, search_in="_id" if args.search_in == "id" else args.search_in,
-                            status=args.status, api_domain=admin.data_center(args.domain) if args.domain else None)
-        documents, total = guarded(store, "list the tokens",
-                                   lambda: admin.page(store.collection, query, args.page, args.page_size))
-    except ValueError as error:
-        raise Failure(str(error)) from None
-    records = [masked(document_to_record(document)) for document in documents]
-    if not records and args.page > 1 and total:
-        last = -(-min(total, admin.COUNT_CAP) // args.page_size)
-        raise Failure(f"page {args.page} is past the end: {admin.shown_total(total)} tokens make "
-                      f"{last} page(s) of {args.page_size}; the last page is --page {last}")
-    if args.json:
-        for record in records:
-            print(json.dumps(record), file=out)
-        return 0
-    columns = ("id", "user_name", "client_id", "api_domain", "expires_in", "access_token", "refresh_token")
-    print("\t".join(columns), file=out)
-    for record in records:
-        line = "\t".join(printable(record.get(column, "")) for column in columns)
-        print(line + (f"\t(malformed: {record['malformed']})" if "malformed" in record else ""), file=out)
-    first = (args.page - 1) * args.page_size
-    print(f"# {first + 1 if records else 0}-{first + len(records)} of {admin.shown_total(total)}", file=out)
-    return 0
-
-
-def cmd_show(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    token_id = check_text("id", args.id, required=True)
-    document = guarded(store, "read the token", lambda: store.collection.find_one({"_id": token_id}))
-    if document is None:
-        raise Failure(f"no stored token has id {token_id!r}")  # repr: control characters escaped
-    record = masked(document_to_record(document))
-    record |= {key: str(document[key]) for key in ("created_at", "updated_at") if document.get(key)}
-    if args.json:
-        print(json.dumps(record), file=out)
-    else:
-        for key, value in record.items():
-            print(f"{key}: {printable(value)}", file=out)
-    return 0
-
-
-def audit_log(store: MongoTokenStore) -> Any:
-    """The audit collection the dashboard keeps, so CLI deletions appear on its Audit page too."""
-    return store.collection.database[os.environ.get("DASHBOARD_AUDIT_COLLECTION") or admin.AUDIT_COLLECTION]
-
-
-def actor(args: argparse.Namespace) -> str:
-    """Who deletes, for the audit log: ``--actor``, else the operating-system user."""
-    if args.actor:
-        return args.actor
-    try:
-        return f"{getpass.getuser()} (cli)"
-    except Exception:  # no user name in this environment
-        return "unknown (cli)"
-
-
-def cmd_delete(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    token_id = check_text("id", args.id, required=True)
-    with store.guard("delete the token"):  # not retried: each attempt would write an audit entry
-        deleted = admin.audited_delete(store.collection, audit_log(store), [token_id], actor(args))
-    if not deleted:
-        raise Failure(f"no stored token has id {token_id!r}")
-    print(f"deleted {printable(token_id)}", file=out)
-    return 0
-
-
-def cmd_delete_all(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    count = guarded(store, "count the tokens", store.collection.estimated_document_count)
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise Failure("delete-all needs --yes when not run at a terminal")
-        name = store.collection.name
-        answer = input(f"Delete all {count} tokens? Type the collection name ({name}) to confirm: ")
-        if answer.strip() != name:
-            raise Failure("not confirmed; nothing deleted")
-    with store.guard("delete all tokens"):
-        deleted = admin.audited_delete(store.collection, audit_log(store), None, actor(args))
-    print(f"deleted all tokens ({deleted})", file=out)
-    return 0
-
-
-def private_file(path: str, force: bool) -> TextIO:
-    """A new file only its owner can read (0600): an export with secrets must not be world-readable.
-    An existing file is overwritten only with ``force``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
-    try:
-        descriptor = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise Failure(f"{printable(path)} exists; pass --force to overwrite it") from None
-    except OSError as error:
-        raise Failure(f"cannot write {printable(path)}: {error.strerror}") from None
-    os.fchmod(descriptor, 0o600)  # an overwritten file keeps its old mode otherwise
-    return os.fdopen(descriptor, "w", encoding="utf-8")
-
-
-def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    target = private_file(args.output, args.force) if args.output else out
-    count = 0
-    try:
-        with store.guard("export the tokens"):
-            for document in store.collection.find({}).sort("_id", 1):
-                try:
-                    record = document_to_record(store.open_document(document))
-                except SDKException as error:  # malformed, or sealed with a key we do not have
-                    record = masked(document_to_record(document)) | {"malformed": sentence(error)}
-                print(json.dumps(record if args.include_secrets else masked(record)), file=target)
-                count += 1
-    finally:
-        if args.output:
-            target.close()
-    print(f"exported {count} tokens" + ("" if args.include_secrets else " (secrets masked)"), file=sys.stderr)
-    return 0
-
-
-def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        rows = open_source(args.source, args.kind, args.table, args.encoding)
-        from tqdm import tqdm
-
-        report = import_rows(store, tqdm(rows, unit=" rows", disable=None, file=sys.stderr, leave=False),
-                             dry_run=args.dry_run)
-    except SourceError as error:
-        raise Failure(str(error)) from None
-    for line, reason in report.rejected:
-        print(f"rejected line {line}: {reason}", file=out)
-    print(report.summary(args.dry_run) + (" (dry run: nothing written)" if args.dry_run else ""), file=out)
-    return 1 if report.rejected else 0  # a migration script can tell that rows were left behind
-
-
-def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    from tqdm import tqdm
-
-    from .rotation import pending, rotate
-
-    total = guarded(store, "count the tokens to rotate", lambda: store.collection.count_documents(pending(store)))
-    with tqdm(total=total, unit=" tokens", disable=None, file=sys.stderr, leave=False) as bar:
-        report = rotate(store, progress=lambda: bar.update(1))
-    for reason in report.failed:
-        print(f"not rotated: {reason}", file=out)
-    print(f"rotated {report.rotated}, saved meanwhile {report.changed_meanwhile} (already on the new key), "
-          f"failed {len(report.failed)}", file=out)
-    return 1 if report.failed else 0
-
-
-def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
-    """Run the dashboard with the current settings (MONGODB_URI, DASHBOARD_PASSWORD, ...)."""
-    with stopped_by_signals():
-        return run_streamlit(os.environ.copy(), args.port, args.address)
-    return 0  # stopped by a signal, Streamlit with it
-
-
-def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    """The dashboard on an embedded database seeded with fake tokens: nothing to set up."""
-    env = os.environ.copy()
-    env["ZOHO_DASHBOARD_DEMO"] = "1"
-    own_password = bool(env.get("DASHBOARD_PASSWORD"))
-    env["DASHBOARD_PASSWORD"] = env.get("DASHBOARD_PASSWORD") or "demo"
-    env["ZOHO_MONGO_DATABASE"] = env.get("ZOHO_MONGO_DATABASE") or "zoho_demo"
-    server = None
-    with stopped_by_signals():
-        try:
-            if not args.mock and mongod_binary() is not None:
-                in_use = data_folder_in_use(Path(args.data_dir))
-                if in_use:
-                    raise Failure(f"the data folder {args.data_dir} is in use by another mongod (pid {in_use}): "
-                                  "stop it, or pass another --data-dir")
-                print(f"Starting the embedded mongod (data kept in {args.data_dir}) ...", file=out, flush=True)
-                server = EmbeddedMongod(data_dir=args.data_dir).start()
-                env["MONGODB_URI"] = server.uri
-                from .dashboard.demo import seed  # before the dashboard opens: the first page is quick
-
-                with MongoTokenStore(server.uri, database=env["ZOHO_MONGO_DATABASE"]) as store:
-                    if store.call("count the tokens", store.collection.estimated_document_count) == 0:
-                        print(f"Seeding {seed(store)} fake tokens ...", file=out, flush=True)
-                print(f"MongoDB: {server.uri}  database: {env['ZOHO_MONGO_DATABASE']}\n"
-                      f"Point the CLI at it: export MONGODB_URI='{server.uri}' "
-                      f"ZOHO_MONGO_DATABASE={env['ZOHO_MONGO_DATABASE']}", file=out)
-            else:
-                why = "as asked" if args.mock else "no embedded mongod on this platform"
-                print(f"The demo runs on mongomock, in memory ({why}): only the dashboard sees it.", file=out)
-                env["MONGODB_URI"] = "mongomock://"
-            password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one
-            print(f"Dashboard: http://localhost:{args.port}  (password: {password})", file=out, flush=True)
-            return run_streamlit(env, args.port, args.address)
-        finally:
-            if server is not None:
-                server.stop()
-    return 0  # stopped by a signal, its children with it
-
-
-class Stop(Exception):
-    """SIGTERM (or SIGHUP) arrived: unwind, so the children are stopped on the way out."""
-
-
-@contextlib.contextmanager
-def stopped_by_signals() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into an exception while a command runs children (Streamlit, a
-    mongod), so ``finally`` blocks stop them: a plain SIGTERM would leave them running."""
-    def stop(signum: int, frame: Any) -> None:
-        raise Stop()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    except Stop:
-        pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def data_folder_in_use(folder: Path) -> int | None:
-    """The pid of a live mongod that holds ``folder`` (it writes its pid into mongod.lock)."""
-    try:
-        pid = int((folder / "mongod.lock").read_text().strip() or 0)
-        if pid:
-            os.kill(pid, 0)
-            return pid
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def run_streamlit(env: dict[str, str], port: int, address: str) -> int:
-    """Streamlit on ``address`` only (127.0.0.1 unless asked): a dashboard that anyone on the
-    network can reach must have sign-in on."""
-    try:
-        from .dashboard.app import loopback
-        from .dashboard.settings import SettingError, parse_flag
-    except ImportError:
-        raise Failure("the dashboard needs Streamlit: pip install 'zoho-mongo-store[dashboard]'") from None
-    try:
-        for name in ("DASHBOARD_AUTH_DISABLED", "DASHBOARD_READ_ONLY"):
-            parse_flag(name, env.get(name))
-    except SettingError as error:
-        raise Failure(str(error)) from None
-    if parse_flag("DASHBOARD_AUTH_DISABLED", env.get("DASHBOARD_AUTH_DISABLED")) and not loopback(address):
-        raise Failure("sign-in is turned off (DASHBOARD_AUTH_DISABLED): the dashboard may listen on 127.0.0.1 "
-                      "only; turn sign-in on to serve other machines")
-    script = Path(__file__).with_name("dashboard") / "streamlit_app.py"
-    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-               "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--client.toolbarMode", "viewer"]  # no "Deploy" button for operators
-    child = subprocess.Popen(command, env=env)
-    try:
-        return child.wait()
-    except (KeyboardInterrupt, Stop):
-        return 0
-    finally:
-        if child.poll() is None:  # stopped by a signal: Streamlit goes too
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+STATUSES = ("valid", "refresh-window", "within-hour", "expired")
+"""``admin.STATUSES``, repeated so that parsing imports nothing heavy (a test keeps them equal)."""
 
 
 def positive(text: str) -> int:
@@ -376,42 +60,42 @@ def parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("indexes", help="create the store's indexes; report any that drifted")
     sub.add_argument("--check", action="store_true", help="only report; exit 1 if any is missing or drifted")
-    sub.set_defaults(run=cmd_indexes)
+    sub.set_defaults(run="indexes")
 
     sub = commands.add_parser("stats", help="counts by status and data center")
     sub.add_argument("--json", action="store_true")
-    sub.set_defaults(run=cmd_stats)
+    sub.set_defaults(run="stats")
 
     sub = commands.add_parser("list", help="list tokens, secrets masked")
     sub.add_argument("--search", help="prefix of a user name (or of --in's field); never a secret")
     sub.add_argument("--in", dest="search_in", choices=("user_name", "client_id", "id"), default="user_name")
-    sub.add_argument("--status", choices=admin.STATUSES)
+    sub.add_argument("--status", choices=STATUSES)
     sub.add_argument("--domain", help="data center: com, eu, in, com.au, jp, ca, com.cn, sa (or its URL)")
     sub.add_argument("--page", type=positive, default=1)
     sub.add_argument("--page-size", type=positive, default=50)
     sub.add_argument("--json", action="store_true", help="one JSON object per line")
-    sub.set_defaults(run=cmd_list)
+    sub.set_defaults(run="list")
 
     sub = commands.add_parser("show", help="one token, secrets masked")
     sub.add_argument("id")
     sub.add_argument("--json", action="store_true")
-    sub.set_defaults(run=cmd_show)
+    sub.set_defaults(run="show")
 
     sub = commands.add_parser("delete", help="delete one token (audited)")
     sub.add_argument("id")
     sub.add_argument("--actor", help="who deletes, for the audit log (default: your user name)")
-    sub.set_defaults(run=cmd_delete)
+    sub.set_defaults(run="delete")
 
     sub = commands.add_parser("delete-all", help="delete every token (asks first)")
     sub.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     sub.add_argument("--actor", help="who deletes, for the audit log (default: your user name)")
-    sub.set_defaults(run=cmd_delete_all)
+    sub.set_defaults(run="delete_all")
 
     sub = commands.add_parser("export", help="JSON lines, secrets masked unless --include-secrets")
     sub.add_argument("--output", "-o", help="file to write (default: standard output)")
     sub.add_argument("--include-secrets", action="store_true", help="write real secrets: keep the file safe")
     sub.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
-    sub.set_defaults(run=cmd_export)
+    sub.set_defaults(run="export")
 
     sub = commands.add_parser("import", help="import from a FileStore CSV, SQLite, MySQL or an export")
     sub.add_argument("source", help="file path, or mysql://user:pass@host:3306/db?table=oauthtoken")
@@ -421,38 +105,44 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--encoding", default="utf-8",
                      help="text encoding of a FileStore CSV (default utf-8; cp1252 for one written on Windows)")
     sub.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
-    sub.set_defaults(run=cmd_import)
+    sub.set_defaults(run="import")
 
     sub = commands.add_parser("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY")
-    sub.set_defaults(run=cmd_rotate_key)
+    sub.set_defaults(run="rotate_key")
 
     sub = commands.add_parser("dashboard", help="run the Streamlit dashboard")
     sub.add_argument("--port", type=int, default=8501)
     sub.add_argument("--address", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
-    sub.set_defaults(run=cmd_dashboard, needs_store=False)
+    sub.set_defaults(run="dashboard", needs_store=False)
 
     sub = commands.add_parser("demo", help="the dashboard on an embedded database with fake tokens")
     sub.add_argument("--port", type=int, default=8501)
     sub.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sub.add_argument("--data-dir", default=".mongo-data", help="where the embedded mongod keeps its data")
     sub.add_argument("--mock", action="store_true", help="use mongomock even where mongod is available")
-    sub.set_defaults(run=cmd_demo, needs_store=False)
+    sub.set_defaults(run="demo", needs_store=False)
     return root
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser().parse_args(argv)
     out = out or sys.stdout
+    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
+    from . import commands
+    from .errors import sentence
+
+    run: Callable[..., int] = getattr(commands, f"cmd_{args.run}")
     try:
         if not getattr(args, "needs_store", True):
-            return args.run(args, out)
-        store = open_store(args)
+            return run(args, out)
+        store = commands.open_store(args)
         try:
-            return args.run(store, args, out)
+            return run(store, args, out)
         finally:
             store.close()
-    except (SDKException, Failure) as error:
+    except (SDKException, commands.Failure) as error:
         print(f"{PROG}: error: {' '.join(sentence(error).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_without_an_sdk_the_import_says_how_to_install_one() -> None:
-    blocked = "import sys; sys.modules['zohocrmsdk'] = None; import mongo_store"
+    blocked = "import sys; sys.modules['zohocrmsdk'] = None; from mongo_store import MongoTokenStore"
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
@@ -29,3 +29,19 @@ def test_no_sdk_is_a_hard_dependency_and_each_line_has_an_extra() -> None:
     for line in ("8", "7", "6", "5"):
         [requirement] = extras[f"sdk{line}"]
         assert requirement.startswith(f"zohocrmsdk{line}-0")
+
+
+def test_help_and_version_answer_without_importing_the_sdk() -> None:
+    """``--help`` took 1.4 s, most of it importing the SDK; the commands import it when they run."""
+    probe = ("import sys; from mongo_store import cli; sys.argv = ['x', '--version'];\n"
+             "try: cli.main()\nexcept SystemExit: pass\n"
+             "assert not [m for m in sys.modules if m.startswith(('zohocrmsdk', 'pymongo'))], 'heavy import'")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("zoho-mongo-store ")
+
+
+def test_the_cli_lists_the_same_statuses_as_the_queries() -> None:
+    from mongo_store import admin, cli
+
+    assert cli.STATUSES == admin.STATUSES

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from mongo_store import MongoTokenStore, cli
+from mongo_store import MongoTokenStore, cli, commands
 from mongo_store.crypto import PREFIX
 from mongo_store.dashboard.settings import SettingError, parse_flag
 from mongo_store.migrate import FILESTORE_COLUMNS, import_rows, open_source, read_mysql
@@ -112,7 +112,7 @@ def test_the_dashboard_listens_on_loopback_unless_told(monkeypatch: pytest.Monke
         def poll(self) -> int:
             return 0
 
-    monkeypatch.setattr(cli.subprocess, "Popen", Streamlit)
+    monkeypatch.setattr(commands.subprocess, "Popen", Streamlit)
     monkeypatch.delenv("DASHBOARD_AUTH_DISABLED", raising=False)
     assert run("dashboard")[0] == 0
     assert started[-1][started[-1].index("--server.address") + 1] == "127.0.0.1"
