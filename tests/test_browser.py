@@ -126,4 +126,9 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
     wait_for(browser, "[data-testid='stMarkdownContainer']", "of 300 tokens")
     time.sleep(2)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-tokens.png"))
+    # At 1500 px every column of the token grid is in view: the grid does not scroll sideways.
+    width, visible = browser.execute_script(
+        "const s = document.querySelector(\"[data-testid='stDataFrame'] .dvn-scroller\");"
+        "return [s.scrollWidth, s.clientWidth];")
+    assert width <= visible + 1, f"the token grid is {width} px wide in {visible} px: columns are cut off"
     assert (ARTIFACTS / "dashboard-tokens.png").stat().st_size > 10_000

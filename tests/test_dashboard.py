@@ -202,7 +202,7 @@ def test_delete_one_asks_first_and_is_audited(store: MongoTokenStore) -> None:
     at.button(key="delete_one").click().run()
     at.button(key="confirm_delete").click().run()
     assert store.find_token_by_id(victim) is None and store.collection.count_documents({}) == 4
-    assert at.success[0].value == "Deleted 1 token(s)."
+    assert at.toast[0].value == "Deleted 1 token(s)."
     at.sidebar.radio(key="page").set_value("Audit").run()
     audit = at.dataframe[0].value
     assert list(audit["who"]) == ["Olga Operator"] and list(audit["ids"]) == [victim]
@@ -336,3 +336,9 @@ def test_a_frozen_or_killed_server_is_a_message_on_every_page(tmp_path: Path, mo
         if server.process is not None:
             os.kill(server.process.pid, signal.SIGCONT)
         server.stop()
+
+
+def test_an_empty_timeline_says_so_instead_of_drawing_an_empty_axis(store: MongoTokenStore) -> None:
+    store.save_token(full("later@example.com:1"))  # expires in 2100: outside the timeline's window
+    at = signed_in()
+    assert "No token expires between 6 hours ago and 2 hours from now." in [c.value for c in at.caption]

@@ -52,7 +52,7 @@ def main() -> None:
     page = sidebar(conn, settings, operator)
     flash = st.session_state.pop("flash", None)
     if flash:
-        st.success(flash)
+        st.toast(flash, icon="✅")  # floats in view wherever the page is scrolled
     try:
         {"Overview": overview_page, "Tokens": tokens_page, "Audit": audit_page}[page](conn, settings, operator)
     except SDKException as error:
@@ -116,8 +116,11 @@ def overview_page(conn: data.Connection, settings: Settings, operator: Operator)
     with right:
         st.subheader("Expiry timeline (UTC, per 15 minutes)")
         timeline = pd.DataFrame(counts["timeline"])
-        timeline["expires"] = timeline["expires"].dt.strftime("%m-%d %H:%M")  # 24-hour labels, in order
-        st.bar_chart(timeline, x="expires", y="tokens")
+        if not timeline["tokens"].any():
+            st.caption("No token expires between 6 hours ago and 2 hours from now.")
+        else:
+            timeline["expires"] = timeline["expires"].dt.strftime("%m-%d %H:%M")  # 24-hour labels, in order
+            st.bar_chart(timeline, x="expires", y="tokens")
 
 
 def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
@@ -158,7 +161,12 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
                "grant_token"] + (["malformed"] if any("malformed" in record for record in records) else [])
     table = pd.DataFrame(records, columns=columns)
     table.insert(4, "expires (UTC)", pd.to_datetime(pd.to_numeric(table.pop("expires_in")), unit="ms"))
-    st.dataframe(table, hide_index=True)
+    # Widths that fit every column at 1500 px: masked secrets are short, ids and names get the room.
+    small, medium = st.column_config.TextColumn(width="small"), st.column_config.TextColumn(width="medium")
+    st.dataframe(table, hide_index=True, use_container_width=True,
+                 column_config={"id": small, "user_name": medium, "client_id": small, "api_domain": small,
+                                "access_token": small, "refresh_token": small, "grant_token": small,
+                                "expires (UTC)": st.column_config.DatetimeColumn(width="small")})
     ids = [record["id"] for record in records]
     if not ids:
         return
@@ -175,10 +183,10 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
 
 def destructive_controls(conn: data.Connection, operator: Operator, chosen: str, ids: list[str]) -> None:
     st.subheader("Delete")
+    selected = st.multiselect("Tokens on this page", ids, key="selected")  # full width: the chips fit
     one, many, every = st.columns(3)
     if one.button(f"Delete token {markdown_plain(chosen)}", key="delete_one"):
         st.session_state["confirm"] = {"kind": "ids", "ids": [chosen]}
-    selected = many.multiselect("Tokens on this page", ids, key="selected")
     if many.button("Delete selected", disabled=not selected, key="delete_selected"):
         st.session_state["confirm"] = {"kind": "ids", "ids": list(selected)}
     if every.button("Delete all tokens…", key="delete_all"):
