@@ -278,7 +278,8 @@ def stopped_by_signals() -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         raise Stop()
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    signals = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]  # no SIGHUP on Windows
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
     try:
         yield
     except Stop:
