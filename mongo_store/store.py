@@ -351,11 +351,9 @@ class MongoTokenStore(TokenStore):
                     return opened
             if round_ == 1:
                 log.info("save hit a duplicate %s; retrying once", conflict_field(conflict))
+        # Name the token in the way (mongomock's error names no field; ours names the plain one).
         holder = self.conflict(fields, (stored or {}).get("_id"))
-        field = conflict_field(conflict)
-        if holder is not None and field == conflict_field(DuplicateKeyError("")):  # mongomock names no field
-            field = holder[1]
-        where = f" ({holder[0]})" if holder is not None else ""
+        where, field = (f" ({holder[0]})", holder[1]) if holder is not None else ("", conflict_field(conflict))
         raise store_error(f"could not save the token: another stored token{where} already has this {field}", conflict)
 
     def conflict(self, fields: dict[str, Any], own_id: str | None) -> tuple[str, str] | None:
