@@ -11,6 +11,9 @@
   same reason as the plain one.
 - ``client_id``, ``api_domain`` and ``expiry_time`` serve the operators' searches, filters and
   counts (``mongo_store/admin.py``), so that none of them scans the collection.
+- ``refresh_lease``, ``refresh_failures`` and ``check_error`` find the failing tokens (a lapsed
+  lease, counted failures, a failed check): present on few documents, so nearly empty.
+- ``last_refreshed_at`` serves the "last refreshed" sort.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ INDEXES = [
     IndexModel([("client_id", ASCENDING)], name="client_id", sparse=True),
     IndexModel([("api_domain", ASCENDING)], name="api_domain", sparse=True),
     IndexModel([("expiry_time", ASCENDING)], name="expiry_time", sparse=True),
+    # Refresh outcomes and checks, for the health view.
+    IndexModel([("refresh_lease", ASCENDING)], name="refresh_lease", sparse=True),
+    IndexModel([("refresh_failures", ASCENDING)], name="refresh_failures", sparse=True),
+    IndexModel([("check_error", ASCENDING)], name="check_error", sparse=True),
+    IndexModel([("last_refreshed_at", ASCENDING)], name="last_refreshed_at", sparse=True),
     # Blind indexes, used when encryption at rest is on (mongo_store/crypto.py).
     IndexModel([("refresh_token_hmac", ASCENDING)], name="refresh_token_hmac_unique", unique=True, sparse=True),
     IndexModel([("access_token_hmac", ASCENDING)], name="access_token_hmac", sparse=True),

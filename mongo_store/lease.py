@@ -5,6 +5,10 @@ Zoho issues at most 10 access tokens per refresh token in 10 minutes and keeps 1
 twenty workers refreshing one user at once fail in production. The lease is a date field set by
 one ``find_one_and_update`` (atomic on the server); ``save_token`` removes it, and it lapses by
 itself if its holder dies. Dates come from the workers' clocks: keep them in sync (NTP).
+
+The lease also records refresh outcomes, for the operators' health view (``admin.health_of``):
+taking it stamps ``refresh_started_at``; taking over one that lapsed (its holder never saved)
+counts a failed refresh in the same ``find_one_and_update``; the next save clears the count.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from typing import Any, TypeVar
 
 from pymongo.collection import Collection
 
+from .mapping import FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, STARTED_FIELD
+
 REFRESH_WINDOW = timedelta(milliseconds=5000)
 """The SDK refreshes when ``expires_in - now < 5000`` ms (OAuthToken.get_token)."""
-LEASE_FIELD = "refresh_lease"
 POLL_SECONDS = 0.05
 T = TypeVar("T")
 
@@ -43,15 +48,23 @@ def needs_refresh(document: dict[str, Any], now: datetime) -> bool:
 
 
 def acquire(collection: Collection, document: dict[str, Any], seconds: float) -> bool:
-    """Take the lease on the token exactly as observed, if nobody holds a live one."""
+    """Take the lease on the token exactly as observed (its lease included), unless a live one is
+    held: then no round trip. Taking over a lapsed lease counts a failed refresh, atomically: of
+    the workers that saw it lapse, only the one whose update matches counts it."""
     now = utcnow()
+    lease = document.get(LEASE_FIELD)
+    if lease is not None and lease > now:
+        return False
     query = {
         "_id": document["_id"],
         "access_token": document.get("access_token"),  # unchanged since we read it: not yet refreshed
         "expiry_time": document.get("expiry_time"),
-        "$or": [{LEASE_FIELD: {"$exists": False}}, {LEASE_FIELD: {"$lte": now}}],
+        LEASE_FIELD: lease,  # None also matches a missing field
     }
-    update = {"$set": {LEASE_FIELD: now + timedelta(seconds=seconds)}}
+    update: dict[str, Any] = {"$set": {LEASE_FIELD: now + timedelta(seconds=seconds), STARTED_FIELD: now}}
+    if lease is not None:  # its holder set out to refresh and never saved: that refresh failed
+        update["$set"][FAILED_AT_FIELD] = lease
+        update["$inc"] = {FAILURES_FIELD: 1}
     return collection.find_one_and_update(query, update, projection={"_id": True}) is not None
 
 

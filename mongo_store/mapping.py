@@ -36,6 +36,22 @@ _STRING_FIELDS = {
 TOKEN_FIELDS = ("_id", "user_name", *list(_STRING_FIELDS)[1:], "expiry_time")
 """Every document field that carries token data (``created_at``/``updated_at`` are bookkeeping)."""
 
+# Bookkeeping kept beside the token data, for the operators' health view (``admin.health_of``).
+LEASE_FIELD = "refresh_lease"
+"""Set while one worker refreshes (``lease.py``); a save removes it, so a lapsed one is a failed refresh."""
+STARTED_FIELD = "refresh_started_at"
+FAILURES_FIELD = "refresh_failures"
+"""Failed refreshes since the last save: leases taken over after they lapsed."""
+FAILED_AT_FIELD = "last_refresh_failure_at"
+REFRESHED_FIELD = "last_refreshed_at"
+"""The server's time of the last save that carried an access token (the SDK saves once per refresh)."""
+CHECKED_AT_FIELD = "last_check_at"
+CHECK_RESULT_FIELD = "check_result"
+"""``ok``, or Zoho's error code, from the last ``zoho-mongo-store check``."""
+CHECK_ERROR_FIELD = "check_error"
+"""The last check's error code, present only while it stands (a save clears it)."""
+CLEARED_BY_SAVE = (LEASE_FIELD, FAILURES_FIELD, CHECK_ERROR_FIELD)
+
 _EPOCH = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
 _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]{0,18}")  # what str(int) writes, so it round-trips

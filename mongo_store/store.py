@@ -30,8 +30,11 @@ from .crypto import BLIND_FIELDS, KEY_ENV, KEY_ID_FIELD, Cipher, check_found, op
 from .errors import conflict_field, raise_store_error, redact, store_error
 from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying
 from .indexes import ensure_indexes
-from .lease import LEASE_FIELD, coordinate, needs_refresh, utcnow
+from .lease import coordinate, needs_refresh, utcnow
 from .mapping import (
+    CLEARED_BY_SAVE,
+    LEASE_FIELD,
+    REFRESHED_FIELD,
     SECRET_FIELDS,
     TOKEN_FIELDS,
     check_text,
@@ -47,8 +50,9 @@ log = logging.getLogger("mongo_store")
 
 DEFAULT_DATABASE = "zoho"
 DEFAULT_COLLECTION = "oauth_tokens"
-_PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD)}
+_PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD, LEASE_FIELD)}  # the lease: no extra read
 _TOKEN_VALUES = ("access_token", "refresh_token", "grant_token")
+_REFRESHED = {"access_token", "expiry_time"}
 DURABLE = WriteConcern(w="majority", j=True)
 """Acknowledged only once a majority has it in its journal: an election cannot roll it back."""
 _SAVE_AGAIN = "saving the same token again is safe"
@@ -321,9 +325,11 @@ class MongoTokenStore(TokenStore):
                 match, values = self._sealed(fields, found_by, new_id)
                 sealed_guard = {}
             update: dict[str, Any] = {
-                "$currentDate": {"updated_at": True},
+                # A save carrying an access token is the SDK's save after a refresh (or a grant exchange).
+                "$currentDate": {"updated_at": True} | ({REFRESHED_FIELD: True} if _REFRESHED <= fields.keys() else {}),
                 "$setOnInsert": {"created_at": datetime.now(timezone.utc)},
-                "$unset": {LEASE_FIELD: ""},  # a save ends any refresh lease on the token
+                # A save ends any refresh lease on the token, and its failures: it works again.
+                "$unset": dict.fromkeys(CLEARED_BY_SAVE, ""),
             }
             if values:
                 update["$set"] = values

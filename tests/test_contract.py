@@ -51,7 +51,7 @@ def test_document_layout(store: MongoTokenStore) -> None:
     assert document["created_at"] is not None and document["updated_at"] is not None
     assert set(document) == {
         "_id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
-        "redirect_url", "api_domain", "expiry_time", "created_at", "updated_at",
+        "redirect_url", "api_domain", "expiry_time", "created_at", "updated_at", "last_refreshed_at",
     }
 
 
