@@ -16,11 +16,21 @@ from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 
 from .lease import REFRESH_WINDOW, utcnow
-from .mapping import check_text
+from .mapping import (
+    CHECK_ERROR_FIELD,
+    CHECK_RESULT_FIELD,
+    FAILED_AT_FIELD,
+    FAILURES_FIELD,
+    LEASE_FIELD,
+    REFRESHED_FIELD,
+    check_text,
+)
 
 STATUSES = ("valid", "refresh-window", "within-hour", "expired")
 LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": True, "expiry_time": True,
-               "updated_at": True, "access_token": True, "refresh_token": True, "grant_token": True}
+               "updated_at": True, "access_token": True, "refresh_token": True, "grant_token": True,
+               REFRESHED_FIELD: True, LEASE_FIELD: True, FAILURES_FIELD: True, FAILED_AT_FIELD: True,
+               CHECK_ERROR_FIELD: True}
 SEARCH_FIELDS = ("user_name", "client_id", "_id")
 COUNT_CAP = 10_000
 """A page's match count stops here ("10,000+"): counting a million matches takes seconds."""
@@ -70,15 +80,156 @@ def status_of(expiry: datetime | None, has_access: bool, now: datetime | None = 
     return "in refresh window" if expiry - now <= REFRESH_WINDOW else "valid"
 
 
+# -- health: what an operator needs first, which Zoho connections work ---------------------------
+
+HEALTH = ("healthy", "idle", "failing", "unusable")
+HEALTH_MEANING = {
+    "healthy": "the access token is valid",
+    "idle": "the access token has lapsed; the SDK gets a new one on next use (with the refresh token, "
+            "or a grant token not yet exchanged): normal",
+    "failing": "a refresh or a check failed since the token was last saved",
+    "unusable": "nothing renews it without a person: no refresh token and the access token has lapsed, "
+                "or a grant token older than a grant token lives (10 minutes)",
+}
+"""One line per state, shown wherever the word is."""
+GRANT_LIFETIME = timedelta(minutes=10)
+"""How long a Zoho grant token can be exchanged."""
+
+
+def _unusable(now: datetime) -> dict[str, Any]:
+    return {"$or": [
+        {"expiry_time": {"$lte": now}, "refresh_token": {"$exists": False}},  # the expiry_time index
+        {"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},  # the grant_token index
+         "access_token": {"$exists": False}, "updated_at": {"$lte": now - GRANT_LIFETIME}},
+    ]}
+
+
+def _failure_marked(now: datetime) -> dict[str, Any]:
+    """Counted failed refreshes, a failed check, or a lease that lapsed without a save (its failure
+    is counted only when the next worker takes it over): each a nearly empty sparse index."""
+    return {"$or": [{FAILURES_FIELD: {"$exists": True}}, {CHECK_ERROR_FIELD: {"$exists": True}},
+                    {LEASE_FIELD: {"$lte": now}}]}
+
+
+_NOT_MARKED = {FAILURES_FIELD: {"$exists": False}, CHECK_ERROR_FIELD: {"$exists": False}}
+
+
+def health_filter(health: str, now: datetime) -> dict[str, Any]:
+    """The filter for one health state; the four never overlap and together match every token.
+    In order: unusable, then failing, then healthy (valid), and idle is the rest."""
+    not_lapsed = {LEASE_FIELD: {"$not": {"$lte": now}}}
+    filters = {
+        "unusable": _unusable(now),
+        "failing": {"$and": [_failure_marked(now), {"$nor": _unusable(now)["$or"]}]},
+        "healthy": {"expiry_time": {"$gt": now}, **_NOT_MARKED, **not_lapsed},
+        # The one state without a narrow index: it walks the refresh_token index (and the grant and
+        # access tokens' ones, for a grant not yet exchanged and an access token with no expiry).
+        "idle": {"$and": [_NOT_MARKED, not_lapsed, {"$or": [
+            {"refresh_token": {"$exists": True}, "expiry_time": {"$not": {"$gt": now}}},
+            {"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},
+             "access_token": {"$exists": False}, "updated_at": {"$gt": now - GRANT_LIFETIME}},
+            {"access_token": {"$exists": True}, "refresh_token": {"$exists": False}, "expiry_time": {"$exists": False}},
+        ]}]},
+    }
+    if health not in filters:
+        raise ValueError(f"unknown health {health!r}; choose from {', '.join(HEALTH)}")
+    return filters[health]
+
+
+def _naive(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.replace(tzinfo=None) - (value.utcoffset() or timedelta(0))
+    return value
+
+
+def health_of(document: dict[str, Any], now: datetime | None = None) -> tuple[str, str]:
+    """(state, why) for one stored document, by the same rules as ``health_filter``; ``why`` names
+    this token's own facts (dates in UTC), never a secret."""
+    now = now or utcnow()
+    expiry, updated = _naive(document.get("expiry_time")), _naive(document.get("updated_at"))
+    lease, failures = _naive(document.get(LEASE_FIELD)), document.get(FAILURES_FIELD)
+    has = {key: document.get(key) is not None for key in ("refresh_token", "access_token", "grant_token")}
+    if not isinstance(expiry, datetime):  # absent (or malformed: shown as such elsewhere)
+        expiry = None
+    if not has["refresh_token"] and expiry is not None and expiry <= now:
+        return "unusable", f"no refresh token, and the access token lapsed {ago(expiry, now)}"
+    if (has["grant_token"] and not has["refresh_token"] and not has["access_token"]
+            and isinstance(updated, datetime) and updated <= now - GRANT_LIFETIME):
+        return "unusable", f"a grant token stored {ago(updated, now)} and never exchanged (grant tokens live 10 minutes)"
+    reasons = []
+    if failures is not None:
+        last = _naive(document.get(FAILED_AT_FIELD))
+        reasons.append(f"{failures} failed refresh(es) since the last save"
+                       + (f", the last {ago(last, now)}" if isinstance(last, datetime) else ""))
+    if isinstance(lease, datetime) and lease <= now:
+        reasons.append(f"a refresh lease lapsed {ago(lease, now)} without a save")
+    if document.get(CHECK_ERROR_FIELD) is not None:
+        reasons.append(f"the last check failed: {document[CHECK_ERROR_FIELD]}")
+    if reasons:
+        return "failing", "; ".join(reasons)
+    if isinstance(expiry, datetime) and expiry > now:
+        return "healthy", f"the access token is valid, expires {ago(expiry, now)}"
+    if has["refresh_token"]:
+        lapsed = f"lapsed {ago(expiry, now)}" if expiry is not None else "is not issued yet"
+        return "idle", f"the access token {lapsed}; the SDK refreshes it on next use"
+    if has["grant_token"] and not has["access_token"]:
+        return "idle", "a grant token not yet exchanged; the SDK exchanges it on first use"
+    return "idle", "the access token has no stored expiry; the SDK stores one on next use"
+
+
+def ago(when: datetime, now: datetime | None = None) -> str:
+    """``3 d ago``, ``in 12 min``: how a person reads a date next to now."""
+    now = now or utcnow()
+    seconds = (_naive(when) - now).total_seconds()
+    size = abs(seconds)
+    for unit, length in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if size >= length:
+            amount = f"{int(size // length)} {unit}"
+            break
+    else:
+        amount = f"{int(size)} s"
+    return f"in {amount}" if seconds > 0 else f"{amount} ago"
+
+
+def iso(when: Any) -> str | None:
+    """A stored date as ISO 8601 UTC (``2026-11-23T20:15:00Z``); None for anything else."""
+    if not isinstance(when, datetime):
+        return None
+    return _naive(when).isoformat(timespec="seconds") + "Z"
+
+
+def health_queries(now: datetime) -> dict[str, dict[str, Any]]:
+    """The counts ``health_counts`` needs, each served by an index: the small states through their
+    nearly empty indexes, healthy as the valid expiries (index only) less the marked ones among
+    them, and idle as the rest of the exact total: no count fetches the bulk of the collection."""
+    valid = {"expiry_time": {"$gt": now}}
+    return {"unusable": _unusable(now), "failing": health_filter("failing", now), "valid": valid,
+            "valid-marked": {"$and": [valid, _failure_marked(now)]}, "all": {}}
+
+
+def health_counts(found: dict[str, int]) -> dict[str, int]:
+    """The four states' counts from the counts of ``health_queries`` (they add up to the total)."""
+    healthy = found["valid"] - found["valid-marked"]
+    return {"healthy": healthy, "idle": found["all"] - healthy - found["failing"] - found["unusable"],
+            "failing": found["failing"], "unusable": found["unusable"]}
+
+
+SORTS = {"user": "user_name", "expiry": "expiry_time", "refreshed": REFRESHED_FIELD}
+"""``--sort`` names and the field each orders by (each has a sparse index)."""
+
+
 @dataclass(frozen=True)
 class Query:
-    """What an operator asked to see. ``search`` is a prefix of a user name, client id or token id."""
+    """What an operator asked to see. ``search`` is a prefix of a user name, client id or token id;
+    ``sort`` one of ``SORTS`` (else the field the filter narrows)."""
 
     search: str | None = None
     search_in: str = "user_name"
     status: str | None = None
     api_domain: str | None = None
     descending: bool = False
+    health: str | None = None
+    sort: str | None = None
 
     def to_filter(self, now: datetime) -> dict[str, Any]:
         clauses: list[dict[str, Any]] = []
@@ -89,12 +240,18 @@ class Query:
             clauses.append({self.search_in: {"$regex": "^" + re.escape(text)}})  # anchored: an index range
         if self.status:
             clauses.append(status_filter(self.status, now))
+        if self.health:
+            clauses.append(health_filter(self.health, now))
         if self.api_domain:
             clauses.append({"api_domain": check_text("api_domain", self.api_domain)})
         return {"$and": clauses} if len(clauses) > 1 else (clauses[0] if clauses else {})
 
     def sort_key(self) -> str:
-        """Sort on the field the filter narrows, so one index serves both."""
+        """The asked order, else the field the filter narrows, so one index serves both."""
+        if self.sort is not None:
+            if self.sort not in SORTS:
+                raise ValueError(f"unknown sort {self.sort!r}; choose from {', '.join(SORTS)}")
+            return SORTS[self.sort]
         if self.search:
             return self.search_in
         if self.status:
@@ -105,16 +262,35 @@ class Query:
 def page(collection: Collection, query: Query, number: int = 1, size: int = 50,
          now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
     """One page of documents (no secrets beyond what ``LIST_FIELDS`` names) and the match count
-    (a filtered count stops just past ``COUNT_CAP``)."""
+    (a filtered count stops just past ``COUNT_CAP``).
+
+    An asked sort runs on the server over every match: the tokens that have the field, in its
+    order through its sparse index, then those without it (by id), so nothing is left out and
+    nothing is sorted in memory."""
     if number < 1 or not 1 <= size <= 1000:
         raise ValueError("page numbers start at 1 and a page holds 1 to 1000 tokens")
     where = query.to_filter(now or utcnow())
-    # One key, so its single-field index serves the order (adding _id would sort in memory);
-    # equal keys come back in the index's stable order.
-    cursor = collection.find(where, LIST_FIELDS).sort(query.sort_key(), DESCENDING if query.descending else ASCENDING)
-    documents = list(cursor.skip((number - 1) * size).limit(size))
+    key, skip = query.sort_key(), (number - 1) * size
+    direction = DESCENDING if query.descending else ASCENDING
+    if query.sort is None:
+        # One key, so its single-field index serves the order (adding _id would sort in memory);
+        # equal keys come back in the index's stable order.
+        documents = list(collection.find(where, LIST_FIELDS).sort(key, direction).skip(skip).limit(size))
+    else:
+        having = _both(where, {key: {"$exists": True}})
+        documents = list(collection.find(having, LIST_FIELDS).sort(key, direction).skip(skip).limit(size))
+        if len(documents) < size:
+            # Where the tokens without the field start: known from this page unless it is empty.
+            before = skip + len(documents) if documents or not skip else collection.count_documents(having, limit=skip)
+            lacking = _both(where, {key: {"$exists": False}})
+            documents += list(collection.find(lacking, LIST_FIELDS).sort("_id", ASCENDING)
+                              .skip(max(0, skip - before)).limit(size - len(documents)))
     total = collection.count_documents(where, limit=COUNT_CAP + 1) if where else collection.estimated_document_count()
     return documents, total
+
+
+def _both(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    return {"$and": [first, second]} if first else second
 
 
 AUDIT_COLLECTION = "dashboard_audit"
@@ -146,7 +322,8 @@ def shown_total(total: int) -> str:
 def stats(collection: Collection, now: datetime | None = None,
           extra: dict[str, tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
     """Counts for the overview, every one an index count (none a collection scan), run side by
-    side: at a million tokens each takes a fraction of a second. ``extra``: more named counts."""
+    side: at a million tokens each takes a fraction of a second. ``health`` holds the four states'
+    counts, ``total`` the exact number of tokens; ``extra``: more named counts."""
     now = now or utcnow()
     domains = stats_domains(collection)
     queries: dict[str, tuple[dict[str, Any], str | None]] = {status: (status_filter(status, now), None)
@@ -156,6 +333,8 @@ def stats(collection: Collection, now: datetime | None = None,
         "with-access-token": ({"access_token": {"$exists": True}}, "access_token"),
         "with-refresh-token": ({"refresh_token": {"$exists": True}}, "refresh_token_unique"),
     }
+    queries |= {f"health:{name}": (where, "_id_" if name == "all" else None)
+                for name, where in health_queries(now).items()}
     queries |= {f"domain:{domain}": ({"api_domain": domain}, None) for domain in domains}
     queries |= extra or {}
 
@@ -168,8 +347,10 @@ def stats(collection: Collection, now: datetime | None = None,
             found = dict(zip(queries, pool.map(count, queries), strict=True))
     else:  # mongomock is not thread-safe
         found = {name: count(name) for name in queries}
-    counts: dict[str, Any] = {"total": collection.estimated_document_count()}
-    counts |= {name: value for name, value in found.items() if not name.startswith("domain:")}
+    counts: dict[str, Any] = {"total": found["health:all"]}
+    counts["health"] = health_counts({name.removeprefix("health:"): value for name, value in found.items()
+                                      if name.startswith("health:")})
+    counts |= {name: value for name, value in found.items() if not name.startswith(("domain:", "health:"))}
     counts["per-api-domain"] = {domain: found[f"domain:{domain}"] for domain in domains}
     return counts
 

@@ -66,8 +66,8 @@ def no_secrets(text: str, tokens: list[Any]) -> None:
 
 def test_indexes_creates_reports_drift_and_checks(env: MongoTokenStore) -> None:
     assert run("indexes", "--check") == (1, "missing: user_name_unique, refresh_token_unique, access_token, "
-                                            "grant_token, client_id, api_domain, expiry_time, "
-                                            "refresh_token_hmac_unique, access_token_hmac, grant_token_hmac\n", "")
+                                            "grant_token, client_id, api_domain, expiry_time, refresh_lease, "
+                                            "refresh_failures, check_error, last_refreshed_at, refresh_token_hmac_unique, access_token_hmac, grant_token_hmac\n", "")
     code, out, _ = run("indexes")
     assert code == 0 and out.startswith("created: user_name_unique")
     assert run("indexes", "--check")[:2] == (0, "indexes: all present\n")
@@ -198,8 +198,12 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
                                       collection.database["dashboard_audit"], "test"))
         for query in (admin.Query(search="al"), admin.Query(search="1000.CL", search_in="client_id"),
                       admin.Query(search="ab", search_in="_id"), admin.Query(status="expired"),
-                      admin.Query(api_domain=EU), admin.Query(search="al", status="valid", api_domain=EU)):
+                      admin.Query(api_domain=EU), admin.Query(search="al", status="valid", api_domain=EU),
+                      *(admin.Query(health=health) for health in admin.HEALTH),
+                      *(admin.Query(sort=sort, descending=True) for sort in admin.SORTS),
+                      admin.Query(health="healthy", sort="user"), admin.Query(sort="refreshed", api_domain=EU)):
             admin.page(collection, query)
+            admin.page(collection, query, 9)  # past the tokens that have the sort field
         assert len(recorder.commands) >= 15
         for command in recorder.commands:
             if command.get("pipeline") == [{"$match": {}}, {"$group": {"_id": 1, "n": {"$sum": 1}}}]:
