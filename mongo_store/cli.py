@@ -17,7 +17,10 @@ from . import __version__
 
 PROG = "zoho-mongo-store"
 STATUSES = ("valid", "refresh-window", "within-hour", "expired")
-"""``admin.STATUSES``, repeated so that parsing imports nothing heavy (a test keeps them equal)."""
+HEALTH = ("healthy", "idle", "failing", "unusable")
+SORTS = ("user", "expiry", "refreshed")
+"""``admin.STATUSES``, ``admin.HEALTH`` and ``admin.SORTS``, repeated so that parsing imports nothing
+heavy (a test keeps them equal)."""
 
 
 def positive(text: str) -> int:
@@ -62,22 +65,27 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--check", action="store_true", help="only report; exit 1 if any is missing or drifted")
     sub.set_defaults(run="indexes")
 
-    sub = commands.add_parser("stats", help="counts by status and data center")
+    sub = commands.add_parser("stats", help="counts by health, status and data center")
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run="stats")
 
     sub = commands.add_parser("list", help="list tokens, secrets masked")
     sub.add_argument("--search", help="prefix of a user name (or of --in's field); never a secret")
     sub.add_argument("--in", dest="search_in", choices=("user_name", "client_id", "id"), default="user_name")
-    sub.add_argument("--status", choices=STATUSES)
+    sub.add_argument("--health", choices=HEALTH, help="healthy, idle, failing or unusable (see `stats`)")
+    sub.add_argument("--status", choices=STATUSES, help="the access token's expiry only")
     sub.add_argument("--domain", help="data center: com, eu, in, com.au, jp, ca, com.cn, sa (or its URL)")
+    sub.add_argument("--sort", choices=SORTS, help="order by user name, expiry or last refresh, over every match "
+                     "(tokens without the field come last)")
+    sub.add_argument("--descending", action="store_true", help="the other way round")
     sub.add_argument("--page", type=positive, default=1)
     sub.add_argument("--page-size", type=positive, default=50)
     sub.add_argument("--json", action="store_true", help="one JSON object per line")
     sub.set_defaults(run="list")
 
-    sub = commands.add_parser("show", help="one token, secrets masked")
-    sub.add_argument("id")
+    sub = commands.add_parser("show", help="one token, by id or --user, secrets masked")
+    sub.add_argument("id", nargs="?")
+    sub.add_argument("--user", help="the token's user name (email:org_zgid) instead of its id")
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run="show")
 

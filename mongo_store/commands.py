@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +25,7 @@ from .indexes import ensure_indexes, index_drift
 from .mapping import check_text
 from .masking import masked, printable
 from .migrate import SourceError, import_rows, open_source
-from .records import document_to_record
+from .records import VIEW_DATES, document_to_record, iso_dates, view
 from .store import MongoTokenStore
 
 
@@ -66,7 +67,14 @@ def cmd_stats(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
     if args.json:
         print(json.dumps(counts, indent=2), file=out)
         return 0
+    print(f"total: {counts['total']}", file=out)
+    print("health:", file=out)
+    width = max(len(str(value)) for value in counts["health"].values())
+    for state, count in counts["health"].items():
+        print(f"  {state + ':':<10}{count:>{width}}  {admin.HEALTH_MEANING[state]}", file=out)
     for key, value in counts.items():
+        if key in ("total", "health"):
+            continue
         if isinstance(value, dict):
             print(f"{key}:", file=out)
             for domain, count in value.items():
@@ -76,45 +84,58 @@ def cmd_stats(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
     return 0
 
 
+def when(value: Any) -> str:
+    """A date for a table cell: ISO 8601 UTC and how long ago (or from now)."""
+    return f"{admin.iso(value)} ({admin.ago(value)})" if isinstance(value, datetime) else ""
+
+
 def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     try:
         query = admin.Query(search=args.search, search_in="_id" if args.search_in == "id" else args.search_in,
-                            status=args.status, api_domain=admin.data_center(args.domain) if args.domain else None)
+                            status=args.status, api_domain=admin.data_center(args.domain) if args.domain else None,
+                            health=args.health, sort=args.sort, descending=args.descending)
         documents, total = guarded(store, "list the tokens",
                                    lambda: admin.page(store.collection, query, args.page, args.page_size))
     except ValueError as error:
         raise Failure(str(error)) from None
-    records = [masked(document_to_record(document)) for document in documents]
-    if not records and args.page > 1 and total:
+    now = admin.utcnow()
+    shown = [view(document, now) for document in documents]
+    if not shown and args.page > 1 and total:
         last = -(-min(total, admin.COUNT_CAP) // args.page_size)
         raise Failure(f"page {args.page} is past the end: {admin.shown_total(total)} tokens make "
                       f"{last} page(s) of {args.page_size}; the last page is --page {last}")
     if args.json:
-        for record in records:
-            print(json.dumps(record), file=out)
+        for token in shown:
+            print(json.dumps(iso_dates(token)), file=out)
         return 0
-    columns = ("id", "user_name", "client_id", "api_domain", "expires_in", "access_token", "refresh_token")
+    columns = ("id", "user_name", "health", "api_domain", "expires_at", "last_refreshed_at", "access_token",
+               "refresh_token")
     print("\t".join(columns), file=out)
-    for record in records:
-        line = "\t".join(printable(record.get(column, "")) for column in columns)
-        print(line + (f"\t(malformed: {record['malformed']})" if "malformed" in record else ""), file=out)
+    for token in shown:
+        cells = [when(token.get(column)) if column in VIEW_DATES else printable(token.get(column) or "")
+                 for column in columns]
+        print("\t".join(cells) + (f"\t(malformed: {token['malformed']})" if "malformed" in token else ""), file=out)
     first = (args.page - 1) * args.page_size
-    print(f"# {first + 1 if records else 0}-{first + len(records)} of {admin.shown_total(total)}", file=out)
+    print(f"# {first + 1 if shown else 0}-{first + len(shown)} of {admin.shown_total(total)}", file=out)
     return 0
 
 
 def cmd_show(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    token_id = check_text("id", args.id, required=True)
-    document = guarded(store, "read the token", lambda: store.collection.find_one({"_id": token_id}))
+    if (args.id is None) == (args.user is None):
+        raise Failure("show needs a token id or --user NAME (one of them)")
+    field, value = ("_id", check_text("id", args.id, required=True)) if args.id is not None else \
+        ("user_name", check_text("user name", args.user, required=True))
+    document = guarded(store, "read the token", lambda: store.collection.find_one({field: value}))
     if document is None:
-        raise Failure(f"no stored token has id {token_id!r}")  # repr: control characters escaped
-    record = masked(document_to_record(document))
-    record |= {key: str(document[key]) for key in ("created_at", "updated_at") if document.get(key)}
+        what = "id" if field == "_id" else "user name"
+        raise Failure(f"no stored token has {what} {value!r}")  # repr: control characters escaped
+    shown = view(document)
     if args.json:
-        print(json.dumps(record), file=out)
-    else:
-        for key, value in record.items():
-            print(f"{key}: {printable(value)}", file=out)
+        print(json.dumps(iso_dates(shown)), file=out)
+        return 0
+    for key, value in shown.items():
+        if value is not None:
+            print(f"{key}: {when(value) if isinstance(value, datetime) else printable(value)}", file=out)
     return 0
 
 
@@ -182,6 +203,8 @@ def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
                     record = document_to_record(store.open_document(document))
                 except SDKException as error:  # malformed, or sealed with a key we do not have
                     record = masked(document_to_record(document)) | {"malformed": sentence(error)}
+                if isinstance(document.get("expiry_time"), datetime):
+                    record["expires_at"] = admin.iso(document["expiry_time"])  # for people; import reads expires_in
                 print(json.dumps(record if args.include_secrets else masked(record)), file=target)
                 count += 1
     finally:

@@ -7,7 +7,19 @@ from typing import Any
 
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 
-from .mapping import date_to_expiry, document_to_token, malformed
+from . import admin
+from .mapping import (
+    CHECK_RESULT_FIELD,
+    CHECKED_AT_FIELD,
+    FAILED_AT_FIELD,
+    FAILURES_FIELD,
+    REFRESHED_FIELD,
+    STARTED_FIELD,
+    date_to_expiry,
+    document_to_token,
+    malformed,
+)
+from .masking import masked
 
 RECORD_FIELDS = ("id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
                  "expires_in", "redirect_url", "api_domain")
@@ -32,6 +44,13 @@ def document_to_record(document: dict[str, Any]) -> dict[str, Any]:
 
 def record_to_token(record: dict[str, Any]) -> OAuthToken:
     """An OAuthToken from a record; values are checked later, by the store, like any token's."""
+    record = dict(record)
+    expires_at = record.pop("expires_at", None)  # exports carry it beside expires_in, for people
+    if record.get("expires_in") in (None, "") and isinstance(expires_at, str) and expires_at:
+        try:
+            record["expires_in"] = date_to_expiry(datetime.fromisoformat(expires_at.replace("Z", "+00:00")))
+        except ValueError:
+            raise ValueError("expires_at is not an ISO 8601 date") from None
     unknown = set(record) - set(RECORD_FIELDS)
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -40,3 +59,31 @@ def record_to_token(record: dict[str, Any]) -> OAuthToken:
     token = document_to_token(document)
     token.set_expires_in(expires_in)
     return token
+
+
+VIEW_DATES = {"expires_at": "expiry_time", "last_refreshed_at": REFRESHED_FIELD, "refresh_started_at": STARTED_FIELD,
+              "last_refresh_failure_at": FAILED_AT_FIELD, "last_check_at": CHECKED_AT_FIELD,
+              "created_at": "created_at", "updated_at": "updated_at"}
+"""Dates a person sees, by their shown name and stored field."""
+
+
+def view(document: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """What a person sees of one stored token (CLI and dashboard alike): secrets masked, its health
+    and why, dates as UTC datetimes (``iso_dates`` for text), bookkeeping included when present."""
+    record = masked(document_to_record(document))
+    record.pop("expires_in", None)  # epoch milliseconds: shown as expires_at
+    state, why = admin.health_of(document, now)
+    shown: dict[str, Any] = {"id": record.pop("id"), "user_name": record.pop("user_name", None),
+                             "health": state, "health_reason": why}
+    shown |= record
+    shown |= {name: document[field] for name, field in VIEW_DATES.items() if isinstance(document.get(field), datetime)}
+    if isinstance(document.get(FAILURES_FIELD), int):
+        shown["refresh_failures"] = document[FAILURES_FIELD]
+    if isinstance(document.get(CHECK_RESULT_FIELD), str):
+        shown["check_result"] = document[CHECK_RESULT_FIELD]
+    return shown
+
+
+def iso_dates(shown: dict[str, Any]) -> dict[str, Any]:
+    """A view with its dates as ISO 8601 UTC text (for JSON)."""
+    return {key: admin.iso(value) if isinstance(value, datetime) else value for key, value in shown.items()}

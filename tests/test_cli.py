@@ -106,6 +106,32 @@ def test_list_filters_pages_and_masks(env: MongoTokenStore) -> None:
     assert run("list", "--status", "bogus")[0] == 2  # argparse: a usage error
 
 
+def test_health_in_stats_list_and_show(env: MongoTokenStore) -> None:
+    tokens = seeded(env)  # alice and bob valid, albert lapsed with a refresh token, one unnamed valid
+    env.collection.update_one({"_id": tokens[1].get_id()}, {"$set": {"refresh_failures": 3}})
+    counts = json.loads(run("stats", "--json")[1])
+    assert counts["health"] == {"healthy": 3, "idle": 0, "failing": 1, "unusable": 0}
+    code, out, _ = run("stats")
+    assert code == 0 and "  failing:  1  a refresh or a check failed since the token was last saved" in out
+    failing = [json.loads(line) for line in run("list", "--health", "failing", "--json")[1].splitlines()]
+    assert [(t["user_name"], t["health"], t["refresh_failures"]) for t in failing] == [("albert@example.com:1", "failing", 3)]
+    assert "3 failed refresh(es)" in failing[0]["health_reason"]
+    assert failing[0]["expires_at"].endswith("Z") and "expires_in" not in failing[0]  # ISO 8601 UTC, not epoch ms
+    datetime.fromisoformat(failing[0]["expires_at"].replace("Z", "+00:00"))
+    by_user = [json.loads(line)["user_name"] for line in run("list", "--sort", "user", "--descending", "--json")[1].splitlines()]
+    assert by_user == ["bob@example.com:1", "alice@example.com:1", "albert@example.com:1", None]  # unnamed last
+    by_expiry = [json.loads(line)["id"] for line in run("list", "--sort", "expiry", "--json")[1].splitlines()]
+    assert by_expiry == [tokens[1].get_id(), tokens[2].get_id(), tokens[0].get_id(), tokens[3].get_id()]
+    table = run("list", "--health", "failing")[1].splitlines()
+    assert table[0].split("\t")[:3] == ["id", "user_name", "health"]
+    assert " ago)" in table[1] and "T" in table[1].split("\t")[4]  # 2026-11-23T20:15:00Z (1 min ago)
+    code, out, _ = run("show", "--user", "albert@example.com:1")
+    assert code == 0 and f"id: {tokens[1].get_id()}" in out and "health: failing" in out and "Z (" in out
+    assert run("show", "--user", "nobody@example.com:1")[2] == \
+        "zoho-mongo-store: error: no stored token has user name 'nobody@example.com:1'\n"
+    assert run("show")[0] == 1 and run("show", "x", "--user", "y")[0] == 1
+
+
 def test_show_masks_every_secret(env: MongoTokenStore) -> None:
     tokens = seeded(env)
     code, out, _ = run("show", tokens[0].get_id())
