@@ -297,9 +297,10 @@ AUDIT_COLLECTION = "dashboard_audit"
 """Where deletions are recorded (``DASHBOARD_AUDIT_COLLECTION`` names another), by the dashboard and the CLI."""
 
 
-def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None, who: str) -> int:
+def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None, who: str,
+                   action: str = "delete") -> int:
     """Delete these tokens (``None``: all of them), recording when, who, which ids and user names
-    first, and how many were deleted after. Never a secret."""
+    first, and how many were deleted after. Never a secret. ``action``: ``revoke`` after a revoke."""
     now = utcnow()
     if ids is None:
         entry = audit.insert_one({"at": now, "who": who, "action": "delete-all", "ids": [], "user_names": [],
@@ -307,7 +308,7 @@ def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None,
         deleted = tokens.delete_many({}).deleted_count  # documents only: the indexes stay
     else:
         names = [d.get("user_name") for d in tokens.find({"_id": {"$in": ids}}, {"user_name": True})]
-        entry = audit.insert_one({"at": now, "who": who, "action": "delete", "ids": ids,
+        entry = audit.insert_one({"at": now, "who": who, "action": action, "ids": ids,
                                   "user_names": [name for name in names if name], "deleted": None})
         deleted = tokens.delete_many({"_id": {"$in": ids}}).deleted_count
     audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})

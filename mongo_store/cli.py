@@ -89,7 +89,24 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run="show")
 
-    sub = commands.add_parser("delete", help="delete one token (audited)")
+    sub = commands.add_parser("check", help="ask Zoho whether tokens work (refreshing through the store if "
+                              "needed); record the result on each")
+    sub.add_argument("ids", nargs="*", metavar="ID")
+    sub.add_argument("--health", choices=HEALTH, help="check every token in this state")
+    sub.add_argument("--all", action="store_true", help="check every token")
+    sub.add_argument("--accounts-url", help="Zoho accounts server to use instead of the token's data center's "
+                     "(a proxy or a test server)")
+    sub.set_defaults(run="check")
+
+    sub = commands.add_parser("revoke", help="revoke a token's refresh token at Zoho, then delete it (audited)")
+    sub.add_argument("id")
+    sub.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    sub.add_argument("--actor", help="who revokes, for the audit log (default: your user name)")
+    sub.add_argument("--accounts-url", help="Zoho accounts server to use instead of the token's data center's")
+    sub.set_defaults(run="revoke")
+
+    sub = commands.add_parser("delete", help="delete one token (audited); a worker holding it saves it back: "
+                              "revoke ends a connection")
     sub.add_argument("id")
     sub.add_argument("--actor", help="who deletes, for the audit log (default: your user name)")
     sub.set_defaults(run="delete")

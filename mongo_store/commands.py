@@ -179,6 +179,50 @@ def cmd_delete_all(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
     return 0
 
 
+def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from .zoho import check
+
+    chosen = sum(map(bool, (args.ids, args.health, args.all)))
+    if chosen != 1:
+        raise Failure("check needs token ids, --health STATE or --all (one of them)")
+    if args.ids:
+        ids = list(dict.fromkeys(args.ids))  # each token once: never two refreshes in one check
+    else:
+        where = admin.health_filter(args.health, admin.utcnow()) if args.health else {}
+        ids = guarded(store, "list the tokens", lambda: [d["_id"] for d in store.collection.find(where, {"_id": True})
+                                                         .sort("_id", 1)])
+    failed = 0
+    for token_id in ids:
+        result = check(store, token_id, args.accounts_url)
+        failed += not result.ok
+        print(f"{printable(result.token_id)}\t{printable(result.user_name or '')}\t{printable(result.result)}",
+              file=out, flush=True)
+    print(f"# checked {len(ids)}: {len(ids) - failed} ok, {failed} not", file=out)
+    return 1 if failed else 0
+
+
+def cmd_revoke(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from .zoho import ZohoError, revoke
+
+    token_id = check_text("id", args.id, required=True)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise Failure("revoke needs --yes when not run at a terminal")
+        answer = input(f"Revoke token {printable(token_id)} at Zoho and delete it? Its users will need a new "
+                       "grant token. Type 'revoke' to confirm: ")
+        if answer.strip() != "revoke":
+            raise Failure("not confirmed; nothing revoked")
+    try:
+        host = revoke(store, token_id, args.accounts_url)
+    except ZohoError as error:
+        raise Failure(f"{error}; the token is left in the store") from None
+    print(f"revoked the refresh token at {host}", file=out, flush=True)
+    with store.guard("delete the revoked token"):
+        deleted = admin.audited_delete(store.collection, audit_log(store), [token_id], actor(args), action="revoke")
+    print(f"deleted {printable(token_id)}" if deleted else f"{printable(token_id)} was already deleted", file=out)
+    return 0
+
+
 def private_file(path: str, force: bool) -> TextIO:
     """A new file only its owner can read (0600): an export with secrets must not be world-readable.
     An existing file is overwritten only with ``force``."""

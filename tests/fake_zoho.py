@@ -1,8 +1,9 @@
 """A tiny stand-in for Zoho's accounts and CRM servers on 127.0.0.1, counting what it receives.
 
 Enough for the real SDK to exchange a grant token, refresh an access token, name the user
-(``/crm/{version}/users?type=CurrentUser`` and ``/crm/{version}/org``) and make API calls, for
-every SDK line (v8, v7, v6, v5: each calls its own API version).
+(``/crm/{version}/users?type=CurrentUser`` and ``/crm/{version}/org``), make API calls and revoke
+a refresh token (``/oauth/v2/token/revoke``), for every SDK line (v8, v7, v6, v5: each calls its
+own API version). ``refuse_revoke`` makes a revoke fail; a revoked refresh token stops working.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class FakeZoho:
         self.requests: Counter[str] = Counter()
         self.valid_access: set[str] = set()
         self.seen_authorization: list[str] = []
+        self.revoked: set[str] = set()
+        self.refuse_revoke = False
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -65,11 +68,21 @@ class FakeZoho:
             self.requests["grant"] += 1
             return 200, {"access_token": self.new_access_token(), "refresh_token": self.refresh_token,
                          "api_domain": self.url, "token_type": "Bearer", "expires_in": 3600}
-        if form.get("grant_type") == "refresh_token" and form.get("refresh_token") == self.refresh_token:
+        if (form.get("grant_type") == "refresh_token" and form.get("refresh_token") == self.refresh_token
+                and self.refresh_token not in self.revoked):
             self.requests["refresh"] += 1
             return 200, {"access_token": self.new_access_token(), "api_domain": self.url,
                          "token_type": "Bearer", "expires_in": 3600}
+        if form.get("grant_type") == "refresh_token":
+            self.requests["refused refresh"] += 1
         return 200, {"error": "invalid_code"}
+
+    def revoke_response(self, form: dict[str, str]) -> tuple[int, dict]:
+        self.requests["revoke"] += 1
+        if self.refuse_revoke or form.get("token") != self.refresh_token:
+            return 200, {"status": "error", "error": "invalid_token"}
+        self.revoked.add(form["token"])
+        return 200, {"status": "success"}
 
     def api_response(self, path: str, authorization: str) -> tuple[int, dict]:
         self.seen_authorization.append(authorization)
@@ -92,7 +105,8 @@ class FakeZoho:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                self.reply(*fake.token_response(form))
+                revoking = urlparse(self.path).path.endswith("/revoke")
+                self.reply(*(fake.revoke_response(form) if revoking else fake.token_response(form)))
 
             def do_GET(self) -> None:
                 self.reply(*fake.api_response(urlparse(self.path).path, self.headers.get("Authorization", "")))
