@@ -18,7 +18,6 @@ from pymongo.collection import Collection
 from .lease import REFRESH_WINDOW, utcnow
 from .mapping import (
     CHECK_ERROR_FIELD,
-    CHECK_RESULT_FIELD,
     FAILED_AT_FIELD,
     FAILURES_FIELD,
     LEASE_FIELD,
@@ -92,6 +91,9 @@ HEALTH_MEANING = {
                 "or a grant token older than a grant token lives (10 minutes)",
 }
 """One line per state, shown wherever the word is."""
+NEEDS_ATTENTION = ("failing", "unusable")
+ATTENTION = "attention"
+"""``Query(health=ATTENTION)``: the tokens in either state that needs a person."""
 GRANT_LIFETIME = timedelta(minutes=10)
 """How long a Zoho grant token can be exchanged."""
 
@@ -240,7 +242,9 @@ class Query:
             clauses.append({self.search_in: {"$regex": "^" + re.escape(text)}})  # anchored: an index range
         if self.status:
             clauses.append(status_filter(self.status, now))
-        if self.health:
+        if self.health == ATTENTION:
+            clauses.append({"$or": [health_filter(state, now) for state in NEEDS_ATTENTION]})
+        elif self.health:
             clauses.append(health_filter(self.health, now))
         if self.api_domain:
             clauses.append({"api_domain": check_text("api_domain", self.api_domain)})

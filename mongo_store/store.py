@@ -326,7 +326,7 @@ class MongoTokenStore(TokenStore):
                 sealed_guard = {}
             update: dict[str, Any] = {
                 # A save carrying an access token is the SDK's save after a refresh (or a grant exchange).
-                "$currentDate": {"updated_at": True} | ({REFRESHED_FIELD: True} if _REFRESHED <= fields.keys() else {}),
+                "$currentDate": {"updated_at": True} | ({REFRESHED_FIELD: True} if fields.keys() >= _REFRESHED else {}),
                 "$setOnInsert": {"created_at": datetime.now(timezone.utc)},
                 # A save ends any refresh lease on the token, and its failures: it works again.
                 "$unset": dict.fromkeys(CLEARED_BY_SAVE, ""),

@@ -11,9 +11,10 @@ import pytest
 import streamlit as st
 from conftest import DASHBOARD_PASSWORD
 from streamlit.testing.v1 import AppTest
-from tokens import full, values
+from tokens import full, oauth, secret, values
 
 from mongo_store import MongoTokenStore
+from mongo_store.dashboard import demo
 from mongo_store.embedded import free_port
 from mongo_store.mapping import SECRET_FIELDS
 
@@ -111,8 +112,10 @@ def test_sign_in_then_overview_counts(store: MongoTokenStore) -> None:
     tokens = seed(store, 20)
     at = signed_in()
     metrics = {metric.label: metric.value for metric in at.metric}
-    assert metrics["Tokens"] == "20" and metrics["Expired"] == "5" and metrics["Valid"] == "15"
-    assert metrics["Expiring within an hour"] == "15" and metrics["With a user name"] == "20"
+    assert metrics["Tokens"] == "20" and metrics["Idle"] == "5" and metrics["Healthy"] == "15"
+    assert metrics["Needs attention"] == "0" and metrics["Failing"] == "0" and metrics["Unusable"] == "0"
+    assert metrics["With a user name"] == "20" and not [b for b in at.button if b.key == "show_attention"]
+    assert any(c.value.startswith("Counts as of ") for c in at.caption)
     assert "Olga Operator" in rendered_text(at)
     assert_no_secret(at, tokens)
 
@@ -153,7 +156,7 @@ def test_paging_past_the_end_says_so_and_a_new_filter_starts_on_page_one(store: 
     assert at.warning[0].value == "Page 99 is past the end: the last page is 2."
     at.button(key="last_page").click().run()
     assert at.number_input(key="page_number").value == 2 and len(at.dataframe[0].value) == 10
-    at.selectbox(key="status").set_value("Expired").run()  # page 2 of 60 tokens; 15 expired fit on page 1
+    at.selectbox(key="health").set_value("Idle").run()  # page 2 of 60 tokens; 15 lapsed ones fit on page 1
     assert at.number_input(key="page_number").value == 1 and len(at.dataframe[0].value) == 15
     assert "1–15 of **15** tokens" in rendered_text(at)
 
@@ -168,7 +171,7 @@ def test_search_and_filters(store: MongoTokenStore) -> None:
     assert list(at.dataframe[0].value["id"]) == [tokens[7].get_id()]
     at.text_input(key="search").input("")
     at.selectbox(key="search_in").set_value("User name")
-    at.selectbox(key="status").set_value("Expired").run()
+    at.selectbox(key="health").set_value("Idle").run()
     assert len(at.dataframe[0].value) == 15
     at.selectbox(key="domain").set_value(EU).run()
     assert set(at.dataframe[0].value["user_name"]) == {f"user{n:02d}@example.com:1" for n in range(0, 60, 20)}
@@ -183,7 +186,9 @@ def test_inspect_shows_every_field_masked(store: MongoTokenStore) -> None:
     fields = dict(zip(at.dataframe[1].value["field"], at.dataframe[1].value["value"], strict=True))
     assert fields["id"] == tokens[1].get_id() and fields["user_name"] == "user01@example.com:1"
     assert {fields[f] for f in SECRET_FIELDS} <= {f"••••{values(tokens[1])[f][-4:]}" for f in SECRET_FIELDS}
-    assert fields["status"] == "valid" and "created_at" in fields and "redirect_url" in fields
+    assert fields["health"] == "healthy" and fields["health means"] == "the access token is valid"
+    assert fields["expires_at"].endswith(" min)") and "T" in fields["expires_at"]  # ISO 8601 UTC and relative
+    assert "created_at" in fields and "redirect_url" in fields and "last_refreshed_at" in fields
     assert_no_secret(at, tokens)
 
 
@@ -213,8 +218,11 @@ def test_delete_one_asks_first_and_is_audited(store: MongoTokenStore) -> None:
 def test_delete_selected_rows(store: MongoTokenStore) -> None:
     tokens = seed(store, 6)
     at = on_tokens_page(signed_in())
+    order = list(at.dataframe[0].value["id"])
     chosen = [tokens[0].get_id(), tokens[4].get_id()]
-    at.multiselect(key="selected").set_value(chosen).run()
+    at.session_state["grid"] = {"selection": {"rows": [order.index(i) for i in chosen], "columns": [], "cells": []}}
+    at.run()  # as a tick in the grid's row markers does (AppTest cannot click a grid)
+    assert at.button(key="delete_selected").label == "Delete selected (2)"
     at.button(key="delete_selected").click().run()
     at.button(key="confirm_delete").click().run()
     assert store.collection.count_documents({"_id": {"$in": chosen}}) == 0
@@ -248,8 +256,7 @@ def test_read_only_mode_hides_every_destructive_control(store: MongoTokenStore,
     at = on_tokens_page(signed_in())
     assert len(at.dataframe[0].value) == 3
     keys = {button.key for button in at.button}
-    assert not keys & {"delete_one", "delete_selected", "delete_all", "confirm_delete"}
-    assert not [m for m in at.multiselect if m.key == "selected"]
+    assert not keys & {"delete_one", "delete_selected", "delete_all", "confirm_delete", "check_one", "revoke_one"}
     assert "Read-only mode" in rendered_text(at)
 
 
@@ -290,8 +297,8 @@ def test_demo_mode_seeds_mongomock_and_says_so(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("DASHBOARD_PASSWORD", PASSWORD)
     at = signed_in()
     metrics = {metric.label: int(metric.value) for metric in at.metric}
-    assert metrics["Tokens"] == 300 and metrics["Expired"] > 0 and metrics["Grant-only"] > 0
-    assert metrics["Refresh-only (no access token)"] > 0
+    assert metrics["Tokens"] == 300 and metrics["Grant-only"] > 0 and metrics["Refresh-only (no access token)"] > 0
+    assert all(metrics[state] > 0 for state in ("Healthy", "Idle", "Failing", "Unusable"))  # every state shows
     assert "Backend: mongomock (in-memory, not MongoDB) · demo data" in rendered_text(at)
 
 
@@ -323,12 +330,15 @@ def test_a_frozen_or_killed_server_is_a_message_on_every_page(tmp_path: Path, mo
             else:
                 os.kill(server.process.pid, signal.SIGCONT)
                 server.kill()
-            at.selectbox(key="status").set_value("Expired" if fault == "frozen" else "Valid").run()
+            at.selectbox(key="health").set_value("Idle" if fault == "frozen" else "Healthy").run()
             assert not at.exception, fault
             assert any("could not" in error.value for error in at.error), (fault, [e.value for e in at.error])
             at = at.sidebar.radio(key="page").set_value("Overview").run()
             at.button(key="refresh_counts").click().run()
             assert not at.exception and at.error, fault
+            # The counts of sign-in are still there, marked stale with their time.
+            assert "The counts below are stale: as of " in at.error[0].value, fault
+            assert {m.label: m.value for m in at.metric}["Tokens"] == "5", fault
             at = at.sidebar.radio(key="page").set_value("Audit").run()
             assert not at.exception and at.error, fault
             at = at.sidebar.radio(key="page").set_value("Tokens").run()
@@ -338,7 +348,89 @@ def test_a_frozen_or_killed_server_is_a_message_on_every_page(tmp_path: Path, mo
         server.stop()
 
 
-def test_an_empty_timeline_says_so_instead_of_drawing_an_empty_axis(store: MongoTokenStore) -> None:
-    store.save_token(full("later@example.com:1"))  # expires in 2100: outside the timeline's window
+def test_an_empty_activity_chart_says_so_instead_of_drawing_an_empty_axis(store: MongoTokenStore) -> None:
+    store.save_token(oauth("later@example.com:1", refresh_token=secret("refresh")))  # never refreshed
     at = signed_in()
-    assert "No token expires between 6 hours ago and 2 hours from now." in [c.value for c in at.caption]
+    assert "No token was refreshed in the last 7 days." in [c.value for c in at.caption]
+
+
+# -- health, sorting, check and revoke ---------------------------------------------------------
+
+
+def test_needs_attention_is_first_and_one_click_from_its_list(store: MongoTokenStore) -> None:
+    tokens = seed(store, 8)
+    store.collection.update_one({"_id": tokens[1].get_id()}, {"$set": {"refresh_failures": 2}})
+    store.collection.update_one({"_id": tokens[4].get_id()}, {"$unset": {"refresh_token": ""}})  # lapsed, no refresh
+    at = signed_in()
+    assert at.metric[0].label == "Needs attention" and at.metric[0].value == "2"
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Failing"], metrics["Unusable"], metrics["Healthy"], metrics["Idle"]) == ("1", "1", "5", "1")
+    at.button(key="show_attention").click().run()
+    assert at.sidebar.radio(key="page").value == "Tokens"
+    grid = at.dataframe[0].value
+    assert sorted(zip(grid["id"], grid["health"], strict=True)) == sorted(
+        [(tokens[1].get_id(), "failing"), (tokens[4].get_id(), "unusable")])
+
+
+def test_the_cli_and_the_dashboard_agree_on_the_counts(store: MongoTokenStore) -> None:
+    import json
+
+    from test_cli import run
+
+    demo.seed(store, 120)
+    code, out, _ = run("stats", "--json")
+    health = json.loads(out)["health"]
+    assert code == 0 and all(health.values())
+    metrics = {m.label: int(m.value) for m in signed_in().metric}
+    assert {state: metrics[state.capitalize()] for state in health} == health
+    assert metrics["Needs attention"] == health["failing"] + health["unusable"]
+
+
+def test_sorting_runs_on_the_server_over_every_page(store: MongoTokenStore) -> None:
+    seed(store, 30)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="page_size").set_value(25)
+    at.selectbox(key="sort").set_value("User name")
+    at.toggle(key="descending").set_value(True).run()
+    assert list(at.dataframe[0].value["user_name"])[:2] == ["user29@example.com:1", "user28@example.com:1"]
+    at.number_input(key="page_number").set_value(2).run()
+    assert list(at.dataframe[0].value["user_name"]) == [f"user{n:02d}@example.com:1" for n in range(4, -1, -1)]
+    assert "a click on a column header orders only the rows on this page" in rendered_text(at)
+
+
+def test_check_and_revoke_from_the_dashboard(store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import Counter
+
+    from fake_zoho import FakeZoho
+    from tokens import CLIENT_ID
+
+    client_secret = secret("clientsecret")
+    with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, client_secret) as zoho:
+        monkeypatch.setenv("DASHBOARD_ZOHO_ACCOUNTS_URL", f"{zoho.url}/oauth/v2/token")
+        token = oauth("zed@example.com:1", client_secret=client_secret, refresh_token=zoho.refresh_token,
+                      access_token=zoho.new_access_token(), api_domain=zoho.url, expires_in="4102444800000")
+        store.save_token(token)
+        at = on_tokens_page(signed_in())
+        at.button(key="check_one").click().run()
+        assert at.toast[0].value == f"Check of {token.get_id()}: ok" and zoho.requests == Counter(users=1)
+        zoho.refuse_revoke = True
+        at.button(key="revoke_one").click().run()
+        assert "Zoho stops honouring its refresh token" in rendered_text(at)
+        at.button(key="confirm_delete").click().run()
+        assert "did not revoke the refresh token; the token is left in the store." in at.error[0].value
+        assert store.collection.count_documents({}) == 1
+        zoho.refuse_revoke = False
+        at.button(key="confirm_delete").click().run()
+        assert at.toast[0].value.startswith("Revoked at 127.0.0.1:") and store.collection.count_documents({}) == 0
+        assert zoho.requests == Counter(users=1, revoke=2)
+        [entry] = store.collection.database["dashboard_audit"].find({})
+        assert entry["action"] == "revoke" and entry["who"] == "Olga Operator"
+
+
+def test_the_delete_confirmation_says_what_a_delete_does_not_do(store: MongoTokenStore) -> None:
+    seed(store, 2)
+    at = on_tokens_page(signed_in())
+    at.button(key="delete_one").click().run()
+    text = rendered_text(at)
+    assert "Zoho still honours their refresh tokens" in text and "saves it back on its next refresh" in text
+    assert "revoke it" in text

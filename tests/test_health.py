@@ -56,7 +56,7 @@ def test_a_refresh_that_fails_through_the_lease_is_failing_until_the_next_save(c
     document = store.collection.find_one({"_id": token_id})
     assert document[FAILURES_FIELD] == 1 and document[FAILED_AT_FIELD] <= document[STARTED_FIELD]
     assert health(store, token_id) == "failing"
-    state, why = admin.health_of(document)
+    _, why = admin.health_of(document)
     assert "1 failed refresh(es)" in why
     time.sleep(0.4)
     store.find_token(oauth("alice@example.com:1", client=False))  # lapsed again: counted again, once
@@ -108,8 +108,8 @@ def varied_documents(now: datetime) -> list[dict[str, Any]]:
     for refresh in (True, False):
         for grant in (True, False):
             for access, expiry in expiries.items():
-                for age, when in updated.items():
-                    for mark, fields in marks.items():
+                for when in updated.values():
+                    for fields in marks.values():
                         number += 1
                         document: dict[str, Any] = {"_id": f"t{number:03d}", "updated_at": when, **fields}
                         if refresh:
@@ -160,7 +160,7 @@ def test_a_sort_pages_through_every_token_once(store: MongoTokenStore, sort: str
     field = admin.SORTS[sort]
     seen: list[str] = []
     for number in range(1, 100):
-        rows, total = admin.page(store.collection, admin.Query(sort=sort, descending=descending), number, 7, now=now)
+        rows, _ = admin.page(store.collection, admin.Query(sort=sort, descending=descending), number, 7, now=now)
         if not rows:
             break
         seen += [row["_id"] for row in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -11,14 +12,19 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from .. import admin
 from ..errors import sentence
 from ..masking import markdown_plain, printable
+from ..zoho import ZohoError
 from . import data, demo
 from .auth import Operator, sign_out, signed_in_operator
 from .settings import SettingError, Settings
 
 PAGES = ("Overview", "Tokens", "Audit")
 SEARCH_IN = {"User name": "user_name", "Client id": "client_id", "Token id": "_id"}
-STATUS_LABELS = {"Any": None, "Valid": "valid", "In the SDK's refresh window (5 s)": "refresh-window",
-                 "Expiring within an hour": "within-hour", "Expired": "expired"}
+ATTENTION_LABEL = "Needs attention (failing + unusable)"
+HEALTH_LABELS = {"Any": None, ATTENTION_LABEL: admin.ATTENTION, "Healthy": "healthy", "Idle": "idle",
+                 "Failing": "failing", "Unusable": "unusable"}
+HEALTH_HELP = "  \n".join(f"**{state}**: {meaning}" for state, meaning in admin.HEALTH_MEANING.items())
+SORT_LABELS = {"Default (the filtered field)": None, "User name": "user", "Expiry": "expiry",
+               "Last refreshed": "refreshed"}
 
 
 @st.cache_resource(show_spinner="Connecting to MongoDB…")
@@ -52,7 +58,7 @@ def main() -> None:
     page = sidebar(conn, settings, operator)
     flash = st.session_state.pop("flash", None)
     if flash:
-        st.toast(flash, icon="✅")  # floats in view wherever the page is scrolled
+        st.toast(flash[0], icon=flash[1])  # floats in view wherever the page is scrolled
     try:
         {"Overview": overview_page, "Tokens": tokens_page, "Audit": audit_page}[page](conn, settings, operator)
     except SDKException as error:
@@ -84,25 +90,47 @@ def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> st
 @st.cache_data(ttl=60, show_spinner="Counting tokens…")
 def cached_overview(settings: Settings) -> dict[str, Any]:
     """At a million tokens the counts take seconds: computed at most once a minute (and after a
-    deletion), not on every click."""
+    deletion, check or revoke), not on every click."""
     return data.overview(connection(settings))
+
+
+def show_attention() -> None:
+    """The overview's link to the tokens that need a person (a callback: it runs before the widgets)."""
+    st.session_state.update(page="Tokens", health=ATTENTION_LABEL, search="")
 
 
 def overview_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
     st.title("Overview")
     if st.button("Refresh counts", key="refresh_counts"):
         cached_overview.clear()
-    counts = cached_overview(settings)
-    top = st.columns(4)
-    top[0].metric("Tokens", counts["total"])
-    top[1].metric("Valid", counts["valid"])
-    top[2].metric("Expiring within an hour", counts["within-hour"])
-    top[3].metric("Expired", counts["expired"])
-    more = st.columns(4)
-    more[0].metric("In the SDK's refresh window", counts["refresh-window"])
+    try:
+        counts = cached_overview(settings)
+    except SDKException as error:
+        last: dict[str, Any] | None = st.session_state.get("last_counts")
+        if last is None:
+            raise
+        counts = last
+        st.error(f"{sentence(error)}. The counts below are stale: as of {counts['as_of']:%H:%M:%S} UTC, the last "
+                 "time the server answered.")
+    else:
+        st.session_state["last_counts"] = counts
+        st.caption(f"Counts as of {counts['as_of']:%H:%M:%S} UTC (recounted at most once a minute; "
+                   "Refresh counts recounts now).")
+    health = counts["health"]
+    attention = health["failing"] + health["unusable"]
+    tiles = st.columns(5)
+    tiles[0].metric("Needs attention", attention, help="Failing plus unusable: the integrations a person must fix.")
+    for tile, state in zip(tiles[1:], ("failing", "unusable", "healthy", "idle"), strict=True):
+        tile.metric(state.capitalize(), health[state], help=admin.HEALTH_MEANING[state].capitalize() + ".")
+    if attention:
+        st.button(f"Show the {attention} token(s) that need attention", key="show_attention", type="primary",
+                  on_click=show_attention)
+    more = st.columns(5)
+    more[0].metric("Tokens", counts["total"])
     more[1].metric("Refresh-only (no access token)", counts["refresh-only"])
     more[2].metric("Grant-only", counts["grant-only"])
     more[3].metric("With a user name", counts["with-user-name"])
+    more[4].metric("In the SDK's refresh window (5 s)", counts["refresh-window"])
     left, right = st.columns(2)
     with left:
         st.subheader("Per data center")
@@ -114,33 +142,37 @@ def overview_page(conn: data.Connection, settings: Settings, operator: Operator)
         else:
             st.bar_chart(domains, x="data center", y="tokens", horizontal=True)
     with right:
-        st.subheader("Expiry timeline (UTC, per 15 minutes)")
-        timeline = pd.DataFrame(counts["timeline"])
-        if not timeline["tokens"].any():
-            st.caption("No token expires between 6 hours ago and 2 hours from now.")
+        st.subheader("Refresh activity, last 7 days (UTC, per 6 hours)")
+        activity = pd.DataFrame(counts["activity"])
+        if not (activity["refreshed"].any() or activity["failed"].any()):
+            st.caption("No token was refreshed in the last 7 days.")
         else:
-            timeline["expires"] = timeline["expires"].dt.strftime("%m-%d %H:%M")  # 24-hour labels, in order
-            st.bar_chart(timeline, x="expires", y="tokens")
+            activity["from"] = activity["from"].dt.strftime("%m-%d %H:%M")  # 24-hour labels, in order
+            chart = activity.rename(columns={"refreshed": "last refreshed", "failed": "last failed (failing now)"})
+            st.bar_chart(chart, x="from", y=["last refreshed", "last failed (failing now)"], color=["#4c9be8", "#e8574c"])
+            st.caption("Each token counts once, at its latest refresh (and a failing one at its latest failure): "
+                       "the store keeps the latest of each, not a history.")
 
 
 def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
     st.title("Tokens")
-    filters = st.columns([3, 1.2, 2, 2])
+    filters = st.columns([3, 1.2, 2.4, 2])
     search = filters[0].text_input("Search (prefix; never a secret)", key="search")
     search_in = str(filters[1].selectbox("in", list(SEARCH_IN), key="search_in"))
-    status = str(filters[2].selectbox("Status", list(STATUS_LABELS), key="status"))
+    health = str(filters[2].selectbox("Health", list(HEALTH_LABELS), key="health", help=HEALTH_HELP))
     domains = ["Any", *data.domains(conn)]
     domain = str(filters[3].selectbox("Data center", domains, key="domain"))
-    paging = st.columns([1, 1, 1, 3])
-    size = int(paging[0].selectbox("Per page", [25, 50, 100, 200], index=1, key="page_size") or 50)
-    shown = (search, search_in, status, domain, size)
+    paging = st.columns([1.6, 1, 1, 1, 2.4])
+    sort = str(paging[0].selectbox("Sort by", list(SORT_LABELS), key="sort"))
+    descending = paging[1].toggle("Descending", key="descending")
+    size = int(paging[2].selectbox("Per page", [25, 50, 100, 200], index=1, key="page_size") or 50)
+    shown = (search, search_in, health, domain, sort, descending, size)
     if st.session_state.get("page_shows", shown) != shown:
         st.session_state["page_number"] = 1  # another filter: its first page, not page 3 of the last one
     st.session_state["page_shows"] = shown
-    number = int(paging[1].number_input("Page", min_value=1, value=1, step=1, key="page_number"))
-    descending = paging[2].toggle("Newest/last first", key="descending")
-    query = admin.Query(search=search.strip() or None, search_in=SEARCH_IN[search_in], status=STATUS_LABELS[status],
-                        api_domain=None if domain == "Any" else domain, descending=descending)
+    number = int(paging[3].number_input("Page", min_value=1, value=1, step=1, key="page_number"))
+    query = admin.Query(search=search.strip() or None, search_in=SEARCH_IN[search_in], health=HEALTH_LABELS[health],
+                        api_domain=None if domain == "Any" else domain, sort=SORT_LABELS[sort], descending=descending)
     try:
         records, total = data.list_page(conn, query, number, size)
     except ValueError as error:
@@ -151,74 +183,129 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
         label = f"{first + 1}–{first + len(records)} of **{admin.shown_total(total)}** tokens"
     else:
         label = f"none on page {number} · **{admin.shown_total(total)}** tokens"
-    paging[3].markdown(f"<br>{label}", unsafe_allow_html=True)
+    paging[4].markdown(f"<br>{label}", unsafe_allow_html=True)
     if not records and number > 1 and total:
         last = -(-min(total, admin.COUNT_CAP) // size)
         st.warning(f"Page {number} is past the end: the last page is {last}.")
         st.button("Go to the last page", key="last_page",
                   on_click=lambda: st.session_state.update(page_number=last))
-    columns = ["id", "user_name", "client_id", "api_domain", "expires_in", "access_token", "refresh_token",
-               "grant_token"] + (["malformed"] if any("malformed" in record for record in records) else [])
-    table = pd.DataFrame(records, columns=columns)
-    table.insert(4, "expires (UTC)", pd.to_datetime(pd.to_numeric(table.pop("expires_in")), unit="ms"))
-    # Widths that fit every column at 1500 px: masked secrets are short, ids and names get the room.
-    small, medium = st.column_config.TextColumn(width="small"), st.column_config.TextColumn(width="medium")
-    st.dataframe(table, hide_index=True, use_container_width=True,
-                 column_config={"id": small, "user_name": medium, "client_id": small, "api_domain": small,
-                                "access_token": small, "refresh_token": small, "grant_token": small,
-                                "expires (UTC)": st.column_config.DatetimeColumn(width="small")})
     ids = [record["id"] for record in records]
+    selected = token_grid(records, total, settings.read_only)
     if not ids:
         return
+    if selected and selected != st.session_state.get("inspect_follows"):
+        st.session_state["inspect"] = selected[-1]  # a newly ticked row is inspected
+    st.session_state["inspect_follows"] = selected
     chosen = st.selectbox("Inspect a token", ids, key="inspect",
                           format_func=lambda i: printable(f"{i} · {next(r.get('user_name') or '—' for r in records if r['id'] == i)}"))
     record = data.inspect(conn, chosen)
     if record is not None:
-        st.dataframe(pd.DataFrame({"field": list(record), "value": [str(v) for v in record.values()]}),
-                     hide_index=True)
+        rows: dict[str, list[str]] = {"field": [], "value": []}
+        for key, value in record.items():
+            if value is None:
+                continue
+            rows["field"].append(key)
+            rows["value"].append(f"{admin.iso(value)} ({admin.ago(value)})" if isinstance(value, datetime) else str(value))
+            if key == "health":
+                rows["field"].append("health means")
+                rows["value"].append(admin.HEALTH_MEANING[str(value)])
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="inspect_table", use_container_width=True)
     if settings.read_only:
         return
-    destructive_controls(conn, operator, chosen, ids)
+    token_actions(conn, settings, operator, chosen, selected)
 
 
-def destructive_controls(conn: data.Connection, operator: Operator, chosen: str, ids: list[str]) -> None:
-    st.subheader("Delete")
-    selected = st.multiselect("Tokens on this page", ids, key="selected")  # full width: the chips fit
-    one, many, every = st.columns(3)
+def token_grid(records: list[dict[str, Any]], total: int, read_only: bool) -> list[str]:
+    """The page's tokens, with row selection for the actions below; returns the selected ids."""
+    columns = ["id", "user_name", "health", "expires_at", "last_refreshed_at", "api_domain", "client_id",
+               "access_token", "refresh_token", "grant_token"]
+    columns += ["malformed"] if any("malformed" in record for record in records) else []
+    table = pd.DataFrame(records, columns=columns)
+    for column in ("expires_at", "last_refreshed_at"):
+        table[column] = pd.to_datetime(table[column], utc=True)
+    # Widths that fit every column at 1500 px: masked secrets are short, ids and names get the room.
+    small, medium = st.column_config.TextColumn(width="small"), st.column_config.TextColumn(width="medium")
+    config = {"id": small, "user_name": medium, "client_id": small, "api_domain": small, "access_token": small,
+              "refresh_token": small, "grant_token": small,
+              "health": st.column_config.TextColumn("health", width="small", help=HEALTH_HELP),
+              "expires_at": st.column_config.DatetimeColumn("expires", width="small", format="distance",
+                                                            help="The access token's expiry; the UTC time is in Inspect."),
+              "last_refreshed_at": st.column_config.DatetimeColumn(
+                  "last refreshed", width="small", format="distance",
+                  help="The last save that stored an access token; the UTC time is in Inspect.")}
+    event = st.dataframe(table, hide_index=True, use_container_width=True, column_config=config, key="grid",
+                         on_select="ignore" if read_only else "rerun", selection_mode="multi-row")
+    st.caption(f"Sort by orders all {admin.shown_total(total)} matches on the server; a click on a column header "
+               "orders only the rows on this page." + ("" if read_only else " Tick rows to act on them."))
+    if read_only:
+        return []
+    rows = event.selection.rows  # type: ignore[union-attr]  # on_select="rerun": a DataframeState
+    return [records[row]["id"] for row in rows if 0 <= row < len(records)]
+
+
+def token_actions(conn: data.Connection, settings: Settings, operator: Operator, chosen: str, selected: list[str]) -> None:
+    st.subheader("Actions")
+    st.caption("Check asks Zoho whether the token works, the SDK's way (refreshing it if it lapsed). Delete removes "
+               "the stored document only: a worker that holds the token saves it back on its next refresh, and the "
+               "refresh token stays valid at Zoho. Revoke ends the connection at Zoho, then deletes.")
+    check, revoke, one, many, every = st.columns(5)
+    if check.button(f"Check {markdown_plain(chosen)} with Zoho", key="check_one"):
+        try:
+            result = data.check(conn, chosen, settings.accounts_url)
+        except SDKException as error:
+            st.error(sentence(error))
+            return
+        cached_overview.clear()
+        st.session_state["flash"] = (f"Check of {printable(chosen)}: {printable(result.result)}", "✅" if result.ok else "⚠️")
+        st.rerun()
+    if revoke.button("Revoke at Zoho…", key="revoke_one"):
+        st.session_state["confirm"] = {"kind": "revoke", "ids": [chosen]}
     if one.button(f"Delete token {markdown_plain(chosen)}", key="delete_one"):
         st.session_state["confirm"] = {"kind": "ids", "ids": [chosen]}
-    if many.button("Delete selected", disabled=not selected, key="delete_selected"):
+    if many.button(f"Delete selected ({len(selected)})", disabled=not selected, key="delete_selected"):
         st.session_state["confirm"] = {"kind": "ids", "ids": list(selected)}
     if every.button("Delete all tokens…", key="delete_all"):
         st.session_state["confirm"] = {"kind": "all"}
     if st.session_state.get("confirm"):
-        confirm_dialog(conn, operator)
+        confirm_dialog(conn, settings, operator)
 
 
-@st.dialog("Confirm deletion")
-def confirm_dialog(conn: data.Connection, operator: Operator) -> None:
+DELETE_TRUTH = ("This deletes the stored documents only. Zoho still honours their refresh tokens, and a worker that "
+                "holds one in memory saves it back on its next refresh, under the same id. To end a connection, "
+                "revoke it. This cannot be undone.")
+
+
+@st.dialog("Confirm")
+def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator) -> None:
     request: dict[str, Any] = st.session_state["confirm"]
-    if request["kind"] == "ids":
-        st.text(f"Delete {len(request['ids'])} token(s): {', '.join(map(printable, request['ids']))}? This cannot "
-                "be undone; the SDK will need a new grant token for these users.")
-        typed = None
+    typed = None
+    if request["kind"] == "revoke":
+        st.text(f"Revoke token {printable(request['ids'][0])} at Zoho, then delete it? Zoho stops honouring its "
+                "refresh token at once: the integration stops until its user grants access again.")
+    elif request["kind"] == "ids":
+        st.text(f"Delete {len(request['ids'])} token(s): {', '.join(map(printable, request['ids']))}? {DELETE_TRUTH}")
     else:
-        st.write(f"Delete **all {data.token_count(conn)} tokens**? Every service using this store "
-                 "will need new grant tokens.")
+        st.text(f"Delete all {data.token_count(conn)} tokens? {DELETE_TRUTH}")
         typed = st.text_input(f"Type the collection name `{conn.tokens.name}` to confirm", key="typed_name")
     confirm, cancel = st.columns(2)
-    if confirm.button("Delete", type="primary", key="confirm_delete"):
+    if confirm.button("Revoke" if request["kind"] == "revoke" else "Delete", type="primary", key="confirm_delete"):
         try:
-            if request["kind"] == "ids":
-                deleted = data.delete(conn, request["ids"], operator.name)
+            if request["kind"] == "revoke":
+                host = data.revoke(conn, request["ids"][0], operator.name, settings.accounts_url)
+                done = f"Revoked at {host} and deleted {printable(request['ids'][0])}."
+            elif request["kind"] == "ids":
+                done = f"Deleted {data.delete(conn, request['ids'], operator.name)} token(s)."
             else:
-                deleted = data.delete_all(conn, operator.name, typed or "")
+                done = f"Deleted {data.delete_all(conn, operator.name, typed or '')} token(s)."
+        except ZohoError as error:
+            st.error(f"{error}; the token is left in the store.")
+            return
         except SDKException as error:
             st.error(sentence(error))
             return
         cached_overview.clear()
         st.session_state["confirm"] = None
-        st.session_state["flash"] = f"Deleted {deleted} token(s)."
+        st.session_state["flash"] = (done, "✅")
         st.rerun()
     if cancel.button("Cancel", key="cancel_delete"):
         st.session_state["confirm"] = None

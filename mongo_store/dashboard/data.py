@@ -18,14 +18,13 @@ from .. import admin
 from ..errors import store_error
 from ..indexes import ensure_indexes
 from ..lease import utcnow
-from ..mapping import check_text
-from ..masking import masked
-from ..records import document_to_record
+from ..mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
+from ..records import view
 from ..store import MongoTokenStore
 from .settings import Settings
 
-TIMELINE_BIN = timedelta(minutes=15)
-TIMELINE_SPAN = (timedelta(hours=-6), timedelta(hours=2))
+ACTIVITY_BIN = timedelta(hours=6)
+ACTIVITY_SPAN = timedelta(days=7)
 
 
 @dataclass
@@ -55,7 +54,8 @@ def connect(settings: Settings) -> Connection:
 
 
 def overview(connection: Connection, now: datetime | None = None) -> dict[str, Any]:
-    """Counts by status and data center, and the expiry timeline: all counted on the server."""
+    """Counts by health, status and data center, and the refresh activity, all counted on the
+    server; ``as_of`` is when."""
     now = now or utcnow()
     tokens = connection.tokens
     counts = connection.store.call("count the tokens", lambda: admin.stats(tokens, now, extra={
@@ -64,20 +64,29 @@ def overview(connection: Connection, now: datetime | None = None) -> dict[str, A
         "grant-only": ({"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},
                         "access_token": {"$exists": False}}, "grant_token"),
     }))
-    counts["timeline"] = connection.store.call("count the tokens", lambda: timeline(tokens, now))
+    counts["activity"] = connection.store.call("count the refreshes", lambda: activity(tokens, now))
+    counts["as_of"] = now
     return counts
 
 
-def timeline(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
-    """Tokens expiring per 15 minutes, from 6 hours ago to 2 hours ahead (a range on the index)."""
-    start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0) + TIMELINE_SPAN[0]
-    edges = [start + TIMELINE_BIN * n for n in range(int((TIMELINE_SPAN[1] - TIMELINE_SPAN[0]) / TIMELINE_BIN) + 1)]
-    rows = tokens.aggregate([
-        {"$match": {"expiry_time": {"$gte": edges[0], "$lt": edges[-1]}}},
-        {"$bucket": {"groupBy": "$expiry_time", "boundaries": edges, "output": {"tokens": {"$sum": 1}}}},
-    ])
-    found = {row["_id"]: row["tokens"] for row in rows}
-    return [{"expires": edge, "tokens": found.get(edge, 0)} for edge in edges[:-1]]
+def activity(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
+    """Per 6 hours over the last 7 days: how many tokens were last refreshed then, and how many of
+    the failing ones last failed to refresh then. (The store keeps each token's latest refresh and
+    failure, not a history: a token refreshed every hour counts once, in its latest bin.)
+    Each a range on a sparse index."""
+    start = now.replace(hour=now.hour - now.hour % 6, minute=0, second=0, microsecond=0) + ACTIVITY_BIN - ACTIVITY_SPAN
+    edges = [start + ACTIVITY_BIN * n for n in range(int(ACTIVITY_SPAN / ACTIVITY_BIN) + 1)]
+
+    def buckets(where: dict[str, Any], field: str) -> dict[datetime, int]:
+        rows = tokens.aggregate([
+            {"$match": {**where, field: {"$gte": edges[0], "$lt": edges[-1]}}},
+            {"$bucket": {"groupBy": f"${field}", "boundaries": edges, "output": {"n": {"$sum": 1}}}},
+        ])
+        return {row["_id"]: row["n"] for row in rows}
+
+    refreshed = buckets({}, REFRESHED_FIELD)
+    failed = buckets({FAILURES_FIELD: {"$exists": True}}, FAILED_AT_FIELD)  # the refresh_failures index
+    return [{"from": edge, "refreshed": refreshed.get(edge, 0), "failed": failed.get(edge, 0)} for edge in edges[:-1]]
 
 
 def domains(connection: Connection) -> list[str]:
@@ -91,24 +100,37 @@ def token_count(connection: Connection) -> int:
 
 
 def list_page(connection: Connection, query: admin.Query, number: int, size: int) -> tuple[list[dict[str, Any]], int]:
-    """One page of masked records and the number of matches."""
-    documents, total = connection.store.call("list the tokens", lambda: admin.page(connection.tokens, query, number, size))
-    return [masked(document_to_record(document)) for document in documents], total
+    """One page of tokens as a person sees them (``records.view``: masked, with health) and the
+    number of matches."""
+    now = utcnow()
+    documents, total = connection.store.call("list the tokens",
+                                             lambda: admin.page(connection.tokens, query, number, size, now))
+    return [view(document, now) for document in documents], total
 
 
 def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
-    """Every field of one token, secrets masked, with its timestamps and status."""
+    """Every field of one token, secrets masked, with its health, refresh record and timestamps."""
     token_id = check_text("id", token_id, required=True)
     document = connection.store.call("read the token", lambda: connection.tokens.find_one({"_id": token_id}))
-    if document is None:
-        return None
-    record = masked(document_to_record(document))
-    for key in ("created_at", "updated_at"):
-        if document.get(key) is not None:
-            record[key] = document[key]
-    if "malformed" not in record:
-        record["status"] = admin.status_of(document.get("expiry_time"), document.get("access_token") is not None)
-    return record
+    return None if document is None else view(document)
+
+
+def check(connection: Connection, token_id: str, accounts_url: str | None) -> Any:
+    """Ask Zoho whether the token works, the SDK's way (``zoho.check``); the result is recorded."""
+    from ..zoho import check as check_at_zoho
+
+    return check_at_zoho(connection.store, token_id, accounts_url)
+
+
+def revoke(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> str:
+    """Revoke the refresh token at Zoho, then delete the token (audited as ``revoke``); returns the
+    accounts server's host. A failure at Zoho raises ``zoho.ZohoError`` and deletes nothing."""
+    from ..zoho import revoke as revoke_at_zoho
+
+    host = revoke_at_zoho(connection.store, token_id, accounts_url)
+    with connection.store.guard("delete the revoked token"):
+        admin.audited_delete(connection.tokens, connection.audit, [token_id], who, action="revoke")
+    return host
 
 
 def delete(connection: Connection, ids: list[str], who: str) -> int:

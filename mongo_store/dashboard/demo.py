@@ -1,14 +1,29 @@
-"""Realistic fake tokens for the demo: several data centers, every status the overview counts."""
+"""Realistic fake tokens for the demo: several data centers, and every health state the overview counts."""
 
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
+from ..lease import utcnow
+from ..mapping import (
+    CHECK_ERROR_FIELD,
+    CHECK_RESULT_FIELD,
+    CHECKED_AT_FIELD,
+    FAILED_AT_FIELD,
+    FAILURES_FIELD,
+    LEASE_FIELD,
+    REFRESHED_FIELD,
+    STARTED_FIELD,
+)
 from ..store import MongoTokenStore
+
+KINDS = {"valid": 50, "expired": 20, "refresh-only": 9, "grant-only": 6, "failing": 7, "access-only": 5, "soon": 3}
+"""How often each kind of token occurs (weights)."""
 
 DOMAINS = {"https://www.zohoapis.com": 40, "https://www.zohoapis.eu": 25, "https://www.zohoapis.in": 15,
            "https://www.zohoapis.com.au": 8, "https://www.zohoapis.jp": 5, "https://www.zohoapis.ca": 4,
@@ -23,26 +38,57 @@ def _hex(rng: random.Random, size: int) -> str:
 
 
 def seed(store: MongoTokenStore, count: int = 300, rng: random.Random | None = None) -> int:
-    """Save ``count`` fake tokens through the store's own save path."""
+    """Save ``count`` fake tokens through the store's own save path, then give them the history a
+    running deployment leaves: refreshes over the past days, failed refreshes and checks, and
+    grant tokens nobody exchanged. Written directly: the demo cannot wait hours or call Zoho."""
     rng = rng or random.Random(2026)
-    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    now = utcnow()
+    now_ms = int(now.replace(tzinfo=timezone.utc).timestamp() * 1000)
     clients = [f"1000.{_hex(rng, 30).upper()}" for _ in range(6)]
     for number in range(count):
         client = rng.choice(clients)
         token = OAuthToken(client_id=client, client_secret=_hex(rng, 42), refresh_token=f"1000.{_hex(rng, 32)}.{_hex(rng, 32)}",
                            redirect_url="https://crm-sync.example.com/oauth/callback")
-        kind = rng.choices(["valid", "expired", "refresh-only", "grant-only", "soon"], [55, 22, 12, 8, 3])[0]
+        kind = rng.choices(list(KINDS), list(KINDS.values()))[0]
         if kind == "grant-only":
             token.set_refresh_token(None)
             token.set_grant_token(f"1000.{_hex(rng, 32)}.{_hex(rng, 32)}")
         elif kind != "refresh-only":
             token.set_access_token(f"1000.{_hex(rng, 32)}.{_hex(rng, 32)}")
-            offset = {"valid": rng.randint(10_000, 3_600_000), "soon": rng.randint(60_000, 600_000),
-                      "expired": -rng.randint(1_000, 3 * 86_400_000)}[kind]
+            offset = {"valid": rng.randint(10_000, 3_600_000), "soon": rng.randint(60_000, 600_000)}.get(
+                kind, -rng.randint(60_000, 6 * 86_400_000))
             token.set_expires_in(str(now_ms + offset))
+        if kind == "access-only":
+            token.set_refresh_token(None)
         if kind != "grant-only" and rng.random() < 0.9:
             person, company = rng.choice(FIRST), rng.choice(COMPANIES)
             token.set_user_signature(UserSignature(f"{person}.{number}@{company}.example:{700000 + number}"))
         token.set_api_domain(rng.choices(list(DOMAINS), list(DOMAINS.values()))[0])
         store.save_token(token)
+        history = _history(kind, token, now, rng)
+        if history:
+            store.collection.update_one({"_id": token.get_id()}, history)
     return count
+
+
+def _history(kind: str, token: OAuthToken, now: datetime, rng: random.Random) -> dict[str, Any]:
+    """What the store would have recorded for this kind of token by now."""
+    changes: dict[str, Any] = {}
+    expires_in = token.get_expires_in()
+    if expires_in:  # Zoho's access tokens live an hour: this one was issued an hour before it expires
+        expiry = datetime(1970, 1, 1) + timedelta(milliseconds=int(expires_in))
+        changes[REFRESHED_FIELD] = expiry - timedelta(hours=1)
+    if kind == "grant-only" and rng.random() < 0.5:  # stored long ago and never exchanged: unusable
+        changes["updated_at"] = now - timedelta(days=rng.randint(1, 20))
+    if kind == "failing":
+        failed_at = now - timedelta(minutes=rng.randint(5, 3 * 24 * 60))
+        way = rng.choice(["lease", "count", "check"])
+        if way == "lease":  # a worker set out to refresh, and never saved
+            changes |= {LEASE_FIELD: failed_at, STARTED_FIELD: failed_at - timedelta(seconds=10)}
+        elif way == "count":  # workers took over lapsed leases, again and again
+            changes |= {FAILURES_FIELD: rng.randint(1, 40), FAILED_AT_FIELD: failed_at,
+                        STARTED_FIELD: failed_at + timedelta(seconds=10)}
+        else:  # an operator's check, and Zoho's answer
+            error = rng.choice(["invalid_code", "INVALID_TOKEN"])
+            changes |= {CHECKED_AT_FIELD: failed_at, CHECK_RESULT_FIELD: error, CHECK_ERROR_FIELD: error}
+    return {"$set": changes} if changes else {}

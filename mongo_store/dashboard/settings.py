@@ -50,6 +50,17 @@ def parse_list(value: Any) -> tuple[str, ...]:
     return tuple(str(item).strip().lower() for item in items if str(item).strip())
 
 
+def parse_url(name: str, value: Any) -> str | None:
+    """An http(s) URL with a host, or None when unset; anything else is refused (never echoed)."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("https", "http") or not rest.split("/")[0] or any(c.isspace() for c in text):
+        raise SettingError(f"{name} must be an http(s) URL such as https://accounts.zoho.eu/oauth/v2/token")
+    return text
+
+
 def _secrets_exist() -> bool:
     """Whether there are secrets to read. Streamlit 1.42-1.43 put an error on the page when
     ``st.secrets`` is touched with no secrets file, so it is asked first."""
@@ -99,6 +110,8 @@ class Settings:
     allowed_emails: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
     failover_wait: float = 15.0
+    accounts_url: str | None = None
+    """Zoho accounts server for check and revoke instead of each token's data center's (a proxy)."""
 
     @classmethod
     def load(cls) -> Settings:
@@ -116,4 +129,6 @@ class Settings:
                                                                             "allowed_domains"))),
             failover_wait=parse_seconds("DASHBOARD_FAILOVER_WAIT", setting("DASHBOARD_FAILOVER_WAIT", "failover_wait"),
                                         15.0),
+            accounts_url=parse_url("DASHBOARD_ZOHO_ACCOUNTS_URL",
+                                   setting("DASHBOARD_ZOHO_ACCOUNTS_URL", "zoho_accounts_url")),
         )
