@@ -116,14 +116,20 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
     wait_for(browser, "button", "Sign in").click()
     wait_for(browser, "[data-testid='stMetric']", "Tokens")
     assert "300" in wait_for(browser, "[data-testid='stMetric']", "Tokens").text
+    attention = wait_for(browser, "[data-testid='stMetric']", "Needs attention").text
+    assert int(attention.split()[-1]) > 0 and "as of" in wait_for(browser, "[data-testid='stCaptionContainer']", "as of").text
     assert "MongoDB 6.0" in wait_for(browser, "[data-testid='stSidebar']", "Backend").text
     time.sleep(2)  # let the charts draw
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-overview.png"))
 
-    wait_for(browser, "[data-testid='stSidebar'] label", "Tokens").click()
+    # One click from the count of tokens that need attention to their list.
+    needing = int(attention.split()[-1])
+    wait_for(browser, "button", f"Show the {needing} token(s) that need attention").click()
     wait_for(browser, "[data-testid='stDataFrame']")
-    wait_for(browser, "[data-testid='stMarkdownContainer']", "of 300 tokens")
+    wait_for(browser, "[data-testid='stMarkdownContainer']", f"of {needing} tokens")
+    health_box = wait_for(browser, "[data-testid='stSelectbox']", "Health").get_attribute("innerHTML")
+    assert "Needs attention (failing + unusable)" in health_box
     time.sleep(2)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-tokens.png"))
     # At 1500 px every column of the token grid is in view: the grid does not scroll sideways.
@@ -132,3 +138,16 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
         "return [s.scrollWidth, s.clientWidth];")
     assert width <= visible + 1, f"the token grid is {width} px wide in {visible} px: columns are cut off"
     assert (ARTIFACTS / "dashboard-tokens.png").stat().st_size > 10_000
+
+    # A tick in the grid's row markers selects that row for the actions below (a real click: AppTest
+    # cannot click a grid).
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    assert not wait_for(browser, "button", "Delete selected (0)").is_enabled()
+    grid = browser.find_element(By.CSS_SELECTOR, "[data-testid='stDataFrame']")
+    size = grid.size
+    for row in (0, 2):  # the marker column's centre, 35-px rows under a 35-px header; offsets from the centre
+        ActionChains(browser).move_to_element_with_offset(
+            grid, 18 - size["width"] // 2, 35 + 35 * row + 17 - size["height"] // 2).click().perform()
+        time.sleep(1.5)
+    assert wait_for(browser, "button", "Delete selected (2)").is_enabled()

@@ -85,3 +85,35 @@ def test_the_sdk_lifecycle_on_the_store(store: MongoTokenStore, tmp_path: Path) 
         assert by_id.remove() is True
         assert store.collection.count_documents({}) == 0
         assert by_id.remove() is False
+
+
+def test_a_refresh_zoho_refuses_makes_the_token_failing_through_the_lease(store: MongoTokenStore, tmp_path: Path) -> None:
+    """The real SDK, a refresh token Zoho no longer honours: each attempt takes the lease and never
+    saves; once the lease lapses the token is failing, and the next attempt counts the failure."""
+    import time
+
+    import pytest
+    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
+    from mongo_store import admin
+
+    store.refresh_lease, store.refresh_wait = 0.5, 0.1
+    client_secret = secret("clientsecret")
+    with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, client_secret) as zoho:
+        token = OAuthToken(client_id=CLIENT_ID, client_secret=client_secret, refresh_token=secret("refused"),
+                           access_token=secret("access"), user_signature=UserSignature(USER_NAME))
+        token.set_expires_in("1000")  # long lapsed
+        token.set_api_domain(zoho.url)
+        store.save_token(token)
+        by_id = OAuthToken(id=token.get_id())
+        with pytest.raises(SDKException):
+            initialize(zoho, by_id, store, tmp_path)  # the SDK's refresh is refused
+        assert zoho.requests["refused refresh"] == 1
+        time.sleep(0.6)
+        document = store.collection.find_one({})
+        assert admin.health_of(document)[0] == "failing" and "lapsed" in admin.health_of(document)[1]
+        with pytest.raises(SDKException):
+            initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
+        document = store.collection.find_one({})
+        assert document["refresh_failures"] == 1 and zoho.requests["refused refresh"] == 2
+        assert admin.health_of(document)[0] == "failing"
