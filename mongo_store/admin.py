@@ -24,6 +24,7 @@ from .mapping import (
     REFRESHED_FIELD,
     check_text,
 )
+from .masking import ago, utc_naive
 
 STATUSES = ("valid", "refresh-window", "within-hour", "expired")
 LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": True, "expiry_time": True,
@@ -138,18 +139,12 @@ def health_filter(health: str, now: datetime) -> dict[str, Any]:
     return filters[health]
 
 
-def _naive(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.replace(tzinfo=None) - (value.utcoffset() or timedelta(0))
-    return value
-
-
 def health_of(document: dict[str, Any], now: datetime | None = None) -> tuple[str, str]:
     """(state, why) for one stored document, by the same rules as ``health_filter``; ``why`` names
     this token's own facts (dates in UTC), never a secret."""
     now = now or utcnow()
-    expiry, updated = _naive(document.get("expiry_time")), _naive(document.get("updated_at"))
-    lease, failures = _naive(document.get(LEASE_FIELD)), document.get(FAILURES_FIELD)
+    expiry, updated = utc_naive(document.get("expiry_time")), utc_naive(document.get("updated_at"))
+    lease, failures = utc_naive(document.get(LEASE_FIELD)), document.get(FAILURES_FIELD)
     has = {key: document.get(key) is not None for key in ("refresh_token", "access_token", "grant_token")}
     if not isinstance(expiry, datetime):  # absent (or malformed: shown as such elsewhere)
         expiry = None
@@ -160,7 +155,7 @@ def health_of(document: dict[str, Any], now: datetime | None = None) -> tuple[st
         return "unusable", f"a grant token stored {ago(updated, now)} and never exchanged (grant tokens live 10 minutes)"
     reasons = []
     if failures is not None:
-        last = _naive(document.get(FAILED_AT_FIELD))
+        last = utc_naive(document.get(FAILED_AT_FIELD))
         reasons.append(f"{failures} failed refresh(es) since the last save"
                        + (f", the last {ago(last, now)}" if isinstance(last, datetime) else ""))
     if isinstance(lease, datetime) and lease <= now:
@@ -179,31 +174,11 @@ def health_of(document: dict[str, Any], now: datetime | None = None) -> tuple[st
     return "idle", "the access token has no stored expiry; the SDK stores one on next use"
 
 
-def ago(when: datetime, now: datetime | None = None) -> str:
-    """``3 d ago``, ``in 12 min``: how a person reads a date next to now."""
-    now = now or utcnow()
-    seconds = (_naive(when) - now).total_seconds()
-    size = abs(seconds)
-    for unit, length in (("d", 86_400), ("h", 3_600), ("min", 60)):
-        if size >= length:
-            amount = f"{int(size // length)} {unit}"
-            break
-    else:
-        amount = f"{int(size)} s"
-    return f"in {amount}" if seconds > 0 else f"{amount} ago"
-
-
-def iso(when: Any) -> str | None:
-    """A stored date as ISO 8601 UTC (``2026-11-23T20:15:00Z``); None for anything else."""
-    if not isinstance(when, datetime):
-        return None
-    return _naive(when).isoformat(timespec="seconds") + "Z"
-
-
 def health_queries(now: datetime) -> dict[str, dict[str, Any]]:
-    """The counts ``health_counts`` needs, each served by an index: the small states through their
-    nearly empty indexes, healthy as the valid expiries (index only) less the marked ones among
-    them, and idle as the rest of the exact total: no count fetches the bulk of the collection."""
+    """The counts ``health_counts`` needs, each served by an index: failing through its nearly
+    empty indexes; unusable through the expiry_time index (fetching the lapsed tokens) and the
+    grant_token one; healthy as the valid expiries (index only) less the marked ones among them;
+    idle as the rest of the exact total (the _id index): none fetches the valid tokens."""
     valid = {"expiry_time": {"$gt": now}}
     return {"unusable": _unusable(now), "failing": health_filter("failing", now), "valid": valid,
             "valid-marked": {"$and": [valid, _failure_marked(now)]}, "all": {}}
@@ -269,8 +244,8 @@ def page(collection: Collection, query: Query, number: int = 1, size: int = 50,
     (a filtered count stops just past ``COUNT_CAP``).
 
     An asked sort runs on the server over every match: the tokens that have the field, in its
-    order through its sparse index, then those without it (by id), so nothing is left out and
-    nothing is sorted in memory."""
+    order (through its sparse index, unless the planner finds the filter's index cheaper), then
+    those without it, by id, so no token is left out."""
     if number < 1 or not 1 <= size <= 1000:
         raise ValueError("page numbers start at 1 and a page holds 1 to 1000 tokens")
     where = query.to_filter(now or utcnow())

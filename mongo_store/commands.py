@@ -23,7 +23,7 @@ from .embedded import EmbeddedMongod, mongod_binary
 from .errors import sentence
 from .indexes import ensure_indexes, index_drift
 from .mapping import check_text
-from .masking import masked, printable
+from .masking import ago, iso, masked, printable
 from .migrate import SourceError, import_rows, open_source
 from .records import VIEW_DATES, document_to_record, iso_dates, view
 from .store import MongoTokenStore
@@ -86,7 +86,7 @@ def cmd_stats(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
 
 def when(value: Any) -> str:
     """A date for a table cell: ISO 8601 UTC and how long ago (or from now)."""
-    return f"{admin.iso(value)} ({admin.ago(value)})" if isinstance(value, datetime) else ""
+    return f"{iso(value)} ({ago(value)})" if isinstance(value, datetime) else ""
 
 
 def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
@@ -248,7 +248,7 @@ def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
                 except SDKException as error:  # malformed, or sealed with a key we do not have
                     record = masked(document_to_record(document)) | {"malformed": sentence(error)}
                 if isinstance(document.get("expiry_time"), datetime):
-                    record["expires_at"] = admin.iso(document["expiry_time"])  # for people; import reads expires_in
+                    record["expires_at"] = iso(document["expiry_time"])  # for people; import reads expires_in
                 print(json.dumps(record if args.include_secrets else masked(record)), file=target)
                 count += 1
     finally:

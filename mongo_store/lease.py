@@ -53,7 +53,7 @@ def acquire(collection: Collection, document: dict[str, Any], seconds: float) ->
     the workers that saw it lapse, only the one whose update matches counts it."""
     now = utcnow()
     lease = document.get(LEASE_FIELD)
-    if lease is not None and lease > now:
+    if isinstance(lease, datetime) and lease > now:
         return False
     query = {
         "_id": document["_id"],

@@ -1,10 +1,12 @@
-"""How stored values are shown to a person: a secret as at most its last four characters, and any
+"""How stored values are shown to a person: a secret as at most its last four characters, any
 value as plain text (a terminal gets control characters escaped, Markdown gets its marks escaped),
-so a stored value can never forge an output line or render as a link."""
+so a stored value can never forge an output line or render as a link, and a date as ISO 8601 UTC
+and how long ago."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .crypto import is_sealed
@@ -41,3 +43,31 @@ def is_masked(value: Any) -> bool:
 def masked(record: dict[str, Any]) -> dict[str, Any]:
     """A copy of a token record with every secret field masked."""
     return {key: mask(value) if key in SECRET_FIELDS else value for key, value in record.items()}
+
+
+def utc_naive(value: Any) -> Any:
+    """A date as naive UTC, as pymongo returns stored dates; anything else as it is."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.replace(tzinfo=None) - (value.utcoffset() or timedelta(0))
+    return value
+
+
+def ago(when: datetime, now: datetime | None = None) -> str:
+    """``3 d ago``, ``in 12 min``: how a person reads a date next to now."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    seconds = (utc_naive(when) - now).total_seconds()
+    size = abs(seconds)
+    for unit, length in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if size >= length:
+            amount = f"{int(size // length)} {unit}"
+            break
+    else:
+        amount = f"{int(size)} s"
+    return f"in {amount}" if seconds > 0 else f"{amount} ago"
+
+
+def iso(when: Any) -> str | None:
+    """A stored date as ISO 8601 UTC (``2026-11-23T20:15:00Z``); None for anything else."""
+    if not isinstance(when, datetime):
+        return None
+    return utc_naive(when).isoformat(timespec="seconds") + "Z"

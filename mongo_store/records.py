@@ -19,7 +19,7 @@ from .mapping import (
     document_to_token,
     malformed,
 )
-from .masking import masked
+from .masking import iso, masked
 
 RECORD_FIELDS = ("id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
                  "expires_in", "redirect_url", "api_domain")
@@ -86,4 +86,4 @@ def view(document: dict[str, Any], now: datetime | None = None) -> dict[str, Any
 
 def iso_dates(shown: dict[str, Any]) -> dict[str, Any]:
     """A view with its dates as ISO 8601 UTC text (for JSON)."""
-    return {key: admin.iso(value) if isinstance(value, datetime) else value for key, value in shown.items()}
+    return {key: iso(value) if isinstance(value, datetime) else value for key, value in shown.items()}

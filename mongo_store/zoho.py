@@ -9,7 +9,7 @@ import inspect
 import logging
 import tempfile
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -21,9 +21,8 @@ from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
 from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from . import admin
-from .errors import sentence
 from .lease import needs_refresh, utcnow
-from .mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, STARTED_FIELD, check_text
+from .mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, STARTED_FIELD, check_text, malformed
 from .store import MongoTokenStore
 
 DEFAULT_API_DOMAIN = "https://www.zohoapis.com"
@@ -84,18 +83,20 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
     if document is None:
         return Checked(token_id, None, "not found", recorded=False)
     user_name = document.get("user_name") if isinstance(document.get("user_name"), str) else None
+    problem = malformed(document)
+    if problem:
+        return Checked(token_id, user_name, f"not checked: malformed ({problem})", recorded=False)
     now = utcnow()
     state, why = admin.health_of(document, now)
     if state == "unusable":
         return Checked(token_id, user_name, f"not checked: unusable ({why})", recorded=False)
     started = document.get(STARTED_FIELD)
     lapsed = needs_refresh(document, now) or document.get("access_token") is None
-    if lapsed and started is not None and now - started < REFRESH_SPACING:
+    if lapsed and isinstance(started, datetime) and now - started < REFRESH_SPACING:
         return Checked(token_id, user_name, "not checked: a refresh started under a minute ago (Zoho allows 10 "
                        "access tokens per refresh token in 10 minutes)", recorded=False)
-    env = environment(document.get("api_domain"), accounts_url)
     try:
-        result = _ask_zoho(store, token_id, env)
+        result = _ask_zoho(store, token_id, environment(document.get("api_domain"), accounts_url))
     except ZohoError as error:
         return Checked(token_id, user_name, f"not checked: {error}", recorded=False)
     update: dict[str, Any] = {"$currentDate": {CHECKED_AT_FIELD: True}, "$set": {CHECK_RESULT_FIELD: result}}
@@ -123,7 +124,8 @@ def _ask_zoho(store: MongoTokenStore, token_id: str, env: Any) -> str:
                 return answer  # Zoho's answer to the refresh: invalid_code, invalid_client...
             if error.code == "TOKEN_STORE":
                 raise
-            raise ZohoError(f"the SDK could not get an access token ({sentence(error)})") from None
+            cause = getattr(error, "cause", None)  # requests' error names the URL: the type says enough
+            raise ZohoError(f"the SDK could not get an access token ({type(cause or error).__name__})") from None
     document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:
         return "deleted meanwhile"

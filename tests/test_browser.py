@@ -143,11 +143,11 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
     # cannot click a grid).
     from selenium.webdriver.common.action_chains import ActionChains
 
-    assert not wait_for(browser, "button", "Delete selected (0)").is_enabled()
+    assert not wait_for(browser, "button", "Delete ticked rows").is_enabled()
     grid = browser.find_element(By.CSS_SELECTOR, "[data-testid='stDataFrame']")
     size = grid.size
     for row in (0, 2):  # the marker column's centre, 35-px rows under a 35-px header; offsets from the centre
         ActionChains(browser).move_to_element_with_offset(
             grid, 18 - size["width"] // 2, 35 + 35 * row + 17 - size["height"] // 2).click().perform()
         time.sleep(1.5)
-    assert wait_for(browser, "button", "Delete selected (2)").is_enabled()
+    assert wait_for(browser, "button", "Delete ticked rows").is_enabled()

@@ -148,3 +148,19 @@ def test_a_revoke_that_fails_at_zoho_keeps_the_token(env: MongoTokenStore, zoho:
     assert code == 1 and "nothing to revoke at Zoho: delete it instead" in err and zoho.requests["revoke"] == 1
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: needs --yes
     assert run("revoke", token_id, *accounts(zoho))[0] == 1 and zoho.requests["revoke"] == 1
+
+
+def test_an_unknown_data_center_or_a_dead_accounts_server_is_one_line_each(env: MongoTokenStore,  # noqa: F811
+                                                                          zoho: FakeZoho) -> None:
+    from mongo_store.embedded import free_port
+
+    token_id = stored(env, zoho, "ivy@example.com:1", refresh=zoho.refresh_token, access=secret("access"),
+                      expires=timedelta(minutes=-5))
+    code, out, err = run("check", token_id)  # api_domain is the fake's URL: no data center the SDK knows
+    assert code == 1 and err == "" and "not checked: 'http://127.0.0.1:" in out and "no Zoho data center" in out
+    code, out, err = run("check", token_id, "--accounts-url", f"http://127.0.0.1:{free_port()}/oauth/v2/token")
+    assert code == 1 and "not checked: the SDK could not get an access token" in out and "Traceback" not in out + err
+    assert CHECKED_AT_FIELD not in env.collection.find_one({}) and sum(zoho.requests.values()) == 0
+    env.collection.update_one({"_id": token_id}, {"$set": {"api_domain": {"$gt": ""}}})  # hand-edited
+    code, out, _ = run("check", token_id, *accounts(zoho))
+    assert code == 1 and "not checked: malformed (api_domain is dict, not a string)" in out

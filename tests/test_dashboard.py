@@ -220,9 +220,11 @@ def test_delete_selected_rows(store: MongoTokenStore) -> None:
     at = on_tokens_page(signed_in())
     order = list(at.dataframe[0].value["id"])
     chosen = [tokens[0].get_id(), tokens[4].get_id()]
-    at.session_state["grid"] = {"selection": {"rows": [order.index(i) for i in chosen], "columns": [], "cells": []}}
+    ticked = {"selection": {"rows": [order.index(i) for i in chosen], "columns": [], "cells": []}}
+    at.session_state["grid"] = ticked
     at.run()  # as a tick in the grid's row markers does (AppTest cannot click a grid)
-    assert at.button(key="delete_selected").label == "Delete selected (2)"
+    assert not at.button(key="delete_selected").disabled
+    at.session_state["grid"] = ticked  # the browser sends the grid's state with every rerun; 1.42's AppTest does not
     at.button(key="delete_selected").click().run()
     at.button(key="confirm_delete").click().run()
     assert store.collection.count_documents({"_id": {"$in": chosen}}) == 0

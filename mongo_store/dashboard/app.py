@@ -11,7 +11,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .. import admin
 from ..errors import sentence
-from ..masking import markdown_plain, printable
+from ..masking import ago, iso, markdown_plain, printable
 from ..zoho import ZohoError
 from . import data, demo
 from .auth import Operator, sign_out, signed_in_operator
@@ -205,7 +205,7 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
             if value is None:
                 continue
             rows["field"].append(key)
-            rows["value"].append(f"{admin.iso(value)} ({admin.ago(value)})" if isinstance(value, datetime) else str(value))
+            rows["value"].append(f"{iso(value)} ({ago(value)})" if isinstance(value, datetime) else str(value))
             if key == "health":
                 rows["field"].append("health means")
                 rows["value"].append(admin.HEALTH_MEANING[str(value)])
@@ -239,7 +239,9 @@ def token_grid(records: list[dict[str, Any]], total: int, read_only: bool) -> li
                "orders only the rows on this page." + ("" if read_only else " Tick rows to act on them."))
     if read_only:
         return []
-    rows = event.selection.rows  # type: ignore[union-attr]  # on_select="rerun": a DataframeState
+    # on_select="rerun": a DataframeState, a dict with attribute access (indexed here: Streamlit
+    # 1.42 hands back a state set through st.session_state as a plain dict).
+    rows = event["selection"]["rows"]  # type: ignore[index]
     return [records[row]["id"] for row in rows if 0 <= row < len(records)]
 
 
@@ -262,7 +264,9 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
         st.session_state["confirm"] = {"kind": "revoke", "ids": [chosen]}
     if one.button(f"Delete token {markdown_plain(chosen)}", key="delete_one"):
         st.session_state["confirm"] = {"kind": "ids", "ids": [chosen]}
-    if many.button(f"Delete selected ({len(selected)})", disabled=not selected, key="delete_selected"):
+    # A fixed label: Streamlit 1.42 takes a button whose label changed for a new one, and loses its click.
+    if many.button("Delete ticked rows", disabled=not selected, key="delete_selected",
+                   help="The rows ticked in the grid above; the confirmation lists them.") and selected:
         st.session_state["confirm"] = {"kind": "ids", "ids": list(selected)}
     if every.button("Delete all tokens…", key="delete_all"):
         st.session_state["confirm"] = {"kind": "all"}
