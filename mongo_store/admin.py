@@ -294,6 +294,12 @@ def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None,
     return deleted
 
 
+def audited_check(audit: Collection, who: str, results: dict[str, str]) -> None:
+    """Record a check: when, who, which ids, and Zoho's answer for each (``ok`` or a code)."""
+    audit.insert_one({"at": utcnow(), "who": who, "action": "check", "ids": list(results),
+                      "results": [f"{token_id}: {result}" for token_id, result in results.items()]})
+
+
 def shown_total(total: int) -> str:
     """``10,000+`` when a filtered count stopped at the cap (exactly one past it)."""
     return f"{COUNT_CAP:,}+" if total == COUNT_CAP + 1 else f"{total:,}"

@@ -96,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true", help="check every token")
     sub.add_argument("--accounts-url", help="Zoho accounts server to use instead of the token's data center's "
                      "(a proxy or a test server)")
+    sub.add_argument("--actor", help="who checks, for the audit log (default: your user name)")
     sub.set_defaults(run="check")
 
     sub = commands.add_parser("revoke", help="revoke a token's refresh token at Zoho, then delete it (audited)")

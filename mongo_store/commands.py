@@ -191,12 +191,18 @@ def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
         where = admin.health_filter(args.health, admin.utcnow()) if args.health else {}
         ids = guarded(store, "list the tokens", lambda: [d["_id"] for d in store.collection.find(where, {"_id": True})
                                                          .sort("_id", 1)])
-    failed = 0
-    for token_id in ids:
-        result = check(store, token_id, args.accounts_url)
-        failed += not result.ok
-        print(f"{printable(result.token_id)}\t{printable(result.user_name or '')}\t{printable(result.result)}",
-              file=out, flush=True)
+    failed, results = 0, {}
+    try:
+        for token_id in ids:
+            result = check(store, token_id, args.accounts_url)
+            failed += not result.ok
+            results[result.token_id] = result.result
+            print(f"{printable(result.token_id)}\t{printable(result.user_name or '')}\t{printable(result.result)}",
+                  file=out, flush=True)
+    finally:
+        if results:  # what was asked of Zoho is on the Audit page, even if the run stopped midway
+            guarded(store, "record the check in the audit log",
+                    lambda: admin.audited_check(audit_log(store), actor(args), results))
     print(f"# checked {len(ids)}: {len(ids) - failed} ok, {failed} not", file=out)
     return 1 if failed else 0
 

@@ -51,8 +51,10 @@ def health(store: MongoTokenStore, token_id: str) -> str:
 def test_check_a_valid_token_calls_the_api_only(env: MongoTokenStore, zoho: FakeZoho) -> None:  # noqa: F811
     token_id = stored(env, zoho, "alice@example.com:1", refresh=zoho.refresh_token, access=zoho.new_access_token(),
                       expires=timedelta(minutes=40))
-    code, out, _ = run("check", token_id, *accounts(zoho))
+    code, out, _ = run("check", token_id, *accounts(zoho), "--actor", "ops")
     assert code == 0 and out.splitlines() == [f"{token_id}\talice@example.com:1\tok", "# checked 1: 1 ok, 0 not"]
+    [entry] = env.collection.database["dashboard_audit"].find({})
+    assert (entry["action"], entry["who"], entry["ids"], entry["results"]) == ("check", "ops", [token_id], [f"{token_id}: ok"])
     assert zoho.requests == Counter(users=1)
     document = env.collection.find_one({"_id": token_id})
     assert document[CHECK_RESULT_FIELD] == "ok" and abs(document[CHECKED_AT_FIELD] - utcnow()) < timedelta(seconds=5)

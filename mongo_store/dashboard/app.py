@@ -253,7 +253,7 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
     check, revoke, one, many, every = st.columns(5)
     if check.button(f"Check {markdown_plain(chosen)} with Zoho", key="check_one"):
         try:
-            result = data.check(conn, chosen, settings.accounts_url)
+            result = data.check(conn, chosen, operator.name, settings.accounts_url)
         except SDKException as error:
             st.error(sentence(error))
             return
@@ -318,12 +318,14 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
 
 def audit_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
     st.title("Audit log")
-    st.caption("Every deletion made from this dashboard: when, who, which ids and user names. Never a secret.")
+    st.caption("Every deletion, revoke and check made from this dashboard or the CLI: when, who, which ids and "
+               "user names, Zoho's answers. Never a secret.")
     entries = data.audit_entries(conn)
     if not entries:
-        st.caption("No deletions yet.")
+        st.caption("No deletions, revokes or checks yet.")
         return
     rows = [{"when (UTC)": e.get("at"), "who": str(e.get("who")), "action": str(e.get("action")),
              "deleted": e.get("deleted"), "ids": ", ".join(map(str, e.get("ids") or [])),
-             "user names": ", ".join(map(str, e.get("user_names") or []))} for e in entries]
+             "user names": ", ".join(map(str, e.get("user_names") or [])),
+             "results": ", ".join(map(str, e.get("results") or []))} for e in entries]
     st.dataframe(pd.DataFrame(rows), hide_index=True)

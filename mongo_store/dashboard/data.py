@@ -115,11 +115,15 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
     return None if document is None else view(document)
 
 
-def check(connection: Connection, token_id: str, accounts_url: str | None) -> Any:
-    """Ask Zoho whether the token works, the SDK's way (``zoho.check``); the result is recorded."""
+def check(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> Any:
+    """Ask Zoho whether the token works, the SDK's way (``zoho.check``); the result is recorded on
+    the token and in the audit log."""
     from ..zoho import check as check_at_zoho
 
-    return check_at_zoho(connection.store, token_id, accounts_url)
+    result = check_at_zoho(connection.store, token_id, accounts_url)
+    connection.store.call("record the check in the audit log",
+                          lambda: admin.audited_check(connection.audit, who, {result.token_id: result.result}))
+    return result
 
 
 def revoke(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> str:
