@@ -66,20 +66,6 @@ def status_filter(status: str, now: datetime) -> dict[str, Any]:
     return filters[status]
 
 
-def status_of(expiry: datetime | None, has_access: bool, now: datetime | None = None) -> str:
-    """One token's status, for a person reading it: the same boundaries as ``status_filter``."""
-    now = now or utcnow()
-    if not has_access:
-        return "no access token"
-    if expiry is None:
-        return "no expiry"
-    if expiry.tzinfo is not None:
-        expiry = expiry.replace(tzinfo=None) - (expiry.utcoffset() or timedelta(0))
-    if expiry <= now:
-        return "expired"
-    return "in refresh window" if expiry - now <= REFRESH_WINDOW else "valid"
-
-
 # -- health: what an operator needs first, which Zoho connections work ---------------------------
 
 HEALTH = ("healthy", "idle", "failing", "unusable")

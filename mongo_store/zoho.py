@@ -42,9 +42,8 @@ class Checked:
     token_id: str
     user_name: str | None
     result: str
-    """``ok``; Zoho's error code (``invalid_code``, ``INVALID_TOKEN``...); or why nothing was asked."""
-    recorded: bool
-    """Whether the result was written on the token (a skipped check and a network failure are not)."""
+    """``ok``; Zoho's error code (``invalid_code``, ``INVALID_TOKEN``...), also written on the token;
+    or ``not checked: why`` (nothing asked of Zoho, nothing written)."""
 
     @property
     def ok(self) -> bool:
@@ -81,31 +80,31 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
     token_id = check_text("id", token_id, required=True)
     document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:
-        return Checked(token_id, None, "not found", recorded=False)
+        return Checked(token_id, None, "not found")
     user_name = document.get("user_name") if isinstance(document.get("user_name"), str) else None
     problem = malformed(document)
     if problem:
-        return Checked(token_id, user_name, f"not checked: malformed ({problem})", recorded=False)
+        return Checked(token_id, user_name, f"not checked: malformed ({problem})")
     now = utcnow()
     state, why = admin.health_of(document, now)
     if state == "unusable":
-        return Checked(token_id, user_name, f"not checked: unusable ({why})", recorded=False)
+        return Checked(token_id, user_name, f"not checked: unusable ({why})")
     started = document.get(STARTED_FIELD)
     lapsed = needs_refresh(document, now) or document.get("access_token") is None
     if lapsed and isinstance(started, datetime) and now - started < REFRESH_SPACING:
         return Checked(token_id, user_name, "not checked: a refresh started under a minute ago (Zoho allows 10 "
-                       "access tokens per refresh token in 10 minutes)", recorded=False)
+                       "access tokens per refresh token in 10 minutes)")
     try:
         result = _ask_zoho(store, token_id, environment(document.get("api_domain"), accounts_url))
     except ZohoError as error:
-        return Checked(token_id, user_name, f"not checked: {error}", recorded=False)
+        return Checked(token_id, user_name, f"not checked: {error}")
     update: dict[str, Any] = {"$currentDate": {CHECKED_AT_FIELD: True}, "$set": {CHECK_RESULT_FIELD: result}}
     if result == "ok":
         update["$unset"] = {CHECK_ERROR_FIELD: ""}
     else:
         update["$set"][CHECK_ERROR_FIELD] = result
     store.call("record the check", lambda: store.collection.update_one({"_id": token_id}, update), write=True)
-    return Checked(token_id, user_name, result, recorded=True)
+    return Checked(token_id, user_name, result)
 
 
 def _ask_zoho(store: MongoTokenStore, token_id: str, env: Any) -> str:

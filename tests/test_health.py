@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from pymongo import monitoring
 from tokens import full, oauth, secret
 
 from mongo_store import MongoTokenStore, admin
@@ -171,24 +170,11 @@ def test_a_sort_pages_through_every_token_once(store: MongoTokenStore, sort: str
     assert seen[len(having):] == sorted(d["_id"] for d in documents if d.get(field) is None)  # then the rest, by id
 
 
-class Counter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 def test_a_lookup_outside_the_refresh_window_is_still_one_round_trip(mongo_uri: str, database_name: str) -> None:
     from pymongo import MongoClient
+    from test_refresh_safety import FindAndModifyCounter  # it records every command's name
 
-    counter = Counter()
+    counter = FindAndModifyCounter()
     client = MongoClient(mongo_uri, event_listeners=[counter])
     try:
         store = MongoTokenStore(client=client, database=database_name)
