@@ -21,6 +21,9 @@ from ..lease import utcnow
 from ..mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
 from ..records import view
 from ..store import MongoTokenStore
+from ..zoho import Checked
+from ..zoho import check as check_at_zoho
+from ..zoho import revoke as revoke_at_zoho
 from .settings import Settings
 
 ACTIVITY_BIN = timedelta(hours=6)
@@ -115,11 +118,9 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
     return None if document is None else view(document)
 
 
-def check(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> Any:
+def check(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> Checked:
     """Ask Zoho whether the token works, the SDK's way (``zoho.check``); the result is recorded on
     the token and in the audit log."""
-    from ..zoho import check as check_at_zoho
-
     result = check_at_zoho(connection.store, token_id, accounts_url)
     connection.store.call("record the check in the audit log",
                           lambda: admin.audited_check(connection.audit, who, {result.token_id: result.result}))
@@ -129,8 +130,6 @@ def check(connection: Connection, token_id: str, who: str, accounts_url: str | N
 def revoke(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> str:
     """Revoke the refresh token at Zoho, then delete the token (audited as ``revoke``); returns the
     accounts server's host. A failure at Zoho raises ``zoho.ZohoError`` and deletes nothing."""
-    from ..zoho import revoke as revoke_at_zoho
-
     host = revoke_at_zoho(connection.store, token_id, accounts_url)
     with connection.store.guard("delete the revoked token"):
         admin.audited_delete(connection.tokens, connection.audit, [token_id], who, action="revoke")
