@@ -17,6 +17,7 @@ from mongo_store import MongoTokenStore
 from mongo_store.dashboard import demo
 from mongo_store.embedded import free_port
 from mongo_store.mapping import SECRET_FIELDS
+from mongo_store.masking import markdown_plain
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PASSWORD = DASHBOARD_PASSWORD
@@ -207,7 +208,7 @@ def test_delete_one_asks_first_and_is_audited(store: MongoTokenStore) -> None:
     at.button(key="delete_one").click().run()
     at.button(key="confirm_delete").click().run()
     assert store.find_token_by_id(victim) is None and store.collection.count_documents({}) == 4
-    assert at.toast[0].value == "Deleted 1 token(s)."
+    assert at.toast[0].value == markdown_plain("Deleted 1 token(s).")  # a toast renders Markdown: plain text
     at.sidebar.radio(key="page").set_value("Audit").run()
     audit = at.dataframe[0].value
     assert list(audit["who"]) == ["Olga Operator"] and list(audit["ids"]) == [victim]
@@ -414,16 +415,17 @@ def test_check_and_revoke_from_the_dashboard(store: MongoTokenStore, monkeypatch
         store.save_token(token)
         at = on_tokens_page(signed_in())
         at.button(key="check_one").click().run()
-        assert at.toast[0].value == f"Check of {token.get_id()}: ok" and zoho.requests == Counter(users=1)
+        assert at.toast[0].value == markdown_plain(f"Check of {token.get_id()}: ok") and zoho.requests == Counter(users=1)
         zoho.refuse_revoke = True
         at.button(key="revoke_one").click().run()
         assert "Zoho stops honouring its refresh token" in rendered_text(at)
         at.button(key="confirm_delete").click().run()
-        assert "did not revoke the refresh token; the token is left in the store." in at.error[0].value
+        assert markdown_plain("did not revoke the refresh token; the token is left in the store.") in at.error[0].value
         assert store.collection.count_documents({}) == 1
         zoho.refuse_revoke = False
         at.button(key="confirm_delete").click().run()
-        assert at.toast[0].value.startswith("Revoked at 127.0.0.1:") and store.collection.count_documents({}) == 0
+        assert at.toast[0].value.startswith(markdown_plain("Revoked at 127.0.0.1:"))
+        assert store.collection.count_documents({}) == 0
         assert zoho.requests == Counter(users=1, revoke=2)
         checked, revoked = store.collection.database["dashboard_audit"].find({}).sort("at", 1)
         assert (checked["action"], checked["results"]) == ("check", [f"{token.get_id()}: ok"])

@@ -58,7 +58,7 @@ def main() -> None:
     page = sidebar(conn, settings, operator)
     flash = st.session_state.pop("flash", None)
     if flash:
-        st.toast(flash[0], icon=flash[1])  # floats in view wherever the page is scrolled
+        st.toast(markdown_plain(flash[0]), icon=flash[1])  # floats in view wherever the page is scrolled
     try:
         {"Overview": overview_page, "Tokens": tokens_page, "Audit": audit_page}[page](conn, settings, operator)
     except SDKException as error:
@@ -258,7 +258,7 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
             st.error(sentence(error))
             return
         cached_overview.clear()
-        st.session_state["flash"] = (f"Check of {printable(chosen)}: {printable(result.result)}", "✅" if result.ok else "⚠️")
+        st.session_state["flash"] = (f"Check of {chosen}: {result.result}", "✅" if result.ok else "⚠️")
         st.rerun()
     if revoke.button("Revoke at Zoho…", key="revoke_one"):
         st.session_state["confirm"] = {"kind": "revoke", "ids": [chosen]}
@@ -296,13 +296,13 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
         try:
             if request["kind"] == "revoke":
                 host = data.revoke(conn, request["ids"][0], operator.name, settings.accounts_url)
-                done = f"Revoked at {host} and deleted {printable(request['ids'][0])}."
+                done = f"Revoked at {host} and deleted {request['ids'][0]}."
             elif request["kind"] == "ids":
                 done = f"Deleted {data.delete(conn, request['ids'], operator.name)} token(s)."
             else:
                 done = f"Deleted {data.delete_all(conn, operator.name, typed or '')} token(s)."
         except ZohoError as error:
-            st.error(f"{error}; the token is left in the store.")
+            st.error(markdown_plain(f"{error}; the token is left in the store."))  # it may quote a stored value
             return
         except SDKException as error:
             st.error(sentence(error))
