@@ -22,6 +22,7 @@ from .mapping import (
     FAILURES_FIELD,
     LEASE_FIELD,
     REFRESHED_FIELD,
+    RETRY_FIELD,
     check_text,
 )
 from .masking import ago, utc_naive
@@ -30,7 +31,7 @@ STATUSES = ("valid", "refresh-window", "within-hour", "expired")
 LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": True, "expiry_time": True,
                "updated_at": True, "access_token": True, "refresh_token": True, "grant_token": True,
                REFRESHED_FIELD: True, LEASE_FIELD: True, FAILURES_FIELD: True, FAILED_AT_FIELD: True,
-               CHECK_ERROR_FIELD: True}
+               RETRY_FIELD: True, CHECK_ERROR_FIELD: True}
 SEARCH_FIELDS = ("user_name", "client_id", "_id")
 COUNT_CAP = 10_000
 """A page's match count stops here ("10,000+"): counting a million matches takes seconds."""
@@ -141,9 +142,11 @@ def health_of(document: dict[str, Any], now: datetime | None = None) -> tuple[st
         return "unusable", f"a grant token stored {ago(updated, now)} and never exchanged (grant tokens live 10 minutes)"
     reasons = []
     if failures is not None:
-        last = utc_naive(document.get(FAILED_AT_FIELD))
+        last, retry = utc_naive(document.get(FAILED_AT_FIELD)), utc_naive(document.get(RETRY_FIELD))
         reasons.append(f"{failures} failed refresh(es) since the last save"
-                       + (f", the last {ago(last, now)}" if isinstance(last, datetime) else ""))
+                       + (f", the last {ago(last, now)}" if isinstance(last, datetime) else "")
+                       + (f"; callers fail at once until the next attempt {ago(retry, now)}"
+                          if isinstance(retry, datetime) and retry > now else ""))
     if isinstance(lease, datetime) and lease <= now:
         reasons.append(f"a refresh lease lapsed {ago(lease, now)} without a save")
     if document.get(CHECK_ERROR_FIELD) is not None:

@@ -43,6 +43,10 @@ STARTED_FIELD = "refresh_started_at"
 FAILURES_FIELD = "refresh_failures"
 """Failed refreshes since the last save: leases taken over after they lapsed."""
 FAILED_AT_FIELD = "last_refresh_failure_at"
+FAILING_SINCE_FIELD = "refresh_failing_since"
+"""When the first of the failed refreshes since the last save happened."""
+RETRY_FIELD = "refresh_retry_at"
+"""After a failed refresh, no caller refreshes again before this time (the back-off, ``lease.py``)."""
 REFRESHED_FIELD = "last_refreshed_at"
 """The server's time of the last save that carried an access token (the SDK saves once per refresh)."""
 CHECKED_AT_FIELD = "last_check_at"
@@ -50,7 +54,9 @@ CHECK_RESULT_FIELD = "check_result"
 """``ok``, or Zoho's error code, from the last ``zoho-mongo-store check``."""
 CHECK_ERROR_FIELD = "check_error"
 """The last check's error code, present only while it stands (a save clears it)."""
-CLEARED_BY_SAVE = (LEASE_FIELD, FAILURES_FIELD, CHECK_ERROR_FIELD)
+REFRESH_STATE = (LEASE_FIELD, FAILURES_FIELD, FAILING_SINCE_FIELD, RETRY_FIELD)
+"""What a lookup reads besides the token, to coordinate its refresh (``lease.py``)."""
+CLEARED_BY_SAVE = (*REFRESH_STATE, CHECK_ERROR_FIELD)
 
 _EPOCH = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
@@ -152,6 +158,17 @@ def fill_token(token: OAuthToken, document: dict[str, Any]) -> OAuthToken:
     if token.get_expires_in() in (None, "") and document.get("expiry_time") is not None:
         token.set_expires_in(date_to_expiry(document["expiry_time"]))
     return token
+
+
+def adopt(token: OAuthToken, document: dict[str, Any]) -> OAuthToken:
+    """Give the token the stored authorization and access token (a save that lost to newer values
+    hands the caller those values, so it goes on with what is stored)."""
+    for field in ("refresh_token", "grant_token", "access_token"):
+        if document.get(field) is not None:
+            getattr(token, _STRING_FIELDS[field][1])(document[field])
+    if document.get("expiry_time") is not None:
+        token.set_expires_in(date_to_expiry(document["expiry_time"]))
+    return fill_token(token, document)
 
 
 def empty_token() -> OAuthToken:

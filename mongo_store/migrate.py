@@ -263,7 +263,7 @@ def dry_run_conflict(store: MongoTokenStore, fields: dict[str, Any], own: str | 
 
 
 def import_rows(store: MongoTokenStore, rows: Iterable[Row], dry_run: bool = False) -> Report:
-    """Save each row through ``store.save_token``; a stored token equal to the row is skipped. A dry
+    """Save each row through ``store.restore_token``; a stored token equal to the row is skipped. A dry
     run reads only, and applies the same matching and conflict rules, also between its own rows."""
     report = Report()
     claimed: dict[tuple[str, str], str] = {}  # (field, value) -> id, for the rows a dry run would write
@@ -289,7 +289,7 @@ def import_rows(store: MongoTokenStore, rows: Iterable[Row], dry_run: bool = Fal
                     if key in fields:
                         claimed[(key, fields[key])] = own or f"line {row.line}"
             else:
-                store.save_token(token)
+                store.restore_token(token)
         except (SDKException, ValueError) as error:
             cause = getattr(error, "cause", None)
             if isinstance(cause, PyMongoError) and not isinstance(cause, OperationFailure):

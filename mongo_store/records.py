@@ -12,8 +12,10 @@ from .mapping import (
     CHECK_RESULT_FIELD,
     CHECKED_AT_FIELD,
     FAILED_AT_FIELD,
+    FAILING_SINCE_FIELD,
     FAILURES_FIELD,
     REFRESHED_FIELD,
+    RETRY_FIELD,
     STARTED_FIELD,
     date_to_expiry,
     document_to_token,
@@ -62,7 +64,8 @@ def record_to_token(record: dict[str, Any]) -> OAuthToken:
 
 
 VIEW_DATES = {"expires_at": "expiry_time", "last_refreshed_at": REFRESHED_FIELD, "refresh_started_at": STARTED_FIELD,
-              "last_refresh_failure_at": FAILED_AT_FIELD, "last_check_at": CHECKED_AT_FIELD,
+              "last_refresh_failure_at": FAILED_AT_FIELD, "refresh_failing_since": FAILING_SINCE_FIELD,
+              "refresh_retry_at": RETRY_FIELD, "last_check_at": CHECKED_AT_FIELD,
               "created_at": "created_at", "updated_at": "updated_at"}
 """Dates a person sees, by their shown name and stored field."""
 

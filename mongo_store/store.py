@@ -16,6 +16,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NoReturn, TypeVar
 
@@ -27,30 +28,31 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .connection import check_names, open_client, resolve_uri
 from .crypto import BLIND_FIELDS, KEY_ENV, KEY_ID_FIELD, Cipher, check_found, open_or_refuse
-from .errors import conflict_field, raise_store_error, redact, store_error
+from .errors import conflict_field, raise_store_error, redact, sentence, store_error
 from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying
 from .indexes import ensure_indexes
-from .lease import coordinate, needs_refresh, utcnow
+from .lease import Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
 from .mapping import (
     CLEARED_BY_SAVE,
-    LEASE_FIELD,
+    REFRESH_STATE,
     REFRESHED_FIELD,
     SECRET_FIELDS,
     TOKEN_FIELDS,
+    adopt,
     check_text,
-    date_to_expiry,
     document_to_token,
     fill_token,
     refuse_malformed,
     token_fields,
 )
-from .matching import is_newer, match_filter, save_filter
+from .matching import match_filter, save_guards, stored_wins
 
 log = logging.getLogger("mongo_store")
 
 DEFAULT_DATABASE = "zoho"
 DEFAULT_COLLECTION = "oauth_tokens"
-_PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD, LEASE_FIELD)}  # the lease: no extra read
+# The lease and the back-off come with every lookup: coordinating a refresh needs no extra read.
+_PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD, *REFRESH_STATE)}
 _TOKEN_VALUES = ("access_token", "refresh_token", "grant_token")
 _REFRESHED = {"access_token", "expiry_time"}
 DURABLE = WriteConcern(w="majority", j=True)
@@ -86,6 +88,8 @@ class MongoTokenStore(TokenStore):
         write_concern: WriteConcern | None = None,
         refresh_lease: float = 10.0,
         refresh_wait: float = 12.0,
+        refresh_backoff: float = 30.0,
+        refresh_backoff_max: float = 300.0,
         encryption_key: str | bytes | None = None,
         old_encryption_keys: Sequence[str | bytes] | None = None,
     ) -> None:
@@ -97,17 +101,23 @@ class MongoTokenStore(TokenStore):
         primary (an election) or its connection broke is tried again for up to ``failover_wait``.
         Writes use ``write_concern`` (default: majority, journaled), also on a client passed in.
         ``refresh_lease`` (seconds; 0 turns coordination off) is how long one worker may take to
-        refresh a token the others wait for; ``refresh_wait`` bounds how long they wait.
+        refresh a token the others wait for; ``refresh_wait`` bounds how long they wait. After a
+        failed refresh, callers fail at once and one is let through per back-off window:
+        ``refresh_backoff`` seconds, doubling after each failure up to ``refresh_backoff_max``.
         ``encryption_key`` (else ``ZOHO_MONGO_ENCRYPTION_KEY``) turns on encryption at rest;
         ``old_encryption_keys`` (else ``ZOHO_MONGO_OLD_ENCRYPTION_KEYS``) still open during a rotation.
         """
         for name, value in (("server_selection_timeout", server_selection_timeout), ("socket_timeout", socket_timeout),
-                            ("failover_wait", failover_wait), ("refresh_wait", refresh_wait)):
+                            ("failover_wait", failover_wait), ("refresh_wait", refresh_wait),
+                            ("refresh_backoff", refresh_backoff), ("refresh_backoff_max", refresh_backoff_max)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise store_error(f"{name} must be a positive number of seconds")
         if isinstance(refresh_lease, bool) or not isinstance(refresh_lease, (int, float)) or refresh_lease < 0:
             raise store_error("refresh_lease must be 0 (off) or a positive number of seconds")
+        if refresh_backoff_max < refresh_backoff:
+            raise store_error("refresh_backoff_max must be at least refresh_backoff")
         self.refresh_lease, self.refresh_wait = float(refresh_lease), float(refresh_wait)
+        self.backoff = Backoff(float(refresh_backoff), float(refresh_backoff_max))
         self.failover_wait, self.socket_timeout = float(failover_wait), float(socket_timeout)
         if write_concern is None:
             write_concern = DURABLE
@@ -142,39 +152,68 @@ class MongoTokenStore(TokenStore):
     def find_token(self, token: OAuthToken) -> OAuthToken | None:
         """Fill ``token``'s missing values from the stored token it matches, and return it."""
         query = match_filter(token_fields(token))
-        document = self._coordinated(self._find_raw(query))
-        return None if document is None else fill_token(token, self.open_document(document, found_by=query))
+        document = self._find_raw(query)
+        # A token with an id reaches find_token only outside a request (the SDK's get_token asks
+        # find_token_by_id for those; its revoke() asks here): it is read as it is, never leased.
+        document, lease = (document, None) if query is not None and "_id" in query else self._coordinated(document)
+        if document is None:
+            return None
+        return self._watched(fill_token(token, self.open_document(document, found_by=query)), document, lease)
 
     def save_token(self, token: OAuthToken) -> None:
         """Insert or update the matching document in one atomic upsert, then complete ``token``.
 
-        A token with nothing to match by is inserted under a new id. A token that carries no
-        access, refresh or grant token only updates a stored one; with none stored it is refused.
+        A token with nothing to match by is inserted under a new id. A token with an id only updates
+        the stored token of that id: a token deleted meanwhile (a logout while its refresh was in
+        flight) stays deleted, and the save is refused. Newer values win (``matching.save_guards``):
+        the caller's token is then given the stored ones. A token that carries no access, refresh or
+        grant token only updates a stored one; with none stored it is refused.
         """
+        self._save(token, restore=False)
+
+    def restore_token(self, token: OAuthToken) -> None:
+        """``save_token`` for tools that put tokens back from elsewhere (an import, a backup): a token
+        with an id is inserted under it when no stored token has it, and its refresh token replaces
+        the stored one."""
+        self._save(token, restore=True)
+
+    def _save(self, token: OAuthToken, *, restore: bool) -> None:
         fields = token_fields(token)
         match = match_filter(fields)
         insertable = any(key in fields for key in _TOKEN_VALUES)
         if not insertable and match is None:
             raise store_error("cannot save a token that has no id, user name, access, refresh or grant token")
+        by_id = "_id" in fields and not restore
+        rules = _Rules(by_id=by_id, new_login=not by_id and "refresh_token" in fields
+                       and "refresh_token" not in (match or {}))
         new_id = fields.get("_id") or new_token_id()  # drawn once: a retried save reuses it
-        document = self.call("save the token", lambda: self._upsert(fields, match, insertable, new_id),
-                             write=True, unknown_outcome=_SAVE_AGAIN)
+        document, stored_won = self.call("save the token", lambda: self._upsert(fields, match, insertable and not by_id,
+                                                                                new_id, rules),
+                                         write=True, unknown_outcome=_SAVE_AGAIN)
         if document is None:
+            if by_id:
+                raise store_error(f"no stored token has id {fields['_id']!r} (deleted, or never stored): the token "
+                                  "must be authorized again (a new grant token)")
             raise store_error(
                 "no stored token matches this one, and it has no access, refresh or grant token to store"
             )
-        if is_newer(document, fields):  # a newer access token was stored meanwhile: it stays, and wins
-            token.set_access_token(document.get("access_token"))
-            token.set_expires_in(date_to_expiry(document["expiry_time"]))
-        fill_token(token, document)
+        if stored_won:  # newer values were stored meanwhile: they stay, and the caller goes on with them
+            adopt(token, document)
+        else:
+            fill_token(token, document)
         log.debug("saved token %s", document["_id"])
 
-    def find_token_by_id(self, id: str) -> OAuthToken | None:
-        """The stored token with this id, as a complete OAuthToken, or None."""
+    def find_token_by_id(self, id: str) -> OAuthToken:
+        """The stored token with this id, as a complete OAuthToken. An unknown (or deleted) id
+        raises, as in the SDK's own stores: the SDK then asks Zoho nothing."""
         token_id = check_text("id", id, required=True)
         document = self.call("find the token by id", lambda: self._tokens(reading=True).find_one({"_id": token_id}, projection=_PROJECTION))
-        document = self._coordinated(document)
-        return None if document is None else document_to_token(self.open_document(document))
+        if document is None:
+            raise store_error(f"no stored token has id {token_id!r}: it was deleted, or never stored")
+        document, lease = self._coordinated(document)
+        if document is None:
+            raise store_error(f"the token {token_id!r} was deleted")
+        return self._watched(document_to_token(self.open_document(document)), document, lease)
 
     def get_tokens(self) -> list[OAuthToken]:
         """Every stored token. Reads the whole collection: for tools, not for request paths."""
@@ -307,14 +346,17 @@ class MongoTokenStore(TokenStore):
         """With encryption on, token values are found through their blind indexes."""
         return match if self.cipher is None else self.cipher.lookup(match)
 
-    def _upsert(self, fields: dict[str, Any], found_by: dict[str, Any] | None, insertable: bool,
-                new_id: str) -> dict[str, Any] | None:
-        """One find_one_and_update (opened). A duplicate-key error means either a newer token is
-        stored (the guard held: that document is returned) or a race the server did not retry
-        (retried once)."""
+    def _upsert(self, fields: dict[str, Any], found_by: dict[str, Any] | None, upsert: bool,
+                new_id: str, rules: _Rules) -> tuple[dict[str, Any] | None, bool]:
+        """One find_one_and_update: (the document, opened; whether it is the stored one, which won
+        against this save). A guard that held shows as nothing updated (a save by id) or as a
+        duplicate-key error (an upsert): the stored document is read then. Any other duplicate is a
+        race the server did not retry (retried once)."""
         self._tokens()
         self._refuse_plain_beside_sealed()
         tokens = self._primary
+        refresh = fields.get("refresh_token")
+        holds_refresh = None if refresh is None else self._lookup({"refresh_token": refresh})
         for round_ in (1, 2):
             if self.cipher is None:
                 match = found_by or {"_id": new_id}
@@ -335,10 +377,11 @@ class MongoTokenStore(TokenStore):
                 update["$set"] = values
             if "_id" not in match:
                 update["$setOnInsert"]["_id"] = new_id
+            guards = save_guards(match, fields, holds_refresh, by_id=rules.by_id, new_login=rules.new_login)
+            where = match | sealed_guard | ({"$and": guards} if guards else {})
             try:
                 document = tokens.find_one_and_update(
-                    save_filter(match, fields) | sealed_guard, update, upsert=insertable,
-                    projection=_PROJECTION, return_document=ReturnDocument.AFTER,
+                    where, update, upsert=upsert, projection=_PROJECTION, return_document=ReturnDocument.AFTER,
                     # The guards make the filter more than an _id lookup: name the index, so the
                     # server does not weigh other plans (the _id index always exists).
                     hint=[("_id", 1)] if set(match) == {"_id"} else None,
@@ -346,21 +389,30 @@ class MongoTokenStore(TokenStore):
             except DuplicateKeyError as error:
                 # Handled below, outside this block: an error raised in here would carry the
                 # server's message, which quotes the duplicate value, as its context.
-                conflict = redact(error)
+                conflict: BaseException | None = redact(error)
             else:
-                return None if document is None else self.open_document(document)
+                if document is not None:
+                    return self.open_document(document), False
+                if not guards:
+                    return None, False
+                conflict = None
             stored = tokens.find_one(self._lookup(match), projection=_PROJECTION)
             if stored is not None:
                 opened = self.open_document(stored)  # a sealed token this store cannot open: refused
-                if is_newer(stored, fields):
-                    log.info("kept the newer access token stored for %s", stored["_id"])
-                    return opened
-            if round_ == 1:
+                if stored_wins(opened, fields, by_id=rules.by_id, new_login=rules.new_login):
+                    log.info("kept the newer values stored for %s", stored["_id"])
+                    return opened, True
+            if conflict is None:  # nothing updated: the token is gone (or changed, and is tried again)
+                if stored is None:
+                    return None, False
+            elif round_ == 1:
                 log.info("save hit a duplicate %s; retrying once", conflict_field(conflict))
+        if conflict is None:
+            return None, False
         # Name the token in the way (mongomock's error names no field; ours names the plain one).
         holder = self.conflict(fields, (stored or {}).get("_id"))
-        where, field = (f" ({holder[0]})", holder[1]) if holder is not None else ("", conflict_field(conflict))
-        raise store_error(f"could not save the token: another stored token{where} already has this {field}", conflict)
+        where_, field = (f" ({holder[0]})", holder[1]) if holder is not None else ("", conflict_field(conflict))
+        raise store_error(f"could not save the token: another stored token{where_} already has this {field}", conflict)
 
     def conflict(self, fields: dict[str, Any], own_id: str | None) -> tuple[str, str] | None:
         """(id, field) of another stored token that holds this token's user name or refresh token,
@@ -405,12 +457,36 @@ class MongoTokenStore(TokenStore):
         sealed.pop("_id", None)
         return {"_id": document_id}, sealed
 
-    def _coordinated(self, document: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The document to hand the SDK: only a token in its refresh window is coordinated, so the
-        common lookup stays one round trip."""
+    def _coordinated(self, document: dict[str, Any] | None) -> tuple[dict[str, Any] | None, datetime | None]:
+        """(the document to hand the SDK, the refresh lease this caller holds or None): only a token
+        in its refresh window is coordinated, so the common lookup stays one round trip."""
         if document is not None:
             refuse_malformed(document)  # before its dates are compared
         if document is None or not self.refresh_lease or not needs_refresh(document, utcnow()):
-            return document
+            return document, None
         return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait,
                           run=lambda work: self.call("coordinate the token refresh", work, write=True))
+
+    def _watched(self, token: OAuthToken, document: dict[str, Any], lease: datetime | None) -> OAuthToken:
+        """The token handed to the SDK; when this caller holds the refresh lease, a refresh that
+        fails is recorded at once (``lease.record_failure``), so nobody waits for the lease to lapse."""
+        if lease is not None:
+            watch(token, lambda: self._record_failure(document, lease))
+        return token
+
+    def _record_failure(self, document: dict[str, Any], lease: datetime) -> None:
+        try:
+            self.call("record the failed refresh", lambda: record_failure(self._tokens(), document, lease, self.backoff),
+                      write=True)
+        except SDKException as error:  # the lease lapses by itself, and then counts as failed
+            log.warning("could not record the failed refresh of %s: %s", document["_id"], sentence(error))
+        else:
+            log.info("the refresh of token %s failed; callers back off", document["_id"])
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """How a save relates to what is stored (see ``matching.save_guards``)."""
+
+    by_id: bool
+    new_login: bool

@@ -22,7 +22,8 @@ from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from . import admin
 from .errors import CODE as STORE_ERROR_CODE
-from .lease import needs_refresh, utcnow
+from .errors import sentence
+from .lease import RefreshFailing, needs_refresh, utcnow
 from .mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, STARTED_FIELD, check_text, malformed
 from .store import MongoTokenStore
 
@@ -122,6 +123,8 @@ def _ask_zoho(store: MongoTokenStore, token_id: str, env: Any) -> str:
             answer = error.args[1] if len(error.args) > 1 else None  # SDKException(code, message)
             if error.code == Constants.INVALID_TOKEN_ERROR and isinstance(answer, str) and answer:
                 return answer  # Zoho's answer to the refresh: invalid_code, invalid_client...
+            if isinstance(error, RefreshFailing):  # backing off: Zoho is not asked again before the window ends
+                raise ZohoError(sentence(error)) from None
             if error.code == STORE_ERROR_CODE:  # the store failed: not a question for Zoho
                 raise
             cause = getattr(error, "cause", None)  # requests' error names the URL: the type says enough

@@ -30,7 +30,8 @@ def mongo_uri() -> Iterator[str]:
         yield os.environ["MONGODB_URI"]
         return
     require_mongod()
-    with EmbeddedMongod() as server:
+    # Test commands on: a test may make the server fail a command on purpose (failCommand).
+    with EmbeddedMongod(parameters={"enableTestCommands": "1"}) as server:
         yield server.uri
 
 

@@ -83,7 +83,9 @@ def test_a_refresh_token_zoho_rejects_makes_the_token_failing(env: MongoTokenSto
     assert zoho.requests == Counter({"refused refresh": 1})
     document = env.collection.find_one({"_id": token_id})
     assert document[CHECK_ERROR_FIELD] == "invalid_code" and document[CHECK_RESULT_FIELD] == "invalid_code"
-    assert admin.health_of(document) == ("failing", "the last check failed: invalid_code")
+    state, why = admin.health_of(document)  # the refused refresh is recorded at once, with its back-off
+    assert state == "failing" and why.startswith("1 failed refresh(es) since the last save")
+    assert why.endswith("the last check failed: invalid_code") and "until the next attempt in" in why
     # At once again: no second refresh (Zoho's limit of 10 access tokens per 10 minutes).
     code, out, _ = run("check", "--health", "failing", *accounts(zoho))
     assert code == 1 and "a refresh started under a minute ago" in out

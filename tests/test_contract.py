@@ -131,7 +131,16 @@ def test_misses_return_none(store: MongoTokenStore) -> None:
     assert store.find_token(oauth(None, refresh_token=secret("refresh"))) is None
     # Nothing to match by (client id alone): FileStore matches nothing, and so do we.
     assert store.find_token(oauth(None, client=False, access_token="a", client_id="c")) is None
-    assert store.find_token_by_id("no-such-id") is None
+
+
+def test_an_unknown_id_raises_as_in_the_sdks_own_stores(store: MongoTokenStore) -> None:
+    """FileStore and DBStore raise TOKEN_STORE for an id they do not hold: with None, the SDK would
+    go on to exchange a grant token it does not have."""
+    store.save_token(full(ALICE))
+    with pytest.raises(SDKException) as unknown:
+        store.find_token_by_id("no-such-id")
+    assert unknown.value.code == "TOKEN_STORE"
+    assert "no stored token has id 'no-such-id'" in str(unknown.value) and "deleted" in str(unknown.value)
 
 
 def test_second_save_updates_the_same_document(store: MongoTokenStore) -> None:
@@ -220,7 +229,8 @@ def test_get_tokens_and_delete(store: MongoTokenStore) -> None:
     assert listed == {token.get_id(): values(token) for token in tokens}
 
     store.delete_token(tokens[0].get_id())
-    assert store.find_token_by_id(tokens[0].get_id()) is None
+    with pytest.raises(SDKException, match="no stored token has id"):
+        store.find_token_by_id(tokens[0].get_id())
     assert stored(store) == 2
     with pytest.raises(SDKException) as unknown:
         store.delete_token(tokens[0].get_id())
@@ -258,7 +268,6 @@ def test_a_fresh_store_may_start_with_a_lookup(client: object, database_name: st
     """A lookup creates the indexes when a primary is known; without one (still discovering the
     set, or in an election) it goes on, and the first save creates them."""
     store = MongoTokenStore(client=client, database=database_name)
-    assert store.find_token_by_id("nothing-yet") is None
     assert store.find_token(oauth(ALICE, client=False)) is None
     store.save_token(full(ALICE))
     assert "user_name_unique" in store.collection.index_information()

@@ -207,7 +207,7 @@ def test_delete_one_asks_first_and_is_audited(store: MongoTokenStore) -> None:
     assert store.find_token_by_id(victim) is not None
     at.button(key="delete_one").click().run()
     at.button(key="confirm_delete").click().run()
-    assert store.find_token_by_id(victim) is None and store.collection.count_documents({}) == 4
+    assert store.collection.find_one({"_id": victim}) is None and store.collection.count_documents({}) == 4
     assert at.toast[0].value == markdown_plain("Deleted 1 token(s).")  # a toast renders Markdown: plain text
     at.sidebar.radio(key="page").set_value("Audit").run()
     audit = at.dataframe[0].value

@@ -13,6 +13,7 @@ import pytest
 from pymongo import MongoClient, monitoring
 from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore
 
@@ -85,12 +86,23 @@ def test_every_query_shape_uses_an_index(mongo_uri: str, database_name: str) -> 
         store.find_token(oauth("expiring@example.com:1", client=False))  # takes the lease
         store.refresh_wait = 0.2
         store.find_token_by_id(expiring.get_id())  # waits, polls, gives up: bounded
+        refused = full("refused@example.com:1", expires_in="1000")
+        store.save_token(refused)
+        holder = store.find_token_by_id(refused.get_id())  # takes the lease; its refresh fails:
+        with pytest.raises(SDKException):
+            holder.refresh_access_token(holder, "http://127.0.0.1:9/oauth/v2/token")  # recorded (an update)
+        with pytest.raises(SDKException, match="keeps failing"):
+            store.find_token_by_id(refused.get_id())  # backing off
+        relogin = full("alice@example.com:1")  # a new login: another refresh token, by user name
+        store.save_token(relogin)
+        saved.set_access_token(secret("access"))
+        store.save_token(saved)  # the old session's late save by id: the newer login stays
         store.get_tokens()
         store.delete_token(saved.get_id())
         store.delete_tokens()
 
         shapes = [command for command in recorder.commands if not scans_everything(command)]
-        assert {command_name(c) for c in shapes} == {"find", "findAndModify", "delete"}
+        assert {command_name(c) for c in shapes} == {"find", "findAndModify", "update", "delete"}
         assert len(shapes) >= 15
         for command in shapes:
             plan = client[database_name].command({"explain": command, "verbosity": "queryPlanner"})

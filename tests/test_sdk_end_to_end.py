@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fake_zoho import USER_NAME, FakeZoho
@@ -87,17 +87,19 @@ def test_the_sdk_lifecycle_on_the_store(store: MongoTokenStore, tmp_path: Path) 
         assert by_id.remove() is False
 
 
-def test_a_refresh_zoho_refuses_makes_the_token_failing_through_the_lease(store: MongoTokenStore, tmp_path: Path) -> None:
-    """The real SDK, a refresh token Zoho no longer honours: each attempt takes the lease and never
-    saves; once the lease lapses the token is failing, and the next attempt counts the failure."""
+def test_a_refresh_zoho_refuses_is_recorded_at_once_and_backs_off(store: MongoTokenStore, tmp_path: Path) -> None:
+    """The real SDK, a refresh token Zoho no longer honours: the store sees the SDK's refresh fail
+    (on every SDK line), records it at once and backs off; within the window the next attempt
+    fails without asking Zoho, after it one attempt goes through, and the window grows."""
     import time
 
     import pytest
     from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
     from mongo_store import admin
+    from mongo_store.lease import Backoff, RefreshFailing
 
-    store.refresh_lease, store.refresh_wait = 0.5, 0.1
+    store.backoff = Backoff(0.4, 0.8)
     client_secret = secret("clientsecret")
     with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, client_secret) as zoho:
         token = OAuthToken(client_id=CLIENT_ID, client_secret=client_secret, refresh_token=secret("refused"),
@@ -105,15 +107,19 @@ def test_a_refresh_zoho_refuses_makes_the_token_failing_through_the_lease(store:
         token.set_expires_in("1000")  # long lapsed
         token.set_api_domain(zoho.url)
         store.save_token(token)
-        by_id = OAuthToken(id=token.get_id())
-        with pytest.raises(SDKException):
-            initialize(zoho, by_id, store, tmp_path)  # the SDK's refresh is refused
-        assert zoho.requests["refused refresh"] == 1
-        time.sleep(0.6)
+        with pytest.raises(SDKException) as first:
+            initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)  # the SDK's refresh is refused
+        assert not isinstance(first.value, RefreshFailing) and zoho.requests["refused refresh"] == 1
         document = store.collection.find_one({})
-        assert admin.health_of(document)[0] == "failing" and "lapsed" in admin.health_of(document)[1]
-        with pytest.raises(SDKException):
-            initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
-        document = store.collection.find_one({})
-        assert document["refresh_failures"] == 1 and zoho.requests["refused refresh"] == 2
+        assert document["refresh_failures"] == 1 and "refresh_lease" not in document
         assert admin.health_of(document)[0] == "failing"
+        with pytest.raises(RefreshFailing):  # inside the window: at once, and Zoho is not asked
+            initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
+        assert zoho.requests["refused refresh"] == 1
+        time.sleep(0.45)
+        with pytest.raises(SDKException):  # the window has passed: one attempt goes to Zoho
+            initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
+        assert zoho.requests["refused refresh"] == 2
+        document = store.collection.find_one({})
+        assert document["refresh_failures"] == 2
+        assert document["refresh_retry_at"] - document["last_refresh_failure_at"] == timedelta(seconds=0.8)

@@ -360,7 +360,7 @@ def test_an_export_with_secrets_is_private_and_never_overwrites(dashboard_env: M
 
 def test_stored_values_cannot_forge_cli_lines_or_render_as_markdown(dashboard_env: MongoTokenStore) -> None:
     forged = "x@example.com:1\nFAKE\tROW\x1b[31m"
-    dashboard_env.save_token(full(forged, id="[click](https://evil.test)"))
+    dashboard_env.restore_token(full(forged, id="[click](https://evil.test)"))
     code, out, _ = run("list")
     assert code == 0 and "\x1b" not in out and "\nFAKE" not in out and len(out.splitlines()) == 3
     at = sign_in(AppTest.from_file(APP, default_timeout=30).run())
