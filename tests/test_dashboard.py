@@ -427,9 +427,12 @@ def test_check_and_revoke_from_the_dashboard(store: MongoTokenStore, monkeypatch
         assert at.toast[0].value.startswith(markdown_plain("Revoked at 127.0.0.1:"))
         assert store.collection.count_documents({}) == 0
         assert zoho.requests == Counter(users=1, revoke=2)
-        checked, revoked = store.collection.database["dashboard_audit"].find({}).sort("at", 1)
+        checked, refused, revoked = store.collection.database["dashboard_audit"].find({}).sort("at", 1)
         assert (checked["action"], checked["results"]) == ("check", [f"{token.get_id()}: ok"])
-        assert revoked["action"] == "revoke" and revoked["who"] == "Olga Operator"
+        assert (refused["action"], refused["outcome"], refused["deleted"]) == ("revoke", "not revoked", None)
+        assert refused["reason"].endswith("did not revoke the refresh token")
+        assert (revoked["action"], revoked["outcome"], revoked["deleted"]) == ("revoke", "revoked and deleted", 1)
+        assert revoked["who"] == "Olga Operator" and revoked["user_names"] == ["zed@example.com:1"]
 
 
 def test_the_delete_confirmation_says_what_a_delete_does_not_do(store: MongoTokenStore) -> None:

@@ -327,5 +327,6 @@ def audit_page(conn: data.Connection, settings: Settings, operator: Operator) ->
     rows = [{"when (UTC)": e.get("at"), "who": str(e.get("who")), "action": str(e.get("action")),
              "deleted": e.get("deleted"), "ids": ", ".join(map(str, e.get("ids") or [])),
              "user names": ", ".join(map(str, e.get("user_names") or [])),
-             "results": ", ".join(map(str, e.get("results") or []))} for e in entries]
+             "results": ", ".join(map(str, e.get("results") or [])),
+             "outcome": "; ".join(str(e[k]) for k in ("outcome", "reason") if e.get(k))} for e in entries]
     st.dataframe(pd.DataFrame(rows), hide_index=True)

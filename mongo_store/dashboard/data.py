@@ -13,6 +13,7 @@ from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.collection import Collection
+from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .. import admin
 from ..errors import store_error
@@ -21,7 +22,7 @@ from ..lease import utcnow
 from ..mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
 from ..records import view
 from ..store import MongoTokenStore
-from ..zoho import Checked
+from ..zoho import Checked, ZohoError
 from ..zoho import check as check_at_zoho
 from ..zoho import revoke as revoke_at_zoho
 from .settings import Settings
@@ -128,11 +129,14 @@ def check(connection: Connection, token_id: str, who: str, accounts_url: str | N
 
 
 def revoke(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> str:
-    """Revoke the refresh token at Zoho, then delete the token (audited as ``revoke``); returns the
-    accounts server's host. A failure at Zoho raises ``zoho.ZohoError`` and deletes nothing."""
-    host = revoke_at_zoho(connection.store, token_id, accounts_url)
-    with connection.store.guard("delete the revoked token"):
-        admin.audited_delete(connection.tokens, connection.audit, [token_id], who, action="revoke")
+    """Revoke the refresh token at Zoho, then delete the token, audited before Zoho is called and
+    with its outcome (``admin.audited_revoke``); returns the accounts server's host. A failure at
+    Zoho raises ``zoho.ZohoError`` and deletes nothing."""
+    token_id = check_text("id", token_id, required=True)
+    store = connection.store
+    host, _ = admin.audited_revoke(connection.tokens, connection.audit, token_id, who,
+                                   lambda: revoke_at_zoho(store, token_id, accounts_url),
+                                   (ZohoError, SDKException), store.guard)
     return host
 
 
