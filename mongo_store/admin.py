@@ -267,9 +267,10 @@ AUDIT_COLLECTION = "dashboard_audit"
 
 
 def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None, who: str,
-                   action: str = "delete") -> int:
+                   action: str = "delete", scope: str | None = None) -> int:
     """Delete these tokens (``None``: all of them), recording when, who, which ids and user names
-    first, and how many were deleted after. Never a secret. ``action``: ``revoke`` after a revoke."""
+    first, and how many were deleted after. Never a secret. ``action``: ``delete-filtered`` for the
+    tokens a filter matched, with ``scope`` naming the filter."""
     now = utcnow()
     if ids is None:
         entry = audit.insert_one({"at": now, "who": who, "action": "delete-all", "ids": [], "user_names": [],
@@ -278,7 +279,8 @@ def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None,
     else:
         names = [d.get("user_name") for d in tokens.find({"_id": {"$in": ids}}, {"user_name": True})]
         entry = audit.insert_one({"at": now, "who": who, "action": action, "ids": ids,
-                                  "user_names": [name for name in names if name], "deleted": None})
+                                  "user_names": [name for name in names if name], "deleted": None,
+                                  **({"scope": scope} if scope else {})})
         deleted = tokens.delete_many({"_id": {"$in": ids}}).deleted_count
     audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
     return deleted
