@@ -33,6 +33,8 @@ GRID_DEFAULT = "selection_default" in inspect.signature(st.dataframe).parameters
 """Newer Streamlit can show ticks it did not receive from the browser (a re-keyed grid's ticks)."""
 LISTED = 50
 """How many chosen tokens a confirmation lists by name before "and N more"."""
+FILTERED_LISTED = 10
+"""The same for a filtered "Delete all" (a sample: its count and filter say what it deletes)."""
 
 
 @st.cache_resource(show_spinner="Connecting to MongoDB…")
@@ -377,11 +379,11 @@ DELETE_TRUTH = ("This deletes the stored documents only. Zoho still honours thei
                 "revoke it. This cannot be undone.")
 
 
-def listed(ids: list[str], names: dict[str, str | None]) -> str:
+def listed(ids: list[str], names: dict[str, str | None], limit: int = LISTED) -> str:
     """The chosen tokens, one a line, by id and user name (plain text: ``st.text``)."""
     lines = [f"{printable(i)} · " + (printable(names[i] or "(no user name)") if i in names else "(no longer stored)")
-             for i in ids[:LISTED]]
-    return "\n".join(lines + ([f"… and {len(ids) - LISTED} more"] if len(ids) > LISTED else []))
+             for i in ids[:limit]]
+    return "\n".join(lines + ([f"… and {len(ids) - limit} more"] if len(ids) > limit else []))
 
 
 def dialog(title: str) -> Any:
@@ -414,10 +416,10 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
             if request["query"] is not None and "ids" not in request:
                 request["ids"] = data.matching_ids(conn, request["query"])  # read once: what is shown is deleted
             if request["query"] is not None:
-                names = data.user_names(conn, request["ids"][:LISTED])
+                names = data.user_names(conn, request["ids"][:FILTERED_LISTED])
                 st.text(f"Delete the {len(request['ids'])} token(s) that match the filter ({request['scope']})? "
                         f"Only the filtered set: tokens that do not match stay. To delete the whole collection, "
-                        f"clear the filters.\n{place}\n{listed(request['ids'], names)}\n\n{DELETE_TRUTH}")
+                        f"clear the filters.\n{place}\n{listed(request['ids'], names, FILTERED_LISTED)}\n\n{DELETE_TRUTH}")
             else:
                 st.text(f"Delete every token in the whole collection: all {data.token_count(conn)} of them (no "
                         f"filter is set)?\n{place}\n\n{DELETE_TRUTH}")
