@@ -423,7 +423,8 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
             else:
                 st.text(f"Delete every token in the whole collection: all {data.token_count(conn)} of them (no "
                         f"filter is set)?\n{place}\n\n{DELETE_TRUTH}")
-            typed = st.text_input(f"Type {expected} to confirm (then press Enter)", key="typed_name", on_change=touched)
+            typed = st.text_input(f"Type {markdown_plain(expected)} to confirm (then press Enter)", key="typed_name",
+                                  on_change=touched)  # a label is Markdown: the names shown as they are
             ready = typed == expected
     except SDKException as error:
         st.error(markdown_plain(sentence(error)))
