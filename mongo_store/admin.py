@@ -6,8 +6,11 @@ whole collection. Secrets are never searchable: a secret typed into a search box
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 
+from .errors import sentence
 from .lease import REFRESH_WINDOW, utcnow
 from .mapping import (
     CHECK_ERROR_FIELD,
@@ -266,9 +270,10 @@ AUDIT_COLLECTION = "dashboard_audit"
 
 
 def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None, who: str,
-                   action: str = "delete") -> int:
+                   action: str = "delete", scope: str | None = None) -> int:
     """Delete these tokens (``None``: all of them), recording when, who, which ids and user names
-    first, and how many were deleted after. Never a secret. ``action``: ``revoke`` after a revoke."""
+    first, and how many were deleted after. Never a secret. ``action``: ``delete-filtered`` for the
+    tokens a filter matched, with ``scope`` naming the filter."""
     now = utcnow()
     if ids is None:
         entry = audit.insert_one({"at": now, "who": who, "action": "delete-all", "ids": [], "user_names": [],
@@ -277,10 +282,55 @@ def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None,
     else:
         names = [d.get("user_name") for d in tokens.find({"_id": {"$in": ids}}, {"user_name": True})]
         entry = audit.insert_one({"at": now, "who": who, "action": action, "ids": ids,
-                                  "user_names": [name for name in names if name], "deleted": None})
+                                  "user_names": [name for name in names if name], "deleted": None,
+                                  **({"scope": scope} if scope else {})})
         deleted = tokens.delete_many({"_id": {"$in": ids}}).deleted_count
     audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
     return deleted
+
+
+REVOKE_ATTEMPT = "attempting the revoke at Zoho"
+"""An audited revoke's outcome until Zoho answers: an entry left so means the process stopped midway."""
+
+
+def audited_revoke(tokens: Collection, audit: Collection, token_id: str, who: str, revoke: Callable[[], str],
+                   refusals: tuple[type[BaseException], ...],
+                   guard: Callable[[str], AbstractContextManager[Any]]) -> tuple[str, int]:
+    """Revoke a token at Zoho (``revoke()`` returns the accounts host), then delete it. The audit
+    entry is written before Zoho is called and updated with each outcome, so a revoke Zoho honoured
+    stays on record even when the delete after it fails. ``refusals``: the errors that mean nothing
+    was revoked (Zoho refused or was unreachable); any other error leaves the outcome unknown.
+    ``guard(action)`` wraps each database step (the store's error handling), never the Zoho call.
+    Returns (host, how many were deleted); a failure is recorded, then raised."""
+    with guard("record the revoke in the audit log"):
+        names = [d.get("user_name") for d in tokens.find({"_id": token_id}, {"user_name": True})]
+        entry = audit.insert_one({"at": utcnow(), "who": who, "action": "revoke", "ids": [token_id],
+                                  "user_names": [name for name in names if name], "outcome": REVOKE_ATTEMPT,
+                                  "deleted": None}).inserted_id
+
+    def record(outcome: str, **more: Any) -> None:
+        with guard("record the revoke's outcome in the audit log"):
+            audit.update_one({"_id": entry}, {"$set": {"outcome": outcome, **more}})
+
+    try:
+        host = revoke()
+    except BaseException as error:
+        known = isinstance(error, refusals)
+        with contextlib.suppress(Exception):  # Zoho's answer is what the operator must see
+            record("not revoked" if known else "unknown",
+                   reason=sentence(error) if known else
+                   f"the revoke stopped ({type(error).__name__}): ask Zoho whether the token still works")
+        raise
+    record("revoked", host=host)
+    try:
+        with guard("delete the revoked token"):
+            deleted = tokens.delete_many({"_id": token_id}).deleted_count
+    except BaseException as error:
+        with contextlib.suppress(Exception):  # the server that refused the delete may refuse this too
+            record("revoked, not deleted", reason=f"the delete failed: {sentence(error)}")
+        raise
+    record("revoked and deleted" if deleted else "revoked; it was already deleted", deleted=deleted)
+    return host, deleted
 
 
 def audited_check(audit: Collection, who: str, results: dict[str, str]) -> None:

@@ -218,13 +218,17 @@ def cmd_revoke(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
                        "grant token. Type 'revoke' to confirm: ")
         if answer.strip() != "revoke":
             raise Failure("not confirmed; nothing revoked")
-    try:
+
+    def at_zoho() -> str:
         host = revoke(store, token_id, args.accounts_url)
+        print(f"revoked the refresh token at {host}", file=out, flush=True)  # seen even if the delete fails
+        return host
+
+    try:  # audited before Zoho is called, then with the outcome
+        _, deleted = admin.audited_revoke(store.collection, audit_log(store), token_id, actor(args), at_zoho,
+                                          (ZohoError, SDKException), store.guard)
     except ZohoError as error:
         raise Failure(f"{error}; the token is left in the store") from None
-    print(f"revoked the refresh token at {host}", file=out, flush=True)
-    with store.guard("delete the revoked token"):
-        deleted = admin.audited_delete(store.collection, audit_log(store), [token_id], actor(args), action="revoke")
     print(f"deleted {printable(token_id)}" if deleted else f"{printable(token_id)} was already deleted", file=out)
     return 0
 

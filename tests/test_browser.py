@@ -151,3 +151,132 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
             grid, 18 - size["width"] // 2, 35 + 35 * row + 17 - size["height"] // 2).click().perform()
         time.sleep(1.5)
     assert wait_for(browser, "button", "Delete ticked rows").is_enabled()
+
+
+def sign_in_fresh(browser: object, demo: str) -> None:
+    """A new page load: a new Streamlit session, signed in, on the Tokens page."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(demo)
+    wait_for(browser, "input[type='password']")
+    browser.find_element(By.CSS_SELECTOR, "input[aria-label^='Your name']").send_keys("Browser Test")
+    browser.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys("demo")
+    wait_for(browser, "button", "Sign in").click()
+    wait_for(browser, "[data-testid='stMetric']", "Tokens")
+    wait_for(browser, "[data-testid='stSidebar'] label", "Tokens").click()
+    wait_for(browser, "[data-testid='stDataFrame']")
+    wait_for(browser, "button", "Delete all")
+
+
+def dialogs(browser: object) -> list[object]:
+    from selenium.webdriver.common.by import By
+
+    return [d for d in browser.find_elements(By.CSS_SELECTOR, "[role='dialog']") if d.is_displayed()]
+
+
+def no_dialog_for(browser: object, seconds: float) -> None:
+    """No dialog shows up within ``seconds`` (a rerun reopening a dismissed one takes well under that)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if dialogs(browser):
+            ARTIFACTS.mkdir(exist_ok=True)
+            browser.save_screenshot(str(ARTIFACTS / "browser-failure.png"))
+            raise AssertionError(f"a dialog came back: {dialogs(browser)[0].text!r}")
+        time.sleep(0.3)
+
+
+def click(browser: object, element: object) -> None:
+    """Click an element scrolled to the middle of the window (Streamlit's header covers the top)."""
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    time.sleep(0.3)
+    element.click()
+
+
+def choose(browser: object, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``, as a person does (open it, click the option)."""
+    box = wait_for(browser, "[data-testid='stSelectbox']", label)
+    from selenium.webdriver.common.by import By
+
+    click(browser, box.find_element(By.CSS_SELECTOR, "input"))
+    wait_for(browser, "[role='option']", option).click()
+    time.sleep(1.5)
+
+
+def test_a_dismissed_dialog_stays_closed_and_forgets_what_was_typed(demo: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    sign_in_fresh(browser, demo)
+    click(browser, wait_for(browser, "button", "Delete all"))
+    [dialog] = [wait_for(browser, "[role='dialog']", "whole collection")]
+    typed = dialog.find_element(By.CSS_SELECTOR, "input[aria-label^='Type ']")
+    label = wait_for(browser, "[role='dialog'] [data-testid='stWidgetLabel']", "to confirm").text
+    name = label.removeprefix("Type ").split(" to confirm")[0]  # as rendered: plain text
+    assert name == "zoho_demo.oauth_tokens", name
+    assert not wait_for(browser, "[role='dialog'] button", "Delete").is_enabled()  # nothing typed yet
+    typed.send_keys(name, Keys.ENTER)
+    time.sleep(1.5)
+    assert wait_for(browser, "[role='dialog'] button", "Delete").is_enabled()
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dialog-armed.png"))
+    typed.send_keys(Keys.ESCAPE)  # dismissed with Esc, one click from deleting everything
+    time.sleep(1.5)
+    assert not dialogs(browser)
+    choose(browser, "Data center", "zohoapis.eu")  # the unrelated click that used to reopen it
+    no_dialog_for(browser, 4)
+    wait_for(browser, "[data-testid='stMarkdownContainer']", "tokens")
+    browser.save_screenshot(str(ARTIFACTS / "dialog-dismissed-stays-closed.png"))
+    click(browser, wait_for(browser, "button", "Delete all"))  # opened again: filtered, and nothing typed
+    dialog = wait_for(browser, "[role='dialog']", "that match the filter (data center: https://www.zohoapis.eu)")
+    assert dialog.find_element(By.CSS_SELECTOR, "input[aria-label^='Type ']").get_attribute("value") == ""
+    browser.save_screenshot(str(ARTIFACTS / "dialog-delete-filtered.png"))
+    dialog.find_element(By.CSS_SELECTOR, "button[aria-label='Close']").click()  # dismissed with ×
+    time.sleep(1.5)
+    assert not dialogs(browser)
+
+    # The revoke dialog of one token never comes back while another one is inspected.
+    click(browser, wait_for(browser, "button", "Revoke at Zoho"))
+    wait_for(browser, "[role='dialog']", "Revoke this token at Zoho")
+    wait_for(browser, "[role='dialog'] button[aria-label='Close']").click()
+    time.sleep(1.5)
+    assert not dialogs(browser)
+    inspect = wait_for(browser, "[data-testid='stSelectbox']", "Inspect a token")
+    click(browser, inspect.find_element(By.CSS_SELECTOR, "input"))
+    browser.find_elements(By.CSS_SELECTOR, "[role='option']")[1].click()
+    no_dialog_for(browser, 4)
+
+
+def test_ticks_stay_with_their_tokens_and_clear_after_the_delete(demo: str, browser: object) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    sign_in_fresh(browser, demo)
+    choose(browser, "Sort by", "User name")
+    wait_for(browser, "[data-testid='stDataFrame']")
+    grid = browser.find_element(By.CSS_SELECTOR, "[data-testid='stDataFrame']")
+    size = grid.size
+    for row in (0, 2):  # the marker column's centre, 35-px rows under a 35-px header; offsets from the centre
+        ActionChains(browser).move_to_element_with_offset(
+            grid, 18 - size["width"] // 2, 35 + 35 * row + 17 - size["height"] // 2).click().perform()
+        time.sleep(1.5)
+    line = wait_for(browser, "[data-testid='stText']", "Ticked: 2 token(s)").text
+    names = line.split(": ", 2)[2].split(", ")
+    assert len(names) == 2 and all("@" in name for name in names), line
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "ticks-before-reorder.png"))
+    click(browser, wait_for(browser, "label", "Descending"))  # every row moves
+    time.sleep(2)
+    browser.save_screenshot(str(ARTIFACTS / "ticks-after-reorder.png"))
+    # The same two tokens, by name, now on another page: nothing else got ticked.
+    moved = wait_for(browser, "[data-testid='stText']", "Ticked: 2 token(s)").text
+    assert moved.endswith(", ".join(names)) and "not on this page" in moved, moved
+    click(browser, wait_for(browser, "button", "Delete ticked rows"))
+    dialog = wait_for(browser, "[role='dialog']", "Delete 2 token(s)")
+    assert all(name in dialog.text for name in names), dialog.text
+    browser.save_screenshot(str(ARTIFACTS / "ticks-confirmation.png"))
+    wait_for(browser, "[role='dialog'] button", "Delete").click()
+    wait_for(browser, "[data-testid='stToast']", "Deleted 2 token(s)")
+    time.sleep(1.5)
+    assert not [t for t in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stText']") if "Ticked:" in t.text]
+    assert not wait_for(browser, "button", "Delete ticked rows").is_enabled()
+    browser.save_screenshot(str(ARTIFACTS / "ticks-cleared.png"))

@@ -216,17 +216,27 @@ def test_delete_one_asks_first_and_is_audited(store: MongoTokenStore) -> None:
     assert_no_secret(at, tokens)
 
 
+def tick(at: AppTest, *ids: str) -> AppTest:
+    """Tick these tokens' rows in the grid as the browser shows it (AppTest cannot click a grid):
+    the grid's state, by row position, as a tick in its row markers sends it."""
+    key, shown, _ = at.session_state["grid_shown"]
+    at.session_state[key] = {"selection": {"rows": [shown.index(i) for i in ids], "columns": [], "cells": []}}
+    return at.run()
+
+
+def dialog_text(at: AppTest) -> str:
+    return "\n".join(text.value for text in at.text)
+
+
 def test_delete_selected_rows(store: MongoTokenStore) -> None:
     tokens = seed(store, 6)
     at = on_tokens_page(signed_in())
-    order = list(at.dataframe[0].value["id"])
     chosen = [tokens[0].get_id(), tokens[4].get_id()]
-    ticked = {"selection": {"rows": [order.index(i) for i in chosen], "columns": [], "cells": []}}
-    at.session_state["grid"] = ticked
-    at.run()  # as a tick in the grid's row markers does (AppTest cannot click a grid)
+    tick(at, *chosen)
     assert not at.button(key="delete_selected").disabled
-    at.session_state["grid"] = ticked  # the browser sends the grid's state with every rerun; 1.42's AppTest does not
     at.button(key="delete_selected").click().run()
+    text = dialog_text(at)  # the confirmation names the people behind the ids, as plain text
+    assert f"{chosen[0]} · user00@example.com:1" in text and f"{chosen[1]} · user04@example.com:1" in text
     at.button(key="confirm_delete").click().run()
     assert store.collection.count_documents({"_id": {"$in": chosen}}) == 0
     assert store.collection.count_documents({}) == 4
@@ -234,22 +244,171 @@ def test_delete_selected_rows(store: MongoTokenStore) -> None:
     assert sorted(entry["ids"]) == sorted(chosen) and entry["who"] == "Olga Operator"
     assert sorted(entry["user_names"]) == ["user00@example.com:1", "user04@example.com:1"]
     assert not any(secret in str(entry) for t in tokens for f in SECRET_FIELDS for secret in [values(t)[f]])
+    assert at.session_state["ticked"] == [] and at.button(key="delete_selected").disabled  # cleared after
 
 
-def test_delete_all_needs_the_collection_name(store: MongoTokenStore) -> None:
+def test_ticks_stay_with_their_tokens_through_reorders_inserts_and_deletes(store: MongoTokenStore) -> None:
+    """Ticks are token ids: after a re-order, an insert before them and a delete of another row,
+    "Delete ticked rows" still offers exactly the ticked tokens, by name."""
+    tokens = seed(store, 6)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="sort").set_value("User name").run()
+    chosen = [tokens[1].get_id(), tokens[2].get_id()]
+    tick(at, *chosen)
+    at.toggle(key="descending").set_value(True).run()  # every row moves
+    assert at.dataframe[0].value["user_name"].iloc[0] == "user05@example.com:1"
+    store.save_token(full("aaa-first@example.com:1"))  # an insert (sorts before them when ascending)
+    at.toggle(key="descending").set_value(False).run()
+    victim = tokens[0].get_id()
+    at.selectbox(key="inspect").set_value(victim).run()
+    at.button(key="delete_one").click().run()
+    at.button(key="confirm_delete").click().run()  # a delete of another row
+    assert store.find_token_by_id(victim) is None
+    assert at.session_state["ticked"] == chosen
+    assert "Ticked: 2 token(s): user01@example.com:1, user02@example.com:1" in dialog_text(at)
+    _, shown, rows = at.session_state["grid_shown"]
+    assert sorted(shown[row] for row in rows) == sorted(chosen)  # the grid shows them ticked where they now are
+    at.button(key="delete_selected").click().run()
+    text = dialog_text(at)
+    assert "Delete 2 token(s)" in text and "user01@example.com:1" in text and "user02@example.com:1" in text
+    assert "user03" not in text and "aaa-first" not in text
+    at.button(key="confirm_delete").click().run()
+    assert store.collection.count_documents({"_id": {"$in": chosen}}) == 0 and store.collection.count_documents({}) == 4
+    assert at.session_state["ticked"] == [] and at.button(key="delete_selected").disabled
+    assert "Ticked:" not in dialog_text(at)
+
+
+def test_clear_ticks(store: MongoTokenStore) -> None:
+    tokens = seed(store, 3)
+    at = on_tokens_page(signed_in())
+    tick(at, tokens[1].get_id())
+    at.button(key="clear_ticks").click().run()
+    assert at.session_state["ticked"] == [] and at.button(key="delete_selected").disabled
+
+
+def dismiss(at: AppTest) -> AppTest:
+    """What × or Esc sends on Streamlit 1.46+: the dialog's dismiss trigger, and nothing else.
+    (AppTest has no dialog element: the trigger is added to the widget states by hand.)"""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        proto = getattr(node, "proto", None)
+        if proto is not None and proto.DESCRIPTOR.name == "Block" and proto.WhichOneof("type") == "dialog" \
+                and proto.dialog.id:
+            found.append(proto.dialog.id)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    assert found, "the dialog reports no dismissal (st.dialog without on_dismiss)"
+    states = at._tree.get_widget_states()
+    trigger = states.widgets.add()
+    trigger.id, trigger.trigger_value = found[0], True
+    return at._run(states)
+
+
+def test_a_dismissed_dialog_is_disarmed_with_its_typed_text_cleared(store: MongoTokenStore) -> None:
+    from mongo_store.dashboard import app
+
+    tokens = seed(store, 6)
+    at = on_tokens_page(signed_in())
+    at.button(key="delete_all").click().run()
+    at.text_input(key="typed_name").input(f"{store.collection.database.name}.oauth_tokens").run()
+    assert not at.button(key="confirm_delete").disabled
+    if app.DIALOG_DISMISS:
+        at = dismiss(at)
+        assert at.session_state["confirm"] is None and "typed_name" not in at.session_state
+        assert not [b for b in at.button if b.key == "confirm_delete"]
+        at.button(key="delete_all").click().run()
+        assert at.text_input(key="typed_name").value == ""  # nothing typed stays typed
+        at.text_input(key="typed_name").input(f"{store.collection.database.name}.oauth_tokens").run()
+    # 1.42-1.45 report no dismissal: the next click outside the dialog disarms it, and it stays closed.
+    at.selectbox(key="domain").set_value(EU).run()
+    assert not [b for b in at.button if b.key == "confirm_delete"] and at.session_state["confirm"] is None
+    assert "typed_name" not in at.session_state and store.collection.count_documents({}) == 6
+    at.selectbox(key="domain").set_value("Any").run()
+    at.button(key="delete_all").click().run()
+    assert at.text_input(key="typed_name").value == "" and at.button(key="confirm_delete").disabled
+    # The revoke dialog of one token never comes back while another is inspected.
+    at.selectbox(key="inspect").set_value(tokens[1].get_id()).run()
+    at.button(key="revoke_one").click().run()
+    assert tokens[1].get_id() in dialog_text(at)
+    at.selectbox(key="inspect").set_value(tokens[2].get_id()).run()
+    assert not [b for b in at.button if b.key == "confirm_delete"] and at.session_state["confirm"] is None
+
+
+def test_delete_all_needs_the_name_and_says_where(store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD_ENVIRONMENT", "production")
     seed(store, 4)
     indexes = store.collection.index_information()
     at = on_tokens_page(signed_in())
     at.button(key="delete_all").click().run()
-    at.text_input(key="typed_name").input("yes please")
-    at.button(key="confirm_delete").click().run()
-    assert "does not match" in at.error[0].value and store.collection.count_documents({}) == 4
-    at.text_input(key="typed_name").input("oauth_tokens")
+    database = store.collection.database.name
+    text = dialog_text(at)
+    assert "whole collection: all 4 of them" in text
+    assert f"database {database}, collection oauth_tokens, environment production" in text
+    assert at.button(key="confirm_delete").disabled  # nothing typed yet
+    at.text_input(key="typed_name").input("oauth_tokens").run()  # the bare collection name is not enough
+    assert at.button(key="confirm_delete").disabled and store.collection.count_documents({}) == 4
+    at.text_input(key="typed_name").input(f"production/{database}.oauth_tokens").run()
+    assert not at.button(key="confirm_delete").disabled
     at.button(key="confirm_delete").click().run()
     assert store.collection.count_documents({}) == 0
     assert store.collection.index_information() == indexes
     entry = store.collection.database["dashboard_audit"].find_one({"action": "delete-all"})
     assert entry["deleted"] == 4 and entry["who"] == "Olga Operator"
+
+
+def test_delete_all_with_a_filter_deletes_only_the_filtered_set(store: MongoTokenStore) -> None:
+    tokens = seed(store, 20)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="domain").set_value(EU).run()  # 4 of 20
+    at.button(key="delete_all").click().run()
+    text = dialog_text(at)
+    assert "Delete the 4 token(s) that match the filter (data center: https://www.zohoapis.eu)" in text
+    assert "Only the filtered set" in text and "environment not named (set DASHBOARD_ENVIRONMENT)" in text
+    assert all(f"user{n:02d}@example.com:1" in text for n in (0, 5, 10, 15))
+    late = full("late@example.com:1", api_domain=EU)
+    store.save_token(late)  # matches after the dialog opened: not what the operator was shown
+    at.text_input(key="typed_name").input(f"{store.collection.database.name}.oauth_tokens").run()
+    at.button(key="confirm_delete").click().run()
+    assert store.collection.count_documents({}) == 17 and store.find_token_by_id(late.get_id()) is not None
+    entry = store.collection.database["dashboard_audit"].find_one({"action": "delete-filtered"})
+    assert (entry["deleted"], entry["scope"]) == (4, "data center: https://www.zohoapis.eu")
+    assert sorted(entry["ids"]) == sorted(t.get_id() for n, t in enumerate(tokens) if n % 5 == 0)
+
+
+def test_an_error_keeps_cancel_and_renders_as_plain_text(store: MongoTokenStore,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from mongo_store import admin
+    from mongo_store.errors import store_error
+
+    seed(store, 2)
+    hostile = "the token [click me](http://evil.example) ![x](http://evil.example/x.png) is malformed"
+
+    def refuses(*args: Any, **kwargs: Any) -> int:
+        raise store_error(hostile)
+
+    monkeypatch.setattr(admin, "audited_delete", refuses)
+    at = on_tokens_page(signed_in())
+    at.button(key="delete_one").click().run()
+    at.button(key="confirm_delete").click().run()
+    assert at.error[0].value == markdown_plain(hostile)  # no link, no remote image
+    assert [b for b in at.button if b.key == "cancel_delete"]  # Cancel is still there
+    at.button(key="cancel_delete").click().run()
+    assert at.session_state["confirm"] is None and not [b for b in at.button if b.key == "confirm_delete"]
+
+
+def test_dashboard_environment_is_parsed_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mongo_store.dashboard.settings import SettingError, Settings
+
+    monkeypatch.setenv("DASHBOARD_ENVIRONMENT", " staging-eu ")
+    assert Settings.load().environment == "staging-eu"
+    for bad in ("prod uction", "[prod](http://x)", "x" * 41, "-prod"):
+        monkeypatch.setenv("DASHBOARD_ENVIRONMENT", bad)
+        with pytest.raises(SettingError, match="DASHBOARD_ENVIRONMENT must be") as caught:
+            Settings.load()
+        assert bad not in str(caught.value)
 
 
 def test_read_only_mode_hides_every_destructive_control(store: MongoTokenStore,
@@ -272,8 +431,8 @@ def test_an_unreachable_server_is_a_message_not_a_traceback(monkeypatch: pytest.
     monkeypatch.delenv("ZOHO_DASHBOARD_DEMO", raising=False)
     at = signed_in()
     assert not at.exception
-    assert at.error[0].value.startswith("Cannot reach the token store: could not connect to MongoDB: "
-                                        "no MongoDB server reachable within 3 s")
+    assert at.error[0].value.startswith("Cannot reach the token store: " + markdown_plain(
+        "could not connect to MongoDB: no MongoDB server reachable within 3 s"))  # plain text, not Markdown
 
 
 def test_a_wrong_uri_is_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,7 +449,7 @@ def test_bad_credentials_are_a_message(secured_mongod: Any, monkeypatch: pytest.
     monkeypatch.delenv("ZOHO_DASHBOARD_DEMO", raising=False)
     at = signed_in()
     assert not at.exception
-    assert "MongoDB rejected the credentials (AuthenticationFailed)" in at.error[0].value
+    assert markdown_plain("MongoDB rejected the credentials (AuthenticationFailed)") in at.error[0].value
     assert "wr0ng-Pa55word" not in rendered_text(at)
 
 
@@ -427,9 +586,12 @@ def test_check_and_revoke_from_the_dashboard(store: MongoTokenStore, monkeypatch
         assert at.toast[0].value.startswith(markdown_plain("Revoked at 127.0.0.1:"))
         assert store.collection.count_documents({}) == 0
         assert zoho.requests == Counter(users=1, revoke=2)
-        checked, revoked = store.collection.database["dashboard_audit"].find({}).sort("at", 1)
+        checked, refused, revoked = store.collection.database["dashboard_audit"].find({}).sort("at", 1)
         assert (checked["action"], checked["results"]) == ("check", [f"{token.get_id()}: ok"])
-        assert revoked["action"] == "revoke" and revoked["who"] == "Olga Operator"
+        assert (refused["action"], refused["outcome"], refused["deleted"]) == ("revoke", "not revoked", None)
+        assert refused["reason"].endswith("did not revoke the refresh token")
+        assert (revoked["action"], revoked["outcome"], revoked["deleted"]) == ("revoke", "revoked and deleted", 1)
+        assert revoked["who"] == "Olga Operator" and revoked["user_names"] == ["zed@example.com:1"]
 
 
 def test_the_delete_confirmation_says_what_a_delete_does_not_do(store: MongoTokenStore) -> None:

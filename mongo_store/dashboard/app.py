@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +27,14 @@ HEALTH_LABELS = {"Any": None, ATTENTION_LABEL: admin.ATTENTION, "Healthy": "heal
 HEALTH_HELP = "  \n".join(f"**{state}**: {meaning}" for state, meaning in admin.HEALTH_MEANING.items())
 SORT_LABELS = {"Default (the filtered field)": None, "User name": "user", "Expiry": "expiry",
                "Last refreshed": "refreshed"}
+DIALOG_DISMISS = "on_dismiss" in inspect.signature(st.dialog).parameters
+"""Streamlit 1.46+ reruns when a dialog is dismissed (× or Esc); 1.42-1.45 close it in the browser only."""
+GRID_DEFAULT = "selection_default" in inspect.signature(st.dataframe).parameters
+"""Newer Streamlit can show ticks it did not receive from the browser (a re-keyed grid's ticks)."""
+LISTED = 50
+"""How many chosen tokens a confirmation lists by name before "and N more"."""
+FILTERED_LISTED = 10
+"""The same for a filtered "Delete all" (a sample: its count and filter say what it deletes)."""
 
 
 @st.cache_resource(show_spinner="Connecting to MongoDB…")
@@ -52,9 +62,11 @@ def main() -> None:
     try:
         conn = connection(settings)
     except SDKException as error:
-        st.error(f"Cannot reach the token store: {sentence(error)}. Check MONGODB_URI, the credentials and "
+        st.error(f"Cannot reach the token store: {markdown_plain(sentence(error))}. Check MONGODB_URI, the credentials and "
                  "that the server is running.")
         return
+    if not st.session_state.pop("dialog_touched", False) and st.session_state.get("confirm"):
+        disarm()  # a full rerun no dialog control asked for: the dialog was closed (× or Esc) and stays closed
     page = sidebar(conn, settings, operator)
     flash = st.session_state.pop("flash", None)
     if flash:
@@ -62,7 +74,7 @@ def main() -> None:
     try:
         {"Overview": overview_page, "Tokens": tokens_page, "Audit": audit_page}[page](conn, settings, operator)
     except SDKException as error:
-        st.error(sentence(error))
+        st.error(markdown_plain(sentence(error)))  # it may quote a stored value
 
 
 def loopback(address: str | None) -> bool:
@@ -110,7 +122,7 @@ def overview_page(conn: data.Connection, settings: Settings, operator: Operator)
         if last is None:
             raise
         counts = last
-        st.error(f"{sentence(error)}. The counts below are stale: as of {counts['as_of']:%H:%M:%S} UTC, the last "
+        st.error(f"{markdown_plain(sentence(error))}. The counts below are stale: as of {counts['as_of']:%H:%M:%S} UTC, the last "
                  "time the server answered.")
     else:
         st.session_state["last_counts"] = counts
@@ -176,7 +188,7 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
     try:
         records, total = data.list_page(conn, query, number, size)
     except ValueError as error:
-        st.error(str(error))
+        st.error(markdown_plain(error))
         return
     first = (number - 1) * size
     if records:
@@ -190,12 +202,14 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
         st.button("Go to the last page", key="last_page",
                   on_click=lambda: st.session_state.update(page_number=last))
     ids = [record["id"] for record in records]
-    selected = token_grid(records, total, settings.read_only)
+    ticked = token_grid(conn, records, total, settings.read_only)
     if not ids:
         return
-    if selected and selected != st.session_state.get("inspect_follows"):
-        st.session_state["inspect"] = selected[-1]  # a newly ticked row is inspected
-    st.session_state["inspect_follows"] = selected
+    on_page = [token_id for token_id in ticked if token_id in ids]
+    newly = [token_id for token_id in on_page if token_id not in st.session_state.get("inspect_follows", [])]
+    if newly:
+        st.session_state["inspect"] = newly[-1]  # a newly ticked row is inspected
+    st.session_state["inspect_follows"] = on_page
     chosen = st.selectbox("Inspect a token", ids, key="inspect",
                           format_func=lambda i: printable(f"{i} · {next(r.get('user_name') or '—' for r in records if r['id'] == i)}"))
     record = data.inspect(conn, chosen)
@@ -212,11 +226,56 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="inspect_table", use_container_width=True)
     if settings.read_only:
         return
-    token_actions(conn, settings, operator, chosen, selected)
+    scope = "; ".join(part for part in (
+        f"{search_in.lower()} starts with {search.strip()!r}" if search.strip() else "",
+        f"health: {health}" if HEALTH_LABELS[health] else "", f"data center: {domain}" if domain != "Any" else "",
+    ) if part)
+    token_actions(conn, settings, operator, chosen, ticked, query if scope else None, scope)
 
 
-def token_grid(records: list[dict[str, Any]], total: int, read_only: bool) -> list[str]:
-    """The page's tokens, with row selection for the actions below; returns the selected ids."""
+# -- ticks: kept as token ids, so a re-order, an insert or a delete never moves them to other tokens --
+
+
+def grid_key(ids: list[str]) -> str:
+    """The grid is a new widget whenever its rows change (or the ticks change outside it): its row
+    positions then never point at tokens other than the ones the browser showed."""
+    digest = hashlib.sha256("\0".join(ids).encode()).hexdigest()[:16]
+    return f"grid-{st.session_state.get('tick_generation', 0)}-{digest}"
+
+
+def selected_rows(state: Any) -> list[int]:
+    """The ticked row positions of a grid's state (a DataframeState, or a plain dict on 1.42)."""
+    try:
+        return [int(row) for row in state["selection"]["rows"]]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
+def read_ticks() -> list[str]:
+    """The ticked token ids, with the ticks and unticks made in the grid the browser showed applied
+    by id: the positions are read against the ids that grid showed, not against this run's rows."""
+    state = st.session_state
+    ticked = list(state.get("ticked", []))
+    shown = state.get("grid_shown")
+    if shown is not None and shown[0] in state:
+        key, ids, before = shown
+        now = {ids[row] for row in selected_rows(state[key]) if 0 <= row < len(ids)}
+        was = {ids[row] for row in before if 0 <= row < len(ids)}
+        ticked = [i for i in ticked if i not in was - now] + [i for i in ids if i in now - was and i not in ticked]
+    state["ticked"] = ticked
+    return ticked
+
+
+def set_ticks(ticked: list[str]) -> None:
+    """Ticks changed outside the grid (cleared, or their tokens deleted): a new grid shows them."""
+    st.session_state["ticked"] = ticked
+    st.session_state["tick_generation"] = st.session_state.get("tick_generation", 0) + 1
+    st.session_state.pop("grid_shown", None)
+
+
+def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int, read_only: bool) -> list[str]:
+    """The page's tokens, with row ticks for the actions below; returns every ticked token id
+    (on this page or not)."""
     columns = ["id", "user_name", "health", "expires_at", "last_refreshed_at", "api_domain", "client_id",
                "access_token", "refresh_token", "grant_token"]
     columns += ["malformed"] if any("malformed" in record for record in records) else []
@@ -233,19 +292,61 @@ def token_grid(records: list[dict[str, Any]], total: int, read_only: bool) -> li
               "last_refreshed_at": st.column_config.DatetimeColumn(
                   "last refreshed", width="small", format="distance",
                   help="The last save that stored an access token; the UTC time is in Inspect.")}
-    event = st.dataframe(table, hide_index=True, use_container_width=True, column_config=config, key="grid",
-                         on_select="ignore" if read_only else "rerun", selection_mode="multi-row")
-    st.caption(f"Sort by orders all {admin.shown_total(total)} matches on the server; a click on a column header "
-               "orders only the rows on this page." + ("" if read_only else " Tick rows to act on them."))
+    caption = (f"Sort by orders all {admin.shown_total(total)} matches on the server; a click on a column header "
+               "orders only the rows on this page.")
     if read_only:
+        st.dataframe(table, hide_index=True, use_container_width=True, column_config=config, key="grid")
+        st.caption(caption)
         return []
-    # on_select="rerun": a DataframeState, a dict with attribute access (indexed here: Streamlit
-    # 1.42 hands back a state set through st.session_state as a plain dict).
-    rows = event["selection"]["rows"]  # type: ignore[index]
-    return [records[row]["id"] for row in rows if 0 <= row < len(records)]
+    ticked = read_ticks()
+    ids = [record["id"] for record in records]
+    key = grid_key(ids)
+    fresh = key not in st.session_state
+    defaults = [row for row, token_id in enumerate(ids) if token_id in ticked]
+    extra: dict[str, Any] = {"selection_default": {"selection": {"rows": defaults, "columns": []}}} if GRID_DEFAULT and defaults else {}
+    event = st.dataframe(table, hide_index=True, use_container_width=True, column_config=config, key=key,
+                         on_select="rerun", selection_mode="multi-row", **extra)
+    # What the browser now shows ticked: a new grid its defaults, a kept one its own selection.
+    rows = (defaults if GRID_DEFAULT else []) if fresh else selected_rows(event)
+    st.session_state["grid_key"] = key
+    st.session_state["grid_shown"] = (key, ids, rows)
+    st.caption(caption + " Tick rows to act on them: a tick stays with its token when the rows move.")
+    if ticked:
+        elsewhere = len([i for i in ticked if i not in ids])
+        names = data.user_names(conn, ticked)
+        line, clear = st.columns([6, 1])
+        line.text(f"Ticked: {len(ticked)} token(s)" + (f", {elsewhere} of them not on this page" if elsewhere else "")
+                  + ": " + ", ".join(printable(names.get(i) or i) for i in ticked[:LISTED])
+                  + (f" and {len(ticked) - LISTED} more" if len(ticked) > LISTED else ""))
+        clear.button("Clear ticks", key="clear_ticks", on_click=set_ticks, args=([],))
+    return ticked
 
 
-def token_actions(conn: data.Connection, settings: Settings, operator: Operator, chosen: str, selected: list[str]) -> None:
+# -- destructive actions: each behind a confirmation that names what it hits ---------------------
+
+
+def touched() -> None:
+    """A dialog control was used: the rerun it starts keeps the dialog armed."""
+    st.session_state["dialog_touched"] = True
+
+
+def disarm() -> None:
+    """Nothing stays armed and nothing typed stays typed: a dismissed dialog never comes back on an
+    unrelated click (``on_dismiss``, and the next rerun no dialog control asked for)."""
+    st.session_state["confirm"] = None
+    st.session_state.pop("typed_name", None)
+
+
+def arm(request: dict[str, Any]) -> None:
+    """Open a confirmation (a callback, so the dialog is opened through session state: a dialog
+    opened inside ``if st.button(...)`` loses its own clicks on the next rerun)."""
+    disarm()
+    st.session_state["confirm"] = request
+    touched()
+
+
+def token_actions(conn: data.Connection, settings: Settings, operator: Operator, chosen: str, ticked: list[str],
+                  query: admin.Query | None, scope: str) -> None:
     st.subheader("Actions")
     st.caption("Check asks Zoho whether the token works, the SDK's way (refreshing it if it lapsed). Delete removes "
                "the stored document only: a worker that holds the token saves it back on its next refresh, and the "
@@ -255,21 +356,20 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
         try:
             result = data.check(conn, chosen, operator.name, settings.accounts_url)
         except SDKException as error:
-            st.error(sentence(error))
+            st.error(markdown_plain(sentence(error)))
             return
         cached_overview.clear()
         st.session_state["flash"] = (f"Check of {chosen}: {result.result}", "✅" if result.ok else "⚠️")
         st.rerun()
-    if revoke.button("Revoke at Zoho…", key="revoke_one"):
-        st.session_state["confirm"] = {"kind": "revoke", "ids": [chosen]}
-    if one.button(f"Delete token {markdown_plain(chosen)}", key="delete_one"):
-        st.session_state["confirm"] = {"kind": "ids", "ids": [chosen]}
+    revoke.button("Revoke at Zoho…", key="revoke_one", on_click=arm, args=({"kind": "revoke", "ids": [chosen]},))
+    one.button(f"Delete token {markdown_plain(chosen)}", key="delete_one", on_click=arm,
+               args=({"kind": "ids", "ids": [chosen]},))
     # A fixed label: Streamlit 1.42 takes a button whose label changed for a new one, and loses its click.
-    if many.button("Delete ticked rows", disabled=not selected, key="delete_selected",
-                   help="The rows ticked in the grid above; the confirmation lists them.") and selected:
-        st.session_state["confirm"] = {"kind": "ids", "ids": list(selected)}
-    if every.button("Delete all tokens…", key="delete_all"):
-        st.session_state["confirm"] = {"kind": "all"}
+    many.button("Delete ticked rows", disabled=not ticked, key="delete_selected", on_click=arm,
+                args=({"kind": "ids", "ids": list(ticked)},),
+                help="The rows ticked in the grid above, on any page; the confirmation lists them.")
+    every.button("Delete all…", key="delete_all", on_click=arm, args=({"kind": "all", "query": query, "scope": scope},),
+                 help="Every token the filters match (with a filter), or every token in the collection (without one).")
     if st.session_state.get("confirm"):
         confirm_dialog(conn, settings, operator)
 
@@ -279,41 +379,88 @@ DELETE_TRUTH = ("This deletes the stored documents only. Zoho still honours thei
                 "revoke it. This cannot be undone.")
 
 
-@st.dialog("Confirm")
+def listed(ids: list[str], names: dict[str, str | None], limit: int = LISTED) -> str:
+    """The chosen tokens, one a line, by id and user name (plain text: ``st.text``)."""
+    lines = [f"{printable(i)} · " + (printable(names[i] or "(no user name)") if i in names else "(no longer stored)")
+             for i in ids[:limit]]
+    return "\n".join(lines + ([f"… and {len(ids) - limit} more"] if len(ids) > limit else []))
+
+
+def dialog(title: str) -> Any:
+    """``st.dialog`` that disarms when dismissed, where Streamlit reports a dismissal (1.46+)."""
+    return st.dialog(title, on_dismiss=disarm) if DIALOG_DISMISS else st.dialog(title)
+
+
+@dialog("Confirm")
 def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator) -> None:
-    request: dict[str, Any] = st.session_state["confirm"]
-    typed = None
-    if request["kind"] == "revoke":
-        st.text(f"Revoke token {printable(request['ids'][0])} at Zoho, then delete it? Zoho stops honouring its "
-                "refresh token at once: the integration stops until its user grants access again.")
-    elif request["kind"] == "ids":
-        st.text(f"Delete {len(request['ids'])} token(s): {', '.join(map(printable, request['ids']))}? {DELETE_TRUTH}")
-    else:
-        st.text(f"Delete all {data.token_count(conn)} tokens? {DELETE_TRUTH}")
-        typed = st.text_input(f"Type the collection name `{conn.tokens.name}` to confirm", key="typed_name")
-    confirm, cancel = st.columns(2)
-    if confirm.button("Revoke" if request["kind"] == "revoke" else "Delete", type="primary", key="confirm_delete"):
-        try:
-            if request["kind"] == "revoke":
-                host = data.revoke(conn, request["ids"][0], operator.name, settings.accounts_url)
-                done = f"Revoked at {host} and deleted {request['ids'][0]}."
-            elif request["kind"] == "ids":
-                done = f"Deleted {data.delete(conn, request['ids'], operator.name)} token(s)."
+    st.session_state.pop("dialog_touched", None)  # this dialog's own rerun consumed it
+    request: dict[str, Any] | None = st.session_state.get("confirm")
+    if not request:
+        st.rerun()  # disarmed meanwhile: close
+        return
+    kind, where = request["kind"], f"{conn.tokens.database.name}.{conn.tokens.name}"
+    place = f"database {conn.tokens.database.name}, collection {conn.tokens.name}, environment " + \
+        (settings.environment or "not named (set DASHBOARD_ENVIRONMENT)")
+    expected, typed = data.confirm_name(conn, settings.environment), None
+    ready = True
+    try:
+        if kind == "revoke":
+            names = data.user_names(conn, request["ids"])
+            st.text(f"Revoke this token at Zoho, then delete it?\n{listed(request['ids'], names)}\n\nZoho stops "
+                    "honouring its refresh token at once: the integration stops until its user grants access again.")
+        elif kind == "ids":
+            names = data.user_names(conn, request["ids"])
+            st.text(f"Delete {len(request['ids'])} token(s) from {where}?\n{listed(request['ids'], names)}\n\n"
+                    + DELETE_TRUTH)
+        else:
+            if request["query"] is not None and "ids" not in request:
+                request["ids"] = data.matching_ids(conn, request["query"])  # read once: what is shown is deleted
+            if request["query"] is not None:
+                names = data.user_names(conn, request["ids"][:FILTERED_LISTED])
+                st.text(f"Delete the {len(request['ids'])} token(s) that match the filter ({request['scope']})? "
+                        f"Only the filtered set: tokens that do not match stay. To delete the whole collection, "
+                        f"clear the filters.\n{place}\n{listed(request['ids'], names, FILTERED_LISTED)}\n\n{DELETE_TRUTH}")
             else:
-                done = f"Deleted {data.delete_all(conn, operator.name, typed or '')} token(s)."
-        except ZohoError as error:
-            st.error(markdown_plain(f"{error}; the token is left in the store."))  # it may quote a stored value
-            return
-        except SDKException as error:
-            st.error(sentence(error))
-            return
-        cached_overview.clear()
-        st.session_state["confirm"] = None
-        st.session_state["flash"] = (done, "✅")
+                st.text(f"Delete every token in the whole collection: all {data.token_count(conn)} of them (no "
+                        f"filter is set)?\n{place}\n\n{DELETE_TRUTH}")
+            typed = st.text_input(f"Type {markdown_plain(expected)} to confirm (then press Enter)", key="typed_name",
+                                  on_change=touched)  # a label is Markdown: the names shown as they are
+            ready = typed == expected
+    except SDKException as error:
+        st.error(markdown_plain(sentence(error)))
+        ready = False
+    confirm, cancel = st.columns(2)
+    go = confirm.button("Revoke" if kind == "revoke" else "Delete", type="primary", key="confirm_delete",
+                        disabled=not ready, on_click=touched)
+    if cancel.button("Cancel", key="cancel_delete", on_click=touched):
+        disarm()
         st.rerun()
-    if cancel.button("Cancel", key="cancel_delete"):
-        st.session_state["confirm"] = None
-        st.rerun()
+    if not go:
+        return
+    chosen: list[str] = request.get("ids") or []
+    try:
+        if kind == "revoke":
+            host = data.revoke(conn, chosen[0], operator.name, settings.accounts_url)
+            done = f"Revoked at {host} and deleted {chosen[0]}."
+        elif kind == "ids":
+            done = f"Deleted {data.delete(conn, chosen, operator.name)} token(s)."
+        elif request["query"] is not None:
+            deleted = data.delete_matching(conn, chosen, operator.name, typed or "", expected, request["scope"])
+            done = f"Deleted {deleted} token(s) that matched the filter."
+        else:
+            done = f"Deleted {data.delete_all(conn, operator.name, typed or '', expected)} token(s)."
+    except ZohoError as error:  # the buttons stay: Cancel is still there after an error
+        st.error(markdown_plain(f"{error}; the token is left in the store."))  # it may quote a stored value
+        return
+    except SDKException as error:
+        st.error(markdown_plain(sentence(error)))
+        return
+    cached_overview.clear()
+    everything = kind == "all" and request["query"] is None
+    set_ticks([] if everything else [i for i in st.session_state.get("ticked", []) if i not in chosen])
+    disarm()
+    st.session_state["flash"] = (done, "✅")
+    st.rerun()
 
 
 def audit_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
@@ -327,5 +474,6 @@ def audit_page(conn: data.Connection, settings: Settings, operator: Operator) ->
     rows = [{"when (UTC)": e.get("at"), "who": str(e.get("who")), "action": str(e.get("action")),
              "deleted": e.get("deleted"), "ids": ", ".join(map(str, e.get("ids") or [])),
              "user names": ", ".join(map(str, e.get("user_names") or [])),
-             "results": ", ".join(map(str, e.get("results") or []))} for e in entries]
+             "results": ", ".join(map(str, e.get("results") or [])),
+             "outcome": "; ".join(str(e[k]) for k in ("outcome", "reason") if e.get(k))} for e in entries]
     st.dataframe(pd.DataFrame(rows), hide_index=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.collection import Collection
+from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .. import admin
 from ..errors import store_error
@@ -21,7 +22,7 @@ from ..lease import utcnow
 from ..mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
 from ..records import view
 from ..store import MongoTokenStore
-from ..zoho import Checked
+from ..zoho import Checked, ZohoError
 from ..zoho import check as check_at_zoho
 from ..zoho import revoke as revoke_at_zoho
 from .settings import Settings
@@ -128,27 +129,69 @@ def check(connection: Connection, token_id: str, who: str, accounts_url: str | N
 
 
 def revoke(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> str:
-    """Revoke the refresh token at Zoho, then delete the token (audited as ``revoke``); returns the
-    accounts server's host. A failure at Zoho raises ``zoho.ZohoError`` and deletes nothing."""
-    host = revoke_at_zoho(connection.store, token_id, accounts_url)
-    with connection.store.guard("delete the revoked token"):
-        admin.audited_delete(connection.tokens, connection.audit, [token_id], who, action="revoke")
+    """Revoke the refresh token at Zoho, then delete the token, audited before Zoho is called and
+    with its outcome (``admin.audited_revoke``); returns the accounts server's host. A failure at
+    Zoho raises ``zoho.ZohoError`` and deletes nothing."""
+    token_id = check_text("id", token_id, required=True)
+    store = connection.store
+    host, _ = admin.audited_revoke(connection.tokens, connection.audit, token_id, who,
+                                   lambda: revoke_at_zoho(store, token_id, accounts_url),
+                                   (ZohoError, SDKException), store.guard)
     return host
 
 
-def delete(connection: Connection, ids: list[str], who: str) -> int:
-    """Delete these tokens, recording who, when, which ids and user names first."""
+def user_names(connection: Connection, ids: list[str]) -> dict[str, str | None]:
+    """The user name of each of these tokens that is still stored (None: stored without one), so a
+    confirmation names the people behind the ids."""
+    ids = [check_text("id", token_id, required=True) for token_id in ids]
+    found = connection.store.call("read the user names", lambda: list(
+        connection.tokens.find({"_id": {"$in": ids}}, {"user_name": True})))
+    return {document["_id"]: document.get("user_name") for document in found}
+
+
+def matching_ids(connection: Connection, query: admin.Query, limit: int = admin.COUNT_CAP) -> list[str]:
+    """The ids of the tokens a filter matches now, read once when a filtered "Delete all" is
+    confirmed: the delete then hits exactly the tokens the operator was shown, not those that match
+    by the time of the click. More than ``limit`` is refused (narrow the filter)."""
+    where = query.to_filter(utcnow())
+    ids = connection.store.call("find the matching tokens", lambda: [
+        document["_id"] for document in connection.tokens.find(where, {"_id": True}).sort("_id").limit(limit + 1)])
+    if len(ids) > limit:
+        raise store_error(f"more than {limit:,} tokens match the filter: narrow it, or clear every filter to "
+                          "delete the whole collection")
+    return ids
+
+
+def confirm_name(connection: Connection, environment: str | None) -> str:
+    """What an operator types to delete everything a filter matches, or every token: the
+    environment, database and collection, so the same words never work in production and staging."""
+    target = f"{connection.tokens.database.name}.{connection.tokens.name}"
+    return f"{environment}/{target}" if environment else target
+
+
+def delete(connection: Connection, ids: list[str], who: str, action: str = "delete",
+           scope: str | None = None) -> int:
+    """Delete these tokens, recording who, when, which ids and user names first (``scope``: the
+    filter they were chosen by)."""
     ids = [check_text("id", token_id, required=True) for token_id in ids]
     if not ids:
         raise store_error("no token selected")
     with connection.store.guard("delete the tokens"):
-        return admin.audited_delete(connection.tokens, connection.audit, ids, who)
+        return admin.audited_delete(connection.tokens, connection.audit, ids, who, action=action, scope=scope)
 
 
-def delete_all(connection: Connection, who: str, typed_name: str) -> int:
-    """Delete every token, only when the operator typed the collection's name."""
-    if typed_name != connection.tokens.name:
-        raise store_error("the typed name does not match the collection; nothing deleted")
+def delete_matching(connection: Connection, ids: list[str], who: str, typed_name: str, expected: str,
+                    scope: str) -> int:
+    """Delete the tokens a filter matched (``matching_ids``), only when the operator typed ``expected``."""
+    if typed_name != expected:
+        raise store_error("the typed name does not match; nothing deleted")
+    return delete(connection, ids, who, action="delete-filtered", scope=scope)
+
+
+def delete_all(connection: Connection, who: str, typed_name: str, expected: str) -> int:
+    """Delete every token, only when the operator typed ``expected`` (``confirm_name``)."""
+    if typed_name != expected:
+        raise store_error("the typed name does not match; nothing deleted")
     with connection.store.guard("delete all tokens"):
         return admin.audited_delete(connection.tokens, connection.audit, None, who)
 

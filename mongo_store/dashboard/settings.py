@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,22 @@ def parse_url(name: str, value: Any) -> str | None:
     return text
 
 
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+
+
+def parse_environment(name: str, value: Any) -> str | None:
+    """A short name for where this dashboard runs (``production``, ``staging-eu``), shown where a
+    deletion is confirmed and typed to confirm "Delete all"; None when unset. Anything else is
+    refused (never echoed): the name must read the same wherever it is shown."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    if not ENVIRONMENT_NAME.fullmatch(text):
+        raise SettingError(f"{name} must be 1 to 40 letters, digits, '.', '_' or '-', starting with a letter or "
+                           "digit, such as production")
+    return text
+
+
 def _secrets_exist() -> bool:
     """Whether there are secrets to read. Streamlit 1.42-1.43 put an error on the page when
     ``st.secrets`` is touched with no secrets file, so it is asked first."""
@@ -112,6 +129,8 @@ class Settings:
     failover_wait: float = 15.0
     accounts_url: str | None = None
     """Zoho accounts server for check and revoke instead of each token's data center's (a proxy)."""
+    environment: str | None = None
+    """Where this dashboard runs (``DASHBOARD_ENVIRONMENT``), named in the confirmation of a deletion."""
 
     @classmethod
     def load(cls) -> Settings:
@@ -131,4 +150,5 @@ class Settings:
                                         15.0),
             accounts_url=parse_url("DASHBOARD_ZOHO_ACCOUNTS_URL",
                                    setting("DASHBOARD_ZOHO_ACCOUNTS_URL", "zoho_accounts_url")),
+            environment=parse_environment("DASHBOARD_ENVIRONMENT", setting("DASHBOARD_ENVIRONMENT", "environment")),
         )

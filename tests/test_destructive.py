@@ -1,0 +1,121 @@
+"""Destructive actions leave a true record: a revoke is audited before Zoho is called, and the
+entry is updated with what happened (refused, unreachable, revoked, then deleted), from the CLI
+and through ``admin.audited_revoke`` itself. Against a fake Zoho on 127.0.0.1 and the real mongod."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta, timezone
+from typing import Any
+
+import pytest
+from fake_zoho import FakeZoho
+from pymongo.errors import OperationFailure
+from test_cli import env, run  # noqa: F401  (the CLI fixture and runner)
+from tokens import CLIENT_ID, oauth, secret
+
+from mongo_store import MongoTokenStore, admin
+from mongo_store.embedded import free_port
+from mongo_store.lease import utcnow
+from mongo_store.zoho import ZohoError
+
+SECRET = secret("clientsecret")
+
+
+@pytest.fixture
+def zoho() -> Iterator[FakeZoho]:
+    with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, SECRET) as fake:
+        yield fake
+
+
+def stored(store: MongoTokenStore, zoho: FakeZoho, user: str) -> str:
+    expires = str(int((utcnow() + timedelta(minutes=5)).replace(tzinfo=timezone.utc).timestamp() * 1000))
+    token = oauth(user, client_secret=SECRET, refresh_token=zoho.refresh_token, access_token=secret("access"),
+                  api_domain=zoho.url, expires_in=expires)
+    store.save_token(token)
+    return token.get_id()
+
+
+def audit_entries(store: MongoTokenStore) -> list[dict[str, Any]]:
+    return list(store.collection.database[admin.AUDIT_COLLECTION].find({}, {"_id": False}).sort("at", 1))
+
+
+def watch_audit_at_revoke(store: MongoTokenStore, zoho: FakeZoho) -> list[list[dict[str, Any]]]:
+    """What the audit log held at the moment Zoho received each revoke."""
+    seen: list[list[dict[str, Any]]] = []
+    answer = zoho.revoke_response
+
+    def revoke_response(form: dict[str, str]) -> tuple[int, dict]:
+        seen.append(audit_entries(store))
+        return answer(form)
+
+    zoho.revoke_response = revoke_response  # type: ignore[method-assign]
+    return seen
+
+
+def test_the_cli_audits_a_revoke_before_zoho_is_called_then_its_outcome(env: MongoTokenStore,  # noqa: F811
+                                                                        zoho: FakeZoho) -> None:
+    token_id = stored(env, zoho, "fay@example.com:1")
+    seen = watch_audit_at_revoke(env, zoho)
+    code, _, _ = run("revoke", token_id, "--yes", "--actor", "ops", "--accounts-url", f"{zoho.url}/oauth/v2/token")
+    assert code == 0 and env.collection.count_documents({}) == 0
+    [[attempt]] = seen  # written before Zoho answered
+    assert (attempt["action"], attempt["who"], attempt["ids"], attempt["user_names"], attempt["outcome"]) == \
+        ("revoke", "ops", [token_id], ["fay@example.com:1"], admin.REVOKE_ATTEMPT)
+    [entry] = audit_entries(env)
+    assert (entry["outcome"], entry["deleted"], entry["host"]) == ("revoked and deleted", 1, zoho.url.split("/")[2])
+
+
+def test_a_revoke_zoho_refuses_or_cannot_be_reached_is_audited_with_why(env: MongoTokenStore,  # noqa: F811
+                                                                        zoho: FakeZoho) -> None:
+    token_id = stored(env, zoho, "gus@example.com:1")
+    zoho.refuse_revoke = True
+    assert run("revoke", token_id, "--yes", "--accounts-url", f"{zoho.url}/oauth/v2/token")[0] == 1
+    dead = f"http://127.0.0.1:{free_port()}/oauth/v2/token"
+    code, _, err = run("revoke", token_id, "--yes", "--accounts-url", dead)
+    assert code == 1 and "cannot reach Zoho's accounts server; the token is left in the store" in err
+    refused, unreachable = audit_entries(env)
+    assert (refused["outcome"], refused["deleted"]) == ("not revoked", None)
+    assert refused["reason"] == f"{zoho.url.split('/')[2]} did not revoke the refresh token"
+    assert (unreachable["outcome"], unreachable["reason"]) == ("not revoked", "cannot reach Zoho's accounts server")
+    assert env.collection.count_documents({"_id": token_id}) == 1
+
+
+def test_a_revoke_whose_delete_fails_stays_on_record_as_revoked(env: MongoTokenStore) -> None:  # noqa: F811
+    """Zoho revoked it, then the database refused the delete: the entry says so, the error is raised."""
+
+    class RefusesDeletes:
+        def __init__(self, tokens: Any) -> None:
+            self.tokens = tokens
+
+        def find(self, *args: Any, **kwargs: Any) -> Any:
+            return self.tokens.find(*args, **kwargs)
+
+        def delete_many(self, *args: Any, **kwargs: Any) -> Any:
+            raise OperationFailure("not authorized", code=13, details={"codeName": "Unauthorized"})
+
+    env.save_token(oauth("hal@example.com:1", refresh_token=secret("refresh")))
+    [document] = env.collection.find({})
+    audit = env.collection.database[admin.AUDIT_COLLECTION]
+    with pytest.raises(Exception, match="delete the revoked token"):
+        admin.audited_revoke(RefusesDeletes(env.collection), audit, document["_id"], "ops",  # type: ignore[arg-type]
+                             lambda: "accounts.zoho.eu", (ZohoError,), env.guard)
+    [entry] = audit_entries(env)
+    assert (entry["outcome"], entry["host"], entry["deleted"]) == ("revoked, not deleted", "accounts.zoho.eu", None)
+    assert entry["reason"].startswith("the delete failed: could not delete the revoked token")
+    assert env.collection.count_documents({}) == 1
+
+
+def test_a_revoke_that_stops_unexpectedly_is_recorded_as_unknown(env: MongoTokenStore) -> None:  # noqa: F811
+    env.save_token(oauth("ivy@example.com:1", refresh_token=secret("refresh")))
+    [document] = env.collection.find({})
+
+    def hangs_up() -> str:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        admin.audited_revoke(env.collection, env.collection.database[admin.AUDIT_COLLECTION], document["_id"], "ops",
+                             hangs_up, (ZohoError,), env.guard)
+    [entry] = audit_entries(env)
+    assert entry["outcome"] == "unknown" and "KeyboardInterrupt" in entry["reason"]
+    assert env.collection.count_documents({}) == 1
