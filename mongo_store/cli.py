@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from . import __version__
 
@@ -32,6 +33,18 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def accounts_url(text: str) -> str:
+    """An http(s) URL with a host, for --accounts-url (anything else is a usage error, exit 2)."""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise argparse.ArgumentTypeError("the URL's port is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError("must be an http(s) URL such as https://accounts.zoho.eu/oauth/v2/token")
+    return text
 
 
 def global_options(defaults: bool) -> argparse.ArgumentParser:
@@ -94,8 +107,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("ids", nargs="*", metavar="ID")
     sub.add_argument("--health", choices=HEALTH, help="check every token in this state")
     sub.add_argument("--all", action="store_true", help="check every token")
-    sub.add_argument("--accounts-url", help="Zoho accounts server to use instead of the token's data center's "
-                     "(a proxy or a test server)")
+    sub.add_argument("--accounts-url", type=accounts_url, help="Zoho accounts server to use instead of the token's "
+                     "data center's (a proxy or a test server): the refresh goes there")
     sub.add_argument("--actor", help="who checks, for the audit log (default: your user name)")
     sub.set_defaults(run="check")
 
@@ -103,7 +116,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("id")
     sub.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     sub.add_argument("--actor", help="who revokes, for the audit log (default: your user name)")
-    sub.add_argument("--accounts-url", help="Zoho accounts server to use instead of the token's data center's")
+    sub.add_argument("--accounts-url", type=accounts_url,
+                     help="Zoho accounts server to use instead of the token's data center's")
     sub.set_defaults(run="revoke")
 
     sub = commands.add_parser("delete", help="delete one token (audited); a worker holding it saves it back: "
