@@ -66,7 +66,9 @@ def oidc_app(user: dict[str, Any]) -> AppTest:
 
 @pytest.mark.parametrize("user, allowed", [
     ({"email": "olga@example.com", "email_verified": True}, True),
-    ({"email": "Olga@Example.com"}, True),  # no verification claim: the provider vouches for it
+    ({"email": "Olga@Example.com", "email_verified": "true"}, True),  # some providers send a string
+    ({"email": "Olga@Example.com"}, False),  # no verification claim: nothing vouches for the address
+    *[({"email": "olga@example.com", "email_verified": claim}, False) for claim in ("0", "FALSE", "no", 1, "1", None)],
     ({"email": "mallory@gmail.com", "email_verified": True}, False),
     ({"email": "olga@example.com", "email_verified": False}, False),
     ({"name": "No E-mail"}, False),

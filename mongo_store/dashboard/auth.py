@@ -82,12 +82,19 @@ def oidc_refusal(settings: Settings, user: dict[str, Any]) -> str | None:
     email = user.get("email")
     if not isinstance(email, str) or "@" not in email:
         return "Your identity provider did not give an e-mail address, so you cannot be let in."
-    if user.get("email_verified") in (False, "false", "False"):
-        return "Your identity provider says your e-mail address is not verified, so you cannot be let in."
+    if not email_verified(user.get("email_verified")):
+        return ("Your identity provider does not say that your e-mail address is verified, so you cannot be let in "
+                "(anyone can type an address of an allowed domain into an account that is not verified).")
     email = email.strip().lower()
     if email in settings.allowed_emails or email.rpartition("@")[2] in settings.allowed_domains:
         return None
     return "This account is not on the dashboard's allow-list. Ask an administrator to add it."
+
+
+def email_verified(claim: Any) -> bool:
+    """Only the provider's explicit yes counts: JSON ``true``, or the string ``"true"`` some providers
+    send. A missing claim, ``"0"``, ``"FALSE"``, ``"no"`` or ``1`` is no verification."""
+    return claim is True or claim == "true"
 
 
 def password_hash(password: str) -> str:
