@@ -411,3 +411,36 @@ def test_sigterm_stops_the_demo_and_its_children_and_a_busy_folder_is_refused(tm
     finally:
         if demo.poll() is None:
             demo.kill()
+
+
+@pytest.mark.parametrize("argv, option", [
+    (("list", "--page", "99999999999999999999"), "--page"),
+    (("list", "--page-size", "1001"), "--page-size"),
+    (("list", "--page-size", "0"), "--page-size"),
+    (("--timeout", "inf", "list"), "--timeout"),
+    (("list", "--timeout", "nan"), "--timeout"),
+    (("--timeout", "0", "stats"), "--timeout"),
+    (("--timeout", "1e300", "stats"), "--timeout"),
+])
+def test_absurd_numbers_are_usage_errors_in_one_line(env: MongoTokenStore, argv: tuple[str, ...], option: str) -> None:
+    code, out, err = run(*argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and f"argument {option}: must be" in err
+    assert "unexpected error" not in err and "URI" not in err
+
+
+def test_export_force_never_follows_a_symbolic_link(env: MongoTokenStore, tmp_path: Any) -> None:
+    env.save_token(full("alice@example.com:1"))
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("precious")
+    elsewhere.chmod(0o644)
+    link = tmp_path / "backup.jsonl"
+    link.symlink_to(elsewhere)
+    for extra in ((), ("--force",)):
+        code, _, err = run("export", "--include-secrets", "-o", str(link), *extra)
+        assert code == 1 and err.count("\n") == 1
+        assert elsewhere.read_text() == "precious" and os.stat(elsewhere).st_mode & 0o777 == 0o644
+    assert "is a symbolic link: not followed" in err
+    dangling = tmp_path / "dangling.jsonl"
+    dangling.symlink_to(tmp_path / "created-through-the-link.jsonl")
+    assert run("export", "--include-secrets", "-o", str(dangling), "--force")[0] == 1
+    assert not (tmp_path / "created-through-the-link.jsonl").exists()

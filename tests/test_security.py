@@ -139,6 +139,49 @@ def test_with_sign_in_off_the_app_refuses_a_non_loopback_address(dashboard_env: 
     assert not at.metric and "serves only this machine" in at.error[0].value
 
 
+@pytest.mark.parametrize("address, expected", [
+    ("127.0.0.1", True), ("127.5.6.7", True), ("::1", True), ("[::1]", True), ("localhost", True), ("LocalHost", True),
+    ("127.0.0.1.evil.test", False), ("127.evil.test", False), ("localhost.evil.test", False), ("0.0.0.0", False),
+    ("::", False), ("10.0.0.1", False), ("", False), (None, False),
+])
+def test_loopback_means_a_loopback_address_or_localhost(address: str | None, expected: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mongo_store.dashboard.app import loopback
+
+    assert loopback(address) is expected
+    if address and not expected:
+        monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
+        code, _, err = run("dashboard", "--address", address)
+        assert code == 1 and "127.0.0.1 only" in err
+
+
+@pytest.mark.parametrize("host, shown", [
+    ("evil.test:8501", False), ("127.0.0.1.evil.test:8501", False), ("localhost.evil.test", False),
+    ("attacker.example", False), ("localhost:8501", True), ("127.0.0.1:8501", True), ("[::1]:8501", True),
+])
+def test_with_sign_in_off_a_page_opened_under_another_name_shows_nothing(dashboard_env: MongoTokenStore,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         host: str, shown: bool) -> None:
+    """DNS rebinding: a hostile page whose name resolves to 127.0.0.1 reaches the dashboard with its
+    own name in the Host header (AppTest cannot send headers: the header is what the app reads)."""
+    from streamlit import config
+
+    from mongo_store.dashboard import auth
+
+    dashboard_env.save_token(full("user@example.com:1"))
+    monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
+    monkeypatch.setattr(auth, "request_host", lambda: host)
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")  # listening on loopback, as the command starts it
+    try:
+        at = AppTest.from_file(APP, default_timeout=30).run()
+    finally:
+        config.set_option("server.address", before)
+    assert not at.exception and bool(at.metric) is shown
+    if not shown:
+        assert "not under another name" in at.error[0].value and not at.dataframe
+
+
 # -- 3. URIs are never echoed -------------------------------------------------------------------------
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -45,9 +47,46 @@ NOT_CONFIGURED = (
 )
 
 
+def is_loopback(name: str | None) -> bool:
+    """Whether ``name`` (an address, or a host name) can only mean this machine: ``localhost`` or a
+    loopback address (127.0.0.0/8, ::1). ``127.0.0.1.evil.test`` is a name anyone's DNS can point
+    anywhere."""
+    name = str(name or "").strip().lower().removeprefix("[").removesuffix("]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def request_host() -> str | None:
+    """The HTTP Host header of the browser's connection to this session, or None outside a browser
+    (the tests' AppTest)."""
+    host = st.context.headers.get("Host")
+    return host if isinstance(host, str) else None
+
+
+def foreign_host(host: str | None) -> bool:
+    """Whether a page served under this Host header came by a name that is not this machine's: a
+    DNS-rebinding page (``http://evil.test:8501`` resolved to 127.0.0.1) sends its own name."""
+    if host is None:
+        return False
+    try:
+        name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return True
+    return not is_loopback(name)
+
+
 def signed_in_operator(settings: Settings) -> Operator | None:
     """The operator, or None after rendering the sign-in (or the configuration error)."""
     if settings.auth_disabled:
+        if foreign_host(request_host()):
+            st.error("Sign-in is turned off, so the dashboard answers only pages opened as localhost or "
+                     "127.0.0.1 on this machine, not under another name (which a hostile web page can point "
+                     "here). Open it as http://localhost, or turn sign-in on.")
+            return None
         st.warning("Sign-in is turned off (DASHBOARD_AUTH_DISABLED): anyone who can open this page can read "
                    "and delete tokens. Use it only on your own machine.", icon="⚠️")
         return Operator("local user (sign-in off)", "none")
