@@ -105,7 +105,7 @@ def test_the_dashboard_listens_on_loopback_unless_told(monkeypatch: pytest.Monke
     started: list[list[str]] = []
 
     class Streamlit:  # what the command starts, without starting it
-        def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        def __init__(self, command: list[str], env: dict[str, str], **options: Any) -> None:
             started.append(command)
 
         def wait(self) -> int:
