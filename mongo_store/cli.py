@@ -178,6 +178,12 @@ def parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY")
     sub.set_defaults(run="rotate_key")
 
+    sub = commands.add_parser("add-operator", help="add a dashboard operator account (or set its password): "
+                              "asks for the password, or reads it from standard input")
+    sub.add_argument("name", help="the account name, as the audit log records it (an e-mail works)")
+    sub.add_argument("--file", help="the operators file (default: $DASHBOARD_OPERATORS_FILE); created 0600")
+    sub.set_defaults(run="add_operator", needs_store=False)
+
     sub = commands.add_parser("dashboard", help="run the Streamlit dashboard")
     sub.add_argument("--port", type=int, default=8501)
     sub.add_argument("--address", default="127.0.0.1",

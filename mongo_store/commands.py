@@ -297,6 +297,29 @@ def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
     return 1 if report.failed else 0
 
 
+def cmd_add_operator(args: argparse.Namespace, out: TextIO) -> int:
+    """Add an operator to the dashboard's accounts file; the password is never echoed or logged."""
+    from .dashboard.operators import OPERATORS_FILE_ENV, OperatorsError, add_operator
+
+    path = args.file or os.environ.get(OPERATORS_FILE_ENV)
+    if not path:
+        raise Failure(f"no operators file: pass --file PATH or set {OPERATORS_FILE_ENV}")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {printable(args.name)}: ")
+        if getpass.getpass("Again: ") != password:
+            raise Failure("the passwords differ; nothing changed")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        new = add_operator(path, args.name, password)
+    except OperatorsError as error:
+        raise Failure(str(error)) from None
+    except OSError as error:
+        raise Failure(f"cannot write {printable(path)}: {error.strerror}") from None
+    print(f"{'added' if new else 'changed the password of'} operator {printable(args.name)} in {printable(path)}", file=out)
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
     """Run the dashboard with the current settings (MONGODB_URI, DASHBOARD_PASSWORD, ...)."""
     with stopped_by_signals() as shutdown:

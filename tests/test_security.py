@@ -33,6 +33,16 @@ KEY_A = base64.b64encode(b"A" * 32).decode()
 KEY_B = base64.b64encode(b"B" * 32).decode()
 
 
+@pytest.fixture(autouse=True)
+def no_lockout() -> Any:
+    """The password lockout lives in the dashboard process: no test inherits or leaves one."""
+    from mongo_store.dashboard import auth
+
+    auth._failures.clear()
+    yield
+    auth._failures.clear()
+
+
 def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     old_err, sys.stderr = sys.stderr, err

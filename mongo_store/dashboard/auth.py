@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
+from .operators import OPERATORS_FILE_ENV, OperatorsError, read_operators, verify
 from .settings import Settings, oidc_configured
 
 
@@ -30,8 +33,41 @@ class Operator:
 
 
 MAX_ATTEMPTS = 5
-"""Wrong passwords a session may enter; then it must start over (a new browser session)."""
+"""Wrong passwords one address may enter within ``LOCKOUT`` seconds; then it must wait."""
+LOCKOUT = 15 * 60.0
 WRONG_PASSWORD_DELAY = 1.0
+_failures: dict[str, list[float]] = {}
+"""Wrong passwords by client address, for this dashboard process: a lockout that a new browser
+session (or many at once) does not reset."""
+_failures_lock = threading.Lock()
+
+
+def client_address() -> str:
+    """The browser's address as Streamlit sees it (behind a reverse proxy: the proxy's)."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "unknown"
+
+
+def recent_failures(address: str, now: float | None = None) -> int:
+    now = time.monotonic() if now is None else now
+    with _failures_lock:
+        kept = [at for at in _failures.get(address, []) if now - at < LOCKOUT]
+        if kept:
+            _failures[address] = kept
+        else:
+            _failures.pop(address, None)
+        return len(kept)
+
+
+def record_failure(address: str) -> None:
+    with _failures_lock:
+        _failures.setdefault(address, []).append(time.monotonic())
+
+
+def operators_file() -> str | None:
+    """``DASHBOARD_OPERATORS_FILE``: the file of operator accounts (see ``operators.py``), or None."""
+    value = os.environ.get(OPERATORS_FILE_ENV, "").strip()
+    return value or None
 
 NO_ALLOW_LIST = (
     "Single sign-on is configured, but no one is allowed in yet, so no token data is shown. Set "
@@ -104,6 +140,20 @@ def signed_in_operator(settings: Settings) -> Operator | None:
             st.button("Sign out", on_click=st.logout)
             return None
         return Operator(str(st.user.get("email")).strip().lower(), "oidc")
+    accounts = operators_file()
+    if accounts:
+        try:
+            operators = read_operators(accounts)
+        except OperatorsError as error:
+            st.error(f"The dashboard will not start: {error}.")
+            return None
+        operator = st.session_state.get("operator")
+        if isinstance(operator, Operator) and operator.method == "account" and hmac.compare_digest(
+                operator.password_hash, password_hash(operators.get(operator.name, ""))):
+            return operator  # a removed account, or a new password, ends the session
+        st.session_state.pop("operator", None)
+        password_form(settings, operators)
+        return None
     if settings.password:
         operator = st.session_state.get("operator")
         if isinstance(operator, Operator) and hmac.compare_digest(operator.password_hash,
@@ -140,28 +190,37 @@ def password_hash(password: str) -> str:
     return hashlib.sha256(str(password).encode()).hexdigest()
 
 
-def password_form(settings: Settings) -> None:
+def password_form(settings: Settings, operators: dict[str, str] | None = None) -> None:
+    """The sign-in form: an account and its password (``operators``), or a typed name beside the
+    shared password. Wrong passwords are counted by client address, across sessions."""
     st.title("Zoho token store")
     if settings.demo:
         st.info("Demo: the password is shown in the terminal that started the demo (default `demo`).")
-    failures = int(st.session_state.get("failed_sign_ins", 0))
-    if failures >= MAX_ATTEMPTS:
-        st.error(f"Too many wrong passwords ({MAX_ATTEMPTS}). Close this tab and open the dashboard again.")
+    address = client_address()
+    if recent_failures(address) >= MAX_ATTEMPTS:
+        st.error(f"Too many wrong passwords ({MAX_ATTEMPTS}) from your address: try again in "
+                 f"{LOCKOUT / 60:g} minutes.")
         return
     with st.form("sign-in"):
-        name = st.text_input("Your name (recorded in the audit log)")
+        name = st.text_input("Account" if operators is not None else "Your name (recorded in the audit log)")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
-    if submitted:
+    if not submitted:
+        return
+    if operators is not None:
+        correct = verify(operators, name.strip(), password)
+        operator = Operator(name.strip(), "account", password_hash(operators.get(name.strip(), "")))
+    else:
         correct = hmac.compare_digest(password.encode(), str(settings.password).encode())
-        if correct and name.strip():
-            st.session_state["failed_sign_ins"] = 0
-            st.session_state["operator"] = Operator(name.strip(), "password", password_hash(str(settings.password)))
-            st.rerun()
-        if not correct:
-            st.session_state["failed_sign_ins"] = failures + 1
-            time.sleep(WRONG_PASSWORD_DELAY)  # slows guessing down
-        st.error("Wrong password." if not correct else "Please enter your name.")
+        operator = Operator(name.strip(), "password", password_hash(str(settings.password)))
+    if correct and name.strip():
+        st.session_state["operator"] = operator
+        st.rerun()
+    if not correct:
+        record_failure(address)
+        time.sleep(WRONG_PASSWORD_DELAY)  # slows guessing down
+    st.error(("Wrong account or password." if operators is not None else "Wrong password.") if not correct
+             else "Please enter your name.")
 
 
 def sign_out(operator: Operator) -> None:
