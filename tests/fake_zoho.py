@@ -4,6 +4,11 @@ Enough for the real SDK to exchange a grant token, refresh an access token, name
 (``/crm/{version}/users?type=CurrentUser`` and ``/crm/{version}/org``), make API calls and revoke
 a refresh token (``/oauth/v2/token/revoke``), for every SDK line (v8, v7, v6, v5: each calls its
 own API version). ``refuse_revoke`` makes a revoke fail; a revoked refresh token stops working.
+
+``trouble`` makes one endpoint (``"token"``, ``"revoke"`` or ``"api"``) misbehave, as a broken or
+hostile server would: ``"hang"`` (accept, never answer), ``"redirect"`` (a 307 to ``redirect_to``),
+``"huge"`` (a reply of ``HUGE`` bytes, streamed), or an HTTP status such as 503 or 429 with an
+HTML body. Each such request is counted as ``"<endpoint> <trouble>"``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 EMAIL = "alice@example.com"
 ZGID = "700001"
 USER_NAME = f"{EMAIL}:{ZGID}"
+HUGE = 50 * 1024 * 1024
 
 
 def environment(url: str) -> DataCenter.Environment:
@@ -41,6 +47,10 @@ class FakeZoho:
         self.seen_authorization: list[str] = []
         self.revoked: set[str] = set()
         self.refuse_revoke = False
+        self.trouble: dict[str, str | int] = {}
+        self.redirect_to = ""
+        self.sent_bytes = 0
+        self._released = threading.Event()
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -52,6 +62,7 @@ class FakeZoho:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._released.set()  # a hanging handler ends
         self.server.shutdown()
         self.server.server_close()
 
@@ -106,10 +117,44 @@ class FakeZoho:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 revoking = urlparse(self.path).path.endswith("/revoke")
-                self.reply(*(fake.revoke_response(form) if revoking else fake.token_response(form)))
+                if not self.misbehave("revoke" if revoking else "token"):
+                    self.reply(*(fake.revoke_response(form) if revoking else fake.token_response(form)))
 
             def do_GET(self) -> None:
-                self.reply(*fake.api_response(urlparse(self.path).path, self.headers.get("Authorization", "")))
+                if not self.misbehave("api"):
+                    self.reply(*fake.api_response(urlparse(self.path).path, self.headers.get("Authorization", "")))
+
+            def misbehave(self, endpoint: str) -> bool:
+                trouble = fake.trouble.get(endpoint)
+                if trouble is None:
+                    return False
+                fake.requests[f"{endpoint} {trouble}"] += 1
+                try:
+                    if trouble == "hang":
+                        fake._released.wait(60)
+                    elif trouble == "redirect":
+                        self.send_response(307)
+                        self.send_header("Location", fake.redirect_to + self.path)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                    elif trouble == "huge":
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.end_headers()  # no Content-Length: the size shows only as it is read
+                        chunk = b" " * 65536
+                        while fake.sent_bytes < HUGE:
+                            self.wfile.write(chunk)
+                            fake.sent_bytes += len(chunk)
+                    else:
+                        data = f"<html><body>{trouble}: try later</body></html>".encode()
+                        self.send_response(int(trouble))
+                        self.send_header("Content-Type", "text/html")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                except OSError:  # the client hung up, as it should
+                    pass
+                return True
 
             def reply(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()

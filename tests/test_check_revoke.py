@@ -4,10 +4,14 @@ the requests Zoho receives counted."""
 from __future__ import annotations
 
 import io
+import socket
 import sys
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta, timezone
+from typing import Any
 
 import pytest
 from fake_zoho import FakeZoho
@@ -15,11 +19,52 @@ from test_cli import env, run  # noqa: F401  (the CLI fixture and runner)
 from tokens import CLIENT_ID, oauth, secret
 
 from mongo_store import MongoTokenStore, admin
+from mongo_store import zoho as zoho_calls
 from mongo_store.lease import utcnow
-from mongo_store.mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, REFRESHED_FIELD
-from mongo_store.zoho import ZohoError, environment
+from mongo_store.mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, LEASE_FIELD, REFRESHED_FIELD
+from mongo_store.zoho import Route, ZohoError, route
 
 SECRET = secret("clientsecret")
+LOOPBACK = ("127.0.0.1", "localhost")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No test here may reach a real Zoho host: any other name fails to resolve, and is recorded
+    (nothing is sent: the connection is never opened)."""
+    resolve = socket.getaddrinfo
+    asked: list[str] = []
+
+    def loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in LOOPBACK:
+            asked.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "tests stay on 127.0.0.1")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    return asked
+
+
+@pytest.fixture
+def short_bounds(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Zoho calls bounded in seconds rather than tens of seconds, for the tests of a hung server."""
+    monkeypatch.setattr(zoho_calls, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(zoho_calls, "READ_TIMEOUT", 1.0)
+    monkeypatch.setattr(zoho_calls, "CALL_BOUND", 2.0)
+    return 2.0
+
+
+def within(seconds: float, work: Callable[[], Any]) -> Any:
+    """``work()``'s result, failing the test (not hanging it) if it takes longer than ``seconds``."""
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: outcome.update(value=work()), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    assert "value" in outcome, "it raised"
+    outcome["seconds"] = time.monotonic() - started
+    return outcome["value"]
 
 
 @pytest.fixture
@@ -116,13 +161,21 @@ def test_an_unusable_token_is_not_sent_to_zoho(env: MongoTokenStore, zoho: FakeZ
     assert run("check")[0] == 1
 
 
-def test_the_data_center_comes_from_api_domain() -> None:
-    assert environment("https://www.zohoapis.eu").accounts_url == "https://accounts.zoho.eu/oauth/v2/token"
-    assert environment("https://www.zohoapis.com.au").accounts_url == "https://accounts.zoho.com.au/oauth/v2/token"
-    assert environment(None).accounts_url == "https://accounts.zoho.com/oauth/v2/token"
-    with pytest.raises(ZohoError, match="no Zoho data center"):
-        environment("https://crm.example.com")
-    assert environment("https://crm.example.com", "http://127.0.0.1:9/oauth/v2/token").url == "https://crm.example.com"
+def test_secrets_go_only_to_zoho_hosts_or_the_configured_server() -> None:
+    assert route("https://www.zohoapis.eu") == Route("https://accounts.zoho.eu/oauth/v2/token", "https://www.zohoapis.eu")
+    assert route("https://sandbox.zohoapis.com.au").accounts == "https://accounts.zoho.com.au/oauth/v2/token"
+    assert route(None) == Route("https://accounts.zoho.com/oauth/v2/token", "https://www.zohoapis.com")
+    # Not a Zoho API host: nothing may be sent for it (the SDK's own lookup also takes "eu").
+    for foreign in ("https://crm.example.com", "http://127.0.0.1:9", "eu", "https://www.zohoapis.eu.attacker.example",
+                    "http://www.zohoapis.eu", "https://accounts.zoho.eu/oauth/v2/token"):
+        assert route(foreign) == Route(None, None), foreign
+    proxy = "http://127.0.0.1:9/oauth/v2/token"
+    assert route("https://www.zohoapis.eu", proxy) == Route(proxy, "https://www.zohoapis.eu")
+    assert route("http://127.0.0.1:9", proxy) == Route(proxy, "http://127.0.0.1:9")  # the configured server itself
+    assert route("https://crm.example.com", proxy) == Route(proxy, None)
+    assert route("http://127.0.0.1:10", proxy) == Route(proxy, None)
+    with pytest.raises(ZohoError, match="must be an http"):
+        route(None, "ftp://127.0.0.1/")
 
 
 def test_revoke_ends_the_connection_at_zoho_then_deletes(env: MongoTokenStore, zoho: FakeZoho) -> None:  # noqa: F811
@@ -160,11 +213,95 @@ def test_an_unknown_data_center_or_a_dead_accounts_server_is_one_line_each(env: 
 
     token_id = stored(env, zoho, "ivy@example.com:1", refresh=zoho.refresh_token, access=secret("access"),
                       expires=timedelta(minutes=-5))
-    code, out, err = run("check", token_id)  # api_domain is the fake's URL: no data center the SDK knows
-    assert code == 1 and err == "" and "not checked: 'http://127.0.0.1:" in out and "no Zoho data center" in out
-    code, out, err = run("check", token_id, "--accounts-url", f"http://127.0.0.1:{free_port()}/oauth/v2/token")
-    assert code == 1 and "not checked: the SDK could not get an access token" in out and "Traceback" not in out + err
+    code, out, err = run("check", token_id)  # api_domain is the fake's URL: no Zoho host
+    assert code == 1 and err == "" and f"not checked: its api_domain '{zoho.url}' is not a Zoho API host, so nothing " \
+        "was sent" in out
+    dead = f"http://127.0.0.1:{free_port()}"
+    env.collection.update_one({"_id": token_id}, {"$set": {"api_domain": dead}})
+    code, out, err = run("check", token_id, "--accounts-url", f"{dead}/oauth/v2/token")
+    assert code == 1 and f"not checked: cannot reach {dead[7:]} (ConnectionError)" in out and "Traceback" not in out + err
+    assert health(env, token_id) == "idle" and LEASE_FIELD not in env.collection.find_one({})  # the lease given back
+    env.collection.update_one({"_id": token_id}, {"$set": {"api_domain": zoho.url}, "$unset": {"refresh_started_at": ""}})
     assert CHECKED_AT_FIELD not in env.collection.find_one({}) and sum(zoho.requests.values()) == 0
     env.collection.update_one({"_id": token_id}, {"$set": {"api_domain": {"$gt": ""}}})  # hand-edited
     code, out, _ = run("check", token_id, *accounts(zoho))
     assert code == 1 and "not checked: malformed (api_domain is dict, not a string)" in out
+    assert run("check", token_id, "--accounts-url", "accounts.zoho.eu")[0] == 2  # a usage error
+
+
+def test_check_refreshes_at_the_configured_accounts_server(env: MongoTokenStore, zoho: FakeZoho,  # noqa: F811
+                                                          offline: list[str]) -> None:
+    # A real data center's token, with a configured accounts server: the refresh token and the
+    # client secret go there, not to accounts.zoho.eu (the SDK replaced the configured server).
+    token = oauth("jon@example.com:1", client_secret=SECRET, refresh_token=zoho.refresh_token,
+                  access_token=secret("access"), api_domain="https://www.zohoapis.eu", expires_in=ms(timedelta(minutes=-5)))
+    env.save_token(token)
+    code, out, _ = run("check", token.get_id(), *accounts(zoho))
+    assert zoho.requests == Counter(refresh=1) and "accounts.zoho.eu" not in offline
+    document = env.collection.find_one({"_id": token.get_id()})
+    assert document["access_token"] in zoho.valid_access and document["api_domain"] == "https://www.zohoapis.eu"
+    # The API call goes to the token's own Zoho host (unreachable in the tests: not checked, not failing).
+    assert offline == ["www.zohoapis.eu"]
+    assert code == 1 and out.splitlines()[0].endswith("\tnot checked: cannot reach www.zohoapis.eu (ConnectionError)")
+    assert health(env, token.get_id()) == "healthy" and CHECK_ERROR_FIELD not in document
+
+
+def test_a_foreign_api_domain_gets_no_token(env: MongoTokenStore, zoho: FakeZoho) -> None:  # noqa: F811
+    # api_domain set by someone who can write to MongoDB: neither the access token nor (for a
+    # lapsed token) the refresh goes anywhere, even with an accounts server configured.
+    with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, SECRET) as attacker:
+        valid = stored(env, zoho, "kim@example.com:1", refresh=secret("refresh"), access=zoho.new_access_token(),
+                       expires=timedelta(minutes=40))
+        lapsed = stored(env, zoho, "lou@example.com:1", refresh=zoho.refresh_token, access=secret("access"),
+                        expires=timedelta(minutes=-40))
+        env.collection.update_many({}, {"$set": {"api_domain": attacker.url}})
+        code, out, _ = run("check", valid, lapsed, *accounts(zoho))
+        assert code == 1 and out.count(f"not checked: its api_domain '{attacker.url}' is not a Zoho API host") == 2
+        assert attacker.seen_authorization == [] and sum(attacker.requests.values()) == 0
+        assert sum(zoho.requests.values()) == 0 and env.collection.count_documents({CHECKED_AT_FIELD: {"$exists": True}}) == 0
+        code, _, err = run("revoke", lapsed, "--yes")  # without a configured server: nowhere to send it
+        assert code == 1 and "is not a Zoho API host" in err and env.collection.count_documents({}) == 2
+
+
+@pytest.mark.parametrize(("endpoint", "trouble"), [("token", "hang"), ("token", 503), ("token", 429), ("token", "huge"),
+                                                   ("token", "redirect"), ("api", 503), ("api", "hang"), ("api", "redirect")])
+def test_no_answer_from_zoho_is_not_checked_and_changes_nothing(env: MongoTokenStore, zoho: FakeZoho,  # noqa: F811
+                                                                short_bounds: float, endpoint: str, trouble: str | int) -> None:
+    with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, SECRET) as elsewhere:
+        zoho.trouble[endpoint], zoho.redirect_to = trouble, elsewhere.url
+        access = zoho.new_access_token() if endpoint == "api" else secret("access")
+        token_id = stored(env, zoho, "max@example.com:1", refresh=zoho.refresh_token, access=access,
+                          expires=timedelta(minutes=40 if endpoint == "api" else -40))
+        before = health(env, token_id)
+        code, out, err = within(short_bounds + 3, lambda: run("check", token_id, *accounts(zoho)))
+        [line, summary] = out.splitlines()
+        assert code == 1 and err == "" and summary == "# checked 1: 0 ok, 1 not"
+        expected = {"hang": "did not answer within 1 s", 503: "answered HTTP 503", 429: "answered HTTP 429",
+                    "huge": "answered with more than 1024 KiB",
+                    "redirect": "answered with a redirect (HTTP 307), which is not followed"}[trouble]
+        assert line == f"{token_id}\tmax@example.com:1\tnot checked: {zoho.url[7:]} {expected}"
+        assert zoho.requests[f"{endpoint} {trouble}"] == 1 and sum(elsewhere.requests.values()) == 0
+        assert zoho.sent_bytes < 8 * 1024 * 1024  # a huge reply is not read to its end
+        document = env.collection.find_one({"_id": token_id})
+        assert LEASE_FIELD not in document and CHECKED_AT_FIELD not in document  # the lease was given back
+        assert health(env, token_id) == before != "failing"
+        [entry] = env.collection.database["dashboard_audit"].find({})
+        assert entry["results"] == [f"{token_id}: not checked: {zoho.url[7:]} {expected}"]
+
+
+@pytest.mark.parametrize("trouble", ["hang", "redirect", 503])
+def test_a_hung_or_redirecting_accounts_server_ends_revoke_and_keeps_the_token(env: MongoTokenStore,  # noqa: F811
+                                                                               zoho: FakeZoho, short_bounds: float,
+                                                                               trouble: str | int) -> None:
+    with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, SECRET) as elsewhere:
+        zoho.trouble["revoke"], zoho.redirect_to = trouble, elsewhere.url
+        token_id = stored(env, zoho, "ned@example.com:1", refresh=zoho.refresh_token, access=secret("access"),
+                          expires=timedelta(minutes=5))
+        code, out, err = within(short_bounds + 3, lambda: run("revoke", token_id, "--yes", *accounts(zoho)))
+        expected = {"hang": "did not answer within 1 s",
+                    "redirect": "answered with a redirect (HTTP 307), which is not followed",
+                    503: "did not revoke the refresh token (HTTP 503)"}[trouble]
+        assert (code, out) == (1, "") and err == (f"zoho-mongo-store: error: {zoho.url[7:]} {expected}; the token is "
+                                                  "left in the store\n")
+        assert sum(elsewhere.requests.values()) == 0  # the refresh token was not posted again to the redirect's target
+        assert env.collection.count_documents({"_id": token_id}) == 1 and zoho.refresh_token not in zoho.revoked

@@ -411,3 +411,149 @@ def test_sigterm_stops_the_demo_and_its_children_and_a_busy_folder_is_refused(tm
     finally:
         if demo.poll() is None:
             demo.kill()
+
+
+@pytest.mark.parametrize("argv, option", [
+    (("list", "--page", "99999999999999999999"), "--page"),
+    (("list", "--page-size", "1001"), "--page-size"),
+    (("list", "--page-size", "0"), "--page-size"),
+    (("--timeout", "inf", "list"), "--timeout"),
+    (("list", "--timeout", "nan"), "--timeout"),
+    (("--timeout", "0", "stats"), "--timeout"),
+    (("--timeout", "1e300", "stats"), "--timeout"),
+])
+def test_absurd_numbers_are_usage_errors_in_one_line(env: MongoTokenStore, argv: tuple[str, ...], option: str) -> None:
+    code, out, err = run(*argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and f"argument {option}: must be" in err
+    assert "unexpected error" not in err and "URI" not in err
+
+
+def test_export_force_never_follows_a_symbolic_link(env: MongoTokenStore, tmp_path: Any) -> None:
+    env.save_token(full("alice@example.com:1"))
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("precious")
+    elsewhere.chmod(0o644)
+    link = tmp_path / "backup.jsonl"
+    link.symlink_to(elsewhere)
+    for extra in ((), ("--force",)):
+        code, _, err = run("export", "--include-secrets", "-o", str(link), *extra)
+        assert code == 1 and err.count("\n") == 1
+        assert elsewhere.read_text() == "precious" and os.stat(elsewhere).st_mode & 0o777 == 0o644
+    assert "is a symbolic link: not followed" in err
+    dangling = tmp_path / "dangling.jsonl"
+    dangling.symlink_to(tmp_path / "created-through-the-link.jsonl")
+    assert run("export", "--include-secrets", "-o", str(dangling), "--force")[0] == 1
+    assert not (tmp_path / "created-through-the-link.jsonl").exists()
+
+
+STUBBORN = '''
+import os, signal, sys
+if os.environ.get("STUBBORN_STREAMLIT") and "streamlit" in sys.orig_argv:
+    # A Streamlit that ignores Ctrl-C and SIGTERM, as one with a browser connected was seen to.
+    _set = signal.signal
+    _set(signal.SIGTERM, signal.SIG_IGN)
+    _set(signal.SIGINT, signal.SIG_IGN)
+    signal.signal = lambda sig, handler: signal.SIG_IGN if sig in (signal.SIGTERM, signal.SIGINT) else _set(sig, handler)
+'''
+
+
+def _dashboard(tmp_path: Any, *, stubborn: bool) -> tuple[subprocess.Popen[bytes], int]:
+    """``zoho-mongo-store dashboard`` in a session of its own (as at a terminal: a Ctrl-C there
+    signals the whole foreground group), once Streamlit answers."""
+    import urllib.request
+
+    from mongo_store.embedded import free_port
+
+    (tmp_path / "sitecustomize.py").write_text(STUBBORN)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHBOARD_", "ZOHO_"))}
+    env |= {"MONGODB_URI": "mongomock://", "DASHBOARD_PASSWORD": "pw",
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")]),
+            **({"STUBBORN_STREAMLIT": "1"} if stubborn else {})}
+    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "dashboard", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
+                return process, port
+        except OSError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+        time.sleep(0.2)
+
+
+def _gone_within(seconds: float, marker: str) -> float:
+    started = time.monotonic()
+    while _children_alive(marker):
+        assert time.monotonic() - started < seconds, f"still running after {seconds} s: {marker}"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _stopping_said(process: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether the command says "stopping…" on stderr within ``seconds`` (Streamlit shares it)."""
+    import select
+
+    assert process.stderr is not None
+    deadline, said = time.monotonic() + seconds, b""
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([process.stderr], [], [], left)[0]:
+            said += os.read(process.stderr.fileno(), 65536)
+            if "stopping…".encode() in said:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_while_stopping_kills_streamlit_at_once(tmp_path: Any, second: signal.Signals) -> None:
+    process, port = _dashboard(tmp_path, stubborn=True)
+    marker = f"--server.port {port}"
+    try:
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+        assert _stopping_said(process, 1.0)
+        time.sleep(0.5)
+        assert _children_alive(marker), "the stubborn Streamlit should still be running"
+        os.kill(process.pid, second)  # a second Ctrl-C, or SIGTERM from a supervisor
+        assert _gone_within(1.5, marker) < 1.5
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        for pid in _children_alive(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_streamlit_that_ignores_sigterm_is_killed_after_its_grace(tmp_path: Any) -> None:
+    from mongo_store.commands import STREAMLIT_GRACE
+
+    process, port = _dashboard(tmp_path, stubborn=True)
+    marker = f"--server.port {port}"
+    try:
+        process.send_signal(signal.SIGTERM)
+        assert _stopping_said(process, 1.0)
+        assert _gone_within(STREAMLIT_GRACE + 3, marker) > STREAMLIT_GRACE - 1
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        for pid in _children_alive(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_repeated_ctrl_c_never_leaves_streamlit_behind(tmp_path: Any) -> None:
+    for attempt in range(3):
+        process, port = _dashboard(tmp_path, stubborn=False)
+        marker = f"--server.port {port}"
+        try:
+            os.killpg(process.pid, signal.SIGINT)
+            if attempt:  # a second Ctrl-C, soon or at once
+                time.sleep(0.3 * (attempt - 1))
+                os.killpg(process.pid, signal.SIGINT)
+            assert process.wait(timeout=10) == 0
+            assert not _children_alive(marker), f"attempt {attempt}: Streamlit outlived the command"
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            for pid in _children_alive(marker):
+                os.kill(pid, signal.SIGKILL)

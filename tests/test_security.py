@@ -33,6 +33,16 @@ KEY_A = base64.b64encode(b"A" * 32).decode()
 KEY_B = base64.b64encode(b"B" * 32).decode()
 
 
+@pytest.fixture(autouse=True)
+def no_lockout() -> Any:
+    """The password lockout lives in the dashboard process: no test inherits or leaves one."""
+    from mongo_store.dashboard import auth
+
+    auth._failures.clear()
+    yield
+    auth._failures.clear()
+
+
 def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     old_err, sys.stderr = sys.stderr, err
@@ -66,7 +76,9 @@ def oidc_app(user: dict[str, Any]) -> AppTest:
 
 @pytest.mark.parametrize("user, allowed", [
     ({"email": "olga@example.com", "email_verified": True}, True),
-    ({"email": "Olga@Example.com"}, True),  # no verification claim: the provider vouches for it
+    ({"email": "Olga@Example.com", "email_verified": "true"}, True),  # some providers send a string
+    ({"email": "Olga@Example.com"}, False),  # no verification claim: nothing vouches for the address
+    *[({"email": "olga@example.com", "email_verified": claim}, False) for claim in ("0", "FALSE", "no", 1, "1", None)],
     ({"email": "mallory@gmail.com", "email_verified": True}, False),
     ({"email": "olga@example.com", "email_verified": False}, False),
     ({"name": "No E-mail"}, False),
@@ -103,7 +115,7 @@ def test_the_dashboard_listens_on_loopback_unless_told(monkeypatch: pytest.Monke
     started: list[list[str]] = []
 
     class Streamlit:  # what the command starts, without starting it
-        def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        def __init__(self, command: list[str], env: dict[str, str], **options: Any) -> None:
             started.append(command)
 
         def wait(self) -> int:
@@ -135,6 +147,49 @@ def test_with_sign_in_off_the_app_refuses_a_non_loopback_address(dashboard_env: 
     finally:
         config.set_option("server.address", before)
     assert not at.metric and "serves only this machine" in at.error[0].value
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("127.0.0.1", True), ("127.5.6.7", True), ("::1", True), ("[::1]", True), ("localhost", True), ("LocalHost", True),
+    ("127.0.0.1.evil.test", False), ("127.evil.test", False), ("localhost.evil.test", False), ("0.0.0.0", False),
+    ("::", False), ("10.0.0.1", False), ("", False), (None, False),
+])
+def test_loopback_means_a_loopback_address_or_localhost(address: str | None, expected: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mongo_store.dashboard.app import loopback
+
+    assert loopback(address) is expected
+    if address and not expected:
+        monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
+        code, _, err = run("dashboard", "--address", address)
+        assert code == 1 and "127.0.0.1 only" in err
+
+
+@pytest.mark.parametrize("host, shown", [
+    ("evil.test:8501", False), ("127.0.0.1.evil.test:8501", False), ("localhost.evil.test", False),
+    ("attacker.example", False), ("localhost:8501", True), ("127.0.0.1:8501", True), ("[::1]:8501", True),
+])
+def test_with_sign_in_off_a_page_opened_under_another_name_shows_nothing(dashboard_env: MongoTokenStore,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         host: str, shown: bool) -> None:
+    """DNS rebinding: a hostile page whose name resolves to 127.0.0.1 reaches the dashboard with its
+    own name in the Host header (AppTest cannot send headers: the header is what the app reads)."""
+    from streamlit import config
+
+    from mongo_store.dashboard import auth
+
+    dashboard_env.save_token(full("user@example.com:1"))
+    monkeypatch.setenv("DASHBOARD_AUTH_DISABLED", "1")
+    monkeypatch.setattr(auth, "request_host", lambda: host)
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")  # listening on loopback, as the command starts it
+    try:
+        at = AppTest.from_file(APP, default_timeout=30).run()
+    finally:
+        config.set_option("server.address", before)
+    assert not at.exception and bool(at.metric) is shown
+    if not shown:
+        assert "not under another name" in at.error[0].value and not at.dataframe
 
 
 # -- 3. URIs are never echoed -------------------------------------------------------------------------

@@ -78,9 +78,11 @@ def main() -> None:
 
 
 def loopback(address: str | None) -> bool:
-    """Whether Streamlit listens on this machine only (no address means every interface)."""
-    return str(address or "").strip() in ("127.0.0.1", "localhost", "::1") or \
-        str(address or "").startswith("127.")
+    """Whether Streamlit listens on this machine only (no address means every interface): a
+    loopback address or ``localhost``, never a name that merely starts with ``127.``."""
+    from .auth import is_loopback
+
+    return is_loopback(address)
 
 
 def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> str:

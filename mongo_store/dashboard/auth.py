@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import streamlit as st
 
+from .operators import OPERATORS_FILE_ENV, OperatorsError, read_operators, verify
 from .settings import Settings, oidc_configured
 
 
@@ -28,8 +33,41 @@ class Operator:
 
 
 MAX_ATTEMPTS = 5
-"""Wrong passwords a session may enter; then it must start over (a new browser session)."""
+"""Wrong passwords one address may enter within ``LOCKOUT`` seconds; then it must wait."""
+LOCKOUT = 15 * 60.0
 WRONG_PASSWORD_DELAY = 1.0
+_failures: dict[str, list[float]] = {}
+"""Wrong passwords by client address, for this dashboard process: a lockout that a new browser
+session (or many at once) does not reset."""
+_failures_lock = threading.Lock()
+
+
+def client_address() -> str:
+    """The browser's address as Streamlit sees it (behind a reverse proxy: the proxy's)."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "unknown"
+
+
+def recent_failures(address: str, now: float | None = None) -> int:
+    now = time.monotonic() if now is None else now
+    with _failures_lock:
+        kept = [at for at in _failures.get(address, []) if now - at < LOCKOUT]
+        if kept:
+            _failures[address] = kept
+        else:
+            _failures.pop(address, None)
+        return len(kept)
+
+
+def record_failure(address: str) -> None:
+    with _failures_lock:
+        _failures.setdefault(address, []).append(time.monotonic())
+
+
+def operators_file() -> str | None:
+    """``DASHBOARD_OPERATORS_FILE``: the file of operator accounts (see ``operators.py``), or None."""
+    value = os.environ.get(OPERATORS_FILE_ENV, "").strip()
+    return value or None
 
 NO_ALLOW_LIST = (
     "Single sign-on is configured, but no one is allowed in yet, so no token data is shown. Set "
@@ -45,9 +83,46 @@ NOT_CONFIGURED = (
 )
 
 
+def is_loopback(name: str | None) -> bool:
+    """Whether ``name`` (an address, or a host name) can only mean this machine: ``localhost`` or a
+    loopback address (127.0.0.0/8, ::1). ``127.0.0.1.evil.test`` is a name anyone's DNS can point
+    anywhere."""
+    name = str(name or "").strip().lower().removeprefix("[").removesuffix("]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def request_host() -> str | None:
+    """The HTTP Host header of the browser's connection to this session, or None outside a browser
+    (the tests' AppTest)."""
+    host = st.context.headers.get("Host")
+    return host if isinstance(host, str) else None
+
+
+def foreign_host(host: str | None) -> bool:
+    """Whether a page served under this Host header came by a name that is not this machine's: a
+    DNS-rebinding page (``http://evil.test:8501`` resolved to 127.0.0.1) sends its own name."""
+    if host is None:
+        return False
+    try:
+        name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return True
+    return not is_loopback(name)
+
+
 def signed_in_operator(settings: Settings) -> Operator | None:
     """The operator, or None after rendering the sign-in (or the configuration error)."""
     if settings.auth_disabled:
+        if foreign_host(request_host()):
+            st.error("Sign-in is turned off, so the dashboard answers only pages opened as localhost or "
+                     "127.0.0.1 on this machine, not under another name (which a hostile web page can point "
+                     "here). Open it as http://localhost, or turn sign-in on.")
+            return None
         st.warning("Sign-in is turned off (DASHBOARD_AUTH_DISABLED): anyone who can open this page can read "
                    "and delete tokens. Use it only on your own machine.", icon="⚠️")
         return Operator("local user (sign-in off)", "none")
@@ -65,6 +140,20 @@ def signed_in_operator(settings: Settings) -> Operator | None:
             st.button("Sign out", on_click=st.logout)
             return None
         return Operator(str(st.user.get("email")).strip().lower(), "oidc")
+    accounts = operators_file()
+    if accounts:
+        try:
+            operators = read_operators(accounts)
+        except OperatorsError as error:
+            st.error(f"The dashboard will not start: {error}.")
+            return None
+        operator = st.session_state.get("operator")
+        if isinstance(operator, Operator) and operator.method == "account" and hmac.compare_digest(
+                operator.password_hash, password_hash(operators.get(operator.name, ""))):
+            return operator  # a removed account, or a new password, ends the session
+        st.session_state.pop("operator", None)
+        password_form(settings, operators)
+        return None
     if settings.password:
         operator = st.session_state.get("operator")
         if isinstance(operator, Operator) and hmac.compare_digest(operator.password_hash,
@@ -82,40 +171,56 @@ def oidc_refusal(settings: Settings, user: dict[str, Any]) -> str | None:
     email = user.get("email")
     if not isinstance(email, str) or "@" not in email:
         return "Your identity provider did not give an e-mail address, so you cannot be let in."
-    if user.get("email_verified") in (False, "false", "False"):
-        return "Your identity provider says your e-mail address is not verified, so you cannot be let in."
+    if not email_verified(user.get("email_verified")):
+        return ("Your identity provider does not say that your e-mail address is verified, so you cannot be let in "
+                "(anyone can type an address of an allowed domain into an account that is not verified).")
     email = email.strip().lower()
     if email in settings.allowed_emails or email.rpartition("@")[2] in settings.allowed_domains:
         return None
     return "This account is not on the dashboard's allow-list. Ask an administrator to add it."
 
 
+def email_verified(claim: Any) -> bool:
+    """Only the provider's explicit yes counts: JSON ``true``, or the string ``"true"`` some providers
+    send. A missing claim, ``"0"``, ``"FALSE"``, ``"no"`` or ``1`` is no verification."""
+    return claim is True or claim == "true"
+
+
 def password_hash(password: str) -> str:
     return hashlib.sha256(str(password).encode()).hexdigest()
 
 
-def password_form(settings: Settings) -> None:
+def password_form(settings: Settings, operators: dict[str, str] | None = None) -> None:
+    """The sign-in form: an account and its password (``operators``), or a typed name beside the
+    shared password. Wrong passwords are counted by client address, across sessions."""
     st.title("Zoho token store")
     if settings.demo:
         st.info("Demo: the password is shown in the terminal that started the demo (default `demo`).")
-    failures = int(st.session_state.get("failed_sign_ins", 0))
-    if failures >= MAX_ATTEMPTS:
-        st.error(f"Too many wrong passwords ({MAX_ATTEMPTS}). Close this tab and open the dashboard again.")
+    address = client_address()
+    if recent_failures(address) >= MAX_ATTEMPTS:
+        st.error(f"Too many wrong passwords ({MAX_ATTEMPTS}) from your address: try again in "
+                 f"{LOCKOUT / 60:g} minutes.")
         return
     with st.form("sign-in"):
-        name = st.text_input("Your name (recorded in the audit log)")
+        name = st.text_input("Account" if operators is not None else "Your name (recorded in the audit log)")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
-    if submitted:
+    if not submitted:
+        return
+    if operators is not None:
+        correct = verify(operators, name.strip(), password)
+        operator = Operator(name.strip(), "account", password_hash(operators.get(name.strip(), "")))
+    else:
         correct = hmac.compare_digest(password.encode(), str(settings.password).encode())
-        if correct and name.strip():
-            st.session_state["failed_sign_ins"] = 0
-            st.session_state["operator"] = Operator(name.strip(), "password", password_hash(str(settings.password)))
-            st.rerun()
-        if not correct:
-            st.session_state["failed_sign_ins"] = failures + 1
-            time.sleep(WRONG_PASSWORD_DELAY)  # slows guessing down
-        st.error("Wrong password." if not correct else "Please enter your name.")
+        operator = Operator(name.strip(), "password", password_hash(str(settings.password)))
+    if correct and name.strip():
+        st.session_state["operator"] = operator
+        st.rerun()
+    if not correct:
+        record_failure(address)
+        time.sleep(WRONG_PASSWORD_DELAY)  # slows guessing down
+    st.error(("Wrong account or password." if operators is not None else "Wrong password.") if not correct
+             else "Please enter your name.")
 
 
 def sign_out(operator: Operator) -> None:
