@@ -291,7 +291,11 @@ def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
 
     from .rotation import pending, rotate
 
-    total = guarded(store, "count the tokens to rotate", lambda: store.collection.count_documents(pending(store)))
+    query = pending(store)  # refuses a store without a key
+    if store.prepare() is False:
+        print("note: this MongoDB user may not install the validator that keeps the collection encrypted "
+              "(collMod, in dbAdmin): run rotate-key once as a user who may", file=out)
+    total = guarded(store, "count the tokens to rotate", lambda: store.collection.count_documents(query))
     with tqdm(total=total, unit=" tokens", disable=None, file=sys.stderr, leave=False) as bar:
         report = rotate(store, progress=lambda: bar.update(1))
     for reason in report.failed:

@@ -22,6 +22,8 @@ from pymongo.errors import (
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 CODE = "TOKEN_STORE"
+PLAIN_BESIDE_SEALED = ("this collection holds encrypted tokens, but this store has no encryption key: configure it in "
+                       "ZOHO_MONGO_ENCRYPTION_KEY (without it, saves would write plaintext copies)")
 
 _SAFE_DETAILS = ("code", "codeName", "keyPattern")  # never keyValue or errmsg: they quote values
 _SAFE_TEXT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: they quote index specs only
@@ -76,6 +78,8 @@ def describe(error: BaseException, timeout: float | None, *, no_primary: bool = 
         return "the connection to MongoDB was lost"
     if isinstance(error, OperationFailure) and error.code == 18:
         return "MongoDB rejected the credentials (AuthenticationFailed): check the user, password and authSource in the URI"
+    if isinstance(error, OperationFailure) and error.code == 121:  # the validator of validation.py
+        return f"MongoDB refused a plaintext token (DocumentValidationFailure): {PLAIN_BESIDE_SEALED}"
     if isinstance(error, OperationFailure) and error.code == 13:
         return ("the MongoDB user may not do this (Unauthorized): the store needs readWrite on its database; "
                 "a read-only user needs create_indexes=False and can only read")

@@ -79,6 +79,9 @@ def check_text(name: str, value: Any, *, required: bool = False) -> str | None:
         raise store_error(f"{name} is {len(value)} characters long; the limit is {MAX_LENGTH}")
     if "\x00" in value:
         raise store_error(f"{name} contains a NUL character")
+    if not value.isascii() and any("\ud800" <= character <= "\udfff" for character in value):
+        # A lone surrogate is no valid text (encoding it fails, and that error would quote the value).
+        raise store_error(f"{name} contains a character that is not valid Unicode (a lone surrogate)")
     return value
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pymongo.errors import DuplicateKeyError
 
-from .crypto import KEY_ID_FIELD, DecryptError
+from .crypto import KEY_ID_FIELD, DecryptError, identity_of
 from .errors import conflict_field, redact, store_error
 from .mapping import SECRET_FIELDS, malformed
 from .store import MongoTokenStore
@@ -46,7 +46,7 @@ def rotate(store: MongoTokenStore, progress: Callable[[], None] | None = None) -
                     raise DecryptError(f"token {document['_id']!r} is malformed ({malformed_reason})")
                 opened = cipher.open(document)
                 secrets = {key: opened[key] for key in SECRET_FIELDS if opened.get(key) is not None}
-                sealed = cipher.seal(secrets, document["_id"])
+                sealed = cipher.seal(secrets, identity_of(document))
                 written = store.collection.update_one(
                     {"_id": document["_id"], "updated_at": document.get("updated_at")}, {"$set": sealed}
                 ).modified_count

@@ -20,15 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NoReturn, TypeVar
 
+from bson.codec_options import DatetimeConversion
 from pymongo import MongoClient, ReadPreference, ReturnDocument, WriteConcern
-from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
+from pymongo.errors import DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .connection import check_names, open_client, resolve_uri
-from .crypto import BLIND_FIELDS, KEY_ENV, KEY_ID_FIELD, Cipher, check_found, open_or_refuse
-from .errors import conflict_field, raise_store_error, redact, sentence, store_error
+from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, open_or_refuse
+from .errors import PLAIN_BESIDE_SEALED, conflict_field, raise_store_error, redact, sentence, store_error
 from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying
 from .indexes import ensure_indexes
 from .lease import Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
@@ -46,6 +47,7 @@ from .mapping import (
     token_fields,
 )
 from .matching import match_filter, save_guards, stored_wins
+from .validation import require_sealed
 
 log = logging.getLogger("mongo_store")
 
@@ -134,9 +136,14 @@ class MongoTokenStore(TokenStore):
         self._selection_timeout: float | None = (
             client.options.server_selection_timeout if isinstance(client, MongoClient) else None)
         self.client = client
+        tokens = client[database][collection]
+        if isinstance(client, MongoClient):  # (mongomock has no such option, nor such dates)
+            # A date outside Python's range (written by a JavaScript client, say) reads as a DatetimeMS:
+            # that token is shown as malformed, instead of every read of it failing with InvalidBSON.
+            tokens = tokens.with_options(codec_options=tokens.codec_options.with_options(
+                datetime_conversion=DatetimeConversion.DATETIME_AUTO))
         # Reads go to the primary, or to a secondary while there is none; writes wait for a primary.
-        self._collection = client[database][collection].with_options(
-            write_concern=write_concern, read_preference=ReadPreference.PRIMARY_PREFERRED)
+        self._collection = tokens.with_options(write_concern=write_concern, read_preference=ReadPreference.PRIMARY_PREFERRED)
         # After a failed attempt the primary may be paused: a retried read asks a secondary first.
         self._after_failure = self._collection.with_options(read_preference=ReadPreference.SECONDARY_PREFERRED)
         # What a save reads before or after it writes must be the primary's latest; a lookup reads
@@ -144,7 +151,9 @@ class MongoTokenStore(TokenStore):
         self._primary = self._collection.with_options(read_preference=ReadPreference.PRIMARY)
         self._client_bounds_first = bounds_itself(client, self.socket_timeout, self.failover_wait)
         self._indexes_ready = not create_indexes
-        self._plain_checked = False
+        self._server_validates = isinstance(client, MongoClient)  # mongomock has no validators
+        self.validated: bool | None = None
+        """With a key on a real server: whether the collection has the validator (``prepare``)."""
         self._lock = threading.Lock()
 
     # -- TokenStore -------------------------------------------------------------------------
@@ -324,6 +333,8 @@ class MongoTokenStore(TokenStore):
             with self._lock:
                 if not self._indexes_ready:
                     ensure_indexes(self.collection)
+                    if self.cipher is not None and self._server_validates:
+                        self.validated = self._require_sealed()
                     self._indexes_ready = True
         return self._reads() if reading else self.collection
 
@@ -358,20 +369,21 @@ class MongoTokenStore(TokenStore):
         refresh = fields.get("refresh_token")
         holds_refresh = None if refresh is None else self._lookup({"refresh_token": refresh})
         for round_ in (1, 2):
+            absent: list[str] = []
             if self.cipher is None:
                 match = found_by or {"_id": new_id}
                 # The matched key is left out of $set: an upsert copies it from the filter.
                 values = {key: value for key, value in fields.items() if key not in match}
                 sealed_guard = {KEY_ID_FIELD: {"$exists": False}}  # never overwrite what we cannot open
             else:
-                match, values = self._sealed(fields, found_by, new_id)
+                match, values, absent = self._sealed(fields, found_by, new_id)
                 sealed_guard = {}
             update: dict[str, Any] = {
                 # A save carrying an access token is the SDK's save after a refresh (or a grant exchange).
                 "$currentDate": {"updated_at": True} | ({REFRESHED_FIELD: True} if fields.keys() >= _REFRESHED else {}),
                 "$setOnInsert": {"created_at": datetime.now(timezone.utc)},
                 # A save ends any refresh lease on the token, and its failures: it works again.
-                "$unset": dict.fromkeys(CLEARED_BY_SAVE, ""),
+                "$unset": dict.fromkeys([*CLEARED_BY_SAVE, *absent], ""),
             }
             if values:
                 update["$set"] = values
@@ -429,33 +441,55 @@ class MongoTokenStore(TokenStore):
         same_name = "user_name" in fields and holder.get("user_name") == fields["user_name"]
         return holder["_id"], "user_name" if same_name else "refresh_token"
 
+    def prepare(self) -> bool | None:
+        """Create the indexes now rather than on first use, and with a key the validator that keeps
+        the collection encrypted: whether it is in place (None: no key, or mongomock)."""
+        self.call("prepare the collection", lambda: self._tokens(), write=True)
+        return self.validated
+
+    def _require_sealed(self) -> bool:
+        """With a key, the collection gets the validator that keeps it encrypted (``validation.py``)."""
+        try:
+            require_sealed(self.collection)
+        except OperationFailure as error:
+            if error.code != 13:  # Unauthorized: the user lacks collMod; anything else is a failure
+                raise
+            log.warning("this MongoDB user may not install the validator that keeps the collection encrypted "
+                        "(collMod, in dbAdmin): run `zoho-mongo-store rotate-key` once as a user who may")
+            return False
+        return True
+
     def _refuse_plain_beside_sealed(self) -> None:
         """A store without the key must not write into a collection of encrypted tokens: its
         plaintext values cannot match the sealed ones, so it would insert duplicates beside them
-        (and a rotation could never finish). Checked once per store, on its first save."""
-        if self.cipher is not None or self._plain_checked:
+        (and a rotation could never finish). A real server refuses such a write by itself (the
+        validator, at no round trip); mongomock has no validators, so there it is checked here."""
+        if self.cipher is not None or self._server_validates:
             return
         sealed = self._primary.find_one({BLIND_FIELDS["refresh_token"]: {"$exists": True}}, {"_id": True})
         if sealed is not None:
-            raise store_error(f"this collection holds encrypted tokens, but this store has no encryption key: "
-                              f"configure it in {KEY_ENV} (without it, saves would write plaintext copies)")
-        self._plain_checked = True
+            raise store_error(PLAIN_BESIDE_SEALED)
 
     def _sealed(self, fields: dict[str, Any], plain: dict[str, Any] | None,
-                new_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(match by id, sealed values). Ciphertexts are bound to the document id, so the matching
-        document is read first; its secrets the token lacks are resealed too, so a document stored
-        before encryption (or under an old key) comes out wholly sealed with the current key."""
+                new_id: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """(match by id, values to set, identity fields to unset). Ciphertexts are bound to the
+        token's id and identity, so the matching document is read first. Its secrets the token lacks
+        are resealed too, and the identity they are bound to is written whole, so the document comes
+        out consistent (wholly sealed with the current key) whatever a concurrent save changed."""
         assert self.cipher is not None
         stored = self._primary.find_one(self._lookup(plain), projection=_PROJECTION) if plain else None
         kept: dict[str, Any] = {}
+        identity: dict[str, Any] = {}
         if stored is not None:
             opened = self.open_document(stored)  # refuses before anything is written
             kept = {key: opened[key] for key in SECRET_FIELDS if key not in fields and opened.get(key) is not None}
+            identity = identity_of(opened)
         document_id = stored["_id"] if stored is not None else new_id
-        sealed = self.cipher.seal(kept | fields, document_id)
-        sealed.pop("_id", None)
-        return {"_id": document_id}, sealed
+        identity = identity | identity_of(fields) | {"_id": document_id}
+        values = {key: value for key, value in fields.items() if key not in SECRET_FIELDS} | identity
+        values |= self.cipher.seal(kept | fields, identity)
+        values.pop("_id")
+        return {"_id": document_id}, values, [name for name in IDENTITY_FIELDS[1:] if name not in identity]
 
     def _coordinated(self, document: dict[str, Any] | None) -> tuple[dict[str, Any] | None, datetime | None]:
         """(the document to hand the SDK, the refresh lease this caller holds or None): only a token

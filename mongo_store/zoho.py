@@ -261,6 +261,9 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
                        "access tokens per refresh token in 10 minutes)")
     try:
         opened = store.open_document(document)
+    except SDKException as error:  # sealed and altered, or under a key this store lacks: nothing is sent
+        return Checked(token_id, user_name, f"not checked: {sentence(error)}")
+    try:
         access = _refresh(store, document, opened, where) if lapsed else opened["access_token"]
         result = _current_user(where.api, access)
     except _Answered as answer:

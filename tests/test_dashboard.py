@@ -22,6 +22,8 @@ from mongo_store.masking import markdown_plain
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PASSWORD = DASHBOARD_PASSWORD
 EU = "https://www.zohoapis.eu"
+SHARED_WHO = "Olga Operator (typed name, shared password)"
+"""The audit names a shared-password operator by the name typed beside it, marked as such."""
 
 
 @pytest.fixture(autouse=True)
@@ -211,7 +213,7 @@ def test_delete_one_asks_first_and_is_audited(store: MongoTokenStore) -> None:
     assert at.toast[0].value == markdown_plain("Deleted 1 token(s).")  # a toast renders Markdown: plain text
     at.sidebar.radio(key="page").set_value("Audit").run()
     audit = at.dataframe[0].value
-    assert list(audit["who"]) == ["Olga Operator"] and list(audit["ids"]) == [victim]
+    assert list(audit["who"]) == [SHARED_WHO] and list(audit["ids"]) == [victim]
     assert list(audit["user names"]) == ["user02@example.com:1"] and list(audit["deleted"]) == [1]
     assert_no_secret(at, tokens)
 
@@ -241,7 +243,7 @@ def test_delete_selected_rows(store: MongoTokenStore) -> None:
     assert store.collection.count_documents({"_id": {"$in": chosen}}) == 0
     assert store.collection.count_documents({}) == 4
     [entry] = store.collection.database["dashboard_audit"].find({})
-    assert sorted(entry["ids"]) == sorted(chosen) and entry["who"] == "Olga Operator"
+    assert sorted(entry["ids"]) == sorted(chosen) and entry["who"] == SHARED_WHO
     assert sorted(entry["user_names"]) == ["user00@example.com:1", "user04@example.com:1"]
     assert not any(secret in str(entry) for t in tokens for f in SECRET_FIELDS for secret in [values(t)[f]])
     assert at.session_state["ticked"] == [] and at.button(key="delete_selected").disabled  # cleared after
@@ -263,7 +265,7 @@ def test_ticks_stay_with_their_tokens_through_reorders_inserts_and_deletes(store
     at.selectbox(key="inspect").set_value(victim).run()
     at.button(key="delete_one").click().run()
     at.button(key="confirm_delete").click().run()  # a delete of another row
-    assert store.find_token_by_id(victim) is None
+    assert store.collection.find_one({"_id": victim}) is None
     assert at.session_state["ticked"] == chosen
     assert "Ticked: 2 token(s): user01@example.com:1, user02@example.com:1" in dialog_text(at)
     _, shown, rows = at.session_state["grid_shown"]
@@ -356,7 +358,7 @@ def test_delete_all_needs_the_name_and_says_where(store: MongoTokenStore, monkey
     assert store.collection.count_documents({}) == 0
     assert store.collection.index_information() == indexes
     entry = store.collection.database["dashboard_audit"].find_one({"action": "delete-all"})
-    assert entry["deleted"] == 4 and entry["who"] == "Olga Operator"
+    assert entry["deleted"] == 4 and entry["who"] == SHARED_WHO
 
 
 def test_delete_all_with_a_filter_deletes_only_the_filtered_set(store: MongoTokenStore) -> None:
@@ -591,7 +593,7 @@ def test_check_and_revoke_from_the_dashboard(store: MongoTokenStore, monkeypatch
         assert (refused["action"], refused["outcome"], refused["deleted"]) == ("revoke", "not revoked", None)
         assert refused["reason"].endswith("did not revoke the refresh token")
         assert (revoked["action"], revoked["outcome"], revoked["deleted"]) == ("revoke", "revoked and deleted", 1)
-        assert revoked["who"] == "Olga Operator" and revoked["user_names"] == ["zed@example.com:1"]
+        assert revoked["who"] == SHARED_WHO and revoked["user_names"] == ["zed@example.com:1"]
 
 
 def test_the_delete_confirmation_says_what_a_delete_does_not_do(store: MongoTokenStore) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
-from tokens import full, oauth, values
+from tokens import full, oauth, secret, values
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
@@ -44,8 +44,8 @@ def test_raw_documents_hold_no_readable_secret(store: MongoTokenStore) -> None:
     for token in tokens:
         sealed.save_token(token)
     text = repr(raw(store))
-    for secret in secrets_of(tokens):
-        assert secret not in text
+    for value in secrets_of(tokens):
+        assert value not in text
     document = raw(store)[0]
     assert all(document[field].startswith(PREFIX) for field in SECRET_FIELDS)
     assert document["user_name"].startswith("user") and document[KEY_ID_FIELD]
@@ -103,8 +103,10 @@ def test_a_wrong_or_missing_key_is_refused_and_overwrites_nothing(store: MongoTo
     before = raw(store)
     other = keyed(store, KEY_B) if reader == "wrong key" else keyed(store, None)
     expected = "not configured" if reader == "wrong key" else "is encrypted: configure its key"
-    # A store without a key does not write into a collection of sealed tokens at all.
-    refused = "not configured" if reader == "wrong key" else "holds encrypted tokens, but this store has no encryption key"
+    # A store without a key does not write into a collection of sealed tokens at all: the server's
+    # validator refuses its plaintext insert (mongomock: the store's own check), and a save by id
+    # finds a token it cannot open.
+    refused = "not configured" if reader == "wrong key" else "encrypted.*ZOHO_MONGO_ENCRYPTION_KEY"
     with pytest.raises(SDKException, match=expected):
         other.find_token(oauth("alice@example.com:1", client=False))
     with pytest.raises(SDKException, match=expected):
@@ -227,4 +229,129 @@ def test_sealed_lookups_use_indexes(mongo_uri: str, database_name: str) -> None:
             assert "COLLSCAN" not in used, (command, used)
     finally:
         client.drop_database(database_name)
+        client.close()
+
+
+# -- the whole token is bound: nothing of it changes without the key --------------------------------
+
+
+ALICE, BOB = "alice@example.com:1", "bob@example.com:1"
+
+
+def _swap_names(store: MongoTokenStore, first: str, second: str) -> None:
+    names = {d["_id"]: d["user_name"] for d in store.collection.find({"_id": {"$in": [first, second]}})}
+    store.collection.update_one({"_id": first}, {"$unset": {"user_name": ""}})
+    store.collection.update_one({"_id": second}, {"$set": {"user_name": names[first]}})
+    store.collection.update_one({"_id": first}, {"$set": {"user_name": names[second]}})
+
+
+@pytest.mark.parametrize("change", ["user_name", "api_domain", "client_id", "redirect_url", "plaintext secret",
+                                    "unset key id"])
+def test_a_sealed_token_changed_without_the_key_is_refused(store: MongoTokenStore, change: str) -> None:
+    sealed = keyed(store)
+    alice, bob = full(ALICE), full(BOB)
+    sealed.save_token(alice)
+    sealed.save_token(bob)
+    victim = alice.get_id()
+    bypass = {"bypass_document_validation": True}  # a restored backup, or a user allowed to bypass the server's rules
+    if change == "user_name":  # find_token(Alice) would hand out Bob's secrets
+        _swap_names(store, alice.get_id(), bob.get_id())
+        victim = bob.get_id()
+    elif change == "plaintext secret":  # the attacker's own refresh token in Alice's sealed document
+        store.collection.update_one({"_id": victim}, {"$set": {"refresh_token": secret("refresh")}}, **bypass)
+    elif change == "unset key id":
+        store.collection.update_one({"_id": victim}, {"$unset": {KEY_ID_FIELD: ""}}, **bypass)
+    else:  # api_domain=http://attacker would receive the decrypted access token on the next check
+        store.collection.update_one({"_id": victim}, {"$set": {change: "http://attacker.test"}})
+    with pytest.raises(SDKException, match=f"token {victim}") as refused:
+        sealed.find_token(oauth(ALICE, client=False))
+    with pytest.raises(SDKException, match=f"token {victim}"):
+        sealed.find_token_by_id(victim)
+    for token in (alice, bob):
+        assert all(secret_value not in str(refused.value) for secret_value in secrets_of([token]))
+
+
+def test_the_stores_own_changes_of_identity_stay_readable(store: MongoTokenStore) -> None:
+    sealed = keyed(store)
+    token = full(None, api_domain="https://www.zohoapis.com")
+    sealed.save_token(token)
+    token.set_user_signature(__import__("zohocrmsdk.src.com.zoho.crm.api.user_signature",
+                                        fromlist=["UserSignature"]).UserSignature(ALICE))  # named just before a save
+    token.set_api_domain("https://www.zohoapis.eu")
+    sealed.save_token(token)
+    again = sealed.find_token_by_id(token.get_id())
+    assert values(again) == values(token)
+    partial = OAuthToken(id=token.get_id(), access_token="1000.newer.access.token.value")  # carries no identity
+    partial.set_expires_in("4102444900000")
+    sealed.save_token(partial)
+    assert sealed.find_token(oauth(ALICE, client=False)).get_access_token() == "1000.newer.access.token.value"
+
+
+def test_values_sealed_by_0_1_open_and_rotate_key_upgrades_them(store: MongoTokenStore) -> None:
+    """0.1 bound each value to its document id and field only (``zms1:``, its own key id)."""
+    from mongo_store.crypto import LEGACY_PREFIX, _associated
+
+    cipher = keyed(store).cipher
+    assert cipher is not None
+    key = cipher.current
+    token = full(ALICE)
+    document: dict[str, Any] = {"_id": "legacy", "user_name": ALICE, "client_id": token.get_client_id(),
+                                KEY_ID_FIELD: key.legacy_id}
+    for field in SECRET_FIELDS:
+        nonce = os.urandom(12)
+        sealed_value = key.aead.encrypt(nonce, values(token)[field].encode(), _associated("legacy", field))
+        document[field] = f"{LEGACY_PREFIX}{key.legacy_id}:{base64.b64encode(nonce + sealed_value).decode()}"
+    store.collection.insert_one(document)
+    assert keyed(store).find_token_by_id("legacy").get_refresh_token() == token.get_refresh_token()
+    report = rotate(keyed(store))
+    assert report.rotated == 1 and not report.failed
+    upgraded = store.collection.find_one({"_id": "legacy"})
+    assert upgraded[KEY_ID_FIELD] == key.id and all(upgraded[field].startswith(PREFIX) for field in SECRET_FIELDS)
+    assert keyed(store).find_token_by_id("legacy").get_access_token() == token.get_access_token()
+
+
+def test_no_key_material_in_a_repr(store: MongoTokenStore) -> None:
+    sealed = keyed(store)
+    assert sealed.cipher is not None
+    texts = [repr(sealed.cipher.current), repr(sealed.cipher), repr(sealed), str(sealed.cipher.current)]
+    assert texts[0] == f"Key(id={sealed.cipher.current.id!r})"
+    for text in texts:
+        assert sealed.cipher.current.mac.hex() not in text and "mac" not in text and "AESGCM" not in text
+
+
+@pytest.mark.real
+def test_the_server_refuses_plaintext_writes_beside_sealed_tokens_on_every_save(real_client: MongoClient,
+                                                                                 database_name: str) -> None:
+    """A keyless worker that saved before encryption was turned on keeps being refused afterwards,
+    each time, and its save is still one command (the server checks: no read first)."""
+    from test_lifecycle import Commands
+    from tokens import exception_texts
+
+    from mongo_store.validation import requires_sealed
+
+    commands = Commands()
+    client = MongoClient(real_client.address[0], real_client.address[1], event_listeners=[commands])
+    try:
+        plain = MongoTokenStore(client=client, database=database_name, encryption_key=None, old_encryption_keys=[])
+        plain.save_token(full(ALICE))  # before encryption: fine
+        sealed = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_A, old_encryption_keys=[])
+        assert sealed.prepare() is True and requires_sealed(sealed.collection)
+        sealed.save_token(full(BOB))
+        for attempt in range(2):
+            newcomer = full(f"carol{attempt}@example.com:1")
+            commands.names.clear()
+            with pytest.raises(SDKException, match="holds encrypted tokens") as refused:
+                plain.save_token(newcomer)
+            assert commands.names == ["findAndModify"]
+            assert not any(value in text for text in exception_texts(refused.value) for value in secrets_of([newcomer]))
+        assert real_client[database_name].oauth_tokens.count_documents({}) == 2
+        # The document stored before encryption stays writable until it is sealed (resumable).
+        legacy = plain.find_token(oauth(ALICE, client=False))
+        legacy.set_access_token(secret("access"))
+        plain.save_token(legacy)
+        assert rotate(sealed).rotated == 1
+        with pytest.raises(SDKException, match="encrypted"):
+            plain.save_token(legacy)
+    finally:
+        real_client.drop_database(database_name)
         client.close()

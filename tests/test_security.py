@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -296,9 +297,10 @@ def test_rotation_reports_what_it_cannot_reseal_and_goes_on(store: MongoTokenSto
     tokens = [full(f"user{n}@example.com:1") for n in range(3)]
     for token in tokens:
         old.save_token(token)
-    # A plaintext copy of token 0's refresh token, as a keyless store used to write, and a truncated
-    # ciphertext in token 1.
-    store.collection.insert_one({"_id": "plain-copy", "refresh_token": tokens[0].get_refresh_token()})
+    # A plaintext copy of token 0's refresh token, as a keyless store used to write (before the
+    # collection had its validator: hence the bypass), and a truncated ciphertext in token 1.
+    store.collection.insert_one({"_id": "plain-copy", "refresh_token": tokens[0].get_refresh_token()},
+                                bypass_document_validation=True)
     document = store.collection.find_one({"_id": tokens[1].get_id()})
     store.collection.update_one({"_id": tokens[1].get_id()},
                                 {"$set": {"access_token": document["access_token"][:len(PREFIX) + 14]}})
@@ -372,6 +374,49 @@ def test_the_dashboard_shows_a_malformed_row_and_keeps_working(dashboard_env: Mo
     at.button(key="confirm_delete").click().run()
     at = at.sidebar.radio(key="page").set_value("Audit").run()
     assert not at.exception and at.dataframe
+
+
+def test_a_date_beyond_year_9999_is_malformed_and_every_tool_goes_on(dashboard_env: MongoTokenStore) -> None:
+    """A JavaScript writer can store dates Python cannot hold: that token reads as malformed (with
+    its id) while lookups of others, list, show, export, get_tokens, rotate-key and the Tokens
+    page keep working (no InvalidBSON)."""
+    from bson.datetime_ms import DatetimeMS
+
+    good, odd = full("good@example.com:1"), full("odd@example.com:1")
+    dashboard_env.save_token(good)
+    dashboard_env.save_token(odd)
+    dashboard_env.collection.update_one({"_id": odd.get_id()}, {"$set": {"expiry_time": DatetimeMS(2 ** 60)}})
+    with pytest.raises(SDKException, match=f"stored token '{odd.get_id()}' is malformed.*expiry_time is DatetimeMS"):
+        dashboard_env.find_token_by_id(odd.get_id())
+    assert dashboard_env.find_token(oauth("good@example.com:1", client=False)) is not None
+    with pytest.raises(SDKException, match="malformed"):
+        dashboard_env.get_tokens()
+    for argv in (("list",), ("show", odd.get_id()), ("export",), ("stats",)):
+        code, out, err = run(*argv)
+        assert code == 0 and "unexpected error" not in out + err, (argv, out, err)
+    assert "malformed: expiry_time is DatetimeMS, not a date" in run("show", odd.get_id())[1]
+    at = sign_in(AppTest.from_file(APP, default_timeout=30).run())
+    at = at.sidebar.radio(key="page").set_value("Tokens").run()
+    assert not at.exception and "malformed" in at.dataframe[0].value.columns
+
+
+def test_a_failure_count_stored_as_text_does_not_break_lookups(store: MongoTokenStore) -> None:
+    token = full("alice@example.com:1", access_token="old", expires_in="1000")
+    store.save_token(token)
+    lapsed = datetime.now(timezone.utc) - timedelta(minutes=1)
+    store.collection.update_one({"_id": token.get_id()}, {"$set": {"refresh_failures": "3", "refresh_lease": lapsed}})
+    found = store.find_token_by_id(token.get_id())  # takes the lapsed lease over, counting the failure
+    assert found.get_access_token() == "old" and store.collection.find_one({})["refresh_failures"] == 1
+
+
+def test_a_lone_surrogate_is_refused_without_quoting_the_value(store: MongoTokenStore) -> None:
+    from tokens import exception_texts
+
+    value = secret("access") + "\ud800"
+    with pytest.raises(SDKException, match="not valid Unicode") as refused:
+        store.save_token(full("alice@example.com:1", access_token=value))
+    assert all(value[:-1] not in text for text in exception_texts(refused.value))
+    assert store.collection.count_documents({}) == 0
 
 
 # -- 8. boolean settings ------------------------------------------------------------------------------
@@ -488,7 +533,7 @@ def test_rotate_key_on_a_server_killed_midway_is_one_line(tmp_path: Path) -> Non
         cipher, now = Cipher(KEY_A), datetime.now(timezone.utc)
         with MongoClient(server.uri) as client:
             client.zoho.oauth_tokens.insert_many([
-                cipher.seal({"refresh_token": f"r{n}", "access_token": f"a{n}"}, f"id{n}")
+                cipher.seal({"refresh_token": f"r{n}", "access_token": f"a{n}"}, {"_id": f"id{n}"})
                 | {"_id": f"id{n}", "updated_at": now} for n in range(8000)])
         env = dict(os.environ, ZOHO_MONGO_ENCRYPTION_KEY=KEY_B, ZOHO_MONGO_OLD_ENCRYPTION_KEYS=KEY_A,
                    MONGODB_URI=server.uri)

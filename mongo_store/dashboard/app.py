@@ -356,7 +356,7 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
     check, revoke, one, many, every = st.columns(5)
     if check.button(f"Check {markdown_plain(chosen)} with Zoho", key="check_one"):
         try:
-            result = data.check(conn, chosen, operator.name, settings.accounts_url)
+            result = data.check(conn, chosen, operator.who, settings.accounts_url)
         except SDKException as error:
             st.error(markdown_plain(sentence(error)))
             return
@@ -442,15 +442,15 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
     chosen: list[str] = request.get("ids") or []
     try:
         if kind == "revoke":
-            host = data.revoke(conn, chosen[0], operator.name, settings.accounts_url)
+            host = data.revoke(conn, chosen[0], operator.who, settings.accounts_url)
             done = f"Revoked at {host} and deleted {chosen[0]}."
         elif kind == "ids":
-            done = f"Deleted {data.delete(conn, chosen, operator.name)} token(s)."
+            done = f"Deleted {data.delete(conn, chosen, operator.who)} token(s)."
         elif request["query"] is not None:
-            deleted = data.delete_matching(conn, chosen, operator.name, typed or "", expected, request["scope"])
+            deleted = data.delete_matching(conn, chosen, operator.who, typed or "", expected, request["scope"])
             done = f"Deleted {deleted} token(s) that matched the filter."
         else:
-            done = f"Deleted {data.delete_all(conn, operator.name, typed or '', expected)} token(s)."
+            done = f"Deleted {data.delete_all(conn, operator.who, typed or '', expected)} token(s)."
     except ZohoError as error:  # the buttons stay: Cancel is still there after an error
         st.error(markdown_plain(f"{error}; the token is left in the store."))  # it may quote a stored value
         return

@@ -31,6 +31,12 @@ class Operator:
     method: str
     password_hash: str = ""  # the password it signed in with, so a changed password ends the session
 
+    @property
+    def who(self) -> str:
+        """The audit's "who": the account, the SSO e-mail, or, behind the one shared password, the
+        name typed beside it, marked as such (nothing proves it)."""
+        return f"{self.name} (typed name, shared password)" if self.method == "password" else self.name
+
 
 MAX_ATTEMPTS = 5
 """Wrong passwords one address may enter within ``LOCKOUT`` seconds; then it must wait."""
