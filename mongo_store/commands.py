@@ -395,8 +395,10 @@ class Shutdown:
     def __init__(self) -> None:
         self.children: list[Callable[[], subprocess.Popen[Any] | None]] = []
         self.stopping = False
+        self.signalled = False
 
     def handle(self, signum: int, frame: Any) -> None:
+        self.signalled = True
         if self.stopping:
             self.send(signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
             return
@@ -461,7 +463,9 @@ def stopped_by_signals() -> Iterator[Shutdown]:
             shutdown.reap()
         finally:
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                # Asked to stop by a signal: the command ends now, and a late Ctrl-C must not turn
+                # that into a KeyboardInterrupt traceback on the way out.
+                signal.signal(sig, signal.SIG_IGN if shutdown.signalled else handler)
 
 
 def data_folder_in_use(folder: Path) -> int | None:
