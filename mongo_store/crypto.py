@@ -183,6 +183,11 @@ class Cipher:
             raise DecryptError(f"token {document['_id']} mixes values sealed in two formats: the document was altered")
         return opened
 
+    def blind_match(self, field: str, value: str) -> dict[str, Any]:
+        """The filter for sealed documents holding this value: its blind index under every configured
+        key, and nothing of the value itself."""
+        return {BLIND_FIELDS[field]: {"$in": list(dict.fromkeys(self.blind(field, value, key) for key in self.keys.values()))}}
+
     def lookup(self, match: dict[str, Any]) -> dict[str, Any]:
         """A match filter on token values rewritten to their blind indexes, under every configured
         key (so lookups work throughout a rotation), and to the plain value for documents stored
@@ -192,8 +197,7 @@ class Cipher:
         for clause in clauses:
             [(field, value)] = clause.items()
             if field in BLIND_FIELDS:
-                hashes = [self.blind(field, value, key) for key in self.keys.values()]
-                rewritten += [{BLIND_FIELDS[field]: {"$in": hashes}}, {field: value}]
+                rewritten += [self.blind_match(field, value), {field: value}]
             else:
                 rewritten.append(clause)
         return rewritten[0] if len(rewritten) == 1 else {"$or": rewritten}

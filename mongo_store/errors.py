@@ -32,6 +32,23 @@ _SAFE_TEXT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: they
 _CAUSE = ". Cause: "
 
 
+class UnknownToken(SDKException):
+    """No stored token has this id: it was deleted (a logout), or never stored. The person must
+    authorize the app again; any other ``TOKEN_STORE`` error (a database outage) is no reason to."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(code=CODE, message=message)
+
+
+class RefreshFailing(SDKException):
+    """A token whose refresh keeps failing, asked for inside its back-off window (or while the one
+    caller let through is trying): refused at once instead of waiting, with when it failed and
+    when it will next be tried (``lease.py``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(code=CODE, message=message)
+
+
 def store_error(message: str, cause: BaseException | None = None) -> SDKException:
     """An ``SDKException`` with the SDK's store code; the message must never hold a secret."""
     if cause is not None:

@@ -6,8 +6,9 @@ twenty workers refreshing one user at once fail in production. The lease is a da
 one ``find_one_and_update`` (atomic on the server); ``save_token`` removes it, and it lapses by
 itself if its holder dies. Dates come from the workers' clocks: keep them in sync (NTP).
 
-A refresh that fails (Zoho refused the refresh token, or it never answered) is recorded at once
-by the holder (``record_failure``), or when its lease lapses without a save. From then on callers
+A refresh that fails (Zoho refused the refresh token, or the call failed) is recorded at once by
+the holder (``record_failure``); one that never ends (its holder died, or hangs) when its lease
+lapses without a save. From then on callers
 do not wait for anyone: they fail at once with ``RefreshFailing``, and one caller per back-off
 window (``Backoff``: 30 s, doubling, at most 5 min) is let through to try again, so Zoho sees a
 bounded number of attempts however many requests arrive. The next save (a successful refresh, or
@@ -23,24 +24,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pymongo.collection import Collection
-from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .errors import CODE
+from .errors import RefreshFailing
 from .mapping import FAILED_AT_FIELD, FAILING_SINCE_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD, STARTED_FIELD
 from .masking import ago, iso
 
 REFRESH_WINDOW = timedelta(milliseconds=5000)
 """The SDK refreshes when ``expires_in - now < 5000`` ms (OAuthToken.get_token)."""
 POLL_SECONDS = 0.05
-
-
-class RefreshFailing(SDKException):
-    """A token whose refresh keeps failing, asked for inside its back-off window (or while the one
-    caller let through is trying): refused at once instead of waiting, with when it failed and
-    when it will next be tried."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(code=CODE, message=message)
 
 
 @dataclass(frozen=True)
@@ -81,25 +72,45 @@ def _date(document: dict[str, Any], field: str) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-def acquire(collection: Collection, document: dict[str, Any], seconds: float) -> datetime | None:
-    """Take the lease on the token exactly as observed (its lease included); returns the lease taken,
-    or None when another worker changed the token first. Taking over a lapsed lease counts a failed
-    refresh, atomically: of the workers that saw it lapse, only the one whose update matches counts it."""
+def take(collection: Collection, document: dict[str, Any], seconds: float, backoff: Backoff) -> dict[str, Any] | None:
+    """Become the one caller that refreshes this token, as observed: returns the document as it now
+    is (holding this caller's lease), or None when that is not this caller's to do (another worker
+    holds a live lease: no round trip; or changed the token first: look again). Raises
+    ``RefreshFailing`` inside a back-off window. A lapsed lease is a failed refresh (its holder
+    died, or its refresh never answered): it is counted in the same update, and while the back-off
+    window of that attempt (from its start) is open, the lease is ended and the caller refused, so
+    a refresh that hangs is tried once per window too. Of the workers that saw the lease lapse,
+    only the one whose update matches counts it."""
     now = utcnow()
+    refused = refusal(document, now)
+    if refused is not None:
+        raise refused
     lease = document.get(LEASE_FIELD)
+    if isinstance(lease, datetime) and lease > now:
+        return None
     query = {
         "_id": document["_id"],
         "access_token": document.get("access_token"),  # unchanged since we read it: not yet refreshed
         "expiry_time": document.get("expiry_time"),
         LEASE_FIELD: lease,  # None also matches a missing field
     }
-    taken = now + timedelta(seconds=seconds)
-    update: dict[str, Any] = {"$set": {LEASE_FIELD: taken, STARTED_FIELD: now}}
+    fields: dict[str, Any] = {}
     if lease is not None:  # its holder set out to refresh and never saved: that refresh failed
         failed_at = lease if isinstance(lease, datetime) else now
-        update["$set"] |= {FAILURES_FIELD: failures(document) + 1, FAILED_AT_FIELD: failed_at,
-                           FAILING_SINCE_FIELD: _date(document, FAILING_SINCE_FIELD) or failed_at}
-    return taken if collection.find_one_and_update(query, update, projection={"_id": True}) is not None else None
+        count = failures(document) + 1
+        fields = {FAILURES_FIELD: count, FAILED_AT_FIELD: failed_at,
+                  FAILING_SINCE_FIELD: _date(document, FAILING_SINCE_FIELD) or failed_at}
+        retry = (_date(document, STARTED_FIELD) or failed_at) + backoff.after(count)
+        if retry > now:
+            fields[RETRY_FIELD] = retry
+            if not collection.update_one(query, {"$set": fields, "$unset": {LEASE_FIELD: ""}}).modified_count:
+                return None
+            ended = {key: value for key, value in document.items() if key != LEASE_FIELD} | fields
+            raise refusal(ended, now) or RefreshFailing(f"the refresh of token {document['_id']!r} failed")
+    fields |= {LEASE_FIELD: now + timedelta(seconds=seconds), STARTED_FIELD: now}
+    if collection.find_one_and_update(query, {"$set": fields}, projection={"_id": True}) is None:
+        return None
+    return document | fields
 
 
 def record_failure(collection: Collection, document: dict[str, Any], lease: datetime, backoff: Backoff) -> bool:
@@ -134,33 +145,27 @@ def refusal(document: dict[str, Any], now: datetime) -> RefreshFailing | None:
 
 
 def coordinate(collection: Collection, document: dict[str, Any], projection: dict[str, Any], lease: float,
-               wait: float, sleep: Callable[[float], None] = time.sleep,
+               wait: float, backoff: Backoff, sleep: Callable[[float], None] = time.sleep,
                run: Callable[[Callable[[], Any]], Any] = lambda work: work()) -> tuple[dict[str, Any] | None, datetime | None]:
     """(the document to hand the SDK, the lease this caller now holds or None). With a lease, the
     caller refreshes; without, the document is the refreshed one once it is saved. A token whose
-    refresh keeps failing raises ``RefreshFailing`` at once. After ``wait`` seconds the caller gets
-    the document and refreshes itself: waits are bounded. ``run`` performs each database call (the
-    store's failover and error handling)."""
+    refresh keeps failing raises ``RefreshFailing`` at once (``take``). After ``wait`` seconds the
+    caller gets the document and refreshes itself: waits are bounded. ``run`` performs each
+    database call (the store's failover and error handling)."""
     deadline = time.monotonic() + wait
     current: dict[str, Any] | None = document
     while True:
-        now = utcnow()
-        if current is None or not needs_refresh(current, now):
+        if current is None or not needs_refresh(current, utcnow()):
             return current, None
-        refused = refusal(current, now)
-        if refused is not None:
-            raise refused
-        held = _date(current, LEASE_FIELD)
-        live = held is not None and held > now
-        if not live:
-            seen = current
-            taken = run(lambda: acquire(collection, seen, lease))
-            if taken is not None:
-                return current, taken
+        seen = current
+        held = run(lambda: take(collection, seen, lease, backoff))
+        if held is not None:
+            return held, held[LEASE_FIELD]
         if time.monotonic() >= deadline:
             return current, None
-        if live:
-            sleep(POLL_SECONDS)
+        leased = _date(current, LEASE_FIELD)
+        if leased is not None and leased > utcnow():
+            sleep(POLL_SECONDS)  # another worker refreshes: look again shortly
         current = run(lambda: collection.find_one({"_id": document["_id"]}, projection))
 
 
@@ -175,7 +180,7 @@ def watch(token: Any, report: Callable[[], None]) -> None:
         token.__dict__.pop("refresh_access_token", None)
         try:
             return refresh(token, *args, **kwargs)
-        except BaseException:
+        except Exception:  # not a KeyboardInterrupt or a timeout of the caller's own: those are no refusal
             report()
             raise
 

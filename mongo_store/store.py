@@ -1,11 +1,14 @@
 """``MongoTokenStore``: the SDK's TokenStore on MongoDB, one document per token.
 
-Every save is a single ``find_one_and_update`` upsert, so concurrent processes never create
-duplicates or lose an update between a read and a write. (With encryption on, a save first reads
+Every save is a single ``find_one_and_update`` (an upsert, except by id: a deleted token stays
+deleted), so concurrent processes never create duplicates or lose an update between a read and a
+write. (With encryption on, a save first reads
 the matching document to learn the id its ciphertexts are bound to.) Writes are acknowledged by a
 majority, journaled, whatever client is passed in; reads go to a secondary while there is no
 primary, and every call rides out an election (``failover.py``). Every failure is an
-``SDKException`` with code ``TOKEN_STORE``; a miss is ``None``.
+``SDKException`` with code ``TOKEN_STORE``; ``find_token`` of a token that matches nothing returns
+``None``, ``find_token_by_id`` of an unknown id raises (``errors.UnknownToken``), as the SDK's own
+stores do.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenSto
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from .connection import check_names, open_client, resolve_uri
-from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, open_or_refuse
-from .errors import PLAIN_BESIDE_SEALED, conflict_field, raise_store_error, redact, sentence, store_error
+from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
+from .errors import PLAIN_BESIDE_SEALED, UnknownToken, conflict_field, raise_store_error, redact, sentence, store_error
 from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying
 from .indexes import ensure_indexes
 from .lease import Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
@@ -38,6 +41,7 @@ from .mapping import (
     REFRESH_STATE,
     REFRESHED_FIELD,
     SECRET_FIELDS,
+    STARTED_FIELD,
     TOKEN_FIELDS,
     adopt,
     check_text,
@@ -54,7 +58,7 @@ log = logging.getLogger("mongo_store")
 DEFAULT_DATABASE = "zoho"
 DEFAULT_COLLECTION = "oauth_tokens"
 # The lease and the back-off come with every lookup: coordinating a refresh needs no extra read.
-_PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD, *REFRESH_STATE)}
+_PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD, *REFRESH_STATE, STARTED_FIELD)}
 _TOKEN_VALUES = ("access_token", "refresh_token", "grant_token")
 _REFRESHED = {"access_token", "expiry_time"}
 DURABLE = WriteConcern(w="majority", j=True)
@@ -170,7 +174,7 @@ class MongoTokenStore(TokenStore):
         return self._watched(fill_token(token, self.open_document(document, found_by=query)), document, lease)
 
     def save_token(self, token: OAuthToken) -> None:
-        """Insert or update the matching document in one atomic upsert, then complete ``token``.
+        """Insert or update the matching document in one atomic ``find_one_and_update``, then complete ``token``.
 
         A token with nothing to match by is inserted under a new id. A token with an id only updates
         the stored token of that id: a token deleted meanwhile (a logout while its refresh was in
@@ -201,8 +205,8 @@ class MongoTokenStore(TokenStore):
                                          write=True, unknown_outcome=_SAVE_AGAIN)
         if document is None:
             if by_id:
-                raise store_error(f"no stored token has id {fields['_id']!r} (deleted, or never stored): the token "
-                                  "must be authorized again (a new grant token)")
+                raise UnknownToken(f"no stored token has id {fields['_id']!r} (deleted, or never stored): the token "
+                                   "must be authorized again (a new grant token)")
             raise store_error(
                 "no stored token matches this one, and it has no access, refresh or grant token to store"
             )
@@ -218,10 +222,10 @@ class MongoTokenStore(TokenStore):
         token_id = check_text("id", id, required=True)
         document = self.call("find the token by id", lambda: self._tokens(reading=True).find_one({"_id": token_id}, projection=_PROJECTION))
         if document is None:
-            raise store_error(f"no stored token has id {token_id!r}: it was deleted, or never stored")
+            raise UnknownToken(f"no stored token has id {token_id!r}: it was deleted, or never stored")
         document, lease = self._coordinated(document)
         if document is None:
-            raise store_error(f"the token {token_id!r} was deleted")
+            raise UnknownToken(f"no stored token has id {token_id!r}: it was deleted meanwhile")
         return self._watched(document_to_token(self.open_document(document)), document, lease)
 
     def get_tokens(self) -> list[OAuthToken]:
@@ -367,17 +371,19 @@ class MongoTokenStore(TokenStore):
         self._refuse_plain_beside_sealed()
         tokens = self._primary
         refresh = fields.get("refresh_token")
-        holds_refresh = None if refresh is None else self._lookup({"refresh_token": refresh})
         for round_ in (1, 2):
             absent: list[str] = []
+            holds_refresh = None if refresh is None else {"refresh_token": refresh}
             if self.cipher is None:
                 match = found_by or {"_id": new_id}
                 # The matched key is left out of $set: an upsert copies it from the filter.
                 values = {key: value for key, value in fields.items() if key not in match}
                 sealed_guard = {KEY_ID_FIELD: {"$exists": False}}  # never overwrite what we cannot open
             else:
-                match, values, absent = self._sealed(fields, found_by, new_id)
+                match, values, absent, plain = self._sealed(fields, found_by, new_id)
                 sealed_guard = {}
+                if refresh is not None and not plain:  # the guard names the blind index, never the value
+                    holds_refresh = self.cipher.blind_match("refresh_token", refresh)
             update: dict[str, Any] = {
                 # A save carrying an access token is the SDK's save after a refresh (or a grant exchange).
                 "$currentDate": {"updated_at": True} | ({REFRESHED_FIELD: True} if fields.keys() >= _REFRESHED else {}),
@@ -419,8 +425,9 @@ class MongoTokenStore(TokenStore):
                     return None, False
             elif round_ == 1:
                 log.info("save hit a duplicate %s; retrying once", conflict_field(conflict))
-        if conflict is None:
-            return None, False
+        if conflict is None:  # it exists, yet neither round's guards held nor did it win: it keeps changing
+            raise store_error(f"could not save the token: the stored token {match.get('_id')!r} changed while it was "
+                              f"being saved; {_SAVE_AGAIN}")
         # Name the token in the way (mongomock's error names no field; ours names the plain one).
         holder = self.conflict(fields, (stored or {}).get("_id"))
         where_, field = (f" ({holder[0]})", holder[1]) if holder is not None else ("", conflict_field(conflict))
@@ -470,14 +477,15 @@ class MongoTokenStore(TokenStore):
         if sealed is not None:
             raise store_error(PLAIN_BESIDE_SEALED)
 
-    def _sealed(self, fields: dict[str, Any], plain: dict[str, Any] | None,
-                new_id: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-        """(match by id, values to set, identity fields to unset). Ciphertexts are bound to the
+    def _sealed(self, fields: dict[str, Any], found_by: dict[str, Any] | None,
+                new_id: str) -> tuple[dict[str, Any], dict[str, Any], list[str], bool]:
+        """(match by id, values to set, identity fields to unset, whether the stored document holds
+        its refresh token in plain text: stored before encryption). Ciphertexts are bound to the
         token's id and identity, so the matching document is read first. Its secrets the token lacks
         are resealed too, and the identity they are bound to is written whole, so the document comes
         out consistent (wholly sealed with the current key) whatever a concurrent save changed."""
         assert self.cipher is not None
-        stored = self._primary.find_one(self._lookup(plain), projection=_PROJECTION) if plain else None
+        stored = self._primary.find_one(self._lookup(found_by), projection=_PROJECTION) if found_by else None
         kept: dict[str, Any] = {}
         identity: dict[str, Any] = {}
         if stored is not None:
@@ -489,7 +497,8 @@ class MongoTokenStore(TokenStore):
         values = {key: value for key, value in fields.items() if key not in SECRET_FIELDS} | identity
         values |= self.cipher.seal(kept | fields, identity)
         values.pop("_id")
-        return {"_id": document_id}, values, [name for name in IDENTITY_FIELDS[1:] if name not in identity]
+        plain = stored is not None and isinstance(stored.get("refresh_token"), str) and not is_sealed(stored["refresh_token"])
+        return {"_id": document_id}, values, [name for name in IDENTITY_FIELDS[1:] if name not in identity], plain
 
     def _coordinated(self, document: dict[str, Any] | None) -> tuple[dict[str, Any] | None, datetime | None]:
         """(the document to hand the SDK, the refresh lease this caller holds or None): only a token
@@ -498,7 +507,7 @@ class MongoTokenStore(TokenStore):
             refuse_malformed(document)  # before its dates are compared
         if document is None or not self.refresh_lease or not needs_refresh(document, utcnow()):
             return document, None
-        return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait,
+        return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait, self.backoff,
                           run=lambda work: self.call("coordinate the token refresh", work, write=True))
 
     def _watched(self, token: OAuthToken, document: dict[str, Any], lease: datetime | None) -> OAuthToken:

@@ -30,7 +30,7 @@ from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from . import admin
 from .errors import sentence
-from .lease import acquire, needs_refresh, record_failure, refusal, utcnow
+from .lease import RefreshFailing, needs_refresh, record_failure, take, utcnow
 from .mapping import (
     CHECK_ERROR_FIELD,
     CHECK_RESULT_FIELD,
@@ -294,15 +294,16 @@ def _refresh(store: MongoTokenStore, document: dict[str, Any], opened: dict[str,
     else:
         form |= {"code": opened.get("grant_token"), "redirect_uri": opened.get("redirect_url"),
                  "grant_type": "authorization_code"}
-    lease = None
+    lease = held = None
     if refresh and store.refresh_lease:
-        backing_off = refusal(document, utcnow())
-        if backing_off is not None:  # Zoho is not asked again before the back-off window ends
-            raise ZohoError(sentence(backing_off))
-        lease = store.call("take the refresh lease",
-                           lambda: acquire(store.collection, document, store.refresh_lease), write=True)
-        if lease is None:
+        try:  # as any SDK worker: one refresh at a time, and none inside a back-off window
+            held = store.call("take the refresh lease",
+                              lambda: take(store.collection, document, store.refresh_lease, store.backoff), write=True)
+        except RefreshFailing as backing_off:
+            raise ZohoError(sentence(backing_off)) from None
+        if held is None:
             raise ZohoError("another worker is refreshing it right now")
+        lease = held[LEASE_FIELD]
     host = host_of(where.accounts)
     try:
         reply = call_zoho("POST", where.accounts, data={key: value for key, value in form.items() if value is not None})
@@ -320,10 +321,10 @@ def _refresh(store: MongoTokenStore, document: dict[str, Any], opened: dict[str,
     access = body.get("access_token")
     if not isinstance(access, str) or not access:
         code = body.get("error")
-        if lease is not None:  # refused, as an SDK worker's refresh would be: recorded, and backed off
-            held = lease
+        if held is not None:  # refused, as an SDK worker's refresh would be: recorded, and backed off
+            taken = held
             store.call("record the failed refresh",
-                       lambda: record_failure(store.collection, document, held, store.backoff), write=True)
+                       lambda: record_failure(store.collection, taken, taken[LEASE_FIELD], store.backoff), write=True)
         raise _Answered(code if isinstance(code, str) and code else f"HTTP {reply.status}")
     seconds = body.get("expires_in")
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 ** 9:

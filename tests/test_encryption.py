@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 from tokens import full, oauth, secret, values
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
@@ -354,4 +354,43 @@ def test_the_server_refuses_plaintext_writes_beside_sealed_tokens_on_every_save(
             plain.save_token(legacy)
     finally:
         real_client.drop_database(database_name)
+        client.close()
+
+
+@pytest.mark.real
+def test_no_command_carries_a_secret_in_the_clear(mongo_uri: str, database_name: str) -> None:
+    """With a key, what reaches the server (its logs, profiler, currentOp) holds no secret: saves,
+    the guards of a save by id, lookups by id and user name, a refresh lease and its failure."""
+    class Everything(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.commands: list[str] = []
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            self.commands.append(repr(event.command))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    listener = Everything()
+    client = MongoClient(mongo_uri, event_listeners=[listener])
+    try:
+        sealed = MongoTokenStore(client=client, database=database_name, encryption_key=KEY_A, old_encryption_keys=[])
+        token = full(ALICE, expires_in="1000")
+        sealed.save_token(token)
+        holder = sealed.find_token_by_id(token.get_id())  # in the refresh window: takes the lease
+        with pytest.raises(SDKException):
+            holder.refresh_access_token(holder, "http://127.0.0.1:9/oauth/v2/token")  # recorded as failed
+        again = full(ALICE, refresh_token=token.get_refresh_token(), grant_token=token.get_grant_token(),
+                     client_secret=token.get_client_secret())
+        again.set_id(token.get_id())
+        sealed.save_token(again)  # the SDK's save after a refresh: by id, with the guards
+        sealed.find_token(oauth(ALICE, client=False))
+        assert len(listener.commands) >= 6
+        for value in secrets_of([token, again]):
+            assert not any(value in command for command in listener.commands)
+    finally:
+        client.drop_database(database_name)
         client.close()

@@ -12,8 +12,8 @@ from tokens import full, oauth, secret
 
 from mongo_store import MongoTokenStore, admin
 from mongo_store.indexes import ensure_indexes
-from mongo_store.lease import utcnow
-from mongo_store.mapping import FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD, STARTED_FIELD
+from mongo_store.lease import RefreshFailing, utcnow
+from mongo_store.mapping import FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD, RETRY_FIELD, STARTED_FIELD
 
 
 def epoch_ms(when: datetime) -> str:
@@ -32,7 +32,9 @@ def health(store: MongoTokenStore, token_id: str, now: datetime | None = None) -
 
 
 def test_a_refresh_that_fails_through_the_lease_is_failing_until_the_next_save(client: Any, database_name: str) -> None:
-    store = MongoTokenStore(client=client, database=database_name, refresh_lease=0.3, refresh_wait=0.05)
+    # Back-off windows shorter than the lease: each lapse is over its window, so the next worker takes over.
+    store = MongoTokenStore(client=client, database=database_name, refresh_lease=0.3, refresh_wait=0.05,
+                            refresh_backoff=0.1, refresh_backoff_max=0.2)
     lapsed = epoch_ms(utcnow() - timedelta(minutes=5))
     token = full("alice@example.com:1", expires_in=lapsed)
     store.save_token(token)
@@ -68,6 +70,25 @@ def test_a_refresh_that_fails_through_the_lease_is_failing_until_the_next_save(c
     assert FAILURES_FIELD not in document and LEASE_FIELD not in document
     assert abs(document[REFRESHED_FIELD] - utcnow()) < timedelta(seconds=5)
     assert health(store, token_id) == "healthy"
+
+
+def test_a_lapsed_lease_opens_a_back_off_window_from_the_attempts_start(client: Any, database_name: str) -> None:
+    """A refresh that never ends (its holder died, or Zoho never answers) is tried once per window
+    too: when its lease lapses inside the window, the next caller records it and is refused."""
+    store = MongoTokenStore(client=client, database=database_name, refresh_lease=0.3, refresh_wait=0.05)
+    token = full("alice@example.com:1", expires_in=epoch_ms(utcnow() - timedelta(minutes=5)))
+    store.save_token(token)
+    store.find_token_by_id(token.get_id())  # takes the lease, and never saves
+    started = store.collection.find_one({})[STARTED_FIELD]
+    time.sleep(0.4)
+    with pytest.raises(RefreshFailing, match="the next attempt is at"):
+        store.find_token_by_id(token.get_id())
+    document = store.collection.find_one({})
+    assert document[FAILURES_FIELD] == 1 and LEASE_FIELD not in document
+    assert document[RETRY_FIELD] - started == timedelta(seconds=30)  # the window of that attempt, from its start
+    with pytest.raises(RefreshFailing):  # and so for everyone, with one find each, until it ends
+        store.find_token(oauth("alice@example.com:1", client=False))
+    assert store.collection.find_one({})[FAILURES_FIELD] == 1  # counted once
 
 
 def test_a_grant_only_token_ages_into_unusable(store: MongoTokenStore) -> None:

@@ -26,8 +26,9 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
 from mongo_store import MongoTokenStore
+from mongo_store.errors import UnknownToken
 from mongo_store.lease import Backoff, RefreshFailing
-from mongo_store.mapping import FAILING_SINCE_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD
+from mongo_store.mapping import FAILED_AT_FIELD, FAILING_SINCE_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -85,6 +86,7 @@ def portal(mongo_uri: str, database_name: str, real_client: MongoClient, monkeyp
     exec(compile(recipe_code(), "README.md (Many users)", "exec"), recipe)
     with ZohoAccounts(CLIENT_ID, CLIENT_SECRET) as zoho:
         recipe["ENVIRONMENT"] = zoho.environment  # never the real Zoho: the recipe's calls go to the fake
+        recipe["ACCOUNTS_URL"] = f"{zoho.url}/oauth/v2/token"
         yield Portal(recipe, zoho)
     recipe["STORE"].close()
     real_client.drop_database(database_name)
@@ -105,9 +107,9 @@ def test_the_readme_recipe_logs_people_in_and_out(portal: Portal, real_client: M
     bob_refresh = portal.document(bob)["refresh_token"]
     portal.log_out(bob)
     assert zoho.authorizations[bob_refresh].revoked and portal.document(bob) is None
-    with pytest.raises(SDKException) as gone:
+    with pytest.raises(portal.recipe["LoggedOut"]) as gone:
         portal.request(bob)
-    assert gone.value.code == "TOKEN_STORE" and "deleted" in str(gone.value)
+    assert isinstance(gone.value.__cause__, UnknownToken) and "deleted" in str(gone.value.__cause__)
     assert portal.request(alice) == 200  # the others go on
     again = portal.log_in(BOB)
     assert again != bob and portal.request(again) == 200
@@ -127,9 +129,10 @@ def test_the_readme_recipe_logs_people_in_and_out(portal: Portal, real_client: M
 # -- a revoked person must not stall everyone ------------------------------------------------------
 
 
-def _load(portal: Portal, people: list[str], seconds: float, threads: int = 8) -> dict[str, list[tuple[float, bool]]]:
+def _load(portal: Portal, people: list[str], seconds: float, threads: int = 8,
+          refusals: list[str] | None = None) -> dict[str, list[tuple[float, bool]]]:
     """``threads`` workers serving requests for ``people`` in turn for ``seconds``: each person's
-    (duration, succeeded) per request."""
+    (duration, succeeded) per request; the messages of ``RefreshFailing`` go to ``refusals``."""
     results: dict[str, list[tuple[float, bool]]] = {person: [] for person in people}
     start, deadline = threading.Barrier(threads), time.monotonic() + seconds
 
@@ -142,6 +145,10 @@ def _load(portal: Portal, people: list[str], seconds: float, threads: int = 8) -
             began = time.monotonic()
             try:
                 ok = portal.request(person) == 200
+            except RefreshFailing as refused:
+                ok = False
+                if refusals is not None:
+                    refusals.append(str(refused))
             except SDKException:
                 ok = False
             results[person].append((time.monotonic() - began, ok))
@@ -203,18 +210,18 @@ def test_retries_are_one_per_window_and_the_window_grows(portal: Portal) -> None
     carol = portal.log_in(CAROL)
     portal.expire(carol)
     portal.zoho.revoke(portal.document(carol)["refresh_token"])
-    results = _load(portal, [carol], 3.2, threads=4)
+    refusals: list[str] = []
+    results = _load(portal, [carol], 3.2, threads=4, refusals=refusals)
     times = [attempt.at for attempt in portal.zoho.refreshes(CAROL)]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     # 0.5 s after the first failure, then 1 s (the cap) after each next one: 4 or 5 attempts in 3.2 s.
     assert 3 <= len(times) <= 5, gaps
     assert gaps[0] >= 0.5 - 0.05 and all(gap >= 1.0 - 0.05 for gap in gaps[1:]), gaps
     assert len(results[carol]) > 20 * len(times)  # many requests, few attempts
-    with pytest.raises(RefreshFailing) as refused:
-        portal.request(carol)
-    message = str(refused.value)
-    assert f"the refresh of token {carol!r} keeps failing ({len(times)} failed refresh(es) since " in message
-    assert "next attempt" in message or "trying again now" in message
+    message = refusals[-1]
+    assert re.match(rf"Caused By: TOKEN_STORE - the refresh of token {re.escape(repr(carol))} keeps failing "
+                    rf"\(\d failed refresh\(es\) since \d{{4}}-\d\d-\d\dT[\d:]+Z\); "
+                    r"(the next attempt is at [\d:TZ-]+ \(in \d+ s\)|one caller is trying again now)\.", message), message
     assert portal.document(carol)["refresh_token"] not in message
 
 
@@ -250,16 +257,18 @@ def test_a_deletion_sticks_while_a_refresh_is_in_flight(portal: Portal, deletion
         portal.store.delete_tokens()
     else:
         portal.log_out(alice)
-    portal.zoho.gate.set()  # the refresh answers; the SDK saves the token it got
+    portal.zoho.gate.set()  # the refresh answers (a new access token: it was decided before the deletion)
     thread.join(30)
+    assert not thread.is_alive()
+    assert portal.zoho.refreshes(ALICE)[-1].outcome == "ok"  # so the SDK did save: the store refused it
     assert portal.document(alice) is None, "the refresh in flight saved the deleted token back"
     if deletion != "delete_tokens":
         assert portal.document(bob) is not None
     assert portal.store.collection.count_documents({}) == (0 if deletion == "delete_tokens" else 1)
     requests = sum(portal.zoho.requests.values())
-    with pytest.raises(SDKException) as gone:
+    with pytest.raises(portal.recipe["LoggedOut"]) as gone:
         portal.request(alice)
-    assert gone.value.code == "TOKEN_STORE" and f"no stored token has id {alice!r}" in str(gone.value)
+    assert f"no stored token has id {alice!r}" in str(gone.value.__cause__)
     assert sum(portal.zoho.requests.values()) == requests  # Zoho was not asked
     again = portal.log_in(ALICE)  # the next login works: a new token
     assert again != alice and portal.request(again) == 200
@@ -274,6 +283,7 @@ def test_a_relogin_wins_over_a_refresh_in_flight(portal: Portal) -> None:
     assert new["refresh_token"] != old_refresh
     portal.zoho.gate.set()  # the old refresh answers (its access token expires later) and is saved
     thread.join(30)
+    assert not thread.is_alive() and portal.zoho.refreshes(ALICE)[-1].outcome == "ok"
     stored = portal.document(alice)
     assert stored["refresh_token"] == new["refresh_token"] and stored["grant_token"] == new["grant_token"]
     assert stored["access_token"] == new["access_token"]
@@ -286,9 +296,11 @@ def test_a_relogin_wins_over_a_refresh_in_flight(portal: Portal) -> None:
 def test_an_unknown_id_raises_and_zoho_is_not_asked(portal: Portal) -> None:
     portal.log_in(ALICE)
     requests = sum(portal.zoho.requests.values())
-    with pytest.raises(SDKException) as unknown:
+    with pytest.raises(portal.recipe["LoggedOut"]) as unknown:
         portal.request("no-such-id")
-    assert unknown.value.code == "TOKEN_STORE" and "no stored token has id 'no-such-id'" in str(unknown.value)
+    cause = unknown.value.__cause__
+    assert isinstance(cause, UnknownToken) and cause.code == "TOKEN_STORE"
+    assert "no stored token has id 'no-such-id'" in str(cause)
     assert sum(portal.zoho.requests.values()) == requests
 
 
@@ -313,26 +325,29 @@ def test_a_failed_refresh_is_recorded_at_once_and_callers_back_off(store: MongoT
     refused_refresh(holder)
     document = store.collection.find_one({"_id": token_id})
     assert LEASE_FIELD not in document and document[FAILURES_FIELD] == 1
-    assert document[FAILING_SINCE_FIELD] <= document[RETRY_FIELD]
-    assert timedelta(seconds=0.25) < document[RETRY_FIELD] - document[FAILING_SINCE_FIELD] < timedelta(seconds=0.35)
+    assert document[FAILING_SINCE_FIELD] == document[FAILED_AT_FIELD]
+    assert document[RETRY_FIELD] - document[FAILED_AT_FIELD] == timedelta(seconds=0.3)
 
+    store.backoff = Backoff(30.0, 60.0)  # what follows waits for no clock: the window is long
+    store.collection.update_one({"_id": token_id}, {"$set": {RETRY_FIELD: document[FAILED_AT_FIELD] + timedelta(seconds=30)}})
     began = time.monotonic()
     with pytest.raises(RefreshFailing) as refused:  # inside the window: at once, no waiting
         store.find_token_by_id(token_id)
-    assert time.monotonic() - began < 0.2
+    assert time.monotonic() - began < 1.0
     assert refused.value.code == "TOKEN_STORE" and "the next attempt is at " in str(refused.value)
     assert token.get_refresh_token() not in str(refused.value)
 
-    time.sleep(0.35)  # the window passes: one caller is let through, the others still fail at once
-    retrying = store.find_token_by_id(token_id)
+    store.collection.update_one({"_id": token_id}, {"$set": {RETRY_FIELD: utc_now()}})  # the window passes:
+    store.backoff = Backoff(0.3, 0.6)
+    retrying = store.find_token_by_id(token_id)  # one caller is let through, the others still fail at once
     with pytest.raises(RefreshFailing, match="one caller is trying again now"):
         store.find_token_by_id(token_id)
     refused_refresh(retrying)
     document = store.collection.find_one({"_id": token_id})
-    assert document[FAILURES_FIELD] == 2 and document[FAILING_SINCE_FIELD] < document[RETRY_FIELD]
-    assert document[RETRY_FIELD] - utc_now() > timedelta(seconds=0.45)  # the window doubled
+    assert document[FAILURES_FIELD] == 2 and document[FAILING_SINCE_FIELD] < document[FAILED_AT_FIELD]
+    assert document[RETRY_FIELD] - document[FAILED_AT_FIELD] == timedelta(seconds=0.6)  # the window doubled
 
-    time.sleep(0.65)
+    store.collection.update_one({"_id": token_id}, {"$set": {RETRY_FIELD: utc_now()}})
     succeeding = store.find_token_by_id(token_id)
     succeeding.set_access_token("fresh")
     succeeding.set_expires_in(str(NOW_MS + 3_600_000))

@@ -21,7 +21,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore
-from mongo_store.lease import LEASE_FIELD
+from mongo_store.lease import LEASE_FIELD, RefreshFailing
 
 ALICE = "alice@example.com:700001"
 NOW_MS = int(datetime.now(timezone.utc).timestamp() * 1000)
@@ -173,9 +173,12 @@ os.kill(os.getpid(), signal.SIGKILL)  # dies mid-refresh
 """
 
 
+@pytest.mark.parametrize("backoff", [1.0, 30.0])
 def test_a_holder_killed_mid_refresh_delays_the_others_no_longer_than_the_lease(
-    real_store: MongoTokenStore, mongo_uri: str, database_name: str
+    real_store: MongoTokenStore, mongo_uri: str, database_name: str, backoff: float
 ) -> None:
+    """The others learn of the dead holder when its lease lapses: with the attempt's back-off window
+    over by then, one of them takes over and refreshes; inside it, they are refused at once."""
     lease = 2.0
     token = full(ALICE, access_token="old", expires_in=str(NOW_MS + 1000))
     real_store.save_token(token)
@@ -183,12 +186,18 @@ def test_a_holder_killed_mid_refresh_delays_the_others_no_longer_than_the_lease(
                             capture_output=True, text=True, timeout=60)
     assert holder.returncode == -signal.SIGKILL and "holding" in holder.stdout
     assert real_store.collection.find_one({})[LEASE_FIELD] is not None
-    waiter = MongoTokenStore(client=real_store.client, database=database_name, refresh_lease=lease, refresh_wait=30)
+    waiter = MongoTokenStore(client=real_store.client, database=database_name, refresh_lease=lease, refresh_wait=30,
+                             refresh_backoff=backoff, refresh_backoff_max=backoff)
     started = time.monotonic()
-    found = waiter.find_token_by_id(token.get_id())
+    if backoff < lease:
+        found = waiter.find_token_by_id(token.get_id())
+        assert found.get_access_token() == "old"  # it took over the lapsed lease: now it refreshes
+    else:
+        with pytest.raises(RefreshFailing, match="keeps failing"):
+            waiter.find_token_by_id(token.get_id())
     waited = time.monotonic() - started
-    assert found.get_access_token() == "old"  # it took over the lapsed lease: now it refreshes
     assert waited <= lease + 0.5
+    assert real_store.collection.find_one({})["refresh_failures"] == 1
 
 
 # -- the real SDK in 20 processes at the moment of expiry ----------------------------------------

@@ -4,8 +4,9 @@ access tokens in 10 minutes ("Access Denied" after that) and keeps 15 alive (the
 oldest); a revoked refresh token is refused (``invalid_code``); the CRM API answers as the person
 whose access token is presented. Served by ``FakeZoho``'s HTTP handler on 127.0.0.1.
 
-``gate`` holds refreshes in flight (clear it, and each refresh waits until it is set again), so a
-test can delete a token or log its person in again while a refresh is under way.
+``gate`` holds refreshes in flight (clear it, and each refresh's answer, decided on arrival, waits
+until it is set again), so a test can delete a token, revoke it or log its person in again while
+a refresh is under way.
 """
 
 from __future__ import annotations
@@ -96,10 +97,11 @@ class ZohoAccounts(FakeZoho):
         if form.get("grant_type") == "authorization_code":
             return self._exchange(form.get("code", ""))
         if form.get("grant_type") == "refresh_token":
+            answer = self._refresh(form.get("refresh_token", ""))  # decided on arrival, sent once the gate opens
             if not self.gate.is_set():
                 self.refresh_waiting.set()
                 self.gate.wait(30)
-            return self._refresh(form.get("refresh_token", ""))
+            return answer
         return 200, {"error": "unsupported_grant_type"}
 
     def _exchange(self, code: str) -> tuple[int, dict]:
