@@ -148,8 +148,8 @@ def parser() -> argparse.ArgumentParser:
                      help="Zoho accounts server to use instead of the token's data center's")
     sub.set_defaults(run="revoke")
 
-    sub = commands.add_parser("delete", help="delete one token (audited); a worker holding it saves it back: "
-                              "revoke ends a connection")
+    sub = commands.add_parser("delete", help="delete one token for good (audited); Zoho still honours its refresh "
+                              "token: revoke ends a connection")
     sub.add_argument("id")
     sub.add_argument("--actor", help="who deletes, for the audit log (default: your user name)")
     sub.set_defaults(run="delete")

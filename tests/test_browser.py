@@ -280,3 +280,58 @@ def test_ticks_stay_with_their_tokens_and_clear_after_the_delete(demo: str, brow
     assert not [t for t in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stText']") if "Ticked:" in t.text]
     assert not wait_for(browser, "button", "Delete ticked rows").is_enabled()
     browser.save_screenshot(str(ARTIFACTS / "ticks-cleared.png"))
+
+
+def test_with_sign_in_off_a_rebinding_name_sees_nothing(tmp_path: Path) -> None:
+    """DNS rebinding in a real browser: a hostile page's name resolved to 127.0.0.1 reaches the
+    dashboard's port, and Streamlit accepts its WebSocket; with sign-in off the dashboard checks the
+    Host header and shows nothing under that name, and the tokens under 127.0.0.1."""
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_URI", "DASHBOARD_", "ZOHO_"))}
+    env |= {"MONGODB_URI": "mongomock://", "DASHBOARD_AUTH_DISABLED": "true"}
+    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "dashboard", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="zoho-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,900", f"--user-data-dir={profile}",
+                 "--host-resolver-rules=MAP rebind.test 127.0.0.1"):  # the attacker's DNS answer, on this machine only
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.3)
+        driver.get(f"http://rebind.test:{port}")
+        wait_for(driver, "[data-testid='stAlert']", "not under another name")
+        time.sleep(1)
+        assert "Zoho token store" not in driver.find_element("css selector", "body").text
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "rebinding-refused.png"))
+        driver.get(f"http://127.0.0.1:{port}")
+        wait_for(driver, "[data-testid='stAlert']", "Sign-in is turned off (DASHBOARD_AUTH_DISABLED)")
+        wait_for(driver, "[data-testid='stSidebar']", "Zoho token store")
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)

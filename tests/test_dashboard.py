@@ -601,5 +601,5 @@ def test_the_delete_confirmation_says_what_a_delete_does_not_do(store: MongoToke
     at = on_tokens_page(signed_in())
     at.button(key="delete_one").click().run()
     text = rendered_text(at)
-    assert "Zoho still honours their refresh tokens" in text and "saves it back on its next refresh" in text
+    assert "Zoho still honours their refresh tokens" in text and "a refresh in flight cannot save them back" in text
     assert "revoke it" in text

@@ -350,9 +350,9 @@ def arm(request: dict[str, Any]) -> None:
 def token_actions(conn: data.Connection, settings: Settings, operator: Operator, chosen: str, ticked: list[str],
                   query: admin.Query | None, scope: str) -> None:
     st.subheader("Actions")
-    st.caption("Check asks Zoho whether the token works, the SDK's way (refreshing it if it lapsed). Delete removes "
-               "the stored document only: a worker that holds the token saves it back on its next refresh, and the "
-               "refresh token stays valid at Zoho. Revoke ends the connection at Zoho, then deletes.")
+    st.caption("Check asks Zoho whether the token works (refreshing it if it lapsed, through the store's lease). "
+               "Delete removes the stored token for good (a refresh in flight cannot save it back), but its refresh "
+               "token stays valid at Zoho. Revoke ends the connection at Zoho, then deletes.")
     check, revoke, one, many, every = st.columns(5)
     if check.button(f"Check {markdown_plain(chosen)} with Zoho", key="check_one"):
         try:
@@ -376,8 +376,8 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
         confirm_dialog(conn, settings, operator)
 
 
-DELETE_TRUTH = ("This deletes the stored documents only. Zoho still honours their refresh tokens, and a worker that "
-                "holds one in memory saves it back on its next refresh, under the same id. To end a connection, "
+DELETE_TRUTH = ("This deletes the stored tokens for good: a refresh in flight cannot save them back, and their "
+                "people must log in again. Zoho still honours their refresh tokens: to end a connection at Zoho, "
                 "revoke it. This cannot be undone.")
 
 

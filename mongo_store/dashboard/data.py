@@ -120,7 +120,7 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
 
 
 def check(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> Checked:
-    """Ask Zoho whether the token works, the SDK's way (``zoho.check``); the result is recorded on
+    """Ask Zoho whether the token works (``zoho.check``: bounded calls, the store's lease); the result is recorded on
     the token and in the audit log."""
     result = check_at_zoho(connection.store, token_id, accounts_url)
     connection.store.call("record the check in the audit log",
