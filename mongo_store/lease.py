@@ -8,11 +8,11 @@ itself if its holder dies. Dates come from the workers' clocks: keep them in syn
 
 A refresh that fails (Zoho refused the refresh token, or the call failed) is recorded at once by
 the holder (``record_failure``); one that never ends (its holder died, or hangs) when its lease
-lapses without a save. From then on callers
-do not wait for anyone: they fail at once with ``RefreshFailing``, and one caller per back-off
-window (``Backoff``: 30 s, doubling, at most 5 min) is let through to try again, so Zoho sees a
-bounded number of attempts however many requests arrive. The next save (a successful refresh, or
-a new login) ends it. The same fields feed the operators' health view (``admin.health_of``).
+lapses without a save. From then on callers do not wait for anyone: they fail at once with
+``RefreshFailing``, and one caller per back-off window (``Backoff``: 30 s, doubling, at most
+5 min) is let through to try again, so Zoho sees a bounded number of attempts however many
+requests arrive. The next save (a successful refresh, or a new login) ends it. The same fields
+feed the operators' health view (``admin.health_of``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ The screenshots land in ``test-artifacts/``. Needs Debian's ``chromium`` and ``c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +75,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    with chromium("1500,1100") as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def chromium(window: str, *flags: str) -> Iterator[Any]:
+    """Headless Chromium with a fresh profile, through chromedriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -81,13 +90,15 @@ def browser() -> Iterator[object]:
     profile = tempfile.mkdtemp(prefix="zoho-chromium-")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1500,1100", f"--user-data-dir={profile}"):
+                 f"--window-size={window}", f"--user-data-dir={profile}", *flags):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def wait_for(driver: object, css: str, text: str | None = None, timeout: float = 60) -> object:
@@ -291,47 +302,35 @@ def test_with_sign_in_off_a_rebinding_name_sees_nothing(tmp_path: Path) -> None:
         if os.environ.get("CI"):
             pytest.fail(missing)
         pytest.skip(missing)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_URI", "DASHBOARD_", "ZOHO_"))}
     env |= {"MONGODB_URI": "mongomock://", "DASHBOARD_AUTH_DISABLED": "true"}
     process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "dashboard", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="zoho-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,900", f"--user-data-dir={profile}",
-                 "--host-resolver-rules=MAP rebind.test 127.0.0.1"):  # the attacker's DNS answer, on this machine only
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.3)
-        driver.get(f"http://rebind.test:{port}")
-        wait_for(driver, "[data-testid='stAlert']", "not under another name")
-        time.sleep(1)
-        assert "Zoho token store" not in driver.find_element("css selector", "body").text
-        ARTIFACTS.mkdir(exist_ok=True)
-        driver.save_screenshot(str(ARTIFACTS / "rebinding-refused.png"))
-        driver.get(f"http://127.0.0.1:{port}")
-        wait_for(driver, "[data-testid='stAlert']", "Sign-in is turned off (DASHBOARD_AUTH_DISABLED)")
-        wait_for(driver, "[data-testid='stSidebar']", "Zoho token store")
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-        os.killpg(process.pid, 15)
+    # The attacker's DNS answer, on this machine only: rebind.test is 127.0.0.1.
+    with chromium("1280,900", "--host-resolver-rules=MAP rebind.test 127.0.0.1") as driver:
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
+                        break
+                except OSError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.3)
+            driver.get(f"http://rebind.test:{port}")
+            wait_for(driver, "[data-testid='stAlert']", "not under another name")
+            time.sleep(1)
+            assert "Zoho token store" not in driver.find_element("css selector", "body").text
+            ARTIFACTS.mkdir(exist_ok=True)
+            driver.save_screenshot(str(ARTIFACTS / "rebinding-refused.png"))
+            driver.get(f"http://127.0.0.1:{port}")
+            wait_for(driver, "[data-testid='stAlert']", "Sign-in is turned off (DASHBOARD_AUTH_DISABLED)")
+            wait_for(driver, "[data-testid='stSidebar']", "Zoho token store")
+        finally:
+            os.killpg(process.pid, 15)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)

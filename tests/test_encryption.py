@@ -324,12 +324,12 @@ def test_the_server_refuses_plaintext_writes_beside_sealed_tokens_on_every_save(
                                                                                  database_name: str) -> None:
     """A keyless worker that saved before encryption was turned on keeps being refused afterwards,
     each time, and its save is still one command (the server checks: no read first)."""
-    from test_lifecycle import Commands
+    from test_refresh_safety import FindAndModifyCounter  # it records every command's name
     from tokens import exception_texts
 
     from mongo_store.validation import requires_sealed
 
-    commands = Commands()
+    commands = FindAndModifyCounter()
     client = MongoClient(real_client.address[0], real_client.address[1], event_listeners=[commands])
     try:
         plain = MongoTokenStore(client=client, database=database_name, encryption_key=None, old_encryption_keys=[])

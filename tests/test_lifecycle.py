@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from tokens import CLIENT_ID, full, secret
 from zoho_accounts import ZohoAccounts
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
@@ -385,24 +385,12 @@ def test_the_first_failure_costs_the_waiters_only_zohos_answer(real_store: Mongo
     assert len(waited) == 5 and max(waited) < 0.3 + 0.5, waited
 
 
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 def test_round_trips_stay_one_command(mongo_uri: str, database_name: str) -> None:
     """A lookup outside the refresh window, and one inside the back-off window, are one find; a
     save by id (also one a newer login beat) one findAndModify, and the losing one one find more."""
-    commands = Commands()
+    from test_refresh_safety import FindAndModifyCounter  # it records every command's name
+
+    commands = FindAndModifyCounter()
     client = MongoClient(mongo_uri, event_listeners=[commands])
     try:
         store = MongoTokenStore(client=client, database=database_name)
