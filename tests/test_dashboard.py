@@ -15,6 +15,7 @@ from tokens import full, oauth, secret, values
 
 from mongo_store import MongoTokenStore
 from mongo_store.dashboard import demo
+from mongo_store.dashboard.app import GRID_DEFAULT
 from mongo_store.embedded import free_port
 from mongo_store.mapping import SECRET_FIELDS
 from mongo_store.masking import markdown_plain
@@ -269,7 +270,8 @@ def test_ticks_stay_with_their_tokens_through_reorders_inserts_and_deletes(store
     assert at.session_state["ticked"] == chosen
     assert "Ticked: 2 token(s): user01@example.com:1, user02@example.com:1" in dialog_text(at)
     _, shown, rows = at.session_state["grid_shown"]
-    assert sorted(shown[row] for row in rows) == sorted(chosen)  # the grid shows them ticked where they now are
+    if GRID_DEFAULT:  # (Streamlit 1.42 has no selection_default: there only the "Ticked:" line names them)
+        assert sorted(shown[row] for row in rows) == sorted(chosen)  # the grid shows them ticked where they now are
     at.button(key="delete_selected").click().run()
     text = dialog_text(at)
     assert "Delete 2 token(s)" in text and "user01@example.com:1" in text and "user02@example.com:1" in text
@@ -398,7 +400,9 @@ def test_an_error_keeps_cancel_and_renders_as_plain_text(store: MongoTokenStore,
     assert at.error[0].value == markdown_plain(hostile)  # no link, no remote image
     assert [b for b in at.button if b.key == "cancel_delete"]  # Cancel is still there
     at.button(key="cancel_delete").click().run()
-    assert at.session_state["confirm"] is None and not [b for b in at.button if b.key == "confirm_delete"]
+    assert at.session_state["confirm"] is None
+    at.run()  # (Streamlit 1.42's AppTest keeps a dialog's last render until the next run)
+    assert not [b for b in at.button if b.key == "confirm_delete"]
 
 
 def test_dashboard_environment_is_parsed_strictly(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,8 +49,9 @@ _failures_lock = threading.Lock()
 
 
 def client_address() -> str:
-    """The browser's address as Streamlit sees it (behind a reverse proxy: the proxy's)."""
-    address = st.context.ip_address
+    """The browser's address as Streamlit sees it (behind a reverse proxy: the proxy's). Streamlit
+    before 1.45 does not tell it: then every client shares one lockout, which still holds."""
+    address = getattr(st.context, "ip_address", None)
     return address if isinstance(address, str) and address else "unknown"
 
 
