@@ -24,9 +24,11 @@ from .mapping import (
     CHECK_ERROR_FIELD,
     FAILED_AT_FIELD,
     FAILURES_FIELD,
+    ISSUED_FIELD,
     LEASE_FIELD,
     REFRESHED_FIELD,
     RETRY_FIELD,
+    ZOHO_REFRESH_TOKEN_LIMIT,
     check_text,
 )
 from .masking import ago, utc_naive
@@ -35,7 +37,7 @@ STATUSES = ("valid", "refresh-window", "within-hour", "expired")
 LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": True, "expiry_time": True,
                "updated_at": True, "access_token": True, "refresh_token": True, "grant_token": True,
                REFRESHED_FIELD: True, LEASE_FIELD: True, FAILURES_FIELD: True, FAILED_AT_FIELD: True,
-               RETRY_FIELD: True, CHECK_ERROR_FIELD: True}
+               RETRY_FIELD: True, CHECK_ERROR_FIELD: True, ISSUED_FIELD: True}
 SEARCH_FIELDS = ("user_name", "client_id", "_id")
 COUNT_CAP = 10_000
 """A page's match count stops here ("10,000+"): counting a million matches takes seconds."""
@@ -155,13 +157,20 @@ def health_of(document: dict[str, Any], now: datetime | None = None) -> tuple[st
         reasons.append(f"a refresh lease lapsed {ago(lease, now)} without a save")
     if document.get(CHECK_ERROR_FIELD) is not None:
         reasons.append(f"the last check failed: {document[CHECK_ERROR_FIELD]}")
+    issued = document.get(ISSUED_FIELD)
+    issued = len(issued) if isinstance(issued, list) else 0
     if reasons:
+        if issued >= ZOHO_REFRESH_TOKEN_LIMIT and failures is not None:
+            reasons.append(f"{issued} refresh tokens were issued for this user: Zoho keeps {ZOHO_REFRESH_TOKEN_LIMIT} "
+                           "per user and client, so its limit may have evicted this one")
         return "failing", "; ".join(reasons)
+    nearing = (f"; {issued} refresh tokens issued for this user: Zoho keeps {ZOHO_REFRESH_TOKEN_LIMIT} per user "
+               "and client, and the next one deletes the oldest" if issued >= ZOHO_REFRESH_TOKEN_LIMIT - 2 else "")
     if isinstance(expiry, datetime) and expiry > now:
-        return "healthy", f"the access token is valid, expires {ago(expiry, now)}"
+        return "healthy", f"the access token is valid, expires {ago(expiry, now)}{nearing}"
     if has["refresh_token"]:
         lapsed = f"lapsed {ago(expiry, now)}" if expiry is not None else "is not issued yet"
-        return "idle", f"the access token {lapsed}; the SDK refreshes it on next use"
+        return "idle", f"the access token {lapsed}; the SDK refreshes it on next use{nearing}"
     if has["grant_token"] and not has["access_token"]:
         return "idle", "a grant token not yet exchanged; the SDK exchanges it on first use"
     return "idle", "the access token has no stored expiry; the SDK stores one on next use"

@@ -68,6 +68,21 @@ def accounts_url(text: str) -> str:
     return text
 
 
+def policy_days(name: str) -> Callable[[str], float]:
+    """A number of days for a cleanup rule (a usage error otherwise), parsed as the settings are."""
+    def parse(text: str) -> float:
+        from .cleanup import PolicyError, days
+
+        try:
+            value = days(name, text)
+        except PolicyError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{name} ")) from None
+        if value is None:
+            raise argparse.ArgumentTypeError("must be a number of days, such as 90")
+        return value
+    return parse
+
+
 def global_options(defaults: bool) -> argparse.ArgumentParser:
     """--uri, --database, --collection and --timeout, accepted before or after the command (after
     it, they leave the values given before alone unless given again)."""
@@ -147,6 +162,20 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--accounts-url", type=accounts_url,
                      help="Zoho accounts server to use instead of the token's data center's")
     sub.set_defaults(run="revoke")
+
+    sub = commands.add_parser("cleanup", help="apply the lifecycle policy: revoke and delete idle tokens, delete "
+                              "unusable ones (audited; without flags, the ZOHO_CLEANUP_* settings)")
+    sub.add_argument("--idle-days", type=policy_days("--idle-days"),
+                     help="session timeout: revoke at Zoho, then delete, tokens not refreshed for more than N days")
+    sub.add_argument("--unusable-days", type=policy_days("--unusable-days"),
+                     help="delete tokens unusable for more than N days")
+    sub.add_argument("--dry-run", action="store_true", help="list what would be done; change nothing, ask Zoho nothing")
+    sub.add_argument("--json", action="store_true", help="the plan or the result as JSON")
+    sub.add_argument("--batch-size", type=whole(1, 10_000), default=100, help="tokens read at a time (default 100)")
+    sub.add_argument("--accounts-url", type=accounts_url,
+                     help="Zoho accounts server to revoke at instead of each token's data center's")
+    sub.add_argument("--actor", help="who cleans up, for the audit log (default: your user name)")
+    sub.set_defaults(run="cleanup")
 
     sub = commands.add_parser("delete", help="delete one token for good (audited); Zoho still honours its refresh "
                               "token: revoke ends a connection")

@@ -34,12 +34,13 @@ class Failure(Exception):
 
 
 def open_store(args: argparse.Namespace) -> MongoTokenStore:
-    """Only import and rotate-key write tokens and need the indexes; the rest works read-only."""
+    """Only import, rotate-key and cleanup write tokens and need the indexes; the rest works read-only."""
     if not args.uri and not os.environ.get("MONGODB_URI"):
         raise Failure("no MongoDB URI: set MONGODB_URI or pass --uri")
     return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
                            server_selection_timeout=args.timeout, failover_wait=args.timeout,
-                           create_indexes=args.command in ("import", "rotate-key") and not getattr(args, "dry_run", False))
+                           create_indexes=args.command in ("import", "rotate-key", "cleanup")
+                           and not getattr(args, "dry_run", False))
 
 
 def guarded(store: MongoTokenStore, action: str, call: Any) -> Any:
@@ -205,6 +206,49 @@ def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
                     lambda: admin.audited_check(audit_log(store), actor(args), results))
     print(f"# checked {len(ids)}: {len(ids) - failed} ok, {failed} not", file=out)
     return 1 if failed else 0
+
+
+def cmd_cleanup(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from . import cleanup
+    from .zoho import AlreadyRevoked, ZohoError, revoke
+
+    try:
+        policy = cleanup.Policy(args.idle_days, args.unusable_days) if args.idle_days or args.unusable_days \
+            else cleanup.Policy.from_environment()
+    except cleanup.PolicyError as error:
+        raise Failure(str(error)) from None
+    if not policy:
+        raise Failure(f"no cleanup rule: pass --idle-days or --unusable-days, or set {cleanup.IDLE_ENV} or "
+                      f"{cleanup.UNUSABLE_ENV}")
+    who, audit = actor(args), audit_log(store)
+
+    def show(entry: cleanup.Entry) -> None:
+        if not args.json:
+            print("\t".join(printable(value) for value in (entry.id, entry.user_name or "", entry.action, entry.reason,
+                                                         entry.result)), file=out, flush=True)
+
+    if args.dry_run:
+        report = guarded(store, "plan the cleanup", lambda: cleanup.plan(store.collection, policy, args.batch_size))
+        for entry in report.entries:
+            show(entry)
+    else:
+        steps = cleanup.Steps(
+            revoke=lambda token_id: revoke(store, token_id, args.accounts_url),
+            refused=(ZohoError, SDKException), already=AlreadyRevoked,
+            audit=lambda entry: guarded(store, "record the cleanup in the audit log",
+                                        lambda: audit.insert_one({"at": admin.utcnow(), "who": who, **entry})),
+            database=lambda action, work: guarded(store, action, work))
+        report = cleanup.run(store.collection, policy, steps, args.batch_size, progress=show)
+    summary = report.summary(args.dry_run)
+    if args.json:
+        json.dump({"policy": policy.describe(), "dry_run": args.dry_run, "entries": [e.as_dict() for e in report.entries],
+                   "summary": summary}, out, indent=2)
+        out.write("\n")
+    else:
+        said = ", ".join(f"{count} {name}" for name, count in summary.items())
+        print(f"# cleanup ({policy.describe()}): {said}" + (" (dry run: nothing changed)" if args.dry_run else ""),
+              file=out)
+    return 1 if any(entry.failed for entry in report.entries) else 0
 
 
 def cmd_revoke(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:

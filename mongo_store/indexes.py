@@ -13,7 +13,8 @@
   counts (``mongo_store/admin.py``), so that none of them scans the collection.
 - ``refresh_lease``, ``refresh_failures`` and ``check_error`` find the failing tokens (a lapsed
   lease, counted failures, a failed check): present on few documents, so nearly empty.
-- ``last_refreshed_at`` serves the "last refreshed" sort.
+- ``last_refreshed_at`` serves the "last refreshed" sort and, with ``updated_at``, the session
+  timeout of ``cleanup`` (``mongo_store/cleanup.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ INDEXES = [
     IndexModel([("refresh_failures", ASCENDING)], name="refresh_failures", sparse=True),
     IndexModel([("check_error", ASCENDING)], name="check_error", sparse=True),
     IndexModel([("last_refreshed_at", ASCENDING)], name="last_refreshed_at", sparse=True),
+    # The session timeout of ``cleanup`` for tokens never refreshed (by their last save).
+    IndexModel([("updated_at", ASCENDING)], name="updated_at"),
     # Blind indexes, used when encryption at rest is on (mongo_store/crypto.py).
     IndexModel([("refresh_token_hmac", ASCENDING)], name="refresh_token_hmac_unique", unique=True, sparse=True),
     IndexModel([("access_token_hmac", ASCENDING)], name="access_token_hmac", sparse=True),

@@ -54,9 +54,18 @@ CHECK_RESULT_FIELD = "check_result"
 """``ok``, or Zoho's error code, from the last ``zoho-mongo-store check``."""
 CHECK_ERROR_FIELD = "check_error"
 """The last check's error code, present only while it stands (a save clears it)."""
+ISSUED_FIELD = "refresh_tokens_seen"
+"""Short digests of every refresh token saved for this user: Zoho gives a client at most 20 per user
+and client (the 21st deletes the oldest), so a count near 20 explains a refresh token it refuses."""
+ZOHO_REFRESH_TOKEN_LIMIT = 20
+CLAIM_FIELD = "cleanup_claim"
+"""The cleanup run that holds the token (with its refresh lease) while it revokes and deletes it."""
+REVOKED_FIELD = "revoked_at"
+"""Set once a cleanup run had Zoho revoke the token's refresh token, before its delete."""
 REFRESH_STATE = (LEASE_FIELD, FAILURES_FIELD, FAILING_SINCE_FIELD, RETRY_FIELD)
 """What a lookup reads besides the token, to coordinate its refresh (``lease.py``)."""
-CLEARED_BY_SAVE = (*REFRESH_STATE, CHECK_ERROR_FIELD)
+CLEARED_BY_SAVE = (*REFRESH_STATE, CHECK_ERROR_FIELD, CLAIM_FIELD, REVOKED_FIELD)
+"""A save (a refresh, a login) ends all of these: the token works, and a cleanup leaves it alone."""
 
 _EPOCH = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)

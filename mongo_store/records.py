@@ -14,6 +14,7 @@ from .mapping import (
     FAILED_AT_FIELD,
     FAILING_SINCE_FIELD,
     FAILURES_FIELD,
+    ISSUED_FIELD,
     REFRESHED_FIELD,
     RETRY_FIELD,
     STARTED_FIELD,
@@ -82,6 +83,8 @@ def view(document: dict[str, Any], now: datetime | None = None) -> dict[str, Any
     shown |= {name: document[field] for name, field in VIEW_DATES.items() if isinstance(document.get(field), datetime)}
     if isinstance(document.get(FAILURES_FIELD), int):
         shown["refresh_failures"] = document[FAILURES_FIELD]
+    if isinstance(document.get(ISSUED_FIELD), list):  # Zoho keeps 20 per user and client
+        shown["refresh_tokens_issued"] = len(document[ISSUED_FIELD])
     if isinstance(document.get(CHECK_RESULT_FIELD), str):
         shown["check_result"] = document[CHECK_RESULT_FIELD]
     return shown

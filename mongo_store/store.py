@@ -13,6 +13,7 @@ stores do.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -38,6 +39,7 @@ from .indexes import ensure_indexes
 from .lease import Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
 from .mapping import (
     CLEARED_BY_SAVE,
+    ISSUED_FIELD,
     REFRESH_STATE,
     REFRESHED_FIELD,
     SECRET_FIELDS,
@@ -393,6 +395,8 @@ class MongoTokenStore(TokenStore):
             }
             if values:
                 update["$set"] = values
+            if refresh is not None:  # Zoho keeps 20 refresh tokens per user and client: count those seen
+                update["$addToSet"] = {ISSUED_FIELD: self._digest(refresh)}
             if "_id" not in match:
                 update["$setOnInsert"]["_id"] = new_id
             guards = save_guards(match, fields, holds_refresh, by_id=rules.by_id, new_login=rules.new_login)
@@ -432,6 +436,13 @@ class MongoTokenStore(TokenStore):
         holder = self.conflict(fields, (stored or {}).get("_id"))
         where_, field = (f" ({holder[0]})", holder[1]) if holder is not None else ("", conflict_field(conflict))
         raise store_error(f"could not save the token: another stored token{where_} already has this {field}", conflict)
+
+    def _digest(self, refresh: str) -> str:
+        """A short name for a refresh token, to count the distinct ones a person was given (never the
+        token: a hash, keyed with encryption on)."""
+        if self.cipher is not None:
+            return self.cipher.blind("refresh_token", refresh)[:16]
+        return hashlib.sha256(refresh.encode()).hexdigest()[:16]
 
     def conflict(self, fields: dict[str, Any], own_id: str | None) -> tuple[str, str] | None:
         """(id, field) of another stored token that holds this token's user name or refresh token,

@@ -66,6 +66,11 @@ class ZohoError(Exception):
     """A step at Zoho failed, or was not attempted (one sentence, never a secret)."""
 
 
+class AlreadyRevoked(ZohoError):
+    """Zoho answered that it no longer knows the refresh token (HTTP 400, ``invalid_token``):
+    revoked before, or replaced. Nothing is left to revoke."""
+
+
 class NotReached(ZohoError):
     """Zoho gave no answer to go by (unreachable, too slow, a redirect, a 5xx or 429, an oversized or
     unreadable reply): nothing is recorded on the token."""
@@ -372,6 +377,8 @@ def revoke(store: MongoTokenStore, token_id: str, accounts_url: str | None = Non
         raise ZohoError(f"{_not_zoho(document.get('api_domain'))} (pass the accounts server's URL to revoke it there)")
     host = host_of(where.accounts)
     reply = call_zoho("POST", where.accounts + Constants.REVOKE_URL, data={"token": refresh})
+    if reply.status == 400 and isinstance(reply.body, dict) and reply.body.get("error") == "invalid_token":
+        raise AlreadyRevoked(f"{host} no longer knows the refresh token (invalid_token)")
     if not (isinstance(reply.body, dict) and reply.body.get("status") == "success"):
         raise ZohoError(f"{host} did not revoke the refresh token" + (f" (HTTP {reply.status})" if reply.status != 200 else ""))
     return host

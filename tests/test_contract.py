@@ -52,7 +52,30 @@ def test_document_layout(store: MongoTokenStore) -> None:
     assert set(document) == {
         "_id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
         "redirect_url", "api_domain", "expiry_time", "created_at", "updated_at", "last_refreshed_at",
+        "refresh_tokens_seen",
     }
+    [digest] = document["refresh_tokens_seen"]  # a short hash, never the refresh token
+    assert len(digest) == 16 and digest not in token.get_refresh_token()
+
+
+def test_the_refresh_tokens_a_person_was_given_are_counted(store: MongoTokenStore) -> None:
+    """Zoho keeps 20 refresh tokens per user and client, and the 21st deletes the oldest: each new
+    login's refresh token is counted once (refreshes do not count), shown, and warned about."""
+    from mongo_store import admin, records
+
+    for _ in range(19):
+        store.save_token(full(ALICE))  # a new login each time: another refresh token, the same document
+    again = store.find_token(oauth(ALICE, client=False))
+    again.set_access_token(secret("access"))
+    store.save_token(again)  # a refresh: the same refresh token, not counted again
+    document = store.collection.find_one({})
+    assert len(document["refresh_tokens_seen"]) == 19 and store.collection.count_documents({}) == 1
+    shown = records.view(document)
+    assert shown["refresh_tokens_issued"] == 19
+    assert "19 refresh tokens issued for this user: Zoho keeps 20 per user and client" in shown["health_reason"]
+    store.collection.update_one({}, {"$set": {"refresh_failures": 1}, "$push": {"refresh_tokens_seen": "x"}})
+    state, why = admin.health_of(store.collection.find_one({}))
+    assert state == "failing" and "its limit may have evicted this one" in why
 
 
 @pytest.mark.parametrize("expires_in", ["0", "1", "999", "1767225600123", "253402300799999", "-1000"])

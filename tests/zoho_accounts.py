@@ -59,6 +59,8 @@ class ZohoAccounts(FakeZoho):
         self.authorizations: dict[str, Authorization] = {}  # refresh token -> what it gave
         self.access_owner: dict[str, str] = {}  # access token -> refresh token
         self.attempts: list[Attempt] = []
+        self.refuse_revokes: set[str] = set()
+        self.revocations: list[tuple[str, str]] = []  # (refresh token, outcome) of each revoke request
         self.gate = threading.Event()
         self.gate.set()
         self.refresh_waiting = threading.Event()
@@ -154,10 +156,17 @@ class ZohoAccounts(FakeZoho):
 
     def revoke_response(self, form: dict[str, str]) -> tuple[int, dict]:
         self.requests["revoke"] += 1
-        if form.get("token") not in self.authorizations:
-            return 200, {"status": "error", "error": "invalid_token"}
-        self.revoke(form["token"])
-        return 200, {"status": "success"}
+        token = form.get("token", "")
+        authorization = self.authorizations.get(token)
+        if token in self.refuse_revokes:
+            outcome, reply = "refused", (200, {"status": "error", "error": "access_denied"})
+        elif authorization is None or authorization.revoked:  # Zoho no longer knows it
+            outcome, reply = "invalid_token", (400, {"error": "invalid_token"})
+        else:
+            self.revoke(token)
+            outcome, reply = "revoked", (200, {"status": "success"})
+        self.revocations.append((token, outcome))
+        return reply
 
     def api_response(self, path: str, authorization: str) -> tuple[int, dict]:
         self.seen_authorization.append(authorization)

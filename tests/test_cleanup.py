@@ -1,0 +1,265 @@
+"""Lifecycle policies (``zoho-mongo-store cleanup``) on the real mongod against a fake accounts
+server: a dry run changes nothing, a run revokes each selected refresh token once, deletes them,
+audits each and touches nothing else; a second run does nothing; a run killed midway and run
+again ends in the same state; a token refreshed meanwhile is left alone."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import requests
+from pymongo import MongoClient
+from tokens import CLIENT_ID, full, oauth, secret, snapshot
+from zoho_accounts import ZohoAccounts
+
+from mongo_store import MongoTokenStore, cli
+from mongo_store.admin import AUDIT_COLLECTION
+from mongo_store.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD
+
+CLIENT_SECRET = secret("clientsecret")
+DAY = timedelta(days=1)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@pytest.fixture
+def zoho() -> Any:
+    with ZohoAccounts(CLIENT_ID, CLIENT_SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture
+def env(real_store: MongoTokenStore, mongo_uri: str, monkeypatch: pytest.MonkeyPatch) -> MongoTokenStore:
+    for name in list(os.environ):
+        if name.startswith(("ZOHO_CLEANUP_", "DASHBOARD_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("ZOHO_MONGO_DATABASE", real_store.collection.database.name)
+    return real_store
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    old_err, sys.stderr = sys.stderr, err
+    try:
+        code = cli.main(list(argv), out=out)
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    finally:
+        sys.stderr = old_err
+    return code, out.getvalue(), err.getvalue()
+
+
+def issued(zoho: ZohoAccounts, email: str) -> dict[str, Any]:
+    """A real authorization at the fake: its grant exchanged for a refresh and an access token."""
+    return requests.post(zoho.environment.accounts_url, timeout=10, data={
+        "grant_type": "authorization_code", "code": zoho.grant(email), "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET}).json()
+
+
+def person(store: MongoTokenStore, zoho: ZohoAccounts, email: str, *, refreshed: timedelta | None,
+           saved: timedelta, expires: timedelta = timedelta(hours=-1)) -> str:
+    """A stored token of someone who logged in, last refreshed ``refreshed`` ago (None: never)."""
+    answer = issued(zoho, email)
+    token = oauth(f"{email}:1", client_secret=CLIENT_SECRET, refresh_token=answer["refresh_token"],
+                  access_token=answer["access_token"], api_domain=zoho.url,
+                  expires_in=str(int((now() + expires).replace(tzinfo=timezone.utc).timestamp() * 1000)))
+    store.save_token(token)
+    changes: dict[str, Any] = {"$set": {"updated_at": now() - saved}}
+    if refreshed is None:
+        changes["$unset"] = {REFRESHED_FIELD: ""}
+    else:
+        changes["$set"][REFRESHED_FIELD] = now() - refreshed
+    store.collection.update_one({"_id": token.get_id()}, changes)
+    return token.get_id()
+
+
+def unusable(store: MongoTokenStore, name: str, *, lapsed: timedelta | None = None,
+             grant_saved: timedelta | None = None) -> str:
+    if lapsed is not None:  # no refresh token, the access token lapsed that long ago
+        token = oauth(name, client=False, access_token=secret("access"),
+                      expires_in=str(int((now() - lapsed).replace(tzinfo=timezone.utc).timestamp() * 1000)))
+    else:
+        token = oauth(None, grant_token=secret("grant"))
+    store.save_token(token)
+    if grant_saved is not None:
+        store.collection.update_one({"_id": token.get_id()}, {"$set": {"updated_at": now() - grant_saved}})
+    return token.get_id()
+
+
+def scene(store: MongoTokenStore, zoho: ZohoAccounts) -> dict[str, str]:
+    ids = {
+        "idle": person(store, zoho, "idle@example.com", refreshed=100 * DAY, saved=100 * DAY),
+        "never refreshed": person(store, zoho, "never@example.com", refreshed=None, saved=100 * DAY),
+        "refused": person(store, zoho, "refused@example.com", refreshed=100 * DAY, saved=100 * DAY),
+        "revoked before": person(store, zoho, "gone@example.com", refreshed=100 * DAY, saved=100 * DAY),
+        "active": person(store, zoho, "active@example.com", refreshed=DAY, saved=DAY),
+        "recently saved": person(store, zoho, "fresh@example.com", refreshed=None, saved=DAY),
+        "lapsed long ago": unusable(store, "lapsed@example.com:1", lapsed=100 * DAY),
+        "old grant": unusable(store, "", grant_saved=100 * DAY),
+        "lapsed lately": unusable(store, "lately@example.com:1", lapsed=DAY),
+        "new grant": unusable(store, ""),
+    }
+    refresh = {name: store.collection.find_one({"_id": token_id}).get("refresh_token") for name, token_id in ids.items()}
+    zoho.refuse_revokes.add(refresh["refused"])
+    zoho.revoke(refresh["revoked before"])
+    return ids
+
+
+SELECTED = {"idle": "revoke+delete", "never refreshed": "revoke+delete", "refused": "revoke+delete",
+            "revoked before": "revoke+delete", "lapsed long ago": "delete", "old grant": "delete"}
+POLICY = ("--idle-days", "90", "--unusable-days", "30")
+
+
+def test_a_dry_run_lists_exactly_the_selected_tokens_and_changes_nothing(env: MongoTokenStore, zoho: ZohoAccounts,
+                                                                         real_client: MongoClient) -> None:
+    ids = scene(env, zoho)
+    before, requests_before = snapshot(env), sum(zoho.requests.values())
+    code, out, err = run("cleanup", *POLICY, "--dry-run", "--json", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0, err
+    plan = json.loads(out)
+    assert {entry["id"]: entry["action"] for entry in plan["entries"]} == {ids[name]: action for name, action in SELECTED.items()}
+    assert all(entry["reason"] and entry["result"] == "planned" for entry in plan["entries"])
+    assert plan["summary"] == {"planned": 6, "revoke+delete": 4, "delete": 2} and plan["dry_run"] is True
+    assert snapshot(env) == before and sum(zoho.requests.values()) == requests_before
+    assert real_client[env.collection.database.name][AUDIT_COLLECTION].count_documents({}) == 0
+    code, out, _ = run("cleanup", *POLICY, "--dry-run", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0 and len(out.splitlines()) == 7 and out.splitlines()[-1].endswith("(dry run: nothing changed)")
+
+
+def test_a_run_revokes_once_deletes_audits_and_leaves_the_rest(env: MongoTokenStore, zoho: ZohoAccounts,
+                                                               real_client: MongoClient) -> None:
+    ids = scene(env, zoho)
+    refresh = {name: env.collection.find_one({"_id": token_id}).get("refresh_token") for name, token_id in ids.items()}
+    untouched = {name: env.collection.find_one({"_id": ids[name]}) for name in ids if name not in SELECTED}
+    zoho.revocations.clear()
+    code, out, err = run("cleanup", *POLICY, "--json", "--actor", "cron", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 1, err  # Zoho refused one revoke: that token is kept, the others go on
+    result = {entry["id"]: entry["result"] for entry in json.loads(out)["entries"]}
+    assert result[ids["refused"]].startswith("not revoked:") and result[ids["refused"]].endswith("the token is kept")
+    assert result[ids["idle"]].startswith("revoked at 127.0.0.1") and result[ids["idle"]].endswith(", deleted")
+    assert result[ids["revoked before"]].startswith("already revoked")
+    assert result[ids["lapsed long ago"]] == result[ids["old grant"]] == "deleted"
+    assert sorted(zoho.revocations) == sorted([(refresh["idle"], "revoked"), (refresh["never refreshed"], "revoked"),
+                                               (refresh["refused"], "refused"), (refresh["revoked before"], "invalid_token")])
+    remaining = {document["_id"] for document in env.collection.find({})}
+    assert remaining == {ids[name] for name in ids if name not in SELECTED} | {ids["refused"]}
+    for name, document in untouched.items():  # nothing inside the limits is touched
+        assert env.collection.find_one({"_id": ids[name]}) == document, name
+    kept = env.collection.find_one({"_id": ids["refused"]})
+    assert CLAIM_FIELD not in kept and LEASE_FIELD not in kept
+    audit = list(real_client[env.collection.database.name][AUDIT_COLLECTION].find({}, {"_id": False}))
+    assert len(audit) == 6 and {entry["who"] for entry in audit} == {"cron"}
+    assert {entry["ids"][0] for entry in audit} == {ids[name] for name in SELECTED}
+    by_id = {entry["ids"][0]: entry for entry in audit}
+    assert by_id[ids["refused"]]["zoho"].endswith("did not revoke the refresh token")
+    assert by_id[ids["idle"]]["action"] == "cleanup revoke+delete" and by_id[ids["idle"]]["deleted"] == 1
+    assert not any(value in json.dumps(audit, default=str) + out for value in refresh.values() if value)
+
+    zoho.refuse_revokes.clear()  # Zoho honours it now: the next run finishes the job, and only that
+    code, out, _ = run("cleanup", *POLICY, "--json", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0 and [entry["id"] for entry in json.loads(out)["entries"]] == [ids["refused"]]
+    code, out, _ = run("cleanup", *POLICY, "--json", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0 and json.loads(out)["entries"] == []  # nothing left to do
+    assert [outcome for token, outcome in zoho.revocations if outcome == "revoked"].count("revoked") == 3
+
+
+def test_a_token_refreshed_while_the_run_goes_on_is_left_alone(env: MongoTokenStore, zoho: ZohoAccounts) -> None:
+    from mongo_store import cleanup
+    from mongo_store.zoho import AlreadyRevoked, ZohoError, revoke
+
+    first = person(env, zoho, "a@example.com", refreshed=100 * DAY, saved=100 * DAY)
+    second = person(env, zoho, "b@example.com", refreshed=100 * DAY, saved=100 * DAY)
+    listed = cleanup.plan(env.collection, cleanup.Policy(idle_days=90))
+    assert [entry.id for entry in listed.entries] == sorted([first, second])
+
+    def revoke_and_meanwhile_refresh_the_other(token_id: str) -> str:
+        other = second if token_id == first else first
+        token = env.find_token_by_id(other)  # its person comes back: the SDK refreshes and saves it
+        token.set_access_token(secret("access"))
+        token.set_expires_in(str(int(time.time() * 1000) + 3_600_000))
+        env.save_token(token)
+        return revoke(env, token_id, zoho.environment.accounts_url)
+
+    steps = cleanup.Steps(revoke=revoke_and_meanwhile_refresh_the_other, refused=(ZohoError,), already=AlreadyRevoked,
+                          audit=lambda entry: None, database=lambda action, work: work())
+    report = cleanup.run(env.collection, cleanup.Policy(idle_days=90), steps, batch_size=2)  # both listed at once
+    results = {entry.id: entry.result for entry in report.entries}
+    assert results[sorted([first, second])[0]].endswith(", deleted")
+    survivor = sorted([first, second])[1]
+    assert results[survivor].startswith("kept: it no longer qualifies")
+    assert env.find_token_by_id(survivor).get_refresh_token() is not None
+    assert zoho.authorizations[env.collection.find_one({"_id": survivor})["refresh_token"]].revoked is False
+
+
+def test_a_run_killed_midway_and_run_again_ends_in_the_same_state(env: MongoTokenStore, zoho: ZohoAccounts,
+                                                                   mongo_uri: str) -> None:
+    idle = [person(env, zoho, f"idle{n}@example.com", refreshed=100 * DAY, saved=100 * DAY) for n in range(24)]
+    keep = [person(env, zoho, f"keep{n}@example.com", refreshed=DAY, saved=DAY) for n in range(3)]
+    refresh = {env.collection.find_one({"_id": token_id})["refresh_token"] for token_id in idle}
+    environment = dict(os.environ)
+    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "cleanup", "--idle-days", "90", "--batch-size",
+                                "4", "--accounts-url", zoho.environment.accounts_url], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(zoho.revocations) < 6 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed midway"
+    assert 0 < env.collection.count_documents({"_id": {"$in": idle}}) < len(idle)
+    code, _, err = run("cleanup", "--idle-days", "90", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0, err
+    assert {document["_id"] for document in env.collection.find({})} == set(keep)
+    successes = [token for token, outcome in zoho.revocations if outcome == "revoked"]
+    assert sorted(successes) == sorted(refresh)  # each revoked once (a repeat would be answered invalid_token)
+    assert all(authorization.revoked for token, authorization in zoho.authorizations.items() if token in refresh)
+
+
+def test_the_policy_from_settings_and_bad_values(env: MongoTokenStore, zoho: ZohoAccounts,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run("cleanup")
+    assert code == 1 and "no cleanup rule" in err
+    monkeypatch.setenv("ZOHO_CLEANUP_IDLE_DAYS", "ninety")
+    code, _, err = run("cleanup", "--dry-run")
+    assert code == 1 and "ZOHO_CLEANUP_IDLE_DAYS must be a number of days" in err and "ninety" not in err
+    monkeypatch.setenv("ZOHO_CLEANUP_IDLE_DAYS", "90")
+    ids = scene(env, zoho)
+    code, out, _ = run("cleanup", "--dry-run", "--json")
+    assert code == 0 and {entry["id"] for entry in json.loads(out)["entries"]} == {
+        ids[name] for name, action in SELECTED.items() if action == "revoke+delete"}
+    for bad in ("0", "-3", "inf", "nan", "1e9"):
+        assert run("cleanup", "--idle-days", bad, "--dry-run")[0] == 2, bad
+
+
+def test_every_cleanup_query_uses_an_index(mongo_uri: str, database_name: str) -> None:
+    from test_real_server import Recorder, stages
+
+    from mongo_store import cleanup
+
+    recorder = Recorder()
+    client = MongoClient(mongo_uri, event_listeners=[recorder])
+    try:
+        store = MongoTokenStore(client=client, database=database_name)
+        for n in range(40):
+            store.save_token(full(f"user{n}@example.com:1"))
+        recorder.commands.clear()
+        cleanup.plan(store.collection, cleanup.Policy(idle_days=1, unusable_days=1), batch_size=10)
+        assert recorder.commands
+        for command in recorder.commands:
+            plan = client[database_name].command({"explain": command, "verbosity": "queryPlanner"})
+            assert "COLLSCAN" not in set(stages(plan["queryPlanner"]["winningPlan"])), command
+    finally:
+        client.drop_database(database_name)
+        client.close()
