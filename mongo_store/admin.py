@@ -7,6 +7,8 @@ whole collection. Secrets are never searchable: a secret typed into a search box
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
 
 from .errors import sentence
 from .lease import REFRESH_WINDOW, utcnow
@@ -32,6 +35,8 @@ from .mapping import (
     check_text,
 )
 from .masking import ago, utc_naive
+
+log = logging.getLogger("mongo_store")
 
 STATUSES = ("valid", "refresh-window", "within-hour", "expired")
 LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": True, "expiry_time": True,
@@ -276,6 +281,35 @@ def _both(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 
 AUDIT_COLLECTION = "dashboard_audit"
 """Where deletions are recorded (``DASHBOARD_AUDIT_COLLECTION`` names another), by the dashboard and the CLI."""
+AUDIT_RETENTION_ENV = "ZOHO_AUDIT_RETENTION_DAYS"
+AUDIT_RETENTION_DAYS = 400.0
+"""How long audit entries are kept by default: a TTL index on ``at`` deletes older ones."""
+
+
+def audit_retention(environ: dict[str, str] | None = None) -> float:
+    """The configured retention of audit entries, in days (``ZOHO_AUDIT_RETENTION_DAYS``, strictly)."""
+    from .cleanup import days  # (cleanup builds on this module)
+
+    environ = dict(os.environ) if environ is None else environ
+    return days(AUDIT_RETENTION_ENV, environ.get(AUDIT_RETENTION_ENV)) or AUDIT_RETENTION_DAYS
+
+
+def keep_audit(audit: Collection, retention_days: float) -> None:
+    """Audit entries expire after ``retention_days`` (MongoDB's TTL monitor deletes them, about once a
+    minute): the ``at`` index carries the retention, and a changed one is applied to it in place.
+    A user who may create indexes but not modify them (readWrite) keeps the old retention, with a warning."""
+    seconds = max(1, round(retention_days * 86_400))
+    try:
+        audit.create_index([("at", DESCENDING)], name="at", expireAfterSeconds=seconds)
+    except OperationFailure as error:
+        if error.code not in (85, 86):  # IndexOptionsConflict, IndexKeySpecsConflict: it exists otherwise
+            raise
+        try:
+            audit.database.command("collMod", audit.name, index={"name": "at", "expireAfterSeconds": seconds})
+        except OperationFailure as refused:
+            if refused.code != 13:
+                raise
+            log.warning("this MongoDB user may not change the audit log's retention (collMod, in dbAdmin)")
 
 
 def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None, who: str,

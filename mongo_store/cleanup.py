@@ -177,7 +177,7 @@ class Steps:
     revoke: Callable[[str], str]
     refused: tuple[type[BaseException], ...]
     already: type[BaseException]
-    audit: Callable[[dict[str, Any]], None]
+    audit: Callable[[dict[str, Any]], Any]
     database: Callable[[str, Callable[[], Any]], Any]
 
 

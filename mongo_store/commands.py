@@ -20,7 +20,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from . import admin
 from .embedded import EmbeddedMongod, mongod_binary
-from .errors import sentence
+from .errors import sentence, store_error
 from .indexes import ensure_indexes, index_drift
 from .mapping import check_text
 from .masking import ago, iso, masked, printable
@@ -141,8 +141,15 @@ def cmd_show(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
 
 
 def audit_log(store: MongoTokenStore) -> Any:
-    """The audit collection the dashboard keeps, so CLI deletions appear on its Audit page too."""
-    return store.collection.database[os.environ.get("DASHBOARD_AUDIT_COLLECTION") or admin.AUDIT_COLLECTION]
+    """The audit collection the dashboard keeps, so CLI deletions appear on its Audit page too; its
+    entries expire after ``ZOHO_AUDIT_RETENTION_DAYS`` (400 by default)."""
+    try:
+        retention = admin.audit_retention()
+    except ValueError as error:  # (an SDKException: it may be raised inside the store's guard)
+        raise store_error(str(error)) from None
+    audit = store.collection.database[os.environ.get("DASHBOARD_AUDIT_COLLECTION") or admin.AUDIT_COLLECTION]
+    guarded(store, "set the audit log's retention", lambda: admin.keep_audit(audit, retention))
+    return audit
 
 
 def actor(args: argparse.Namespace) -> str:

@@ -30,8 +30,9 @@ def mongo_uri() -> Iterator[str]:
         yield os.environ["MONGODB_URI"]
         return
     require_mongod()
-    # Test commands on: a test may make the server fail a command on purpose (failCommand).
-    with EmbeddedMongod(parameters={"enableTestCommands": "1"}) as server:
+    # Test commands on: a test may make the server fail a command on purpose (failCommand). The TTL
+    # monitor every second (instead of a minute), so a test can see an expired document go.
+    with EmbeddedMongod(parameters={"enableTestCommands": "1", "ttlMonitorSleepSecs": "1"}) as server:
         yield server.uri
 
 

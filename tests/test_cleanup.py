@@ -263,3 +263,54 @@ def test_every_cleanup_query_uses_an_index(mongo_uri: str, database_name: str) -
     finally:
         client.drop_database(database_name)
         client.close()
+
+
+def test_the_dashboard_shows_the_policy_previews_and_applies_it(dashboard_env: MongoTokenStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_dashboard import APP, signed_in
+
+    monkeypatch.setenv("ZOHO_CLEANUP_UNUSABLE_DAYS", "30")
+    old = unusable(dashboard_env, "old@example.com:1", lapsed=100 * DAY)
+    recent = unusable(dashboard_env, "recent@example.com:1", lapsed=DAY)
+    at = signed_in()
+    at = at.sidebar.radio(key="page").set_value("Lifecycle").run()
+    assert not at.exception
+    text = "\n".join(element.value for element in at.text)
+    assert "Policy: delete tokens unusable for more than 30 days." in text and "kept 400 days" in text
+    assert at.subheader[0].value == "Preview: 0 to revoke and delete, 1 to delete"
+    assert list(at.dataframe[0].value["id"]) == [old]
+    at.button(key="apply_policy").click().run()
+    dialog = "\n".join(element.value for element in at.text)
+    assert "deletes 1 token(s)" in dialog and "old@example.com:1" in dialog
+    assert dashboard_env.collection.count_documents({}) == 2  # nothing before the confirmation
+    at.button(key="confirm_delete").click().run()
+    assert {d["_id"] for d in dashboard_env.collection.find({})} == {recent}
+    entry = dashboard_env.collection.database[AUDIT_COLLECTION].find_one({"action": "cleanup delete"})
+    assert entry["ids"] == [old] and entry["who"].startswith("Olga Operator") and entry["outcome"] == "deleted"
+    assert APP
+
+
+def test_audit_entries_expire_after_the_retention(env: MongoTokenStore, real_client: MongoClient,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit log's ``at`` index is a TTL index with the configured retention (400 days by
+    default), changed in place when the setting changes; the test server's TTL monitor runs every
+    second, so an entry past the retention is seen to go."""
+    audit = real_client[env.collection.database.name][AUDIT_COLLECTION]
+    token = full("someone@example.com:1")
+    env.save_token(token)
+    assert run("delete", token.get_id(), "--actor", "ops")[0] == 0
+    assert audit.index_information()["at"]["expireAfterSeconds"] == 400 * 86_400
+    monkeypatch.setenv("ZOHO_AUDIT_RETENTION_DAYS", "30")
+    audit.insert_one({"at": now() - 40 * DAY, "who": "long ago", "action": "delete", "ids": ["x"]})
+    other = full("other@example.com:1")
+    env.save_token(other)
+    assert run("delete", other.get_id(), "--actor", "ops")[0] == 0
+    assert audit.index_information()["at"]["expireAfterSeconds"] == 30 * 86_400
+    deadline = time.monotonic() + 30
+    while audit.find_one({"who": "long ago"}) is not None:
+        assert time.monotonic() < deadline, "the TTL monitor did not remove the old entry"
+        time.sleep(0.5)
+    assert audit.count_documents({"who": "ops"}) == 2  # the recent ones stay
+    monkeypatch.setenv("ZOHO_AUDIT_RETENTION_DAYS", "forever")
+    code, _, err = run("delete", "whatever", "--actor", "ops")
+    assert code == 1 and "ZOHO_AUDIT_RETENTION_DAYS must be a number of days" in err

@@ -19,7 +19,7 @@ from . import data, demo
 from .auth import Operator, sign_out, signed_in_operator
 from .settings import SettingError, Settings
 
-PAGES = ("Overview", "Tokens", "Audit")
+PAGES = ("Overview", "Tokens", "Lifecycle", "Audit")
 SEARCH_IN = {"User name": "user_name", "Client id": "client_id", "Token id": "_id"}
 ATTENTION_LABEL = "Needs attention (failing + unusable)"
 HEALTH_LABELS = {"Any": None, ATTENTION_LABEL: admin.ATTENTION, "Healthy": "healthy", "Idle": "idle",
@@ -72,7 +72,8 @@ def main() -> None:
     if flash:
         st.toast(markdown_plain(flash[0]), icon=flash[1])  # floats in view wherever the page is scrolled
     try:
-        {"Overview": overview_page, "Tokens": tokens_page, "Audit": audit_page}[page](conn, settings, operator)
+        {"Overview": overview_page, "Tokens": tokens_page, "Lifecycle": lifecycle_page,
+         "Audit": audit_page}[page](conn, settings, operator)
     except SDKException as error:
         st.error(markdown_plain(sentence(error)))  # it may quote a stored value
 
@@ -406,7 +407,14 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
     expected, typed = data.confirm_name(conn, settings.environment), None
     ready = True
     try:
-        if kind == "revoke":
+        if kind == "cleanup":
+            summary = request["summary"]
+            names = data.user_names(conn, request["ids"][:FILTERED_LISTED])
+            st.text(f"Apply the lifecycle policy ({settings.policy.describe()})? As of the preview it revokes at "
+                    f"Zoho and deletes {summary['revoke+delete']} token(s), and deletes {summary['delete']} "
+                    f"token(s); each is checked again when it is acted on.\n{place}\n"
+                    f"{listed(request['ids'], names, FILTERED_LISTED)}\n\n{DELETE_TRUTH}")
+        elif kind == "revoke":
             names = data.user_names(conn, request["ids"])
             st.text(f"Revoke this token at Zoho, then delete it?\n{listed(request['ids'], names)}\n\nZoho stops "
                     "honouring its refresh token at once: the integration stops until its user grants access again.")
@@ -432,7 +440,7 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
         st.error(markdown_plain(sentence(error)))
         ready = False
     confirm, cancel = st.columns(2)
-    go = confirm.button("Revoke" if kind == "revoke" else "Delete", type="primary", key="confirm_delete",
+    go = confirm.button({"revoke": "Revoke", "cleanup": "Apply"}.get(kind, "Delete"), type="primary", key="confirm_delete",
                         disabled=not ready, on_click=touched)
     if cancel.button("Cancel", key="cancel_delete", on_click=touched):
         disarm()
@@ -441,7 +449,10 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
         return
     chosen: list[str] = request.get("ids") or []
     try:
-        if kind == "revoke":
+        if kind == "cleanup":
+            report = data.cleanup_run(conn, settings.policy, operator.who, settings.accounts_url)
+            done = "Cleanup: " + ", ".join(f"{count} {name}" for name, count in report.summary(dry_run=False).items())
+        elif kind == "revoke":
             host = data.revoke(conn, chosen[0], operator.who, settings.accounts_url)
             done = f"Revoked at {host} and deleted {chosen[0]}."
         elif kind == "ids":
@@ -463,6 +474,36 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
     disarm()
     st.session_state["flash"] = (done, "✅")
     st.rerun()
+
+
+def lifecycle_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
+    """The lifecycle policy (the same settings ``zoho-mongo-store cleanup`` applies from cron), what
+    it would do now, and a button to apply it."""
+    st.title("Lifecycle policy")
+    policy = settings.policy
+    st.text(f"Policy: {policy.describe()}.\nAudit entries are kept {settings.audit_retention_days:g} days "
+            "(ZOHO_AUDIT_RETENTION_DAYS).")
+    st.caption("Set ZOHO_CLEANUP_IDLE_DAYS (a session timeout: revoke at Zoho, then delete, tokens not refreshed "
+               "for that long) and ZOHO_CLEANUP_UNUSABLE_DAYS (delete tokens nothing can renew) for the dashboard "
+               "and for `zoho-mongo-store cleanup` alike. Each token is checked again when it is acted on: one "
+               "refreshed meanwhile is left alone.")
+    if not policy:
+        st.info("No rule is set: nothing is cleaned up.")
+        return
+    report = data.cleanup_plan(conn, policy)
+    if not report.entries:
+        st.success("Nothing to do now: no token is outside the policy's limits.")
+        return
+    summary = report.summary(dry_run=True)
+    st.subheader(f"Preview: {summary['revoke+delete']} to revoke and delete, {summary['delete']} to delete")
+    st.dataframe(pd.DataFrame([{"id": e.id, "user_name": e.user_name, "action": e.action, "reason": e.reason}
+                               for e in report.entries]), hide_index=True)
+    if settings.read_only:
+        return
+    st.button("Apply the policy now…", key="apply_policy", type="primary", on_click=arm,
+              args=({"kind": "cleanup", "ids": [e.id for e in report.entries], "summary": summary},))
+    if st.session_state.get("confirm"):
+        confirm_dialog(conn, settings, operator)
 
 
 def audit_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:

@@ -15,14 +15,14 @@ from pymongo import DESCENDING
 from pymongo.collection import Collection
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .. import admin
+from .. import admin, cleanup
 from ..errors import store_error
 from ..indexes import ensure_indexes
 from ..lease import utcnow
 from ..mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
 from ..records import view
 from ..store import MongoTokenStore
-from ..zoho import Checked, ZohoError
+from ..zoho import AlreadyRevoked, Checked, ZohoError
 from ..zoho import check as check_at_zoho
 from ..zoho import revoke as revoke_at_zoho
 from .settings import Settings
@@ -51,8 +51,11 @@ def connect(settings: Settings) -> Connection:
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()
     if not settings.read_only:
-        store.call("create the indexes", lambda: (ensure_indexes(store.collection),
-                                                  audit.create_index([("at", DESCENDING)], name="at")))
+        def prepare() -> None:
+            ensure_indexes(store.collection)
+            admin.keep_audit(audit, settings.audit_retention_days)
+
+        store.call("create the indexes", prepare)
     backend = "mongomock (in-memory, not MongoDB)" if info.get("sysInfo") == "Mock" else f"MongoDB {info['version']}"
     return Connection(store, audit, backend)
 
@@ -138,6 +141,23 @@ def revoke(connection: Connection, token_id: str, who: str, accounts_url: str | 
                                    lambda: revoke_at_zoho(store, token_id, accounts_url),
                                    (ZohoError, SDKException), store.guard)
     return host
+
+
+def cleanup_plan(connection: Connection, policy: cleanup.Policy) -> cleanup.Report:
+    """What the lifecycle policy would do now (reads only)."""
+    return connection.store.call("plan the cleanup", lambda: cleanup.plan(connection.tokens, policy))
+
+
+def cleanup_run(connection: Connection, policy: cleanup.Policy, who: str, accounts_url: str | None) -> cleanup.Report:
+    """Apply the lifecycle policy now, as ``zoho-mongo-store cleanup`` does: each token decided when it
+    is acted on, each action audited."""
+    store = connection.store
+    steps = cleanup.Steps(
+        revoke=lambda token_id: revoke_at_zoho(store, token_id, accounts_url), refused=(ZohoError, SDKException),
+        already=AlreadyRevoked, database=lambda action, work: store.call(action, work),
+        audit=lambda entry: store.call("record the cleanup in the audit log",
+                                       lambda: connection.audit.insert_one({"at": utcnow(), "who": who, **entry})))
+    return cleanup.run(connection.tokens, policy, steps)
 
 
 def user_names(connection: Connection, ids: list[str]) -> dict[str, str | None]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
-from ..admin import AUDIT_COLLECTION
+from ..admin import AUDIT_COLLECTION, AUDIT_RETENTION_DAYS, AUDIT_RETENTION_ENV
+from ..cleanup import IDLE_ENV, UNUSABLE_ENV, Policy, PolicyError, days
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -96,6 +97,14 @@ def _secret(section: str, key: str) -> Any:
         return None
 
 
+def parse_days(name: str, value: Any) -> float | None:
+    """A number of days (a policy or a retention), strictly, or None when unset."""
+    try:
+        return days(name, None if value is None else str(value))
+    except PolicyError as error:
+        raise SettingError(str(error)) from None
+
+
 def setting(name: str, key: str, default: Any = None) -> Any:
     """``name`` from the environment, else ``[dashboard] key`` from secrets, else ``default``."""
     value = os.environ.get(name)
@@ -131,6 +140,10 @@ class Settings:
     """Zoho accounts server for check and revoke instead of each token's data center's (a proxy)."""
     environment: str | None = None
     """Where this dashboard runs (``DASHBOARD_ENVIRONMENT``), named in the confirmation of a deletion."""
+    audit_retention_days: float = AUDIT_RETENTION_DAYS
+    """``ZOHO_AUDIT_RETENTION_DAYS``: audit entries older than this expire (a TTL index)."""
+    policy: Policy = field(default_factory=Policy)
+    """The lifecycle policy (``ZOHO_CLEANUP_IDLE_DAYS``, ``ZOHO_CLEANUP_UNUSABLE_DAYS``), as ``cleanup`` applies it."""
 
     @classmethod
     def load(cls) -> Settings:
@@ -151,4 +164,8 @@ class Settings:
             accounts_url=parse_url("DASHBOARD_ZOHO_ACCOUNTS_URL",
                                    setting("DASHBOARD_ZOHO_ACCOUNTS_URL", "zoho_accounts_url")),
             environment=parse_environment("DASHBOARD_ENVIRONMENT", setting("DASHBOARD_ENVIRONMENT", "environment")),
+            audit_retention_days=parse_days(AUDIT_RETENTION_ENV, setting(AUDIT_RETENTION_ENV, "audit_retention_days"))
+            or AUDIT_RETENTION_DAYS,
+            policy=Policy(parse_days(IDLE_ENV, setting(IDLE_ENV, "cleanup_idle_days")),
+                          parse_days(UNUSABLE_ENV, setting(UNUSABLE_ENV, "cleanup_unusable_days"))),
         )
