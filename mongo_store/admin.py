@@ -115,6 +115,11 @@ def _failure_marked(now: datetime) -> dict[str, Any]:
 _NOT_MARKED = {FAILURES_FIELD: {"$exists": False}, CHECK_ERROR_FIELD: {"$exists": False}}
 
 
+NO_REFRESH_INDEX = "expiry_time_no_refresh_token"
+"""The partial index (``indexes.py``) of the expiries of tokens without a refresh token, which
+makes the unusable count fetch only those."""
+
+
 def health_filter(health: str, now: datetime) -> dict[str, Any]:
     """The filter for one health state; the four never overlap and together match every token.
     In order: unusable, then failing, then healthy (valid), and idle is the rest."""
@@ -181,21 +186,43 @@ def health_of(document: dict[str, Any], now: datetime | None = None) -> tuple[st
     return "idle", "the access token has no stored expiry; the SDK stores one on next use"
 
 
-def health_queries(now: datetime) -> dict[str, dict[str, Any]]:
-    """The counts ``health_counts`` needs, each served by an index: failing through its nearly
-    empty indexes; unusable through the expiry_time index (fetching the lapsed tokens) and the
-    grant_token one; healthy as the valid expiries (index only) less the marked ones among them;
-    idle as the rest of the exact total (the _id index): none fetches the valid tokens."""
-    valid = {"expiry_time": {"$gt": now}}
-    return {"unusable": _unusable(now), "failing": health_filter("failing", now), "valid": valid,
-            "valid-marked": {"$and": [valid, _failure_marked(now)]}, "all": {}}
+def health_queries(now: datetime, narrow: bool = False) -> dict[str, tuple[dict[str, Any], str | None]]:
+    """The counts ``health_counts`` needs, each served by an index, with the index to name (or
+    ``None``: the planner's choice): failing through its nearly empty indexes; healthy as the valid
+    expiries (two ranges the status counts share: index only) less the marked ones among them; idle
+    as the rest of the exact total (the _id index).
+
+    Unusable, with ``narrow`` (the ``NO_REFRESH_INDEX`` exists): the lapsed tokens with no refresh
+    token through that partial index, which holds only the tokens without one (a few percent), so
+    only they are fetched; a refresh token stored as null (which the store never writes, and which
+    the index holds too) is subtracted; plus the old grant tokens that are not lapsed too. Without
+    it, the ``unusable`` filter itself, which fetches every lapsed token (seconds at a million)."""
+    lapsed = {"expiry_time": {"$lte": now}}
+    queries: dict[str, tuple[dict[str, Any], str | None]] = {
+        "valid-later": (status_filter("valid", now), None), "valid-soon": (status_filter("refresh-window", now), None),
+        "failing": (health_filter("failing", now), None),
+        "valid-marked": ({"$and": [{"expiry_time": {"$gt": now}}, _failure_marked(now)]}, None),
+        "all": ({}, "_id_"),
+    }
+    if narrow:
+        old_grant = _unusable(now)["$or"][1]
+        queries |= {
+            "lapsed-no-refresh": ({**lapsed, "refresh_token": None}, NO_REFRESH_INDEX),
+            "lapsed-null-refresh": ({**lapsed, "refresh_token": {"$type": "null"}}, None),
+            "old-grant-not-lapsed": ({**old_grant, "expiry_time": {"$not": {"$lte": now}}}, "grant_token"),
+        }
+    else:
+        queries["unusable"] = (_unusable(now), None)
+    return queries
 
 
 def health_counts(found: dict[str, int]) -> dict[str, int]:
     """The four states' counts from the counts of ``health_queries`` (they add up to the total)."""
-    healthy = found["valid"] - found["valid-marked"]
-    return {"healthy": healthy, "idle": found["all"] - healthy - found["failing"] - found["unusable"],
-            "failing": found["failing"], "unusable": found["unusable"]}
+    healthy = found["valid-later"] + found["valid-soon"] - found["valid-marked"]
+    unusable = found["unusable"] if "unusable" in found else \
+        found["lapsed-no-refresh"] - found["lapsed-null-refresh"] + found["old-grant-not-lapsed"]
+    return {"healthy": healthy, "idle": found["all"] - healthy - found["failing"] - unusable,
+            "failing": found["failing"], "unusable": unusable}
 
 
 SORTS = {"user": "user_name", "expiry": "expiry_time", "refreshed": REFRESHED_FIELD}
@@ -388,9 +415,9 @@ def shown_total(total: int) -> str:
 
 
 def stats(collection: Collection, now: datetime | None = None,
-          extra: dict[str, tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
+          extra: dict[str, tuple[dict[str, Any], str | None]] | None = None) -> dict[str, Any]:
     """Counts for the overview, every one an index count (none a collection scan), run side by
-    side: at a million tokens each takes a fraction of a second. ``health`` holds the four states'
+    side: at a million tokens all of them take well under a second (docs/benchmark.md). ``health`` holds the four states'
     counts, ``total`` the exact number of tokens; ``extra``: more named counts."""
     now = now or utcnow()
     domains = stats_domains(collection)
@@ -401,20 +428,24 @@ def stats(collection: Collection, now: datetime | None = None,
         "with-access-token": ({"access_token": {"$exists": True}}, "access_token"),
         "with-refresh-token": ({"refresh_token": {"$exists": True}}, "refresh_token_unique"),
     }
-    queries |= {f"health:{name}": (where, "_id_" if name == "all" else None)
-                for name, where in health_queries(now).items()}
+    real = isinstance(collection.database.client, MongoClient)  # mongomock has no partial indexes
+    narrow = real and NO_REFRESH_INDEX in collection.index_information()
+    queries |= {f"health:{name}": query for name, query in health_queries(now, narrow).items()}
     queries |= {f"domain:{domain}": ({"api_domain": domain}, None) for domain in domains}
     queries |= extra or {}
+    # The same count asked under two names (a health range is a status one) is run once.
+    unique = {repr(query): query for query in queries.values()}
 
-    def count(name: str) -> int:
-        where, hint = queries[name]
+    def count(key: str) -> int:
+        where, hint = unique[key]
         return collection.count_documents(where, hint=hint) if hint else collection.count_documents(where)
 
-    if isinstance(collection.database.client, MongoClient):
+    if real:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            found = dict(zip(queries, pool.map(count, queries), strict=True))
+            counted = dict(zip(unique, pool.map(count, unique), strict=True))
     else:  # mongomock is not thread-safe
-        found = {name: count(name) for name in queries}
+        counted = {key: count(key) for key in unique}
+    found = {name: counted[repr(query)] for name, query in queries.items()}
     counts: dict[str, Any] = {"total": found["health:all"]}
     counts["health"] = health_counts({name.removeprefix("health:"): value for name, value in found.items()
                                       if name.startswith("health:")})

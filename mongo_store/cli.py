@@ -8,6 +8,7 @@ second's work, once the arguments are known, so ``--help`` and ``--version`` ans
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -81,6 +82,42 @@ def policy_days(name: str) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError("must be a number of days, such as 90")
         return value
     return parse
+
+
+def listen(text: str) -> tuple[str, int]:
+    """HOST:PORT for --listen: an IP address (IPv6 in brackets) or localhost, and a port from 0
+    (any free one, printed at start) to 65535."""
+    host, colon, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        number = int(port)
+        if host != "localhost":
+            ipaddress.ip_address(host)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be HOST:PORT with an IP address, such as 127.0.0.1:9464 or [::1]:9464") from None
+    if not colon or not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError("the port must be from 0 to 65535")
+    return host, number
+
+
+def interval(text: str) -> float:
+    """Seconds between counts: from 1 to 3600."""
+    value = seconds(text)
+    if not 1 <= value <= 3600:
+        raise argparse.ArgumentTypeError("must be from 1 to 3600 seconds")
+    return value
+
+
+def webhook_url(text: str) -> str:
+    """An http(s) URL with a host, for --webhook."""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise argparse.ArgumentTypeError("the URL's port is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError("must be an http(s) URL such as https://hooks.slack.com/services/...")
+    return text
 
 
 def global_options(defaults: bool) -> argparse.ArgumentParser:
@@ -218,6 +255,20 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--address", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
     sub.set_defaults(run="dashboard", needs_store=False)
+
+    sub = commands.add_parser("metrics", help="serve Prometheus metrics (/metrics) and /health, counting in the "
+                              "background; with --webhook, alert every interval too")
+    sub.add_argument("--listen", type=listen, default=("127.0.0.1", 9464), metavar="HOST:PORT",
+                     help="address to serve on (default 127.0.0.1:9464: this machine only; 0.0.0.0:9464 for all)")
+    sub.add_argument("--interval", type=interval, default=60.0, help="seconds between counts (default 60)")
+    sub.add_argument("--webhook", type=webhook_url, help="POST alerts and recoveries here every interval "
+                     "(default: $ZOHO_MONGO_ALERT_WEBHOOK, if set)")
+    sub.set_defaults(run="metrics")
+
+    sub = commands.add_parser("alerts", help="one alert pass: POST each token that turned failing or unusable, "
+                              "and each recovery, to a webhook (for cron)")
+    sub.add_argument("--webhook", type=webhook_url, help="where to POST (default: $ZOHO_MONGO_ALERT_WEBHOOK)")
+    sub.set_defaults(run="alerts")
 
     sub = commands.add_parser("demo", help="the dashboard on an embedded database with fake tokens")
     sub.add_argument("--port", type=int, default=8501)

@@ -28,6 +28,8 @@ from .migrate import SourceError, import_rows, open_source
 from .records import VIEW_DATES, document_to_record, iso_dates, view
 from .store import MongoTokenStore
 
+PROG = "zoho-mongo-store"
+
 
 class Failure(Exception):
     """An expected failure: printed as one line, exit code 1."""
@@ -426,6 +428,95 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             if server is not None:
                 server.stop()  # a second Ctrl-C or SIGTERM meanwhile kills it at once
     return 0  # stopped by a signal, its children with it
+
+
+WEBHOOK_ENV = "ZOHO_MONGO_ALERT_WEBHOOK"
+ALERTS_COLLECTION_ENV = "ZOHO_MONGO_ALERTS_COLLECTION"
+
+
+def webhook(args: argparse.Namespace, required: bool) -> Any:
+    """The webhook from --webhook, else the environment (a URL kept off the command line, where
+    ``ps`` shows it); checked as strictly as the option."""
+    from .alerts import Webhook
+    from .cli import webhook_url
+
+    url = args.webhook or os.environ.get(WEBHOOK_ENV)
+    if not url:
+        if required:
+            raise Failure(f"no webhook: pass --webhook URL or set {WEBHOOK_ENV}")
+        return None
+    try:
+        return Webhook(webhook_url(url))
+    except argparse.ArgumentTypeError as error:
+        raise Failure(f"{WEBHOOK_ENV} {error}") from None
+
+
+def alert_state(store: MongoTokenStore) -> Any:
+    from .alerts import alert_state as state
+
+    try:
+        return state(store.collection, os.environ.get(ALERTS_COLLECTION_ENV))
+    except Exception as error:  # InvalidName
+        raise Failure(f"{ALERTS_COLLECTION_ENV}: {error}") from None
+
+
+def cmd_alerts(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from .alerts import run_pass
+
+    hook, state = webhook(args, required=True), alert_state(store)
+    report = guarded(store, "make the alert pass", lambda: run_pass(store.collection, state, hook))
+    if report.undelivered:
+        raise Failure(report.summary())
+    print(report.summary(), file=out)
+    return 0
+
+
+def cmd_metrics(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    """Serve until Ctrl-C or SIGTERM; counting (and alerting) run in threads of their own, so a
+    slow webhook never delays the counts and no scrape waits for either."""
+    import threading
+
+    from . import metrics
+    from .alerts import run_pass
+
+    hook, state = webhook(args, required=False), alert_state(store)
+    exporter = metrics.Exporter(lambda: store.call("count the tokens", lambda: metrics.count(store.collection)),
+                                args.interval, alerting=hook is not None)
+    host, port = args.listen
+    try:
+        httpd = metrics.server(host, port, exporter)
+    except OSError as error:
+        raise Failure(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+    def alert() -> None:
+        try:
+            report = store.call("make the alert pass", lambda: run_pass(store.collection, state, hook))
+        except Exception as error:
+            print(f"{PROG}: the alert pass failed: {' '.join(sentence(error).split())}", file=sys.stderr, flush=True)
+            return
+        with exporter.lock:
+            exporter.undelivered = report.undelivered
+        if report.baseline is not None or report.alerted or report.recovered or report.undelivered:
+            print(f"alerts: {report.summary()}", file=out, flush=True)
+
+    stop = threading.Event()
+    workers = [threading.Thread(target=metrics.every, args=(args.interval, stop, exporter.refresh), daemon=True)]
+    if hook is not None:
+        workers.append(threading.Thread(target=metrics.every, args=(args.interval, stop, alert), daemon=True))
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving http://{shown}:{httpd.server_port}/metrics and /health, counting every {args.interval:g} s"
+          + (f", alerting {hook.origin}" if hook else ""), file=out, flush=True)
+    with stopped_by_signals():
+        try:
+            for worker in workers:
+                worker.start()
+            httpd.serve_forever(poll_interval=0.5)
+        finally:
+            stop.set()
+            httpd.server_close()
+            for worker in workers:
+                worker.join(timeout=5)
+    return 0
 
 
 STREAMLIT_GRACE = 5.0

@@ -67,7 +67,8 @@ def no_secrets(text: str, tokens: list[Any]) -> None:
 def test_indexes_creates_reports_drift_and_checks(env: MongoTokenStore) -> None:
     assert run("indexes", "--check") == (1, "missing: user_name_unique, refresh_token_unique, access_token, "
                                             "grant_token, client_id, api_domain, expiry_time, refresh_lease, "
-                                            "refresh_failures, check_error, last_refreshed_at, updated_at, refresh_token_hmac_unique, "
+                                            "refresh_failures, check_error, last_refreshed_at, updated_at, "
+                                            "expiry_time_no_refresh_token, refresh_token_hmac_unique, "
                                             "access_token_hmac, grant_token_hmac\n", "")
     code, out, _ = run("indexes")
     assert code == 0 and out.startswith("created: user_name_unique")

@@ -1,0 +1,207 @@
+"""The Prometheus exporter: ``/metrics`` and ``/health`` from counts made in the background.
+
+A scrape never waits for MongoDB: a thread counts every interval (``admin.stats``, the same counts
+as ``stats`` and the dashboard) and the collector reports the last result. One process, one
+registry of its own: none of ``prometheus_client``'s multiprocess pitfalls. No label carries a
+token id, user name or secret; every label has a fixed set of values.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily, Metric
+from pymongo.collection import Collection
+
+from . import admin
+from .alerts import data_center_name
+from .errors import sentence
+from .lease import utcnow
+from .mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD
+
+DATA_CENTER_LABELS = (*admin.DATA_CENTERS, "other")
+"""``data_center`` label values: Zoho's data centers, and ``other`` for any other api_domain or none."""
+FAILING_REASONS = ("refresh_failed", "lease_lapsed", "check_failed")
+"""``reason`` label values; a failing token with several reasons counts under each."""
+
+
+def epoch(when: datetime) -> float:
+    """Unix seconds of a stored (naive UTC) date."""
+    return when.replace(tzinfo=timezone.utc).timestamp()
+
+
+def reason_queries(now: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
+    """A count of failing tokens per reason, each through that reason's nearly empty sparse index."""
+    failing = admin.health_filter("failing", now)
+    marks = {"refresh_failed": {FAILURES_FIELD: {"$exists": True}}, "lease_lapsed": {LEASE_FIELD: {"$lte": now}},
+             "check_failed": {CHECK_ERROR_FIELD: {"$exists": True}}}
+    return {f"reason:{reason}": ({"$and": [failing, marks[reason]]}, None) for reason in FAILING_REASONS}
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One background count: what ``/metrics`` and ``/health`` report until the next."""
+
+    at: datetime
+    health: dict[str, int]
+    data_centers: dict[str, int]
+    failing_reasons: dict[str, int]
+    last_refresh: datetime | None
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"counted_at": self.at.isoformat() + "Z", "health": self.health, "data_centers": self.data_centers,
+                "failing_reasons": self.failing_reasons,
+                "last_refresh_at": self.last_refresh.isoformat() + "Z" if self.last_refresh else None,
+                "count_seconds": round(self.seconds, 3)}
+
+
+def count(tokens: Collection, now: datetime | None = None) -> Counts:
+    """Every count the exporter reports, each an index count or an index walk of one key."""
+    now = now or utcnow()
+    started = time.monotonic()
+    found = admin.stats(tokens, now, extra=reason_queries(now))
+    centers = dict.fromkeys(DATA_CENTER_LABELS, 0)
+    for domain, number in found["per-api-domain"].items():
+        centers[data_center_name(domain)] += number
+    centers["other"] += found["total"] - sum(found["per-api-domain"].values())  # no api_domain (or not a string)
+    latest = next(iter(tokens.find({REFRESHED_FIELD: {"$type": "date"}}, {"_id": False, REFRESHED_FIELD: True})
+                       .sort(REFRESHED_FIELD, -1).limit(1)), None)  # the sparse index's last key
+    return Counts(now, found["health"], centers, {reason: found[f"reason:{reason}"] for reason in FAILING_REASONS},
+                  latest[REFRESHED_FIELD] if latest else None, time.monotonic() - started)
+
+
+@dataclass
+class Exporter:
+    """The last count (kept while MongoDB does not answer: its timestamp says how old it is), whether
+    the last attempt worked, and the last alert pass's undelivered messages (with ``--webhook``)."""
+
+    counter: Callable[[], Counts]
+    interval: float
+    alerting: bool = False
+    counts: Counts | None = None
+    up: bool = False
+    error: str | None = "not counted yet"
+    undelivered: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self) -> None:
+        """Count once; a failure keeps the previous counts and says why (one sentence)."""
+        try:
+            counts = self.counter()
+        except Exception as error:  # any failure of the database is reported, never raised
+            with self.lock:
+                self.up, self.error = False, sentence(error)
+            print(f"zoho-mongo-store metrics: the count failed: {' '.join(self.error.split())}", file=sys.stderr, flush=True)
+            return
+        with self.lock:
+            self.counts, self.up, self.error = counts, True, None
+
+    def collect(self) -> Iterable[Metric]:
+        with self.lock:
+            counts, up, undelivered = self.counts, self.up, self.undelivered
+        yield GaugeMetricFamily("zoho_store_up", "1 when the last count of the tokens succeeded", value=int(up))
+        if self.alerting:
+            yield GaugeMetricFamily("zoho_store_webhook_undelivered_messages",
+                                    "alert messages the last pass did not deliver (tried again next pass)", value=undelivered)
+        if counts is None:
+            return
+        tokens = GaugeMetricFamily("zoho_store_tokens", "stored tokens by health (as `stats --json`)", labels=["health"])
+        for state in admin.HEALTH:
+            tokens.add_metric([state], counts.health[state])
+        yield tokens
+        centers = GaugeMetricFamily("zoho_store_tokens_by_data_center", "stored tokens by Zoho data center",
+                                    labels=["data_center"])
+        for name in DATA_CENTER_LABELS:
+            centers.add_metric([name], counts.data_centers[name])
+        yield centers
+        reasons = GaugeMetricFamily("zoho_store_failing_tokens_by_reason",
+                                    "failing tokens by reason (a token with several counts under each)", labels=["reason"])
+        for reason in FAILING_REASONS:
+            reasons.add_metric([reason], counts.failing_reasons[reason])
+        yield reasons
+        yield GaugeMetricFamily("zoho_store_counts_timestamp_seconds", "when the reported counts were made",
+                                value=epoch(counts.at))
+        yield GaugeMetricFamily("zoho_store_count_duration_seconds", "how long the reported counts took",
+                                value=counts.seconds)
+        if counts.last_refresh is not None:
+            yield GaugeMetricFamily("zoho_store_last_refresh_timestamp_seconds",
+                                    "the latest successful refresh recorded (last_refreshed_at)",
+                                    value=epoch(counts.last_refresh))
+
+    def health(self) -> tuple[str, dict[str, Any]]:
+        """``/health``: 200 with the counts while MongoDB answers, else 503 with the last ones."""
+        with self.lock:
+            body: dict[str, Any] = {"mongodb": "up" if self.up else "down", "interval_seconds": self.interval}
+            if self.error:
+                body["error"] = self.error
+            body |= self.counts.as_json() if self.counts else {}
+            if self.alerting:
+                body["webhook_undelivered_messages"] = self.undelivered
+            return ("200 OK" if self.up else "503 Service Unavailable"), body
+
+
+def every(interval: float, stop: threading.Event, work: Callable[[], None]) -> None:
+    """Run ``work`` now and then every ``interval`` seconds from its last start, until ``stop``."""
+    while not stop.is_set():
+        started = time.monotonic()
+        work()
+        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: a scrape every few seconds is noise."""
+
+
+class ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class IPv6Server(ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+def application(exporter: Exporter) -> Callable[..., Iterable[bytes]]:
+    """The WSGI app: ``/metrics`` (prometheus_client's, from our registry) and ``/health``."""
+    registry = CollectorRegistry(auto_describe=True)
+
+    class Collector:
+        def collect(self) -> Iterator[Metric]:
+            yield from exporter.collect()
+
+    registry.register(Collector())
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Content-Type", "text/plain"), ("Allow", "GET, HEAD")])
+            return [b"only GET\n"]
+        if path == "/metrics":
+            return metrics(environ, start_response)
+        if path == "/health":
+            status, body = exporter.health()
+            start_response(status, [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+            return [json.dumps(body).encode() + b"\n"]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"/metrics or /health\n"]
+
+    return app
+
+
+def server(host: str, port: int, exporter: Exporter) -> WSGIServer:
+    """A threaded HTTP server on ``host:port`` (raises OSError when it cannot listen)."""
+    kind = IPv6Server if ":" in host else ThreadingServer
+    return make_server(host, port, application(exporter), server_class=kind, handler_class=QuietHandler)
