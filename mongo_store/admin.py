@@ -415,19 +415,21 @@ def shown_total(total: int) -> str:
 
 
 def stats(collection: Collection, now: datetime | None = None,
-          extra: dict[str, tuple[dict[str, Any], str | None]] | None = None) -> dict[str, Any]:
+          extra: dict[str, tuple[dict[str, Any], str | None]] | None = None, *, overview: bool = True) -> dict[str, Any]:
     """Counts for the overview, every one an index count (none a collection scan), run side by
-    side: at a million tokens all of them take well under a second (docs/benchmark.md). ``health`` holds the four states'
-    counts, ``total`` the exact number of tokens; ``extra``: more named counts."""
+    side (docs/benchmark.md). ``health`` holds the four states' counts, ``total`` the exact number
+    of tokens, ``per-api-domain`` the data centers'; ``overview=False`` leaves out the expiry
+    statuses and the with-a-value counts (the exporter needs neither); ``extra``: more named counts."""
     now = now or utcnow()
     domains = stats_domains(collection)
-    queries: dict[str, tuple[dict[str, Any], str | None]] = {status: (status_filter(status, now), None)
-                                                             for status in STATUSES}
-    queries |= {
-        "with-user-name": ({"user_name": {"$exists": True}}, "user_name_unique"),
-        "with-access-token": ({"access_token": {"$exists": True}}, "access_token"),
-        "with-refresh-token": ({"refresh_token": {"$exists": True}}, "refresh_token_unique"),
-    }
+    queries: dict[str, tuple[dict[str, Any], str | None]] = {}
+    if overview:
+        queries |= {status: (status_filter(status, now), None) for status in STATUSES}
+        queries |= {
+            "with-user-name": ({"user_name": {"$exists": True}}, "user_name_unique"),
+            "with-access-token": ({"access_token": {"$exists": True}}, "access_token"),
+            "with-refresh-token": ({"refresh_token": {"$exists": True}}, "refresh_token_unique"),
+        }
     real = isinstance(collection.database.client, MongoClient)  # mongomock has no partial indexes
     narrow = real and NO_REFRESH_INDEX in collection.index_information()
     queries |= {f"health:{name}": query for name, query in health_queries(now, narrow).items()}

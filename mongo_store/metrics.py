@@ -43,10 +43,12 @@ def epoch(when: datetime) -> float:
 
 def reason_queries(now: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
     """A count of failing tokens per reason, each through that reason's nearly empty sparse index."""
-    failing = admin.health_filter("failing", now)
+    # A mark is one of the failing filter's alternatives: with it, "failing" is the mark and not
+    # unusable, and the count walks the mark's own nearly empty index.
+    not_unusable = {"$nor": admin.health_filter("unusable", now)["$or"]}
     marks = {"refresh_failed": {FAILURES_FIELD: {"$exists": True}}, "lease_lapsed": {LEASE_FIELD: {"$lte": now}},
              "check_failed": {CHECK_ERROR_FIELD: {"$exists": True}}}
-    return {f"reason:{reason}": ({"$and": [failing, marks[reason]]}, None) for reason in FAILING_REASONS}
+    return {f"reason:{reason}": ({"$and": [marks[reason], not_unusable]}, None) for reason in FAILING_REASONS}
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def count(tokens: Collection, now: datetime | None = None) -> Counts:
     """Every count the exporter reports, each an index count or an index walk of one key."""
     now = now or utcnow()
     started = time.monotonic()
-    found = admin.stats(tokens, now, extra=reason_queries(now))
+    found = admin.stats(tokens, now, extra=reason_queries(now), overview=False)
     centers = dict.fromkeys(DATA_CENTER_LABELS, 0)
     for domain, number in found["per-api-domain"].items():
         centers[data_center_name(domain)] += number
