@@ -6,8 +6,22 @@ See docs/testing-your-app.md."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
 from .fake_zoho import DATA_CENTERS, Authorization, FakeZoho, Person, ZohoRequest
 from .guard import RealZohoBlocked, ZohoGuard, is_zoho_host
 
+if TYPE_CHECKING:
+    from mongo_store.store import MongoTokenStore
+
 __all__ = ["DATA_CENTERS", "Authorization", "FakeZoho", "Person", "RealZohoBlocked", "ZohoGuard", "ZohoRequest",
-           "is_zoho_host"]
+           "is_zoho_host", "lapse_stored_tokens"]
+
+
+def lapse_stored_tokens(store: MongoTokenStore, *token_ids: str) -> int:
+    """The stored access tokens (these, or every one) reach their expiry now, so the SDK's next call
+    refreshes them, as it would an hour after a login; returns how many. (The fake's own
+    ``expire_access_tokens`` is the other side: Zoho refusing a token the SDK still thinks valid.)"""
+    query = {"_id": {"$in": list(token_ids)}} if token_ids else {}
+    return store.collection.update_many(query, {"$set": {"expiry_time": datetime.now(timezone.utc)}}).modified_count
