@@ -221,6 +221,8 @@ class FakeZoho:
     def environment_for(self, data_center: str) -> Any:
         """The SDK environment of a data center (``"us"``, ``"eu"``, ``"in"``, ``"au"``, ``"cn"``,
         ``"jp"``, ``"ca"``, ``"sa"``, ``"uk"``), served by this fake under ``<its host>.localhost``."""
+        if data_center not in DATA_CENTERS:
+            raise ValueError(f"no data center {data_center!r}: one of {', '.join(DATA_CENTERS)}")
         accounts, api = (f"http://{host}.localhost:{self.port}" for host in DATA_CENTERS[data_center])
         return _environment(api, f"{accounts}/oauth/v2/token", api.replace("www.", "content.", 1))
 
