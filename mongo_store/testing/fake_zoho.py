@@ -448,7 +448,6 @@ class FakeZoho:
                 return 200, {"error": "invalid_client"}
             grant.used = True
             refresh = self._issue(grant.email, client, data_center, grant.refresh_token)
-            self.authorizations[refresh].client = client
             access = self._mint(refresh, refreshed=False)
             self._record("grant", "grant", 200, None, grant.email, data_center)
         return 200, {"access_token": access, "refresh_token": refresh, "api_domain": self._api_domain(data_center),
