@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import mongomock
@@ -18,6 +19,18 @@ from pymongo import MongoClient
 
 from mongo_store import MongoTokenStore
 from mongo_store.embedded import EmbeddedMongod, mongod_binary
+
+
+def _kit_registered() -> bool:
+    """Whether the installed package already registers the kit's plugin (then loading it twice fails)."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    return any(point.value == "mongo_store.testing.plugin" for point in entry_points(group="pytest11"))
+
+
+# The suite uses the kit's own fixtures and fake Zoho (dogfooding); from the source tree, where the
+# entry point is not installed, the plugin is loaded here.
+pytest_plugins = [] if _kit_registered() else ["mongo_store.testing.plugin"]
 
 BACKENDS = ["mongomock", "mongod"]
 REPLICA_SET = "replica-set"

@@ -1,170 +1,92 @@
-"""A tiny stand-in for Zoho's accounts and CRM servers on 127.0.0.1, counting what it receives.
+"""The suite's fakes of Zoho are the testing kit's ``FakeZoho`` (``mongo_store.testing``), so the kit
+is tested by the suite that depends on it. Two thin views of it keep the suite's words:
 
-Enough for the real SDK to exchange a grant token, refresh an access token, name the user
-(``/crm/{version}/users?type=CurrentUser`` and ``/crm/{version}/org``), make API calls and revoke
-a refresh token (``/oauth/v2/token/revoke``), for every SDK line (v8, v7, v6, v5: each calls its
-own API version). ``refuse_revoke`` makes a revoke fail; a revoked refresh token stops working.
+``FakeZoho``: one person (alice, ``USER_NAME``) with a known grant code and refresh token, and
+``requests`` counted as the suite's assertions count them (``grant``, ``refresh``, ``refused
+refresh``, ``revoke``, ``users``, ``org``, ``"<endpoint> <trouble>"``); ``trouble`` and
+``refuse_revoke`` make it misbehave as a broken or refusing server would.
 
-``trouble`` makes one endpoint (``"token"``, ``"revoke"`` or ``"api"``) misbehave, as a broken or
-hostile server would: ``"hang"`` (accept, never answer), ``"redirect"`` (a 307 to ``redirect_to``),
-``"huge"`` (a reply of ``HUGE`` bytes, streamed), or an HTTP status such as 503 or 429 with an
-HTML body. Each such request is counted as ``"<endpoint> <trouble>"``.
+``ZohoAccounts``: many people, every request counted by the kit's names (``counts``).
 """
 
 from __future__ import annotations
 
-import inspect
-import itertools
-import json
-import re
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from typing import Any
 
-from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
+from mongo_store.testing import FakeZoho as KitZoho
+from mongo_store.testing.fake_zoho import HUGE
 
 EMAIL = "alice@example.com"
 ZGID = "700001"
 USER_NAME = f"{EMAIL}:{ZGID}"
-HUGE = 50 * 1024 * 1024
+__all__ = ["EMAIL", "HUGE", "USER_NAME", "ZGID", "FakeZoho", "ZohoAccounts"]
 
 
-def environment(url: str) -> DataCenter.Environment:
-    """A data center at ``url``, built the way the installed SDK line expects (5-0 also takes a name)."""
-    arguments = [url, f"{url}/oauth/v2/token", url]
-    if "name" in inspect.signature(DataCenter.Environment.__init__).parameters:
-        arguments.append("fake")
-    return DataCenter.Environment(*arguments)
+def legacy_name(name: str, error: str | None) -> str | None:
+    """A kit request's name in the suite's counting (refused grants, API calls and other clients
+    were never counted)."""
+    if name in ("revoke", "refused revoke"):
+        return "revoke"
+    if name == "refused refresh":
+        return None if error == "invalid_client" else name
+    if name in ("grant", "refresh", "users", "org") or (" " in name and not name.startswith("refused ")):
+        return name
+    return None
 
 
-class FakeZoho:
+class FakeZoho(KitZoho):
     def __init__(self, grant_token: str, refresh_token: str, client_id: str, client_secret: str) -> None:
+        super().__init__()
         self.grant_token, self.refresh_token = grant_token, refresh_token
         self.client = (client_id, client_secret)
-        self.requests: Counter[str] = Counter()
-        self.valid_access: set[str] = set()
-        self.seen_authorization: list[str] = []
-        self.revoked: set[str] = set()
-        self.refuse_revoke = False
-        self.trouble: dict[str, str | int] = {}
-        self.redirect_to = ""
-        self.sent_bytes = 0
-        self._released = threading.Event()
-        self._numbers = itertools.count(1)
-        self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.environment = environment(self.url)
+        self.person(EMAIL, zgid=ZGID, user_id="9001", org_id="42", name="Alice", company="Example")
+        self.authorize(EMAIL, client_id, client_secret, refresh_token=refresh_token)
+        self.grant(EMAIL, code=grant_token, client_id=client_id, client_secret=client_secret, refresh_token=refresh_token)
 
-    def __enter__(self) -> FakeZoho:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._released.set()  # a hanging handler ends
-        self.server.shutdown()
-        self.server.server_close()
+    @property  # type: ignore[override]
+    def requests(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for request in super().requests:
+            name = legacy_name(request.name, request.error)
+            if name is not None:
+                counts[name] += 1
+        return counts
 
     def new_access_token(self) -> str:
-        with self._lock:
-            token = f"1000.access.{next(self._numbers):04d}.fake"
-            self.valid_access.add(token)
-            return token
+        return self.access_token(self.refresh_token)
 
-    def token_response(self, form: dict[str, str]) -> tuple[int, dict]:
-        if (form.get("client_id"), form.get("client_secret")) != self.client:
-            return 200, {"error": "invalid_client"}
-        if form.get("grant_type") == "authorization_code" and form.get("code") == self.grant_token:
-            self.requests["grant"] += 1
-            return 200, {"access_token": self.new_access_token(), "refresh_token": self.refresh_token,
-                         "api_domain": self.url, "token_type": "Bearer", "expires_in": 3600}
-        if (form.get("grant_type") == "refresh_token" and form.get("refresh_token") == self.refresh_token
-                and self.refresh_token not in self.revoked):
-            self.requests["refresh"] += 1
-            return 200, {"access_token": self.new_access_token(), "api_domain": self.url,
-                         "token_type": "Bearer", "expires_in": 3600}
-        if form.get("grant_type") == "refresh_token":
-            self.requests["refused refresh"] += 1
-        return 200, {"error": "invalid_code"}
+    @property
+    def refuse_revoke(self) -> bool:
+        return "revoke" in self._failures
 
-    def revoke_response(self, form: dict[str, str]) -> tuple[int, dict]:
-        self.requests["revoke"] += 1
-        if self.refuse_revoke or form.get("token") != self.refresh_token:
-            return 200, {"status": "error", "error": "invalid_token"}
-        self.revoked.add(form["token"])
-        return 200, {"status": "success"}
+    @refuse_revoke.setter
+    def refuse_revoke(self, refuse: bool) -> None:
+        self.fail_next("revoke", error="invalid_token", times=None if refuse else 0)
 
-    def api_response(self, path: str, authorization: str) -> tuple[int, dict]:
-        self.seen_authorization.append(authorization)
-        if authorization.removeprefix("Zoho-oauthtoken ") not in self.valid_access:
-            return 401, {"code": "INVALID_TOKEN", "status": "error", "message": "invalid oauth token", "details": {}}
-        resource = re.fullmatch(r"/crm/v\d+/(users|org)", path)
-        if resource and resource.group(1) == "users":
-            self.requests["users"] += 1
-            return 200, {"users": [{"id": "9001", "email": EMAIL, "full_name": "Alice"}],
-                         "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False}}
-        if resource and resource.group(1) == "org":
-            self.requests["org"] += 1
-            return 200, {"org": [{"id": "42", "zgid": ZGID, "company_name": "Example"}]}
-        return 404, {"code": "INVALID_URL_PATTERN", "status": "error", "message": "not found", "details": {}}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
+class ZohoAccounts(KitZoho):
+    """Zoho's rules for many people; the client id and secret are the app's (any would do)."""
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                revoking = urlparse(self.path).path.endswith("/revoke")
-                if not self.misbehave("revoke" if revoking else "token"):
-                    self.reply(*(fake.revoke_response(form) if revoking else fake.token_response(form)))
+    def __init__(self, client_id: str, client_secret: str, access_seconds: float = 3600.0) -> None:
+        super().__init__(access_seconds=access_seconds)
+        self.client = (client_id, client_secret)
+        self.refuse_revokes: set[str] = set()
+        """Refresh tokens whose revoke Zoho refuses (``access_denied``), for one token at a time."""
+        self.revocations: list[tuple[str, str]] = []
+        """(refresh token, ``revoked`` | ``invalid_token`` | ``refused``) of each revoke request."""
 
-            def do_GET(self) -> None:
-                if not self.misbehave("api"):
-                    self.reply(*fake.api_response(urlparse(self.path).path, self.headers.get("Authorization", "")))
+    def revoke_response(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        token = form.get("token", "")
+        if token in self.refuse_revokes:
+            reply: tuple[int, dict[str, Any]] = (200, {"status": "error", "error": "access_denied"})
+            outcome = "refused"
+        else:
+            reply = super().revoke_response(form)
+            outcome = "revoked" if reply[1].get("status") == "success" else str(reply[1].get("error"))
+        self.revocations.append((token, outcome))
+        return reply
 
-            def misbehave(self, endpoint: str) -> bool:
-                trouble = fake.trouble.get(endpoint)
-                if trouble is None:
-                    return False
-                fake.requests[f"{endpoint} {trouble}"] += 1
-                try:
-                    if trouble == "hang":
-                        fake._released.wait(60)
-                    elif trouble == "redirect":
-                        self.send_response(307)
-                        self.send_header("Location", fake.redirect_to + self.path)
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                    elif trouble == "huge":
-                        self.send_response(200)
-                        self.send_header("Content-Type", "application/json")
-                        self.end_headers()  # no Content-Length: the size shows only as it is read
-                        chunk = b" " * 65536
-                        while fake.sent_bytes < HUGE:
-                            self.wfile.write(chunk)
-                            fake.sent_bytes += len(chunk)
-                    else:
-                        data = f"<html><body>{trouble}: try later</body></html>".encode()
-                        self.send_response(int(trouble))
-                        self.send_header("Content-Type", "text/html")
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
-                except OSError:  # the client hung up, as it should
-                    pass
-                return True
-
-            def reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        return Handler
+    @property  # type: ignore[override]
+    def requests(self) -> Counter[str]:
+        return self.counts

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+from fake_zoho import ZohoAccounts
 from pymongo import MongoClient
 from tokens import CLIENT_ID, full, oauth, secret, snapshot
-from zoho_accounts import ZohoAccounts
 
 from mongo_store import MongoTokenStore, cli
 from mongo_store.admin import AUDIT_COLLECTION

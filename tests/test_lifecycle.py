@@ -1,5 +1,5 @@
 """A token's life in a multi-user app, on a real mongod with the real SDK against a fake Zoho that
-keeps Zoho's rules (``zoho_accounts.py``), driven through the README's own "Many users" recipe:
+keeps Zoho's rules (the testing kit's, ``mongo_store/testing``), driven through the README's own "Many users" recipe:
 a refused refresh fails fast and protects Zoho, a logout sticks, a re-login wins, an unknown id
 asks Zoho nothing. The store-level back-off runs on both backends."""
 
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_zoho import ZohoAccounts
 from pymongo import MongoClient
 from tokens import CLIENT_ID, full, secret
-from zoho_accounts import ZohoAccounts
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 

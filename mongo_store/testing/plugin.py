@@ -1,0 +1,72 @@
+"""The kit's pytest fixtures, registered through the ``pytest11`` entry point: a project with the
+package installed gets them with no conftest. Imports stay light (no SDK, no mongomock) until a
+fixture is used, so the plugin never slows or breaks a test run that does not use it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .fake_zoho import FakeZoho
+from .guard import ZohoGuard
+
+if TYPE_CHECKING:
+    from mongo_store.store import MongoTokenStore
+
+URI_OPTION = "--zoho-mongodb-uri"
+URI_VARIABLE = "ZOHO_TEST_MONGODB_URI"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("zoho-mongo-store", "zoho-mongo-store testing kit")
+    group.addoption(URI_OPTION, default=None, metavar="URI",
+                    help=f"a real MongoDB for the zoho_token_store fixture (each test its own database, dropped "
+                         f"afterwards); default: ${URI_VARIABLE}, else mongomock")
+
+
+@pytest.fixture
+def no_real_zoho() -> Iterator[ZohoGuard]:
+    """For the test's duration, resolving or connecting to a real Zoho host raises RealZohoBlocked;
+    ``.blocked`` lists what was refused."""
+    with ZohoGuard() as guard:
+        yield guard
+
+
+@pytest.fixture
+def fake_zoho(no_real_zoho: ZohoGuard, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZoho]:
+    """A fake Zoho (accounts and CRM) on 127.0.0.1 for this test. Proxy variables are cleared for
+    the test: every call goes straight to the fake, and a call to Zoho meets the guard (through a
+    proxy, no name would be resolved here)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with FakeZoho() as fake:
+        yield fake
+
+
+@pytest.fixture
+def zoho_token_store(request: pytest.FixtureRequest, no_real_zoho: ZohoGuard) -> Iterator[MongoTokenStore]:
+    """A fresh, empty MongoTokenStore per test: on mongomock, or on the MongoDB that
+    ``--zoho-mongodb-uri`` / ``$ZOHO_TEST_MONGODB_URI`` names (a database of its own, dropped after)."""
+    from mongo_store import MongoTokenStore
+
+    uri = request.config.getoption(URI_OPTION) or os.environ.get(URI_VARIABLE)
+    database = f"zoho_test_{uuid.uuid4().hex[:12]}"
+    if not uri:
+        import mongomock
+
+        with MongoTokenStore(client=mongomock.MongoClient(), database=database) as store:
+            yield store
+        return
+    store = MongoTokenStore(uri, database=database)
+    try:
+        yield store
+    finally:
+        try:
+            store.collection.database.client.drop_database(database)
+        finally:
+            store.close()
