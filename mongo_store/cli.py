@@ -57,16 +57,24 @@ def seconds(text: str) -> float:
     return value
 
 
-def accounts_url(text: str) -> str:
-    """An http(s) URL with a host, for --accounts-url (anything else is a usage error, exit 2)."""
-    parts = urlsplit(text)
-    try:
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        raise argparse.ArgumentTypeError("the URL's port is not a number") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError("must be an http(s) URL such as https://accounts.zoho.eu/oauth/v2/token")
-    return text
+def http_url(example: str) -> Callable[[str], str]:
+    """An http(s) URL with a host, for argparse (anything else is a usage error, exit 2)."""
+    def parse(text: str) -> str:
+        parts = urlsplit(text)
+        try:
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            raise argparse.ArgumentTypeError("the URL's port is not a number") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise argparse.ArgumentTypeError(f"must be an http(s) URL such as {example}")
+        return text
+    return parse
+
+
+accounts_url = http_url("https://accounts.zoho.eu/oauth/v2/token")
+"""--accounts-url."""
+webhook_url = http_url("https://hooks.slack.com/services/...")
+"""--webhook."""
 
 
 def policy_days(name: str) -> Callable[[str], float]:
@@ -106,18 +114,6 @@ def interval(text: str) -> float:
     if not 1 <= value <= 3600:
         raise argparse.ArgumentTypeError("must be from 1 to 3600 seconds")
     return value
-
-
-def webhook_url(text: str) -> str:
-    """An http(s) URL with a host, for --webhook."""
-    parts = urlsplit(text)
-    try:
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        raise argparse.ArgumentTypeError("the URL's port is not a number") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError("must be an http(s) URL such as https://hooks.slack.com/services/...")
-    return text
 
 
 def global_options(defaults: bool) -> argparse.ArgumentParser:
