@@ -15,6 +15,7 @@ health rule's reason, never from a stored token value.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -148,6 +149,8 @@ class Webhook:
             except (urllib.error.URLError, OSError) as error:
                 reason = getattr(error, "reason", error)
                 why = f"the webhook at {self.origin} was not reached ({printable(str(reason))[:100]})"
+            except (http.client.HTTPException, ValueError) as error:  # a broken answer; never the URL
+                why = f"the webhook at {self.origin} gave no proper answer ({type(error).__name__})"
         return f"{why}, after {self.retries + 1} attempts"
 
 
@@ -221,7 +224,7 @@ def run_pass(tokens: Collection, state: Collection, webhook: Webhook, now: datet
             # episode never ended, so neither message is due.
             state.update_one({"_id": token_id}, {"$unset": {"recovery": "", "last_error": ""}})
             continue
-        elif entry.get("alert") != "pending" or not claim(state, token_id, now):
+        elif entry.get("alert") != "pending" or not claim(state, token_id, now, "pending"):
             continue  # alerted already (or the baseline): the same episode; or another pass sends it
         if send(token_id, problem.alert()):
             state.update_one({"_id": token_id}, {"$set": {"alert": "sent", "sent_at": utcnow()},
@@ -239,7 +242,7 @@ def run_pass(tokens: Collection, state: Collection, webhook: Webhook, now: datet
             if entry.get("alert") != "sent":  # nobody was told (the baseline, or never delivered)
                 state.delete_one({"_id": token_id, "alert": entry.get("alert")})
                 continue
-            if not claim(state, token_id, now):
+            if not claim(state, token_id, now, "sent"):
                 continue
             state.update_one({"_id": token_id}, {"$set": {"recovery": "pending"}})
             user = document.get("user_name") if document is not None else None
@@ -249,7 +252,10 @@ def run_pass(tokens: Collection, state: Collection, webhook: Webhook, now: datet
     return report
 
 
-def claim(state: Collection, token_id: str, now: datetime) -> bool:
-    """Own the message of this episode for ``CLAIM``, unless another pass owns it now."""
-    return state.update_one({"_id": token_id, "claimed_until": {"$not": {"$gt": now}}},
-                            {"$set": {"claimed_until": now + CLAIM}}).modified_count == 1
+def claim(state: Collection, token_id: str, now: datetime, alert: str) -> bool:
+    """Own the message of this episode for ``CLAIM``, unless another pass owns it now or already
+    sent it (``alert``: the state the message is for, ``pending`` or ``sent``). The claim runs
+    from the moment it is taken, not from the start of the pass."""
+    taken = utcnow()
+    return state.update_one({"_id": token_id, "alert": alert, "claimed_until": {"$not": {"$gt": taken}}},
+                            {"$set": {"claimed_until": taken + CLAIM}}).modified_count == 1

@@ -236,9 +236,23 @@ def _act(tokens: Collection, rule: Rule, entry: Entry, claim: str, steps: Steps)
             {"_id": entry.id, CLAIM_FIELD: claim}, {"$currentDate": {REVOKED_FIELD: True}}))
     elif claimed.get(REVOKED_FIELD) is not None:
         answer = "revoked by an earlier run"
-    deleted = steps.database("delete the token", lambda: tokens.delete_one(
-        {"_id": entry.id, CLAIM_FIELD: claim}).deleted_count)
-    result = ("deleted" if rule.action == "delete" else f"{answer}, deleted") if deleted else \
-        f"{answer}; kept: saved meanwhile (a login or a refresh ended the claim), or taken over by another run"
+    attempts = 0
+
+    def delete() -> int:
+        nonlocal attempts
+        attempts += 1
+        deleted = tokens.delete_one({"_id": entry.id, CLAIM_FIELD: claim}).deleted_count
+        if deleted or attempts == 1:
+            return deleted
+        # Retried after an answer was lost: the first attempt may have deleted it.
+        return int(tokens.find_one({"_id": entry.id}, {"_id": True}) is None)
+
+    deleted = steps.database("delete the token", delete)
+    if deleted:
+        result = "deleted" if rule.action == "delete" else f"{answer}, deleted"
+    elif steps.database("look the token up", lambda: tokens.find_one({"_id": entry.id}, {"_id": True})) is None:
+        result = f"{answer}; deleted meanwhile (by another run, or a person)"
+    else:
+        result = f"{answer}; kept: saved meanwhile (a login or a refresh ended the claim), or taken over by another run"
     steps.audit(audit | {"zoho": answer, "outcome": result, "deleted": deleted})
     return result

@@ -60,11 +60,14 @@ def seconds(text: str) -> float:
 def http_url(example: str) -> Callable[[str], str]:
     """An http(s) URL with a host, for argparse (anything else is a usage error, exit 2)."""
     def parse(text: str) -> str:
-        parts = urlsplit(text)
+        # Never echoed: a webhook's path is its secret (argparse would quote a value that raised).
+        if any(character.isspace() or not character.isprintable() for character in text):
+            raise argparse.ArgumentTypeError("the URL holds a space or a control character")
         try:
+            parts = urlsplit(text)
             parts.port  # noqa: B018  (raises on a port that is not a number)
         except ValueError:
-            raise argparse.ArgumentTypeError("the URL's port is not a number") from None
+            raise argparse.ArgumentTypeError("is not a valid URL (its host or port does not parse)") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise argparse.ArgumentTypeError(f"must be an http(s) URL such as {example}")
         return text

@@ -229,7 +229,7 @@ def cmd_cleanup(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -
     if not policy:
         raise Failure(f"no cleanup rule: pass --idle-days or --unusable-days, or set {cleanup.IDLE_ENV} or "
                       f"{cleanup.UNUSABLE_ENV}")
-    who, audit = actor(args), audit_log(store)
+    who = actor(args)
 
     def show(entry: cleanup.Entry) -> None:
         if not args.json:
@@ -241,6 +241,7 @@ def cmd_cleanup(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -
         for entry in report.entries:
             show(entry)
     else:
+        audit = audit_log(store)  # (not for a dry run: it writes nothing, not even the audit's index)
         steps = cleanup.Steps(
             revoke=lambda token_id: revoke(store, token_id, args.accounts_url),
             refused=(ZohoError, SDKException), already=AlreadyRevoked,

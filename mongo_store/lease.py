@@ -26,7 +26,15 @@ from typing import Any
 from pymongo.collection import Collection
 
 from .errors import RefreshFailing
-from .mapping import FAILED_AT_FIELD, FAILING_SINCE_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD, STARTED_FIELD
+from .mapping import (
+    CLAIM_FIELD,
+    FAILED_AT_FIELD,
+    FAILING_SINCE_FIELD,
+    FAILURES_FIELD,
+    LEASE_FIELD,
+    RETRY_FIELD,
+    STARTED_FIELD,
+)
 from .masking import ago, iso
 
 REFRESH_WINDOW = timedelta(milliseconds=5000)
@@ -108,7 +116,10 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
             ended = {key: value for key, value in document.items() if key != LEASE_FIELD} | fields
             raise refusal(ended, now) or RefreshFailing(f"the refresh of token {document['_id']!r} failed")
     fields |= {LEASE_FIELD: now + timedelta(seconds=seconds), STARTED_FIELD: now}
-    if collection.find_one_and_update(query, {"$set": fields}, projection={"_id": True}) is None:
+    # A worker that refreshes ends a cleanup's claim left behind (a killed run): no run may revoke
+    # the refresh token under it.
+    update = {"$set": fields, "$unset": {CLAIM_FIELD: ""}}
+    if collection.find_one_and_update(query, update, projection={"_id": True}) is None:
         return None
     return document | fields
 

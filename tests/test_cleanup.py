@@ -314,3 +314,18 @@ def test_audit_entries_expire_after_the_retention(env: MongoTokenStore, real_cli
     monkeypatch.setenv("ZOHO_AUDIT_RETENTION_DAYS", "forever")
     code, _, err = run("delete", "whatever", "--actor", "ops")
     assert code == 1 and "ZOHO_AUDIT_RETENTION_DAYS must be a number of days" in err
+
+
+def test_a_worker_refreshing_a_token_ends_the_claim_a_killed_run_left(env: MongoTokenStore, zoho: ZohoAccounts) -> None:
+    """A claim left by a killed run lapses; a worker that then takes the token's lease to refresh it
+    ends that claim, so the next run cannot revoke the refresh token under it."""
+    token_id = person(env, zoho, "back@example.com", refreshed=100 * DAY, saved=100 * DAY)
+    env.collection.update_one({"_id": token_id}, {"$set": {CLAIM_FIELD: "dead-run", LEASE_FIELD: now() - DAY}})
+    worker = MongoTokenStore(client=env.client, database=env.collection.database.name, refresh_backoff=0.1,
+                             refresh_backoff_max=0.1)
+    worker.find_token_by_id(token_id)  # its access token lapsed: the worker takes the lease to refresh
+    assert CLAIM_FIELD not in env.collection.find_one({"_id": token_id})
+    zoho.revocations.clear()
+    code, out, _ = run("cleanup", "--idle-days", "90", "--json", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0 and json.loads(out)["entries"][0]["result"].startswith("kept: it no longer qualifies")
+    assert zoho.revocations == [] and env.collection.find_one({"_id": token_id}) is not None

@@ -558,3 +558,10 @@ def test_repeated_ctrl_c_never_leaves_streamlit_behind(tmp_path: Any) -> None:
                 os.killpg(process.pid, signal.SIGKILL)
             for pid in _children_alive(marker):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_malformed_webhook_url_is_refused_without_echoing_it(env: MongoTokenStore) -> None:
+    """A webhook's path is its secret: a URL that does not parse is a usage error that quotes nothing."""
+    for url in ("https://[hooks.slack.com/services/T0/B0/SECRETPATH", "https://hooks.example.com/SECRET PATH"):
+        code, out, err = run("alerts", "--webhook", url)
+        assert code == 2 and "SECRET" not in out + err, err

@@ -30,20 +30,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture
-def no_real_zoho() -> Iterator[ZohoGuard]:
+def no_real_zoho(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZohoGuard]:
     """For the test's duration, resolving or connecting to a real Zoho host raises RealZohoBlocked;
-    ``.blocked`` lists what was refused."""
+    ``.blocked`` lists what was refused. Proxies are turned off for the test (the variables cleared,
+    and ``NO_PROXY=*`` against a system proxy that requests would read elsewhere): through a proxy no
+    name would be resolved here, and a call to Zoho would pass the guard."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "*")
+    monkeypatch.setenv("no_proxy", "*")
     with ZohoGuard() as guard:
         yield guard
 
 
 @pytest.fixture
-def fake_zoho(no_real_zoho: ZohoGuard, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZoho]:
-    """A fake Zoho (accounts and CRM) on 127.0.0.1 for this test. Proxy variables are cleared for
-    the test: every call goes straight to the fake, and a call to Zoho meets the guard (through a
-    proxy, no name would be resolved here)."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+def fake_zoho(no_real_zoho: ZohoGuard) -> Iterator[FakeZoho]:
+    """A fake Zoho (accounts and CRM) on 127.0.0.1 for this test (with ``no_real_zoho``: no proxy,
+    and a call to a real Zoho host is refused)."""
     with FakeZoho() as fake:
         yield fake
 
