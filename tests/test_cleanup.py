@@ -5,7 +5,6 @@ again ends in the same state; a token refreshed meanwhile is left alone."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -19,9 +18,10 @@ import pytest
 import requests
 from fake_zoho import ZohoAccounts
 from pymongo import MongoClient
+from test_cli import run  # the CLI in-process: (exit code, stdout, stderr)
 from tokens import CLIENT_ID, full, oauth, secret, snapshot
 
-from mongo_store import MongoTokenStore, cli
+from mongo_store import MongoTokenStore
 from mongo_store.admin import AUDIT_COLLECTION
 from mongo_store.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD
 
@@ -47,18 +47,6 @@ def env(real_store: MongoTokenStore, mongo_uri: str, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MONGODB_URI", mongo_uri)
     monkeypatch.setenv("ZOHO_MONGO_DATABASE", real_store.collection.database.name)
     return real_store
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old_err, sys.stderr = sys.stderr, err
-    try:
-        code = cli.main(list(argv), out=out)
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    finally:
-        sys.stderr = old_err
-    return code, out.getvalue(), err.getvalue()
 
 
 def issued(zoho: ZohoAccounts, email: str) -> dict[str, Any]:
