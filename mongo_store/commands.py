@@ -71,7 +71,7 @@ def cmd_stats(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
     if args.json:
         print(json.dumps(counts, indent=2), file=out)
         return 0
-    print(f"tokens: {counts['total']}", file=out)
+    print(f"total: {counts['total']} tokens", file=out)
     print("health (whether the Zoho connection works):", file=out)
     width = max(len(str(value)) for value in counts["health"].values())
     for state, count in counts["health"].items():
@@ -192,7 +192,7 @@ def skipped_page(documents: list[dict[str, Any]], total: int, number: int, size:
     """A page reached by skipping (``--page N`` alone) as a keyset page, so its footer prints the
     keyset commands for the pages either side."""
     field = query.sort_key()
-    pages = max(1, -(-total // size)) if total <= admin.COUNT_CAP else None
+    pages = max(1, -(-total // size)) if total <= admin.COUNT_CAP or not query.to_filter(admin.utcnow()) else None
     return paging.Page(documents, total, number, pages,
                        paging.cursor_of(documents[0], field) if documents else None,
                        paging.cursor_of(documents[-1], field) if documents else None,
