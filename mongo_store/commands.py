@@ -149,6 +149,7 @@ def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
                             api_domain=admin.data_center(args.domain) if args.domain else None,
                             health=args.health, sort=args.sort, descending=args.descending)
         now = admin.utcnow()
+        query.to_filter(now), query.sort_key()  # a bad value is one sentence, before the database is asked
         size = args.page_size
         if args.after or args.before or args.last or not args.page or args.page == 1:
             go = "last" if args.last else "next" if args.after else "previous" if args.before else "first"
