@@ -69,11 +69,14 @@ def test_indexes_creates_reports_drift_and_checks(env: MongoTokenStore) -> None:
                                             "grant_token, client_id, api_domain, expiry_time, refresh_lease, "
                                             "refresh_failures, check_error, last_refreshed_at, updated_at, "
                                             "expiry_time_no_refresh_token, search_keys, user_name_id, expiry_time_id, "
-                                                "last_refreshed_at_id, api_domain_id, refresh_token_hmac_unique, "
+                                            "last_refreshed_at_id, api_domain_id, refresh_token_hmac_unique, "
                                             "access_token_hmac, grant_token_hmac\n", "")
     code, out, _ = run("indexes")
     assert code == 0 and out.startswith("created: user_name_unique")
     assert run("indexes", "--check")[:2] == (0, "indexes: all present\n")
+    env.collection.insert_one({"_id": "raw", "user_name": "Raw@Example.com:1"})  # a tool's raw insert: no keys
+    assert run("indexes")[:2] == (0, "search keys: written for 1 token(s)\nindexes: all present\n")
+    assert env.collection.find_one({"_id": "raw"})["search_keys"]
     env.collection.drop_index("access_token")
     env.collection.create_index("access_token", name="access_token", unique=True)
     code, out, _ = run("indexes", "--check")
