@@ -4,7 +4,7 @@ The tokens keep only their latest refresh and failure; operators asking "what ha
 token" need the sequence: refreshed, refresh failed, checked, revoked, deleted, imported. An event
 holds when, which token (id and user name), what, a short sentence (Zoho's error code, the accounts
 host), and who: never a token value. Events expire after ``ZOHO_EVENTS_RETENTION_DAYS`` (90 by
-default) through a TTL index on ``at``; the (token_id, at) index serves a token's history.
+default) through a TTL index on ``at``; the (token_id, at, _id) index serves a token's history.
 
 Writing an event never fails what it records: a failure is one warning line (``record_quietly``).
 This module imports no SDK, so the SDK-free CLI can read histories.
@@ -61,7 +61,7 @@ def keep_events(events: Collection, retention_days: float) -> None:
     applied in place, as ``admin.keep_audit`` does) and (token_id, at) for one token's history.
     A user who may not modify indexes (readWrite) keeps the old retention, with a warning."""
     seconds = max(1, round(retention_days * 86_400))
-    events.create_index([("token_id", ASCENDING), ("at", DESCENDING)], name=_TOKEN_INDEX)
+    events.create_index([("token_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], name=_TOKEN_INDEX)
     try:
         events.create_index([("at", DESCENDING)], name=_TTL_INDEX, expireAfterSeconds=seconds)
     except OperationFailure as error:
@@ -147,10 +147,12 @@ def record_quietly(events: Collection, entries: Iterable[dict[str, Any]], second
 
 
 def for_token(events: Collection, token_id: str, limit: int = 50) -> list[dict[str, Any]]:
-    """A token's latest ``limit`` events, newest first (the (token_id, at) index)."""
+    """A token's latest ``limit`` events, newest first (the (token_id, at, _id) index: events of one
+    millisecond keep the order they were written in)."""
     if not 1 <= limit <= 10_000:
         raise ValueError("a history holds 1 to 10,000 events")
-    return list(events.find({"token_id": token_id}, {"_id": False}).sort("at", DESCENDING).limit(limit))
+    return list(events.find({"token_id": token_id}, {"_id": False})
+                .sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit))
 
 
 def bins(now: datetime) -> list[datetime]:

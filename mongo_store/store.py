@@ -596,7 +596,7 @@ def failed_refresh_detail(error: BaseException | None) -> str:
     if error is None:
         return "the refresh failed"
     if isinstance(error, SDKException):
-        code = token_events.zoho_code(getattr(error, "message", None))
+        code = token_events.zoho_code(getattr(error, "error_message", None))
         if code is not None and getattr(error, "code", None) == "INVALID TOKEN ERROR":
             return f"Zoho refused the refresh ({code})"
         cause = getattr(error, "cause", None)
