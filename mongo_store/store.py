@@ -362,7 +362,7 @@ class MongoTokenStore(TokenStore):
                 if not self._indexes_ready:
                     ensure_indexes(self.collection)
                     if self.events is not None:
-                        token_events.keep_events(self.events, self._events_retention)
+                        self._keep_events()
                     if self.cipher is not None and self._server_validates:
                         self.validated = self._require_sealed()
                     self._indexes_ready = True
@@ -562,6 +562,15 @@ class MongoTokenStore(TokenStore):
             log.info("the refresh of token %s failed; callers back off", document["_id"])
             if recorded:
                 self.record_event(document, "refresh-failed", failed_refresh_detail(error))
+
+    def _keep_events(self) -> None:
+        """The history's indexes; a failure is a warning, never a failed store call (events are
+        written without them, and kept until a later store creates them)."""
+        try:
+            token_events.keep_events(self.events, self._events_retention)
+        except Exception as error:
+            log.warning("could not create the token history's indexes in %s: %s", self.events.name,
+                        token_events.describe(error))
 
     def record_event(self, document: dict[str, Any], event: str, detail: str, who: str | None = None) -> bool:
         """Add an event to the token's history (``events.py``; ``document`` gives its id and user name),
