@@ -291,10 +291,11 @@ def test_the_history_queries_use_their_indexes(real_store: MongoTokenStore) -> N
     plan = real_store.events.find({"token_id": "t7"}, {"_id": False}).sort([("at", -1), ("_id", -1)]).limit(50).explain()
     used = json.dumps(plan["queryPlanner"]["winningPlan"])
     assert "COLLSCAN" not in used and "token_id_at" in used and '"SORT"' not in used
-    edges = events.bins(now)
-    explained = real_store.events.database.command("aggregate", real_store.events.name, explain=True, pipeline=[
-        {"$match": {"at": {"$gte": edges[0], "$lt": edges[-1]}}}, {"$group": {"_id": "$event", "n": {"$sum": 1}}}])
-    assert "COLLSCAN" not in json.dumps(explained, default=str) and "IXSCAN" in json.dumps(explained, default=str)
+    explained = json.dumps(real_store.events.database.command(
+        "aggregate", real_store.events.name, explain=True, pipeline=events.activity_pipeline(events.bins(now)),
+        hint=events.ACTIVITY_INDEX), default=str)
+    assert "COLLSCAN" not in explained and "IXSCAN" in explained and "FETCH" not in explained  # covered
+    assert sum(sum(row[kind] for kind in events.EVENTS) for row in events.activity(real_store.events, now)) == 2000
 
 
 # -- operator actions -----------------------------------------------------------------------------
@@ -456,6 +457,8 @@ def test_the_audit_log_is_searched_by_actor_and_token(store: MongoTokenStore) ->
     assert [entry["ids"] for entry in by_id] == [["id17"]]  # an id matches whole
     by_name = [key for page in walk(audit, token="user1") for key in page]  # User1, User10..User19, User100..
     assert by_name == [entry["_id"] for entry in entries if entry["user_names"][0].lower().startswith("user1")]
+    tail, _, _ = history.audit_page(audit, token="uSeR17@eXAMPLE.C")  # past the first four letters too
+    assert [entry["ids"] for entry in tail] == [["id17"]]
     both, _, _ = history.audit_page(audit, actor="bob", token="USER2")
     assert [entry["_id"] for entry in both] == [entry["_id"] for entry in entries if entry["who"] == "bob@example.com"
                                                 and entry["user_names"][0].startswith("User2")] and len(both) > 10
@@ -504,9 +507,12 @@ def test_every_audit_search_is_indexed(mongo_uri: str, database_name: str) -> No
                 history.audit_page(audit, cursor=newer, go="previous", **search)
             assert pages
         assert len(listener.commands) >= 20
+        # A case-insensitive prefix reads a narrow range of the index, not all of its keys.
+        stats = audit.find(history.audit_filter(token="USER2999")).sort([("at", -1), ("_id", -1)]).limit(51).explain()
+        assert stats["executionStats"]["nReturned"] == 1 and stats["executionStats"]["totalKeysExamined"] < 50
         for command in listener.commands:
             plan = client[database_name].command({"explain": command, "verbosity": "queryPlanner"})
-            used = json.dumps(plan["queryPlanner"]["winningPlan"])
+            used = json.dumps(plan["queryPlanner"]["winningPlan"], default=str)
             assert "COLLSCAN" not in used and "IXSCAN" in used, (command["filter"], used)
     finally:
         client.drop_database(database_name)
