@@ -543,7 +543,10 @@ class MongoTokenStore(TokenStore):
         if document is None or not self.refresh_lease or not needs_refresh(document, utcnow()):
             return document, None
         return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait, self.backoff,
-                          run=lambda work: self.call("coordinate the token refresh", work, write=True))
+                          run=lambda work: self.call("coordinate the token refresh", work, write=True),
+                          lapsed=lambda document: self.record_event(
+                              document, "refresh-failed", "the refresh never finished: its lease lapsed (the worker "
+                              "stopped or hung)"))
 
     def _watched(self, token: OAuthToken, document: dict[str, Any], lease: datetime | None) -> OAuthToken:
         """The token handed to the SDK; when this caller holds the refresh lease, a refresh that

@@ -93,6 +93,27 @@ def test_a_refresh_zoho_refuses_is_a_refresh_failed_event_with_its_code(store: M
         no_secret_in(found, client_secret, grant, refresh, document["access_token"])
 
 
+@pytest.mark.parametrize("backoff", [0.1, 30.0])
+def test_a_refresh_that_never_finished_is_a_refresh_failed_event(store: MongoTokenStore, backoff: float) -> None:
+    """A worker took the refresh lease and never saved (it died, or hangs): the next caller counts
+    the failure once, taking the lease over (back-off over) or refused (inside it), and records it."""
+    token = full("alice@example.com:1", access_token=secret("access"), expires_in=str(int(time.time() * 1000) + 1000))
+    store.save_token(token)
+    quick = MongoTokenStore(client=store.client, database=store.collection.database.name, refresh_lease=0.2,
+                            refresh_wait=5, refresh_backoff=backoff, refresh_backoff_max=backoff)
+    quick.find_token_by_id(token.get_id())  # holds the lease, and never saves
+    time.sleep(0.3)
+    if backoff < 0.2:
+        quick.find_token_by_id(token.get_id())  # takes the lapsed lease over
+    else:
+        with pytest.raises(SDKException, match="keeps failing"):
+            quick.find_token_by_id(token.get_id())
+    found = events.for_token(store.events, token.get_id())
+    assert [event["event"] for event in found] == ["refresh-failed", "refreshed"]
+    assert found[0]["detail"] == "the refresh never finished: its lease lapsed (the worker stopped or hung)"
+    assert store.collection.find_one({"_id": token.get_id()})["refresh_failures"] == 1
+
+
 def test_a_save_that_stores_no_new_access_token_writes_no_event(store: MongoTokenStore) -> None:
     token = full("alice@example.com:1")
     store.save_token(token)
