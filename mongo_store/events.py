@@ -182,7 +182,8 @@ def activity(events: Collection, now: datetime) -> list[dict[str, Any]]:
     every time."""
     edges = bins(now)
     covered = ACTIVITY_INDEX in events.index_information()  # (mongomock: a hint must name an index)
-    rows = events.aggregate(activity_pipeline(edges), **({"hint": ACTIVITY_INDEX} if covered else {}))
+    pipeline = activity_pipeline(edges)
+    rows = events.aggregate(pipeline, hint=ACTIVITY_INDEX) if covered else events.aggregate(pipeline)
     counts: dict[tuple[int, str], int] = {}
     for row in rows:
         key = row["_id"]

@@ -81,7 +81,7 @@ def _date(document: dict[str, Any], field: str) -> datetime | None:
 
 
 def take(collection: Collection, document: dict[str, Any], seconds: float, backoff: Backoff,
-         lapsed: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+         lapsed: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any] | None:
     """Become the one caller that refreshes this token, as observed: returns the document as it now
     is (holding this caller's lease), or None when that is not this caller's to do (another worker
     holds a live lease: no round trip; or changed the token first: look again). Raises
@@ -164,7 +164,7 @@ def refusal(document: dict[str, Any], now: datetime) -> RefreshFailing | None:
 def coordinate(collection: Collection, document: dict[str, Any], projection: dict[str, Any], lease: float,
                wait: float, backoff: Backoff, sleep: Callable[[float], None] = time.sleep,
                run: Callable[[Callable[[], Any]], Any] = lambda work: work(),
-               lapsed: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any] | None, datetime | None]:
+               lapsed: Callable[[dict[str, Any]], object] | None = None) -> tuple[dict[str, Any] | None, datetime | None]:
     """(the document to hand the SDK, the lease this caller now holds or None). With a lease, the
     caller refreshes; without, the document is the refreshed one once it is saved. A token whose
     refresh keeps failing raises ``RefreshFailing`` at once (``take``). After ``wait`` seconds the
