@@ -1,8 +1,8 @@
 """``zoho-mongo-store``: the operators' command line. Exit 0 on success; 1 with one line on stderr
 for any expected failure (never a traceback); 2 for a usage error.
 
-This module only parses: the commands (``commands.py``) import the store and the SDK, about a
-second's work, once the arguments are known, so ``--help`` and ``--version`` answer at once.
+This module only parses: the commands (``commands.py``) are imported once the arguments are
+known, so ``--help`` and ``--version`` answer at once; the admin commands never import the SDK.
 """
 
 from __future__ import annotations
@@ -272,8 +272,10 @@ def parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("demo", help="the dashboard on an embedded database with fake tokens")
     sub.add_argument("--port", type=int, default=8501)
     sub.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    sub.add_argument("--data-dir", default=".mongo-data", help="where the embedded mongod keeps its data")
-    sub.add_argument("--mock", action="store_true", help="use mongomock even where mongod is available")
+    sub.add_argument("--data-dir", help="where the embedded mongod keeps its data (default: "
+                     "$XDG_DATA_HOME/zoho-mongo-store/demo, else ~/.local/share/zoho-mongo-store/demo)")
+    sub.add_argument("--reset", action="store_true", help="start over: delete the demo's data and seed it again")
+    sub.add_argument("--mock", action="store_true", help="use mongomock even where mongod is available (in memory)")
     sub.set_defaults(run="demo", needs_store=False)
     return root
 
@@ -281,10 +283,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser().parse_args(argv)
     out = out or sys.stdout
-    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
-
     from . import commands
-    from .errors import sentence
+    from .errors import is_store_error, sentence
 
     run: Callable[..., int] = getattr(commands, f"cmd_{args.run}")
     try:
@@ -295,9 +295,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return run(store, args, out)
         finally:
             store.close()
-    except (SDKException, commands.Failure) as error:
-        print(f"{PROG}: error: {' '.join(sentence(error).split())}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -305,6 +302,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not complain
         return 141
+    except Exception as error:  # the store's SDKException, the admin path's StoreError, or a Failure
+        if not (isinstance(error, commands.Failure) or is_store_error(error)):
+            raise
+        print(f"{PROG}: error: {' '.join(sentence(error).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
