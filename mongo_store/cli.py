@@ -76,6 +76,8 @@ def http_url(example: str) -> Callable[[str], str]:
 
 accounts_url = http_url("https://accounts.zoho.eu/oauth/v2/token")
 """--accounts-url."""
+api_url = http_url("https://www.zohoapis.eu")
+"""--api-url."""
 webhook_url = http_url("https://hooks.slack.com/services/...")
 """--webhook."""
 
@@ -188,6 +190,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true", help="check every token")
     sub.add_argument("--accounts-url", type=accounts_url, help="Zoho accounts server to use instead of the token's "
                      "data center's (a proxy or a test server): the refresh goes there")
+    sub.add_argument("--api-url", type=api_url, help="Zoho CRM API server to call instead of the token's api_domain "
+                     "(a proxy, or the demo's local fake Zoho)")
     sub.add_argument("--actor", help="who checks, for the audit log (default: your user name)")
     sub.set_defaults(run="check")
 

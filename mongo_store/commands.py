@@ -215,7 +215,7 @@ def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
     failed, results = 0, {}
     try:
         for token_id in ids:
-            result = check(store, token_id, args.accounts_url)
+            result = check(store, token_id, args.accounts_url, args.api_url)
             failed += not result.ok
             results[result.token_id] = result.result
             print(f"{printable(result.token_id)}\t{printable(result.user_name or '')}\t{printable(result.result)}",
@@ -463,7 +463,10 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                 print(f"The demo runs on mongomock, in memory ({why}): only the dashboard sees it.", file=out)
                 env["MONGODB_URI"] = "mongomock://"
                 demo_zoho.teach(fake, demo.planned_documents())  # the tokens the dashboard seeds (the same rng)
-            print(f"Check and Revoke go to the demo's local fake Zoho at {fake.url}: no internet needed.", file=out)
+            from_cli = (f" (from the CLI: check ID --accounts-url {fake.url}{demo_zoho.ACCOUNTS_PATH} --api-url {fake.url})"
+                        if server is not None else "")
+            print(f"Check and Revoke go to the demo's local fake Zoho at {fake.url}: no internet needed{from_cli}.",
+                  file=out)
             password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one
             print(f"Dashboard: http://localhost:{args.port}  (sign in with any name, recorded in the audit log, "
                   f"and the password: {password})", file=out, flush=True)

@@ -118,6 +118,24 @@ def test_the_dashboard_sends_check_and_revoke_to_the_demos_fake(
     assert "do not know the demo's fake tokens" in str(demo.sidebar_note(dataclasses.replace(settings, accounts_url=None)))
 
 
+def test_the_cli_checks_the_demos_tokens_at_its_fake(real_store: MongoTokenStore, mongo_uri: str, database_name: str,
+                                                     loopback_only: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_cli import run
+
+    fake = taught(real_store, 40)
+    accounts, api = demo_zoho.settings(fake).values()
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    states = by_health(real_store)
+    try:
+        code, out, err = run("--database", database_name, "check", states["healthy"][0]["_id"],
+                             states["failing"][0]["_id"], "--accounts-url", accounts, "--api-url", api)
+    finally:
+        fake.stop()
+    assert code == 1 and out.endswith("# checked 2: 1 ok, 1 not\n"), (out, err)
+    first, second = (line.split("\t")[-1] for line in out.splitlines()[:2])
+    assert first == "ok" and second in ("invalid_code", "INVALID_TOKEN")
+
+
 def test_a_restart_keeps_every_state_however_long_the_demo_was_stopped(real_store: MongoTokenStore) -> None:
     demo.seed(real_store, 120)
     database = real_store.collection.database
