@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import importlib.util
 import json
 import os
 import signal
@@ -48,6 +49,10 @@ def open_store(args: argparse.Namespace) -> MongoTokenStore | AdminStore:
     if args.command in ADMIN_COMMANDS:
         return AdminStore(args.uri, database=args.database, collection=args.collection,
                           server_selection_timeout=args.timeout, failover_wait=args.timeout)
+    if importlib.util.find_spec("zohocrmsdk") is None:  # the admin commands above work without it
+        from . import sdk_missing
+
+        raise Failure(sdk_missing(args.command))
     from .store import MongoTokenStore
 
     return MongoTokenStore(args.uri, database=args.database, collection=args.collection,

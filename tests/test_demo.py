@@ -28,6 +28,7 @@ from mongo_store import admin
 from mongo_store.dashboard import data, demo, demo_zoho
 from mongo_store.dashboard.settings import Settings
 from mongo_store.embedded import free_port, mongod_binary, user_data_dir
+from mongo_store.indexes import ensure_indexes
 from mongo_store.lease import utcnow
 from mongo_store.store import MongoTokenStore
 from mongo_store.testing import ZohoGuard
@@ -283,3 +284,21 @@ def test_an_admin_command_that_cannot_reach_mongodb_fails_in_one_sentence_withou
                             text=True, timeout=60, cwd=ROOT)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"code": 1, "sdk": []}
     assert result.stderr == "zoho-mongo-store: error: could not count the tokens: no MongoDB server reachable within 1 s\n"
+
+
+def test_without_an_sdk_the_admin_commands_work_and_the_others_name_the_extra(real_client: MongoClient, mongo_uri: str,
+                                                                                 database_name: str) -> None:
+    blocked = "import sys; sys.modules['zohocrmsdk'] = None\n" + PROBE
+    env = CLEAN_ENV | {"PYTHONPATH": str(ROOT), "MONGODB_URI": mongo_uri, "ZOHO_MONGO_DATABASE": database_name}
+    try:
+        ensure_indexes(real_client[database_name]["oauth_tokens"])  # the counts name them
+        real_client[database_name]["oauth_tokens"].insert_one({"_id": "t1", "user_name": "a@example.com:1"})
+        stats = subprocess.run([sys.executable, "-c", blocked, "stats", "--json"], env=env, capture_output=True,
+                               text=True, timeout=60, cwd=ROOT)
+        checked = subprocess.run([sys.executable, "-c", blocked, "check", "t1"], env=env, capture_output=True,
+                                 text=True, timeout=60, cwd=ROOT)
+    finally:
+        real_client.drop_database(database_name)
+    assert json.loads(stats.stdout.strip().splitlines()[-1])["code"] == 0 and '"total": 1' in stats.stdout, stats.stderr
+    assert checked.stderr == ("zoho-mongo-store: error: check needs the Zoho CRM Python SDK, which is not installed: "
+                              "pip install 'zoho-mongo-store[sdk8]' (or [sdk7], [sdk6], [sdk5] for an older API line)\n")
