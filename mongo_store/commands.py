@@ -467,7 +467,9 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
                 why = "as asked" if args.mock else "no embedded mongod on this platform"
                 print(f"The demo runs on mongomock, in memory ({why}): only the dashboard sees it.", file=out)
                 env["MONGODB_URI"] = "mongomock://"
-                demo_zoho.teach(fake, demo.planned_documents())  # the tokens the dashboard seeds (the same rng)
+                now = admin.utcnow()  # the dashboard seeds the very same tokens (the same rng, dated from now)
+                env[demo.SEEDED_AT_ENV] = now.isoformat()
+                demo_zoho.teach(fake, demo.planned_documents(now=now), now)
             from_cli = (f" (from the CLI: check ID --accounts-url {fake.url}{demo_zoho.ACCOUNTS_PATH} --api-url {fake.url})"
                         if server is not None else "")
             print(f"Check and Revoke go to the demo's local fake Zoho at {fake.url}: no internet needed{from_cli}.",

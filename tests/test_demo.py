@@ -156,12 +156,18 @@ def test_a_restart_keeps_every_state_however_long_the_demo_was_stopped(real_stor
     assert "healthy" not in {admin.health_of(d, later + timedelta(hours=5))[0] for d in real_store.collection.find({})}
 
 
-def test_the_in_memory_demos_fake_knows_the_tokens_the_dashboard_seeds(store: MongoTokenStore) -> None:
-    """mongomock lives in the dashboard's process: the fake learns the same tokens from the same plan."""
+def test_the_in_memory_demos_fake_knows_the_tokens_the_dashboard_seeds(store: MongoTokenStore,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """mongomock lives in the dashboard's process, which seeds it when its first page opens: the
+    fake learns the same tokens, dated from the same moment, from the same plan."""
+    started = utcnow() - timedelta(minutes=30)  # the page opened half an hour after the demo started
+    monkeypatch.setenv(demo.SEEDED_AT_ENV, started.isoformat())
     demo.seed(store, 50)
-    planned = demo.planned_documents(50)
+    planned = demo.planned_documents(50, now=started)
+
     def secrets(documents: Any) -> list[str]:
-        return sorted(str([d.get("refresh_token"), d.get("access_token"), d.get("grant_token")]) for d in documents)
+        return sorted(str([d.get(field) for field in ("refresh_token", "access_token", "grant_token", "expiry_time")])
+                      for d in documents)
 
     assert secrets(planned) == secrets(store.collection.find({}))
     fake = demo_zoho.FakeZoho()

@@ -4,6 +4,7 @@ states from one start to the next (``keep_time``); and the sidebar's word on whe
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -78,11 +79,25 @@ def planned(count: int = 300, rng: random.Random | None = None,
     return tokens
 
 
+SEEDED_AT_ENV = "ZOHO_DASHBOARD_DEMO_SEEDED_AT"
+"""The moment an in-memory demo's tokens are dated from (ISO 8601 UTC), set by the ``demo`` command:
+the dashboard seeds mongomock when its first page opens, and its tokens must be the very ones the
+command's fake Zoho was taught at the start."""
+
+
+def seeded_at() -> datetime:
+    """``SEEDED_AT_ENV`` if set (and valid), else now."""
+    try:
+        return datetime.fromisoformat(os.environ[SEEDED_AT_ENV]).replace(tzinfo=None)
+    except (KeyError, ValueError):
+        return utcnow()
+
+
 def seed(store: MongoTokenStore, count: int = 300, rng: random.Random | None = None) -> int:
     """Save ``count`` fake tokens through the store's own save path, then give them the history a
     running deployment leaves: refreshes over the past days, failed refreshes and checks, and
     grant tokens nobody exchanged. Written directly: the demo cannot wait hours or call Zoho."""
-    for token, history in planned(count, rng):
+    for token, history in planned(count, rng, seeded_at()):
         store.save_token(token)
         if history:
             store.collection.update_one({"_id": token.get_id()}, history)
