@@ -16,18 +16,23 @@ if TYPE_CHECKING:
     from .store import MongoTokenStore
 
 
+def sdk_missing(who: str) -> str:
+    """The sentence for a missing SDK, naming the extra that installs one."""
+    return (f"{who} needs the Zoho CRM Python SDK, which is not installed: "
+            "pip install 'zoho-mongo-store[sdk8]' (or [sdk7], [sdk6], [sdk5] for an older API line)")
+
+
 def __getattr__(name: str) -> Any:
     """``MongoTokenStore`` is imported on first use: the SDK under it takes a second to import,
-    which the command line's ``--help`` should not wait for."""
+    which the command line's ``--help`` and admin commands (``commands.ADMIN_COMMANDS``) never need;
+    without an SDK, the import fails with a message naming the extra (the CLI: one line, for the
+    commands that need it)."""
     if name != "MongoTokenStore":
         raise AttributeError(f"module 'mongo_store' has no attribute {name!r}")
     try:
         import zohocrmsdk  # noqa: F401  (every SDK line installs this package)
     except ImportError:
-        raise ImportError(
-            "zoho-mongo-store needs the Zoho CRM Python SDK, which is not installed: "
-            "pip install 'zoho-mongo-store[sdk8]' (or [sdk7], [sdk6], [sdk5] for an older API line)"
-        ) from None
+        raise ImportError(sdk_missing("zoho-mongo-store")) from None
     from .store import MongoTokenStore
 
     return MongoTokenStore

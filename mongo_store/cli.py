@@ -1,8 +1,8 @@
 """``zoho-mongo-store``: the operators' command line. Exit 0 on success; 1 with one line on stderr
 for any expected failure (never a traceback); 2 for a usage error.
 
-This module only parses: the commands (``commands.py``) import the store and the SDK, about a
-second's work, once the arguments are known, so ``--help`` and ``--version`` answer at once.
+This module only parses: the commands (``commands.py``) are imported once the arguments are
+known, so ``--help`` and ``--version`` answer at once; the admin commands never import the SDK.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def http_url(example: str) -> Callable[[str], str]:
 
 accounts_url = http_url("https://accounts.zoho.eu/oauth/v2/token")
 """--accounts-url."""
+api_url = http_url("https://www.zohoapis.eu")
+"""--api-url."""
 webhook_url = http_url("https://hooks.slack.com/services/...")
 """--webhook."""
 
@@ -221,6 +223,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true", help="check every token")
     sub.add_argument("--accounts-url", type=accounts_url, help="Zoho accounts server to use instead of the token's "
                      "data center's (a proxy or a test server): the refresh goes there")
+    sub.add_argument("--api-url", type=api_url, help="Zoho CRM API server to call instead of the token's api_domain "
+                     "(a proxy, or the demo's local fake Zoho)")
     sub.add_argument("--actor", help="who checks, for the audit log (default: your user name)")
     sub.set_defaults(run="check")
 
@@ -307,8 +311,10 @@ def parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("demo", help="the dashboard on an embedded database with fake tokens")
     sub.add_argument("--port", type=int, default=8501)
     sub.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    sub.add_argument("--data-dir", default=".mongo-data", help="where the embedded mongod keeps its data")
-    sub.add_argument("--mock", action="store_true", help="use mongomock even where mongod is available")
+    sub.add_argument("--data-dir", help="where the embedded mongod keeps its data (default: "
+                     "$XDG_DATA_HOME/zoho-mongo-store/demo, else ~/.local/share/zoho-mongo-store/demo)")
+    sub.add_argument("--reset", action="store_true", help="start over: delete the demo's data and seed it again")
+    sub.add_argument("--mock", action="store_true", help="use mongomock even where mongod is available (in memory)")
     sub.set_defaults(run="demo", needs_store=False)
     return root
 
@@ -319,10 +325,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args.run == "list" and (args.page or 1) < 0 and not (args.after or args.before):
         parsing.error("argument --page: a page counted from the end (negative) needs --after or --before")
     out = out or sys.stdout
-    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
-
     from . import commands
-    from .errors import sentence
+    from .errors import is_store_error, sentence
 
     run: Callable[..., int] = getattr(commands, f"cmd_{args.run}")
     try:
@@ -333,9 +337,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return run(store, args, out)
         finally:
             store.close()
-    except (SDKException, commands.Failure) as error:
-        print(f"{PROG}: error: {' '.join(sentence(error).split())}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -343,6 +344,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not complain
         return 141
+    except Exception as error:  # the store's SDKException, the admin path's StoreError, or a Failure
+        if not (isinstance(error, commands.Failure) or is_store_error(error)):
+            raise
+        print(f"{PROG}: error: {' '.join(sentence(error).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """What each ``zoho-mongo-store`` command does. Imported by ``cli.main`` only once the arguments
-are parsed: the store and the SDK take about a second to import, which ``--help`` should not."""
+are parsed. The admin commands (``ADMIN_COMMANDS``) run on ``AdminStore``, without the SDK; the
+others import the store and the SDK (a second or more) when they run."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import getpass
+import importlib.util
 import json
 import os
 import shlex
@@ -15,20 +17,20 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
-
-from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import admin, datacenters, events, history, paging
+from .admin_store import AdminStore
 from .embedded import EmbeddedMongod, mongod_binary
 from .errors import sentence, store_error
 from .indexes import ensure_indexes, index_drift
 from .mapping import check_text
 from .masking import ago, iso, masked, printable
-from .migrate import SourceError, import_rows, open_source, source_kind
 from .records import VIEW_DATES, document_to_record, iso_dates, view
 from .search import backfill as backfill_search_keys
-from .store import MongoTokenStore
+
+if TYPE_CHECKING:
+    from .store import MongoTokenStore
 
 PROG = "zoho-mongo-store"
 
@@ -37,10 +39,24 @@ class Failure(Exception):
     """An expected failure: printed as one line, exit code 1."""
 
 
-def open_store(args: argparse.Namespace) -> MongoTokenStore:
+ADMIN_COMMANDS = frozenset({"indexes", "stats", "list", "show", "events", "audit", "delete", "delete-all", "alerts",
+                            "metrics"})
+"""Commands that read and write documents only: they run on ``AdminStore`` and never import the SDK."""
+
+
+def open_store(args: argparse.Namespace) -> MongoTokenStore | AdminStore:
     """Only import, rotate-key and cleanup write tokens and need the indexes; the rest works read-only."""
     if not args.uri and not os.environ.get("MONGODB_URI"):
         raise Failure("no MongoDB URI: set MONGODB_URI or pass --uri")
+    if args.command in ADMIN_COMMANDS:
+        return AdminStore(args.uri, database=args.database, collection=args.collection,
+                          server_selection_timeout=args.timeout, failover_wait=args.timeout)
+    if importlib.util.find_spec("zohocrmsdk") is None:  # the admin commands above work without it
+        from . import sdk_missing
+
+        raise Failure(sdk_missing(args.command))
+    from .store import MongoTokenStore
+
     return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
                            server_selection_timeout=args.timeout, failover_wait=args.timeout,
                            create_indexes=args.command in ("import", "rotate-key", "cleanup")
@@ -387,7 +403,7 @@ def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
     failed, results, names = 0, {}, {}
     try:
         for token_id in ids:
-            result = check(store, token_id, args.accounts_url)
+            result = check(store, token_id, args.accounts_url, args.api_url)
             failed += not result.ok
             results[result.token_id], names[result.token_id] = result.result, result.user_name
             print(f"{printable(result.token_id)}\t{printable(result.user_name or '')}\t{printable(result.result)}",
@@ -401,6 +417,8 @@ def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
 
 
 def cmd_cleanup(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
     from . import cleanup
     from .zoho import AlreadyRevoked, ZohoError, revoke
 
@@ -448,6 +466,8 @@ def cmd_cleanup(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -
 
 
 def cmd_revoke(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
     from .zoho import ZohoError, revoke
 
     token_id = check_text("id", args.id, required=True)
@@ -491,6 +511,8 @@ def private_file(path: str, force: bool) -> TextIO:
 
 
 def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
     target = private_file(args.output, args.force) if args.output else out
     count = 0
     try:
@@ -516,6 +538,8 @@ IMPORT_IDS = 1000
 
 
 def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    from .migrate import SourceError, import_rows, open_source, source_kind
+
     who = actor(args)
     try:
         kind = source_kind(args.source, args.kind)
@@ -595,45 +619,109 @@ def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    """The dashboard on an embedded database seeded with fake tokens: nothing to set up."""
+    """The dashboard on an embedded database seeded with fake tokens, and a local fake Zoho that
+    knows them (Check and Revoke need no internet): nothing to set up. A kept database keeps its
+    tokens' states from one start to the next (the demo's clock stands still while it is stopped);
+    ``--reset`` starts over."""
+    import threading
+
+    from .dashboard import demo, demo_zoho
+    from .store import MongoTokenStore
+
     env = os.environ.copy()
     env["ZOHO_DASHBOARD_DEMO"] = "1"
     own_password = bool(env.get("DASHBOARD_PASSWORD"))
     env["DASHBOARD_PASSWORD"] = env.get("DASHBOARD_PASSWORD") or "demo"
-    env["ZOHO_MONGO_DATABASE"] = env.get("ZOHO_MONGO_DATABASE") or "zoho_demo"
-    server = None
+    env["ZOHO_MONGO_DATABASE"] = database = env.get("ZOHO_MONGO_DATABASE") or "zoho_demo"
+    server = fake = None
+    ticking = threading.Event()
     with stopped_by_signals() as shutdown:
         try:
+            fake = demo_zoho.start()
+            env |= demo_zoho.settings(fake)
             if not args.mock and mongod_binary() is not None:
-                in_use = data_folder_in_use(Path(args.data_dir))
+                folder = Path(args.data_dir) if args.data_dir else demo_data_dir()
+                in_use = data_folder_in_use(folder)
                 if in_use:
-                    raise Failure(f"the data folder {args.data_dir} is in use by another mongod (pid {in_use}): "
+                    raise Failure(f"the data folder {folder} is in use by another mongod (pid {in_use}): "
                                   "stop it, or pass another --data-dir")
-                print(f"Starting the embedded mongod (data kept in {args.data_dir}) ...", file=out, flush=True)
+                print(f"Starting the embedded mongod (data kept in {folder}; --reset starts over) ...", file=out, flush=True)
                 # Known before it starts, so a signal while it starts still stops it.
-                server = EmbeddedMongod(data_dir=args.data_dir, own_session=True)
+                server = EmbeddedMongod(data_dir=folder, own_session=True)
                 shutdown.children.append(lambda: server.process if server is not None else None)
                 server.start()
                 env["MONGODB_URI"] = server.uri
-                from .dashboard.demo import seed  # before the dashboard opens: the first page is quick
-
-                with MongoTokenStore(server.uri, database=env["ZOHO_MONGO_DATABASE"]) as store:
+                with MongoTokenStore(server.uri, database=database) as store:
+                    kept = store.collection.database
+                    if args.reset:
+                        store.call("reset the demo", lambda: store.client.drop_database(database), write=True)
                     if store.call("count the tokens", store.collection.estimated_document_count) == 0:
-                        print(f"Seeding {seed(store)} fake tokens ...", file=out, flush=True)
-                print(f"MongoDB: {server.uri}  database: {env['ZOHO_MONGO_DATABASE']}\n"
-                      f"Point the CLI at it: export MONGODB_URI='{server.uri}' "
-                      f"ZOHO_MONGO_DATABASE={env['ZOHO_MONGO_DATABASE']}", file=out)
+                        print(f"Seeding {demo.seed(store)} fake tokens ...", file=out, flush=True)
+                    shift = store.call("keep the demo's time", lambda: demo.keep_time(kept), write=True)
+                    if shift:
+                        print(f"Kept data: every token is as it was when the demo stopped {ago_text(shift)}.",
+                              file=out, flush=True)
+                    documents = [store.open_document(document) for document in store.collection.find({})]
+                demo_zoho.teach(fake, documents)
+                beat = threading.Thread(target=keep_the_clock, args=(server.uri, database, ticking), daemon=True)
+                beat.start()
+                print(f"MongoDB: {server.uri}  database: {database}\n"
+                      f"Point the CLI at it (in a second terminal): export MONGODB_URI='{server.uri}' "
+                      f"ZOHO_MONGO_DATABASE={database}", file=out)
             else:
                 why = "as asked" if args.mock else "no embedded mongod on this platform"
                 print(f"The demo runs on mongomock, in memory ({why}): only the dashboard sees it.", file=out)
                 env["MONGODB_URI"] = "mongomock://"
+                now = admin.utcnow()  # the dashboard seeds the very same tokens (the same rng, dated from now)
+                env[demo.SEEDED_AT_ENV] = now.isoformat()
+                demo_zoho.teach(fake, demo.planned_documents(now=now), now)
+            from_cli = (f" (from the CLI: check ID --accounts-url {fake.url}{demo_zoho.ACCOUNTS_PATH} --api-url {fake.url})"
+                        if server is not None else "")
+            print(f"Check and Revoke go to the demo's local fake Zoho at {fake.url}: no internet needed{from_cli}.",
+                  file=out)
             password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one
-            print(f"Dashboard: http://localhost:{args.port}  (password: {password})", file=out, flush=True)
+            print(f"Dashboard: http://localhost:{args.port}  (sign in with any name, recorded in the audit log, "
+                  f"and the password: {password})", file=out, flush=True)
             return run_streamlit(env, args.port, args.address, shutdown)
         finally:
+            ticking.set()
             if server is not None:
+                with contextlib.suppress(Exception), MongoTokenStore(server.uri, database=database,
+                                                                     server_selection_timeout=2.0) as store:
+                    demo.stamp(store.collection.database)  # the clock stops here
                 server.stop()  # a second Ctrl-C or SIGTERM meanwhile kills it at once
+            if fake is not None:
+                fake.stop()
     return 0  # stopped by a signal, its children with it
+
+
+def demo_data_dir() -> Path:
+    """The demo's data folder when ``--data-dir`` is not given: this user's, whatever the working directory."""
+    from .embedded import user_data_dir
+
+    return user_data_dir("demo")
+
+
+def keep_the_clock(uri: str, database: str, stop: Any) -> None:
+    """While the demo runs, write its clock every ``demo.CLOCK_BEAT`` seconds (a demo killed
+    without a chance to stop keeps its states too, to within that)."""
+    from pymongo import MongoClient
+
+    from .dashboard.demo import CLOCK_BEAT, stamp
+
+    client: Any = MongoClient(uri, serverSelectionTimeoutMS=2000)
+    try:
+        while not stop.wait(CLOCK_BEAT):
+            with contextlib.suppress(Exception):  # a mongod stopping: the last beat stands
+                stamp(client[database])
+    finally:
+        client.close()
+
+
+def ago_text(shift: Any) -> str:
+    """How long ago something was, ``shift`` before now, in words ("3 hours ago")."""
+    now = admin.utcnow()
+    return ago(now - shift, now)
 
 
 WEBHOOK_ENV = "ZOHO_MONGO_ALERT_WEBHOOK"
@@ -832,7 +920,7 @@ def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdo
     """Streamlit on ``address`` only (127.0.0.1 unless asked): a dashboard that anyone on the
     network can reach must have sign-in on."""
     try:
-        from .dashboard.app import loopback
+        from .dashboard.auth import is_loopback as loopback  # not app: its caches warn outside Streamlit
         from .dashboard.settings import SettingError, parse_flag
     except ImportError:
         raise Failure("the dashboard needs Streamlit: pip install 'zoho-mongo-store[dashboard]'") from None
@@ -844,8 +932,11 @@ def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdo
     if parse_flag("DASHBOARD_AUTH_DISABLED", env.get("DASHBOARD_AUTH_DISABLED")) and not loopback(address):
         raise Failure("sign-in is turned off (DASHBOARD_AUTH_DISABLED): the dashboard may listen on 127.0.0.1 "
                       "only; turn sign-in on to serve other machines")
-    script = Path(__file__).with_name("dashboard") / "streamlit_app.py"
-    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+    package = Path(__file__).resolve().parent
+    script = package / "dashboard" / "streamlit_app.py"
+    # Not `python -m streamlit`: it puts the working directory first on sys.path, and a mongo_store
+    # folder there would be imported instead of this package (launch.py loads this one).
+    command = [sys.executable, str(package / "dashboard" / "launch.py"), str(package), "run", str(script), "--server.port", str(port),
                "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer"]  # no "Deploy" button for operators
     # Its own session: a Ctrl-C reaches this command, which stops it (and all it started) in order.

@@ -35,6 +35,14 @@ def mongod_binary() -> Path | None:
     return Path(found) if found else None
 
 
+def user_data_dir(*parts: str) -> Path:
+    """A folder of this user's data, wherever the command is started: ``$XDG_DATA_HOME`` (else
+    ``~/.local/share``) ``/zoho-mongo-store/...``, as the XDG base directory rules say."""
+    base = os.environ.get("XDG_DATA_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share"  # a relative one is ignored
+    return root.joinpath("zoho-mongo-store", *parts)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -4,11 +4,19 @@ The SDK catches ``SDKException`` and logs ``str(exception)``, which includes ``s
 server's own error text can quote what the store sent: a duplicate-key error names the
 conflicting value, and an authorization error quotes the whole command, secrets included. So a
 server error is attached only as its code, code name and index key pattern, never its text.
+
+The SDK is imported only by what needs it: importing any of its modules imports all of it (about
+2,000 modules, a second), which the command line's admin commands have no use for. So
+``store_error`` gives the SDK's ``SDKException`` whenever the SDK is loaded (the store, the
+dashboard and ``zoho.py`` import it), and ``StoreError`` (the same code and message, without the SDK)
+on the admin path, which never loads it; ``UnknownToken`` and ``RefreshFailing`` are built on first
+use.
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pymongo.errors import (
     AutoReconnect,
@@ -19,8 +27,11 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
     WTimeoutError,
 )
-from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+if TYPE_CHECKING:
+    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
+SDK_EXCEPTION_MODULE = "zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception"
 CODE = "TOKEN_STORE"
 PLAIN_BESIDE_SEALED = ("this collection holds encrypted tokens, but this store has no encryption key: configure it in "
                        "ZOHO_MONGO_ENCRYPTION_KEY (without it, saves would write plaintext copies)")
@@ -32,33 +43,73 @@ _SAFE_TEXT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: they
 _CAUSE = ". Cause: "
 
 
-class UnknownToken(SDKException):
-    """No stored token has this id: it was deleted (a logout), or never stored. The person must
-    authorize the app again; any other ``TOKEN_STORE`` error (a database outage) is no reason to."""
+class StoreError(Exception):
+    """A store failure on the admin path, where the SDK is not loaded: the code and the one
+    sentence an ``SDKException`` would carry, shown the same way (``sentence``)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(code=CODE, message=message)
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.code, self.error_message, self.cause = CODE, message, cause
 
 
-class RefreshFailing(SDKException):
-    """A token whose refresh keeps failing, asked for inside its back-off window (or while the one
-    caller let through is trying): refused at once instead of waiting, with when it failed and
-    when it will next be tried (``lease.py``)."""
+def _sdk_exception() -> type[SDKException] | None:
+    """The SDK's exception class if the SDK is loaded, else None (never imports it)."""
+    module = sys.modules.get(SDK_EXCEPTION_MODULE)
+    return getattr(module, "SDKException", None)
 
-    def __init__(self, message: str) -> None:
-        super().__init__(code=CODE, message=message)
+
+def is_store_error(error: BaseException) -> bool:
+    """Whether ``error`` is a store failure (an ``SDKException`` or a ``StoreError``), without loading the SDK."""
+    sdk = _sdk_exception()
+    return isinstance(error, StoreError) or (sdk is not None and isinstance(error, sdk))
+
+
+_LAZY: dict[str, type] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """``UnknownToken`` and ``RefreshFailing`` subclass the SDK's exception, so they are built
+    (importing the SDK) when first asked for."""
+    if name not in ("UnknownToken", "RefreshFailing"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _LAZY:
+        from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+
+        class UnknownToken(SDKException):
+            """No stored token has this id: it was deleted (a logout), or never stored. The person must
+            authorize the app again; any other ``TOKEN_STORE`` error (a database outage) is no reason to."""
+
+            def __init__(self, message: str) -> None:
+                super().__init__(code=CODE, message=message)
+
+        class RefreshFailing(SDKException):
+            """A token whose refresh keeps failing, asked for inside its back-off window (or while the one
+            caller let through is trying): refused at once instead of waiting, with when it failed and
+            when it will next be tried (``lease.py``)."""
+
+            def __init__(self, message: str) -> None:
+                super().__init__(code=CODE, message=message)
+
+        for built in (UnknownToken, RefreshFailing):
+            built.__module__, built.__qualname__ = __name__, built.__name__
+            _LAZY[built.__name__] = built
+    return _LAZY[name]
 
 
 def store_error(message: str, cause: BaseException | None = None) -> SDKException:
-    """An ``SDKException`` with the SDK's store code; the message must never hold a secret."""
+    """An ``SDKException`` with the SDK's store code (a ``StoreError`` where the SDK is not loaded:
+    the admin path); the message must never hold a secret."""
+    sdk = _sdk_exception()
+    if sdk is None:
+        return StoreError(message, cause)
     if cause is not None:
         message = message.rstrip(".") + _CAUSE
-    return SDKException(code=CODE, message=message, cause=cause)
+    return sdk(code=CODE, message=message, cause=cause)
 
 
 def sentence(error: BaseException) -> str:
     """The error's own sentence without the driver's detail, for a one-line display."""
-    message = (error.error_message if isinstance(error, SDKException) else None) or str(error)
+    message = (getattr(error, "error_message", None) if is_store_error(error) else None) or str(error)
     return message.split(_CAUSE.rstrip())[0]
 
 
@@ -119,6 +170,6 @@ def raise_store_error(action: str, error: BaseException, timeout: float | None, 
     failure = store_error(message, safe)
     try:
         raise failure from safe
-    except SDKException:
+    except type(failure):
         failure.__context__ = None  # the unredacted original must not ride along as the context
         raise

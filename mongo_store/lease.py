@@ -25,7 +25,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
-from .errors import RefreshFailing
+from . import errors
 from .mapping import (
     CLAIM_FIELD,
     FAILED_AT_FIELD,
@@ -52,6 +52,14 @@ class Backoff:
 
     def after(self, failures: int) -> timedelta:
         return timedelta(seconds=min(self.first * 2 ** max(0, min(failures, 64) - 1), self.longest))
+
+
+def __getattr__(name: str) -> Any:
+    """``RefreshFailing`` is the SDK's exception (``errors``), built on first use: this module is on
+    the admin path, which does not import the SDK."""
+    if name == "RefreshFailing":
+        return errors.RefreshFailing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def utcnow() -> datetime:
@@ -118,7 +126,7 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
             if lapsed is not None:
                 lapsed(document)
             ended = {key: value for key, value in document.items() if key != LEASE_FIELD} | fields
-            raise refusal(ended, now) or RefreshFailing(f"the refresh of token {document['_id']!r} failed")
+            raise refusal(ended, now) or errors.RefreshFailing(f"the refresh of token {document['_id']!r} failed")
     fields |= {LEASE_FIELD: now + timedelta(seconds=seconds), STARTED_FIELD: now}
     # A worker that refreshes ends a cleanup's claim left behind (a killed run): no run may revoke
     # the refresh token under it.
@@ -141,7 +149,7 @@ def record_failure(collection: Collection, document: dict[str, Any], lease: date
     return collection.update_one({"_id": document["_id"], LEASE_FIELD: lease}, update).modified_count == 1
 
 
-def refusal(document: dict[str, Any], now: datetime) -> RefreshFailing | None:
+def refusal(document: dict[str, Any], now: datetime) -> errors.RefreshFailing | None:
     """Why a caller must not refresh this token now, or None: it failed before, and either its back-off
     window is open or the one caller let through is trying."""
     count = failures(document)
@@ -156,7 +164,7 @@ def refusal(document: dict[str, Any], now: datetime) -> RefreshFailing | None:
         return None
     since = _date(document, FAILING_SINCE_FIELD) or _date(document, FAILED_AT_FIELD)
     when = f" since {iso(since)}" if since is not None else ""
-    return RefreshFailing(f"the refresh of token {document['_id']!r} keeps failing ({count} failed refresh(es){when}); "
+    return errors.RefreshFailing(f"the refresh of token {document['_id']!r} keeps failing ({count} failed refresh(es){when}); "
                           f"{nxt}. A new login (a new grant token) ends this at once; if Zoho revoked the "
                           "refresh token, the user must authorize the app again")
 

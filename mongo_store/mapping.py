@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, overload
-
-from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
-from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .errors import store_error
+
+if TYPE_CHECKING:  # imported where a token is built: the admin path reads documents only (errors.py)
+    from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 
 MAX_LENGTH = 4096
 """Longest accepted value, in characters. Zoho tokens are under 100; this only stops abuse."""
@@ -118,6 +118,9 @@ def date_to_expiry(value: datetime) -> str:
 
 def token_fields(token: Any) -> dict[str, Any]:
     """The token's non-empty values as document fields, after checking every one of them."""
+    from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+    from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+
     if not isinstance(token, OAuthToken):
         raise store_error(f"expected an OAuthToken, not {type(token).__name__}")
     fields: dict[str, Any] = {}
@@ -161,6 +164,8 @@ def refuse_malformed(document: dict[str, Any]) -> dict[str, Any]:
 
 def fill_token(token: OAuthToken, document: dict[str, Any]) -> OAuthToken:
     """Fill the token's missing values from a stored document (present values win, as in FileStore)."""
+    from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
+
     for field, (getter, setter) in _STRING_FIELDS.items():
         if getattr(token, getter)() in (None, "") and document.get(field) is not None:
             getattr(token, setter)(document[field])
@@ -186,6 +191,8 @@ def adopt(token: OAuthToken, document: dict[str, Any]) -> OAuthToken:
 def empty_token() -> OAuthToken:
     """An OAuthToken with every field None, built as FileStore does: without the constructor,
     which would refuse a token with no grant, refresh or access token."""
+    from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+
     token = object.__new__(OAuthToken)
     for _, setter in _STRING_FIELDS.values():
         getattr(token, setter)(None)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-
-from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
+from typing import TYPE_CHECKING, Any
 
 from . import admin
 from .mapping import (
@@ -23,6 +21,9 @@ from .mapping import (
     malformed,
 )
 from .masking import iso, masked
+
+if TYPE_CHECKING:  # the admin path (list, show, export) never builds a token, nor imports the SDK
+    from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 
 RECORD_FIELDS = ("id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
                  "expires_in", "redirect_url", "api_domain")

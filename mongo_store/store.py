@@ -32,6 +32,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenSto
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from . import events as token_events
+from .admin_store import DEFAULT_COLLECTION, DEFAULT_DATABASE, DURABLE
 from .connection import check_names, open_client, resolve_uri
 from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
 from .errors import PLAIN_BESIDE_SEALED, UnknownToken, conflict_field, raise_store_error, redact, sentence, store_error
@@ -60,14 +61,10 @@ from .validation import require_sealed
 
 log = logging.getLogger("mongo_store")
 
-DEFAULT_DATABASE = "zoho"
-DEFAULT_COLLECTION = "oauth_tokens"
 # The lease and the back-off come with every lookup: coordinating a refresh needs no extra read.
 _PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD, *REFRESH_STATE, STARTED_FIELD)}
 _TOKEN_VALUES = ("access_token", "refresh_token", "grant_token")
 _REFRESHED = {"access_token", "expiry_time"}
-DURABLE = WriteConcern(w="majority", j=True)
-"""Acknowledged only once a majority has it in its journal: an election cannot roll it back."""
 _SAVE_AGAIN = "saving the same token again is safe"
 _TRY_AGAIN = "trying again is safe"
 T = TypeVar("T")

@@ -29,9 +29,9 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from . import admin
-from .errors import sentence
+from .errors import RefreshFailing, sentence
 from .events import zoho_code
-from .lease import RefreshFailing, needs_refresh, record_failure, take, utcnow
+from .lease import needs_refresh, record_failure, take, utcnow
 from .mapping import (
     CHECK_ERROR_FIELD,
     CHECK_RESULT_FIELD,
@@ -144,11 +144,15 @@ def zoho_data_center(api_domain: str) -> Any:
     return known if known is not None and known.url == api_domain else None
 
 
-def route(api_domain: str | None, accounts_url: str | None = None) -> Route:
+def route(api_domain: str | None, accounts_url: str | None = None, api_url: str | None = None) -> Route:
     """Where this token's secrets may be sent. The refresh and the revoke go to the configured
     accounts server if there is one, else to the accounts server of the token's Zoho data center.
-    The access token goes to ``api_domain`` only if it is a Zoho API host, or the very server
-    configured as the accounts server (a proxy for both, or a test server)."""
+    The access token goes to the configured API server (``api_url``: a proxy, or the demo's local
+    fake Zoho) if there is one, else to ``api_domain`` only if it is a Zoho API host, or the very
+    server configured as the accounts server (a proxy for both, or a test server)."""
+    if api_url is not None:
+        check_accounts_url(api_url)
+        return Route(route(api_domain, accounts_url).accounts, api_url)
     api_domain = api_domain or DEFAULT_API_DOMAIN
     known = zoho_data_center(api_domain)
     if accounts_url is not None:
@@ -238,10 +242,11 @@ def _unusable_status(reply: Reply, host: str) -> NotReached | None:
     return None
 
 
-def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None) -> Checked:
+def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None, api_url: str | None = None) -> Checked:
     """Obtain a working access token for this stored token the way the SDK does (at most one
-    refresh), call Zoho's current-user API with it, and record the result on the token: Zoho's
-    refusal makes it ``failing`` until the next save; no answer from Zoho records nothing."""
+    refresh), call Zoho's current-user API with it (at ``api_url`` if given: see ``route``), and
+    record the result on the token: Zoho's refusal makes it ``failing`` until the next save; no
+    answer from Zoho records nothing."""
     token_id = check_text("id", token_id, required=True)
     document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:
@@ -255,7 +260,7 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
     if state == "unusable":
         return Checked(token_id, user_name, f"not checked: unusable ({why})")
     try:
-        where = route(document.get("api_domain"), accounts_url)
+        where = route(document.get("api_domain"), accounts_url, api_url)
     except ZohoError as error:
         return Checked(token_id, user_name, f"not checked: {error}")
     if where.api is None:

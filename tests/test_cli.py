@@ -466,7 +466,7 @@ def test_export_force_never_follows_a_symbolic_link(env: MongoTokenStore, tmp_pa
 
 STUBBORN = '''
 import os, signal, sys
-if os.environ.get("STUBBORN_STREAMLIT") and "streamlit" in sys.orig_argv:
+if os.environ.get("STUBBORN_STREAMLIT") and any("streamlit" in argument for argument in sys.orig_argv):
     # A Streamlit that ignores Ctrl-C and SIGTERM, as one with a browser connected was seen to.
     _set = signal.signal
     _set(signal.SIGTERM, signal.SIG_IGN)

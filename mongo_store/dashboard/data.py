@@ -38,6 +38,8 @@ class Connection:
     backend: str
     events: Collection = None  # type: ignore[assignment]
     """The token history (``events.py``); by default the store's."""
+    api_url: str | None = None
+    """``Settings.api_url``: where a check calls the CRM API instead of each token's api_domain."""
 
     def __post_init__(self) -> None:
         if self.events is None:
@@ -71,7 +73,7 @@ def connect(settings: Settings) -> Connection:
 
         store.call("create the indexes", prepare)
     backend = "mongomock (in-memory, not MongoDB)" if info.get("sysInfo") == "Mock" else f"MongoDB {info['version']}"
-    return Connection(store, audit, backend)
+    return Connection(store, audit, backend, api_url=settings.api_url)
 
 
 def overview(connection: Connection, now: datetime | None = None) -> dict[str, Any]:
@@ -151,7 +153,7 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
 def check(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> Checked:
     """Ask Zoho whether the token works (``zoho.check``: bounded calls, the store's lease); the result is recorded on
     the token and in the audit log."""
-    result = check_at_zoho(connection.store, token_id, accounts_url)
+    result = check_at_zoho(connection.store, token_id, accounts_url, connection.api_url)
     connection.store.call("record the check in the audit log",
                           lambda: admin.audited_check(connection.audit, who, {result.token_id: result.result},
                                                       connection.events, {result.token_id: result.user_name}))

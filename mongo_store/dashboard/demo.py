@@ -1,11 +1,17 @@
-"""Realistic fake tokens for the demo: several data centers, and every health state the overview counts."""
+"""Realistic fake tokens for the demo: several data centers, and every health state the overview
+counts; the demo's clock, which stands still while the demo is stopped, so its tokens keep their
+states from one start to the next (``keep_time``); and the sidebar's word on where Check and Revoke go."""
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
+from pymongo import UpdateOne
+from pymongo.database import Database
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
@@ -19,8 +25,11 @@ from ..mapping import (
     LEASE_FIELD,
     REFRESHED_FIELD,
     STARTED_FIELD,
+    token_fields,
 )
 from ..store import MongoTokenStore
+from .auth import is_loopback
+from .settings import Settings
 
 KINDS = {"valid": 50, "expired": 20, "refresh-only": 9, "grant-only": 6, "failing": 7, "access-only": 5, "soon": 3}
 """How often each kind of token occurs (weights)."""
@@ -37,14 +46,16 @@ def _hex(rng: random.Random, size: int) -> str:
     return "".join(rng.choice("0123456789abcdef") for _ in range(size))
 
 
-def seed(store: MongoTokenStore, count: int = 300, rng: random.Random | None = None) -> int:
-    """Save ``count`` fake tokens through the store's own save path, then give them the history a
-    running deployment leaves: refreshes over the past days, failed refreshes and checks, and
-    grant tokens nobody exchanged. Written directly: the demo cannot wait hours or call Zoho."""
+def planned(count: int = 300, rng: random.Random | None = None,
+            now: datetime | None = None) -> list[tuple[OAuthToken, dict[str, Any]]]:
+    """The tokens ``seed`` saves, each with the history it then writes on it (``$set`` fields, or
+    none): the same for the same ``rng`` (by default, ``random.Random(2026)``), so another process
+    can know the demo's tokens without reading them (the local fake Zoho of an in-memory demo)."""
     rng = rng or random.Random(2026)
-    now = utcnow()
+    now = now or utcnow()
     now_ms = int(now.replace(tzinfo=timezone.utc).timestamp() * 1000)
     clients = [f"1000.{_hex(rng, 30).upper()}" for _ in range(6)]
+    tokens = []
     for number in range(count):
         client = rng.choice(clients)
         token = OAuthToken(client_id=client, client_secret=_hex(rng, 42), refresh_token=f"1000.{_hex(rng, 32)}.{_hex(rng, 32)}",
@@ -64,11 +75,45 @@ def seed(store: MongoTokenStore, count: int = 300, rng: random.Random | None = N
             person, company = rng.choice(FIRST), rng.choice(COMPANIES)
             token.set_user_signature(UserSignature(f"{person}.{number}@{company}.example:{700000 + number}"))
         token.set_api_domain(rng.choices(list(DOMAINS), list(DOMAINS.values()))[0])
+        tokens.append((token, _history(kind, token, now, rng)))
+    return tokens
+
+
+SEEDED_AT_ENV = "ZOHO_DASHBOARD_DEMO_SEEDED_AT"
+"""The moment an in-memory demo's tokens are dated from (ISO 8601 UTC), set by the ``demo`` command:
+the dashboard seeds mongomock when its first page opens, and its tokens must be the very ones the
+command's fake Zoho was taught at the start."""
+
+
+def seeded_at() -> datetime:
+    """``SEEDED_AT_ENV`` if set (and valid), else now."""
+    try:
+        return datetime.fromisoformat(os.environ[SEEDED_AT_ENV]).replace(tzinfo=None)
+    except (KeyError, ValueError):
+        return utcnow()
+
+
+def seed(store: MongoTokenStore, count: int = 300, rng: random.Random | None = None) -> int:
+    """Save ``count`` fake tokens through the store's own save path, then give them the history a
+    running deployment leaves: refreshes over the past days, failed refreshes and checks, and
+    grant tokens nobody exchanged. Written directly: the demo cannot wait hours or call Zoho."""
+    for token, history in planned(count, rng, seeded_at()):
         store.save_token(token)
-        history = _history(kind, token, now, rng)
         if history:
             store.collection.update_one({"_id": token.get_id()}, history)
     return count
+
+
+def planned_documents(count: int = 300, rng: random.Random | None = None,
+                      now: datetime | None = None) -> list[dict[str, Any]]:
+    """``planned`` as the documents the store would hold (without ids), for ``demo_zoho.teach``."""
+    now = now or utcnow()
+    documents = []
+    for token, history in planned(count, rng, now):
+        document = token_fields(token) | {"updated_at": now}
+        document.pop("_id", None)
+        documents.append(document | history.get("$set", {}))
+    return documents
 
 
 def _history(kind: str, token: OAuthToken, now: datetime, rng: random.Random) -> dict[str, Any]:
@@ -92,3 +137,47 @@ def _history(kind: str, token: OAuthToken, now: datetime, rng: random.Random) ->
             error = rng.choice(["invalid_code", "INVALID_TOKEN"])
             changes |= {CHECKED_AT_FIELD: failed_at, CHECK_RESULT_FIELD: error, CHECK_ERROR_FIELD: error}
     return {"$set": changes} if changes else {}
+
+
+CLOCK_COLLECTION = "demo_clock"
+"""Where a kept demo database remembers the last moment the demo ran (one document)."""
+CLOCK_BEAT = 30.0
+"""Seconds between two writes of the demo's clock while it runs."""
+
+
+def stamp(database: Database[dict[str, Any]], now: datetime | None = None) -> None:
+    """Remember ``now`` as the last moment the demo ran (at the start, every ``CLOCK_BEAT``, at the stop)."""
+    database[CLOCK_COLLECTION].replace_one({"_id": "clock"}, {"_id": "clock", "at": now or utcnow()}, upsert=True)
+
+
+def keep_time(database: Database[dict[str, Any]], now: datetime | None = None) -> timedelta:
+    """Move every date in the demo's database on by the time the demo was stopped, so every token
+    is where it was at the stop: a token healthy for 30 more minutes still is, one idle or failing
+    still is, and what the operator checked, revoked or deleted stays so. Dates in the tokens, the
+    audit log and any other collection of the database (top-level fields); returns the shift."""
+    now = now or utcnow()
+    clock = database[CLOCK_COLLECTION].find_one({"_id": "clock"})
+    last = clock.get("at") if clock else None
+    shift = now - last if isinstance(last, datetime) else timedelta(0)
+    if shift > timedelta(0):
+        for name in database.list_collection_names():
+            if name == CLOCK_COLLECTION or name.startswith("system."):
+                continue
+            collection = database[name]
+            moves = [UpdateOne({"_id": document["_id"]}, {"$set": dated})
+                     for document in collection.find({})
+                     if (dated := {key: value + shift for key, value in document.items() if isinstance(value, datetime)})]
+            for start in range(0, len(moves), 1000):
+                collection.bulk_write(moves[start:start + 1000], ordered=False)
+    stamp(database, now)
+    return shift
+
+
+def sidebar_note(settings: Settings) -> str | None:
+    """One sentence for the sidebar of a demo (None otherwise): where Check and Revoke go."""
+    if not settings.demo:
+        return None
+    if settings.accounts_url and settings.api_url and is_loopback(urlsplit(settings.accounts_url).hostname):
+        origin = settings.accounts_url.split("/oauth/")[0]
+        return f"Check and Revoke go to the demo's local fake Zoho at {origin}: no internet needed."
+    return "Check and Revoke go to Zoho's own servers, which do not know the demo's fake tokens."

@@ -138,6 +138,8 @@ class Settings:
     failover_wait: float = 15.0
     accounts_url: str | None = None
     """Zoho accounts server for check and revoke instead of each token's data center's (a proxy)."""
+    api_url: str | None = None
+    """Zoho CRM API server for check instead of each token's api_domain (a proxy, or the demo's local fake Zoho)."""
     environment: str | None = None
     """Where this dashboard runs (``DASHBOARD_ENVIRONMENT``), named in the confirmation of a deletion."""
     audit_retention_days: float = AUDIT_RETENTION_DAYS
@@ -163,6 +165,7 @@ class Settings:
                                         15.0),
             accounts_url=parse_url("DASHBOARD_ZOHO_ACCOUNTS_URL",
                                    setting("DASHBOARD_ZOHO_ACCOUNTS_URL", "zoho_accounts_url")),
+            api_url=parse_url("DASHBOARD_ZOHO_API_URL", setting("DASHBOARD_ZOHO_API_URL", "zoho_api_url")),
             environment=parse_environment("DASHBOARD_ENVIRONMENT", setting("DASHBOARD_ENVIRONMENT", "environment")),
             audit_retention_days=parse_days(AUDIT_RETENTION_ENV, setting(AUDIT_RETENTION_ENV, "audit_retention_days"))
             or AUDIT_RETENTION_DAYS,

@@ -255,14 +255,14 @@ class FakeZoho:
         return self.person(email).user_name
 
     def grant(self, email: str, *, code: str | None = None, client_id: str | None = None,
-              client_secret: str | None = None, refresh_token: str | None = None) -> str:
+              client_secret: str | None = None, refresh_token: str | None = None, age: float = 0.0) -> str:
         """A one-time grant code for this person, as Zoho's consent page sends back. Any client may
         exchange it unless ``client_id`` (and ``client_secret``) bind it; ``refresh_token`` picks the
-        refresh token the exchange gives (a new one otherwise)."""
+        refresh token the exchange gives (a new one otherwise); ``age``: issued that many seconds ago."""
         with self._lock:
             self.person(email)
             code = code or f"1000.grant.{next(self._ids):06d}.{email}"
-            self.grants[code] = Grant(email, self.now(), client_id, client_secret, refresh_token)
+            self.grants[code] = Grant(email, self.now() - age, client_id, client_secret, refresh_token)
             return code
 
     def authorize(self, email: str, client_id: str, client_secret: str, *, refresh_token: str | None = None) -> str:
@@ -277,6 +277,18 @@ class FakeZoho:
         toward the refresh limits), without a request."""
         with self._lock:
             return self._mint(refresh_token)
+
+    def issued(self, refresh_token: str, access_token: str, seconds_left: float) -> None:
+        """Zoho knows ``access_token``, minted from this refresh token earlier and valid for
+        ``seconds_left`` more seconds (a stored token's, to seed a fake for a store that already
+        holds tokens); not counted as a refresh."""
+        with self._lock:
+            authorization = self.authorizations[refresh_token]
+            authorization.live.append(access_token)
+            if len(authorization.live) > self.live_limit:
+                authorization.live.popleft()
+            self.access_owner[access_token] = refresh_token
+            self.access_expiry[access_token] = self.now() + seconds_left
 
     def revoke(self, refresh_token: str) -> None:
         """Zoho forgets the refresh token and every access token minted from it."""
