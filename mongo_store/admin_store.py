@@ -1,6 +1,6 @@
 """The token collection for the command line's admin commands, without the Zoho SDK.
 
-``stats``, ``list``, ``show``, ``indexes``, ``delete``, ``delete-all``, ``alerts`` and ``metrics``
+``stats``, ``list``, ``show``, ``events``, ``audit``, ``indexes``, ``delete``, ``delete-all``, ``alerts`` and ``metrics``
 read and write documents; none of them builds a token. Importing any module of the SDK imports
 all of it (about 2,000 modules: a second or more of CPU), so these commands open ``AdminStore``
 instead of ``MongoTokenStore``: the same names, timeouts, durable writes, read preferences and
