@@ -266,7 +266,8 @@ print(__import__("json").dumps({"code": code, "sdk": sorted(m for m in sys.modul
 """
 
 
-@pytest.mark.parametrize("argv", [("stats",), ("list",), ("show", "--user", "nobody@example.com:1"), ("stats", "--json")])
+@pytest.mark.parametrize("argv", [("stats",), ("list",), ("show", "--user", "nobody@example.com:1"), ("stats", "--json"),
+                                  ("events", "nobody"), ("audit",)])
 def test_the_admin_commands_never_import_the_sdk(real_client: MongoClient, mongo_uri: str, database_name: str,
                                                  argv: tuple[str, ...]) -> None:
     with MongoTokenStore(client=real_client, database=database_name) as store:
