@@ -32,7 +32,52 @@ TRY_AGAIN = "trying again is safe"
 T = TypeVar("T")
 
 
-class AdminStore:
+class StoreCalls:
+    """``call`` and ``guard``: the failover and the one-sentence errors that ``MongoTokenStore`` and
+    ``AdminStore`` share. Needs ``client``, ``failover_wait``, ``socket_timeout``,
+    ``_selection_timeout`` and ``_client_bounds_first``."""
+
+    client: Any
+    failover_wait: float
+    socket_timeout: float
+    _selection_timeout: float | None
+    _client_bounds_first: bool
+
+    def call(self, action: str, work: Callable[[], T], *, write: bool = False, bounded: bool = True,
+             unknown_outcome: str = TRY_AGAIN) -> T:
+        """``work()`` tried again through an election for up to ``failover_wait`` seconds; any
+        failure becomes one redacted store error (the SDK's ``SDKException`` in the store) naming
+        ``action``. ``work`` must be safe to run again. ``bounded=False`` leaves an attempt to the
+        client's own timeouts (a long read)."""
+        try:
+            return attempt(work, self.failover_wait, self.socket_timeout if bounded else None, write=write,
+                           client_bounds_first=self._client_bounds_first)
+        except Outage as outage:
+            self._fail(action, outage.error, outage.seconds, unknown_outcome if outage.maybe_applied else None)
+        except Exception as error:
+            if is_store_error(error):
+                raise
+            self._fail(action, error, self.failover_wait)
+
+    @contextmanager
+    def guard(self, action: str) -> Iterator[None]:
+        """The error handling without the retries, for work that cannot simply run again."""
+        try:
+            yield
+        except OSError:  # writing the output (a closed pipe), not MongoDB
+            raise
+        except Exception as error:
+            if is_store_error(error):
+                raise
+            self._fail(action, error, self._selection_timeout)
+
+    def _fail(self, action: str, error: BaseException, seconds: float | None,
+              unknown_outcome: str | None = None) -> NoReturn:
+        waited = isinstance(error, ServerSelectionTimeoutError) and no_primary(self.client)
+        raise_store_error(action, error, seconds, no_primary=waited, unknown_outcome=unknown_outcome)
+
+
+class AdminStore(StoreCalls):
     """``MongoTokenStore``'s collection and its ``call``/``guard``, for tools that never touch a
     token object (one instance per command)."""
 
@@ -63,37 +108,6 @@ class AdminStore:
     def collection(self) -> Any:
         """The token collection with durable writes; in an attempt ``call`` retries, reads go to a secondary first."""
         return self._after_failure if retrying() else self._collection
-
-    def call(self, action: str, work: Callable[[], T], *, write: bool = False, bounded: bool = True,
-             unknown_outcome: str = TRY_AGAIN) -> T:
-        """``work()`` tried again through an election for up to ``failover_wait`` seconds; any
-        failure becomes one redacted sentence naming ``action`` (``MongoTokenStore.call``)."""
-        try:
-            return attempt(work, self.failover_wait, self.socket_timeout if bounded else None, write=write,
-                           client_bounds_first=self._client_bounds_first)
-        except Outage as outage:
-            self._fail(action, outage.error, outage.seconds, unknown_outcome if outage.maybe_applied else None)
-        except Exception as error:
-            if is_store_error(error):
-                raise
-            self._fail(action, error, self.failover_wait)
-
-    @contextmanager
-    def guard(self, action: str) -> Iterator[None]:
-        """The error handling without the retries, for work that cannot simply run again."""
-        try:
-            yield
-        except OSError:  # writing the output (a closed pipe), not MongoDB
-            raise
-        except Exception as error:
-            if is_store_error(error):
-                raise
-            self._fail(action, error, self._selection_timeout)
-
-    def _fail(self, action: str, error: BaseException, seconds: float | None,
-              unknown_outcome: str | None = None) -> NoReturn:
-        waited = isinstance(error, ServerSelectionTimeoutError) and no_primary(self.client)
-        raise_store_error(action, error, seconds, no_primary=waited, unknown_outcome=unknown_outcome)
 
     def close(self) -> None:
         self.client.close()

@@ -18,25 +18,24 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from bson.codec_options import DatetimeConversion
 from pymongo import MongoClient, ReadPreference, ReturnDocument, WriteConcern
-from pymongo.errors import DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from . import events as token_events
-from .admin_store import DEFAULT_COLLECTION, DEFAULT_DATABASE, DURABLE
+from .admin_store import DEFAULT_COLLECTION, DEFAULT_DATABASE, DURABLE, StoreCalls
 from .connection import check_names, open_client, resolve_uri
 from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
-from .errors import PLAIN_BESIDE_SEALED, UnknownToken, conflict_field, raise_store_error, redact, sentence, store_error
-from .failover import Outage, attempt, bounds_itself, no_primary, primary_known, retrying
+from .errors import PLAIN_BESIDE_SEALED, UnknownToken, conflict_field, redact, sentence, store_error
+from .failover import bounds_itself, no_primary, primary_known, retrying
 from .indexes import ensure_indexes
 from .lease import Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
 from .mapping import (
@@ -79,7 +78,7 @@ def new_token_id() -> str:
             return token_id
 
 
-class MongoTokenStore(TokenStore):
+class MongoTokenStore(TokenStore, StoreCalls):
     """Stores the Zoho CRM SDK's OAuth tokens in MongoDB. One instance serves every thread."""
 
     def __init__(
@@ -300,39 +299,6 @@ class MongoTokenStore(TokenStore):
         if self.cipher is not None and found_by is not None:
             check_found(opened, found_by)
         return opened
-
-    def call(self, action: str, work: Callable[[], T], *, write: bool = False, bounded: bool = True,
-             unknown_outcome: str = _TRY_AGAIN) -> T:
-        """``work()`` with the store's failover and error handling: tried again through an election
-        for up to ``failover_wait`` seconds; any failure becomes a redacted SDKException naming
-        ``action``. ``work`` must be safe to run again; for tools that query the collection too.
-        ``bounded=False`` leaves an attempt to the client's own timeouts (a long read)."""
-        try:
-            return attempt(work, self.failover_wait, self.socket_timeout if bounded else None, write=write,
-                           client_bounds_first=self._client_bounds_first)
-        except SDKException:
-            raise
-        except Outage as outage:
-            self._fail(action, outage.error, outage.seconds, unknown_outcome if outage.maybe_applied else None)
-        except Exception as error:
-            self._fail(action, error, self.failover_wait)
-
-    @contextmanager
-    def guard(self, action: str) -> Iterator[None]:
-        """The store's error handling (not its failover) for work that cannot simply run again,
-        such as a stream of results: any failure becomes a redacted SDKException naming ``action``."""
-        try:
-            yield
-        except (SDKException, OSError):  # OSError: writing the output (a closed pipe), not MongoDB
-            raise
-        except Exception as error:
-            self._fail(action, error, self._selection_timeout)
-
-    def _fail(self, action: str, error: BaseException, seconds: float | None,
-              unknown_outcome: str | None = None) -> NoReturn:
-        # Waiting for a server to write to (or read from) ended with only secondaries in sight.
-        waited = isinstance(error, ServerSelectionTimeoutError) and no_primary(self.client)
-        raise_store_error(action, error, seconds, no_primary=waited, unknown_outcome=unknown_outcome)
 
     # -- lifecycle --------------------------------------------------------------------------
 
