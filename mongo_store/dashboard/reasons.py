@@ -1,0 +1,97 @@
+"""Why a token needs a person, in one short word each: the categories the Overview breaks the
+failing and unusable tokens down by, and the filter of each, so every tile opens its own list.
+
+A token falls in exactly one category, the first that holds in the order of ``admin.health_of``
+(unusable first, then a counted failure, a lapsed lease, a failed check): the categories add up to
+failing + unusable. The breakdown is one aggregation that reads only the failing and unusable
+tokens (the health filters' nearly empty indexes), never the whole collection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo.collection import Collection
+
+from .. import admin
+from ..mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD
+
+REASONS = {
+    "no-refresh-token": "no refresh token",
+    "old-grant-token": "old grant token",
+    "refresh-failed": "refresh failed",
+    "lease-lapsed": "lease lapsed",
+    "check-failed": "check failed",
+}
+"""Category key (in the URL) → its short name (on the Overview and in the filter)."""
+REASON_HEALTH = {"no-refresh-token": "unusable", "old-grant-token": "unusable", "refresh-failed": "failing",
+                 "lease-lapsed": "failing", "check-failed": "failing"}
+
+
+def reason_filter(reason: str, now: datetime) -> dict[str, Any]:
+    """The tokens of one category (exclusive: see the module's docstring)."""
+    no_refresh, old_grant = admin._unusable(now)["$or"]
+    unusable = {"$nor": [no_refresh, old_grant]}
+    no_failures, lease_ok = {FAILURES_FIELD: {"$exists": False}}, {LEASE_FIELD: {"$not": {"$lte": now}}}
+    filters = {
+        "no-refresh-token": no_refresh,
+        "old-grant-token": {"$and": [old_grant, {"$nor": [no_refresh]}]},
+        "refresh-failed": {"$and": [{FAILURES_FIELD: {"$exists": True}}, unusable]},
+        "lease-lapsed": {"$and": [no_failures, {LEASE_FIELD: {"$lte": now}}, unusable]},
+        "check-failed": {"$and": [no_failures, lease_ok, {CHECK_ERROR_FIELD: {"$exists": True}}, unusable]},
+    }
+    if reason not in filters:
+        raise ValueError(f"unknown reason {reason!r}; choose from {', '.join(REASONS)}")
+    return filters[reason]
+
+
+@dataclass(frozen=True)
+class ReasonQuery(admin.Query):
+    """An ``admin.Query`` narrowed to one category of ``REASONS`` (the Overview's tiles)."""
+
+    reason: str | None = None
+
+    def to_filter(self, now: datetime) -> dict[str, Any]:
+        where = super().to_filter(now)
+        if not self.reason:
+            return where
+        narrowed = reason_filter(self.reason, now)
+        return {"$and": [where, narrowed]} if where else narrowed
+
+
+def _is_date_before(field: str, moment: datetime) -> dict[str, Any]:
+    """``{field: {"$lte": moment}}`` as an expression: only a stored date compares (as a query does)."""
+    return {"$and": [{"$eq": [{"$type": f"${field}"}, "date"]}, {"$lte": [f"${field}", moment]}]}
+
+
+def _has(field: str) -> dict[str, Any]:
+    """``{field: {"$exists": True}}`` as an expression (a stored null exists, as in a query)."""
+    return {"$ne": [{"$type": f"${field}"}, "missing"]}
+
+
+def _category(now: datetime) -> dict[str, Any]:
+    """The ``$switch`` that puts a failing or unusable token in its category, as ``reason_filter`` does."""
+    no_refresh = {"$and": [_is_date_before("expiry_time", now), {"$not": [_has("refresh_token")]}]}
+    old_grant = {"$and": [_has("grant_token"), {"$not": [_has("refresh_token")]}, {"$not": [_has("access_token")]},
+                          _is_date_before("updated_at", now - admin.GRANT_LIFETIME)]}
+    return {"$switch": {"branches": [
+        {"case": no_refresh, "then": "no-refresh-token"},
+        {"case": old_grant, "then": "old-grant-token"},
+        {"case": _has(FAILURES_FIELD), "then": "refresh-failed"},
+        {"case": _is_date_before(LEASE_FIELD, now), "then": "lease-lapsed"},
+    ], "default": "check-failed"}}
+
+
+def breakdown(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
+    """``[{"reason", "api_domain", "health", "tokens"}]``: the failing and unusable tokens counted
+    by category and data center, biggest first, in one aggregation over only those tokens."""
+    attention = {"$or": [admin.health_filter(state, now) for state in admin.NEEDS_ATTENTION]}
+    rows = tokens.aggregate([
+        {"$match": attention},
+        {"$group": {"_id": {"reason": _category(now), "api_domain": "$api_domain"}, "n": {"$sum": 1}}},
+    ])
+    found = [{"reason": row["_id"]["reason"], "api_domain": row["_id"].get("api_domain"),
+              "health": REASON_HEALTH[row["_id"]["reason"]], "tokens": row["n"]} for row in rows]
+    return sorted(found, key=lambda row: (-row["tokens"], row["reason"], str(row["api_domain"])))
