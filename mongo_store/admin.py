@@ -22,6 +22,9 @@ from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
 from .errors import sentence
+from .events import entry as event_entry
+from .events import record_quietly
+from .history import audit_indexes
 from .lease import REFRESH_WINDOW, utcnow
 from .mapping import (
     CHECK_ERROR_FIELD,
@@ -337,24 +340,30 @@ def keep_audit(audit: Collection, retention_days: float) -> None:
             if refused.code != 13:
                 raise
             log.warning("this MongoDB user may not change the audit log's retention (collMod, in dbAdmin)")
+    audit_indexes(audit)  # the Audit page's search and paging (history.py)
 
 
 def audited_delete(tokens: Collection, audit: Collection, ids: list[str] | None, who: str,
-                   action: str = "delete", scope: str | None = None) -> int:
+                   action: str = "delete", scope: str | None = None, events: Collection | None = None) -> int:
     """Delete these tokens (``None``: all of them), recording when, who, which ids and user names
     first, and how many were deleted after. Never a secret. ``action``: ``delete-filtered`` for the
-    tokens a filter matched, with ``scope`` naming the filter."""
+    tokens a filter matched, with ``scope`` naming the filter. With ``events``, each token found
+    gets a "deleted" event in its history (not for all of them: the audit entry says that)."""
     now = utcnow()
     if ids is None:
         entry = audit.insert_one({"at": now, "who": who, "action": "delete-all", "ids": [], "user_names": [],
                                   "expected": tokens.estimated_document_count(), "deleted": None})
         deleted = tokens.delete_many({}).deleted_count  # documents only: the indexes stay
     else:
-        names = [d.get("user_name") for d in tokens.find({"_id": {"$in": ids}}, {"user_name": True})]
+        found = list(tokens.find({"_id": {"$in": ids}}, {"user_name": True}))
+        names = [d.get("user_name") for d in found]
         entry = audit.insert_one({"at": now, "who": who, "action": action, "ids": ids,
                                   "user_names": [name for name in names if name], "deleted": None,
                                   **({"scope": scope} if scope else {})})
         deleted = tokens.delete_many({"_id": {"$in": ids}}).deleted_count
+        if events is not None:
+            said = f"deleted by an operator ({action}{': ' + scope if scope else ''})"
+            record_quietly(events, [event_entry(d["_id"], d.get("user_name"), "deleted", said, who) for d in found])
     audit.update_one({"_id": entry.inserted_id}, {"$set": {"deleted": deleted}})
     return deleted
 
@@ -365,13 +374,15 @@ REVOKE_ATTEMPT = "attempting the revoke at Zoho"
 
 def audited_revoke(tokens: Collection, audit: Collection, token_id: str, who: str, revoke: Callable[[], str],
                    refusals: tuple[type[BaseException], ...],
-                   guard: Callable[[str], AbstractContextManager[Any]]) -> tuple[str, int]:
+                   guard: Callable[[str], AbstractContextManager[Any]],
+                   events: Collection | None = None) -> tuple[str, int]:
     """Revoke a token at Zoho (``revoke()`` returns the accounts host), then delete it. The audit
     entry is written before Zoho is called and updated with each outcome, so a revoke Zoho honoured
     stays on record even when the delete after it fails. ``refusals``: the errors that mean nothing
     was revoked (Zoho refused or was unreachable); any other error leaves the outcome unknown.
     ``guard(action)`` wraps each database step (the store's error handling), never the Zoho call.
-    Returns (host, how many were deleted); a failure is recorded, then raised."""
+    Returns (host, how many were deleted); a failure is recorded, then raised. With ``events``, a
+    revoke Zoho honoured is a "revoked" event in the token's history."""
     with guard("record the revoke in the audit log"):
         names = [d.get("user_name") for d in tokens.find({"_id": token_id}, {"user_name": True})]
         entry = audit.insert_one({"at": utcnow(), "who": who, "action": "revoke", "ids": [token_id],
@@ -392,6 +403,9 @@ def audited_revoke(tokens: Collection, audit: Collection, token_id: str, who: st
                    f"the revoke stopped ({type(error).__name__}): ask Zoho whether the token still works")
         raise
     record("revoked", host=host)
+    if events is not None:
+        record_quietly(events, [event_entry(token_id, names[0] if names else None, "revoked",
+                                            f"revoked at {host} by an operator", who)])
     try:
         with guard("delete the revoked token"):
             deleted = tokens.delete_many({"_id": token_id}).deleted_count
@@ -403,10 +417,15 @@ def audited_revoke(tokens: Collection, audit: Collection, token_id: str, who: st
     return host, deleted
 
 
-def audited_check(audit: Collection, who: str, results: dict[str, str]) -> None:
-    """Record a check: when, who, which ids, and Zoho's answer for each (``ok`` or a code)."""
+def audited_check(audit: Collection, who: str, results: dict[str, str], events: Collection | None = None,
+                  user_names: dict[str, str | None] | None = None) -> None:
+    """Record a check: when, who, which ids, and Zoho's answer for each (``ok`` or a code); with
+    ``events``, a "checked" event in each token's history (``user_names``: whom each names)."""
     audit.insert_one({"at": utcnow(), "who": who, "action": "check", "ids": list(results),
                       "results": [f"{token_id}: {result}" for token_id, result in results.items()]})
+    if events is not None:
+        record_quietly(events, [event_entry(token_id, (user_names or {}).get(token_id), "checked", f"Zoho: {result}", who)
+                                for token_id, result in results.items() if result != "not found"])
 
 
 def shown_total(total: int) -> str:

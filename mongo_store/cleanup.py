@@ -171,14 +171,16 @@ def _name(document: dict[str, Any]) -> str | None:
 @dataclass
 class Steps:
     """What a run needs from outside: the Zoho revoke (returns the host; raises ``refused`` when
-    Zoho did not revoke, ``already`` when it no longer knows the token), the audit, and the
-    store's error handling for each database step."""
+    Zoho did not revoke, ``already`` when it no longer knows the token), the audit, the
+    store's error handling for each database step, and optionally the token history
+    (``event(token_id, user_name, event, detail)``, which must not raise: ``events.record_quietly``)."""
 
     revoke: Callable[[str], str]
     refused: tuple[type[BaseException], ...]
     already: type[BaseException]
     audit: Callable[[dict[str, Any]], Any]
     database: Callable[[str, Callable[[], Any]], Any]
+    event: Callable[[str, str | None, str, str], Any] | None = None
 
 
 def run(tokens: Collection, policy: Policy, steps: Steps, batch_size: int = 100,
@@ -219,11 +221,11 @@ def _act(tokens: Collection, rule: Rule, entry: Entry, claim: str, steps: Steps)
         return "kept: it no longer qualifies (refreshed, saved or being refreshed meanwhile)"
     audit = {"action": f"cleanup {rule.action}", "ids": [entry.id],
              "user_names": [entry.user_name] if entry.user_name else [], "reason": rule.reason}
-    answer = "not asked"
+    answer, revoked_now = "not asked", False
     if rule.action == "revoke+delete" and claimed.get(REVOKED_FIELD) is None:
         try:
             host = steps.revoke(entry.id)
-            answer = f"revoked at {host}"
+            answer, revoked_now = f"revoked at {host}", True
         except steps.already:
             answer = "already revoked (Zoho no longer knows the refresh token)"
         except steps.refused as error:
@@ -255,4 +257,6 @@ def _act(tokens: Collection, rule: Rule, entry: Entry, claim: str, steps: Steps)
     else:
         result = f"{answer}; kept: saved meanwhile (a login or a refresh ended the claim), or taken over by another run"
     steps.audit(audit | {"zoho": answer, "outcome": result, "deleted": deleted})
+    if steps.event is not None and (revoked_now or deleted):
+        steps.event(entry.id, entry.user_name, "revoked" if revoked_now else "deleted", f"cleanup ({rule.reason}): {result}")
     return result

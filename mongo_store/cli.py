@@ -181,6 +181,24 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run="show")
 
+    sub = commands.add_parser("events", help="a token's history (refreshed, refresh-failed, checked, revoked, "
+                              "deleted, imported), newest first; also of a deleted token")
+    sub.add_argument("id")
+    sub.add_argument("--limit", type=whole(1, 10_000), default=50, help="events to show (default 50)")
+    sub.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub.set_defaults(run="events")
+
+    sub = commands.add_parser("audit", help="the audit log, newest first: search by actor and token, page at any depth")
+    sub.add_argument("--actor", help="entries by an actor whose name starts with this (any case)")
+    sub.add_argument("--token", help="entries naming this token id, or a user name starting with this (any case)")
+    sub.add_argument("--page-size", type=whole(1, MAX_PAGE_SIZE), default=50)
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument("--after", metavar="CURSOR", help="the older page after the one that printed this cursor")
+    where.add_argument("--before", metavar="CURSOR", help="the newer page before the one that printed this cursor")
+    where.add_argument("--last", action="store_true", help="the oldest entries")
+    sub.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub.set_defaults(run="audit")
+
     sub = commands.add_parser("check", help="ask Zoho whether tokens work (refreshing through the store if "
                               "needed); record the result on each")
     sub.add_argument("ids", nargs="*", metavar="ID")
@@ -238,6 +256,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--encoding", default="utf-8",
                      help="text encoding of a FileStore CSV (default utf-8; cp1252 for one written on Windows)")
     sub.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
+    sub.add_argument("--verbose", action="store_true", help="one line per rejected row (default: one per reason)")
+    sub.add_argument("--actor", help="who imports, for the audit log (default: your user name)")
     sub.set_defaults(run="import")
 
     sub = commands.add_parser("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY")

@@ -18,13 +18,13 @@ from typing import Any, TextIO
 
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from . import admin
+from . import admin, events, history
 from .embedded import EmbeddedMongod, mongod_binary
 from .errors import sentence, store_error
 from .indexes import ensure_indexes, index_drift
 from .mapping import check_text
 from .masking import ago, iso, masked, printable
-from .migrate import SourceError, import_rows, open_source
+from .migrate import SourceError, import_rows, open_source, source_kind
 from .records import VIEW_DATES, document_to_record, iso_dates, view
 from .store import MongoTokenStore
 
@@ -139,6 +139,65 @@ def cmd_show(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
     for key, value in shown.items():
         if value is not None:
             print(f"{key}: {when(value) if isinstance(value, datetime) else printable(value)}", file=out)
+    if store.events is not None:
+        found = guarded(store, "read the token's history", lambda: events.for_token(store.events, document["_id"], 20))
+        print("history (newest first):" if found else "history: no events (or all expired)", file=out)
+        for event in found:
+            print("  " + event_line(event), file=out)
+    return 0
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One event for a person: when, what, the sentence, and who."""
+    return "  ".join(printable(cell) for cell in (iso(event.get("at")) or "", f"{event.get('event', ''):<14}",
+                                                  event.get("detail") or "", f"({event.get('who') or 'unknown'})"))
+
+
+def cmd_events(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    """A token's history, newest first (also of a deleted token, until its events expire)."""
+    token_id = check_text("id", args.id, required=True)
+    if store.events is None:
+        raise Failure("the token history is off")
+    found = guarded(store, "read the token's history", lambda: events.for_token(store.events, token_id, args.limit))
+    if args.json:
+        for event in found:
+            print(json.dumps(iso_dates(event)), file=out)
+        return 0
+    for event in found:
+        print(event_line(event), file=out)
+    print(f"# {len(found)} event(s) of {printable(token_id)}, newest first" if found else
+          f"# no events of {printable(token_id)} (none recorded, or all expired)", file=out)
+    return 0
+
+
+def cmd_audit(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    """The audit log, newest first, by actor and token, a page at a time (keyset cursors)."""
+    go, cursor = ("next", args.after) if args.after else ("previous", args.before) if args.before else \
+        ("last", None) if args.last else ("first", None)
+    try:
+        history.check_request(args.actor, args.token, args.page_size, cursor, go)
+    except ValueError as error:
+        raise Failure(str(error)) from None
+    entries, older, newer = guarded(store, "search the audit log", lambda: history.audit_page(
+        audit_collection(store), actor=args.actor, token=args.token, size=args.page_size, cursor=cursor, go=go))
+    if args.json:
+        for entry in entries:
+            print(json.dumps(iso_dates({key: value for key, value in entry.items() if key != "_id"}), default=str),
+                  file=out)
+    else:
+        for entry in entries:
+            ids = entry.get("ids") or []
+            shown = ", ".join(map(str, ids[:3])) + (f" (+{len(ids) - 3})" if len(ids) > 3 else "")
+            outcome = entry.get("outcome") or ("deleted " + str(entry["deleted"]) if entry.get("deleted") is not None
+                                               else "; ".join(map(str, (entry.get("results") or [])[:3])))
+            print("\t".join(printable(cell) for cell in (iso(entry.get("at")) or "", entry.get("who") or "",
+                                                         entry.get("action") or "", shown, outcome or "")), file=out)
+        searched = " and ".join(part for part in (f"actor starting with {args.actor!r}" if args.actor else "",
+                                                  f"token {args.token!r} (id, or user name start)" if args.token else "")
+                                if part) or "every entry"
+        print(f"# {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({searched}), newest first" +
+              (f"; older: --after {older}" if older else "") + (f"; newer: --before {newer}" if newer else ""),
+              file=out)
     return 0
 
 
@@ -149,9 +208,27 @@ def audit_log(store: MongoTokenStore) -> Any:
         retention = admin.audit_retention()
     except ValueError as error:  # (an SDKException: it may be raised inside the store's guard)
         raise store_error(str(error)) from None
-    audit = store.collection.database[os.environ.get("DASHBOARD_AUDIT_COLLECTION") or admin.AUDIT_COLLECTION]
+    audit = audit_collection(store)
     guarded(store, "set the audit log's retention", lambda: admin.keep_audit(audit, retention))
     return audit
+
+
+def audit_collection(store: MongoTokenStore) -> Any:
+    """The audit collection (``DASHBOARD_AUDIT_COLLECTION``), as it is: for reading."""
+    return store.collection.database[os.environ.get("DASHBOARD_AUDIT_COLLECTION") or admin.AUDIT_COLLECTION]
+
+
+def event_log(store: MongoTokenStore) -> Any:
+    """The token history's collection, its indexes and retention (``ZOHO_EVENTS_RETENTION_DAYS``)
+    in place, for a command that writes events; None when the history is off."""
+    if store.events is None:
+        return None
+    try:
+        retention = events.retention()
+    except ValueError as error:
+        raise store_error(str(error)) from None
+    guarded(store, "set the token history's retention", lambda: events.keep_events(store.events, retention))
+    return store.events
 
 
 def actor(args: argparse.Namespace) -> str:
@@ -167,7 +244,8 @@ def actor(args: argparse.Namespace) -> str:
 def cmd_delete(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     token_id = check_text("id", args.id, required=True)
     with store.guard("delete the token"):  # not retried: each attempt would write an audit entry
-        deleted = admin.audited_delete(store.collection, audit_log(store), [token_id], actor(args))
+        deleted = admin.audited_delete(store.collection, audit_log(store), [token_id], actor(args),
+                                       events=event_log(store))
     if not deleted:
         raise Failure(f"no stored token has id {token_id!r}")
     print(f"deleted {printable(token_id)}", file=out)
@@ -201,18 +279,18 @@ def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
         where = admin.health_filter(args.health, admin.utcnow()) if args.health else {}
         ids = guarded(store, "list the tokens", lambda: [d["_id"] for d in store.collection.find(where, {"_id": True})
                                                          .sort("_id", 1)])
-    failed, results = 0, {}
+    failed, results, names = 0, {}, {}
     try:
         for token_id in ids:
             result = check(store, token_id, args.accounts_url)
             failed += not result.ok
-            results[result.token_id] = result.result
+            results[result.token_id], names[result.token_id] = result.result, result.user_name
             print(f"{printable(result.token_id)}\t{printable(result.user_name or '')}\t{printable(result.result)}",
                   file=out, flush=True)
     finally:
         if results:  # what was asked of Zoho is on the Audit page, even if the run stopped midway
             guarded(store, "record the check in the audit log",
-                    lambda: admin.audited_check(audit_log(store), actor(args), results))
+                    lambda: admin.audited_check(audit_log(store), actor(args), results, event_log(store), names))
     print(f"# checked {len(ids)}: {len(ids) - failed} ok, {failed} not", file=out)
     return 1 if failed else 0
 
@@ -242,12 +320,15 @@ def cmd_cleanup(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -
             show(entry)
     else:
         audit = audit_log(store)  # (not for a dry run: it writes nothing, not even the audit's index)
+        history_of = event_log(store)
         steps = cleanup.Steps(
             revoke=lambda token_id: revoke(store, token_id, args.accounts_url),
             refused=(ZohoError, SDKException), already=AlreadyRevoked,
             audit=lambda entry: guarded(store, "record the cleanup in the audit log",
                                         lambda: audit.insert_one({"at": admin.utcnow(), "who": who, **entry})),
-            database=lambda action, work: guarded(store, action, work))
+            database=lambda action, work: guarded(store, action, work),
+            event=None if history_of is None else lambda token_id, name, kind, detail: events.record_quietly(
+                history_of, [events.entry(token_id, name, kind, detail, who)], store.socket_timeout))
         report = cleanup.run(store.collection, policy, steps, args.batch_size, progress=show)
     summary = report.summary(args.dry_run)
     if args.json:
@@ -280,7 +361,7 @@ def cmd_revoke(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
 
     try:  # audited before Zoho is called, then with the outcome
         _, deleted = admin.audited_revoke(store.collection, audit_log(store), token_id, actor(args), at_zoho,
-                                          (ZohoError, SDKException), store.guard)
+                                          (ZohoError, SDKException), store.guard, events=event_log(store))
     except ZohoError as error:
         raise Failure(f"{error}; the token is left in the store") from None
     print(f"deleted {printable(token_id)}" if deleted else f"{printable(token_id)} was already deleted", file=out)
@@ -325,17 +406,36 @@ def cmd_export(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
     return 0
 
 
+IMPORT_IDS = 1000
+"""An import's audit entry names at most this many ids (the history has an event for each)."""
+
+
 def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
+    who = actor(args)
     try:
-        rows = open_source(args.source, args.kind, args.table, args.encoding)
+        kind = source_kind(args.source, args.kind)
+        rows = open_source(args.source, kind, args.table, args.encoding)
+        if not args.dry_run:
+            event_log(store)
         from tqdm import tqdm
 
         report = import_rows(store, tqdm(rows, unit=" rows", disable=None, file=sys.stderr, leave=False),
-                             dry_run=args.dry_run)
+                             dry_run=args.dry_run, who=who, source=kind)
     except SourceError as error:
         raise Failure(str(error)) from None
-    for line, reason in report.rejected:
-        print(f"rejected line {line}: {reason}", file=out)
+    if args.verbose:
+        for line, reason in report.rejected:
+            print(f"rejected line {line}: {reason}", file=out)
+    else:  # one line per reason: a masked export's hundreds of rows are one line
+        for group in report.reasons():
+            print(group.describe(), file=out)
+    if not args.dry_run:  # the source's kind only: a MySQL URL may hold a password
+        entry = {"at": admin.utcnow(), "who": who, "action": "import", "source": kind,
+                 "ids": report.imported[:IMPORT_IDS], "imported": len(report.imported), "inserted": report.inserted,
+                 "updated": report.updated, "skipped": report.skipped, "rejected": len(report.rejected),
+                 "reasons": report.reason_counts()[:20]}
+        audit = audit_log(store)
+        guarded(store, "record the import in the audit log", lambda: audit.insert_one(dict(entry)))
     print(report.summary(args.dry_run) + (" (dry run: nothing written)" if args.dry_run else ""), file=out)
     return 1 if report.rejected else 0  # a migration script can tell that rows were left behind
 

@@ -180,8 +180,9 @@ def coordinate(collection: Collection, document: dict[str, Any], projection: dic
         current = run(lambda: collection.find_one({"_id": document["_id"]}, projection))
 
 
-def watch(token: Any, report: Callable[[], None]) -> None:
-    """Make the SDK's next refresh of ``token`` call ``report`` if it fails, so a refused refresh
+def watch(token: Any, report: Callable[[BaseException], None]) -> None:
+    """Make the SDK's next refresh of ``token`` call ``report`` with the error if it fails (the
+    history names Zoho's error code from it), so a refused refresh
     is known at once instead of when its lease lapses. Every SDK line refreshes through the token
     object the store handed out (``oauth_token.refresh_access_token(...)`` in ``get_token``); the
     watch wraps that one call on this one object, then removes itself. ``report`` must not raise."""
@@ -191,8 +192,8 @@ def watch(token: Any, report: Callable[[], None]) -> None:
         token.__dict__.pop("refresh_access_token", None)
         try:
             return refresh(token, *args, **kwargs)
-        except Exception:  # not a KeyboardInterrupt or a timeout of the caller's own: those are no refusal
-            report()
+        except Exception as error:  # not a KeyboardInterrupt or a timeout of the caller's own: those are no refusal
+            report(error)
             raise
 
     token.refresh_access_token = refresh_access_token

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pymongo.errors import OperationFailure, PyMongoError
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from . import events
 from .connection import uri_problem
 from .errors import sentence
 from .mapping import token_fields
@@ -48,6 +49,31 @@ class Row:
     line: int
     record: dict[str, Any] | None = None
     error: str | None = None
+    id: str | None = None
+    """The token id a rejected row names, when it names one (an example in the summary)."""
+
+
+EXAMPLES = 3
+"""How many lines and ids a summarized rejection names."""
+_HOLDER = re.compile(r"another stored token \([^)]*\)")
+
+
+@dataclass
+class Rejection:
+    """The rows rejected for one reason: how many, and a few of their lines and ids."""
+
+    reason: str
+    lines: list[int]
+    ids: list[str]
+
+    def describe(self) -> str:
+        """One line: the row itself when it is alone, else the count and a few examples."""
+        if len(self.lines) == 1:
+            return f"rejected line {self.lines[0]}: {self.reason}"
+        more = ", …" if len(self.lines) > EXAMPLES else ""
+        ids = f"; ids {', '.join(self.ids[:EXAMPLES])}{', …' if len(self.ids) > EXAMPLES else ''}" if self.ids else ""
+        return (f"rejected {len(self.lines)} lines: {self.reason} "
+                f"(lines {', '.join(map(str, self.lines[:EXAMPLES]))}{more}{ids})")
 
 
 @dataclass
@@ -56,11 +82,39 @@ class Report:
     updated: int = 0
     skipped: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    rejected_ids: dict[int, str] = field(default_factory=dict)
+    """Line -> the id the rejected row names (when it names one)."""
+    imported: list[str] = field(default_factory=list)
+    """The ids inserted or updated (a dry run's: none)."""
 
     def summary(self, dry_run: bool) -> str:
         verb = "would insert" if dry_run else "inserted"
         update = "would update" if dry_run else "updated"
         return f"{verb} {self.inserted}, {update} {self.updated}, skipped {self.skipped}, rejected {len(self.rejected)}"
+
+    def reasons(self) -> list[Rejection]:
+        """The rejections grouped by reason, the most frequent first: a masked export's 295 rows are
+        one line. Conflicts with different stored tokens count as one reason (the row's own line
+        says which, with ``--verbose``)."""
+        groups: dict[str, Rejection] = {}
+        for line, reason in self.rejected:
+            key = _HOLDER.sub("another stored token", reason)
+            group = groups.setdefault(key, Rejection(key, [], []))
+            group.lines.append(line)
+            if line in self.rejected_ids and len(group.ids) <= EXAMPLES:
+                group.ids.append(self.rejected_ids[line])
+        for group in groups.values():
+            if len(group.lines) == 1:  # alone, it keeps its whole reason (which token holds the name)
+                group.reason = dict(self.rejected)[group.lines[0]]
+        return sorted(groups.values(), key=lambda group: (-len(group.lines), group.lines[0]))
+
+    def reason_counts(self) -> list[dict[str, Any]]:
+        """For the audit log: how many rows each reason rejected (``[{"reason", "rows"}]``)."""
+        counts: dict[str, int] = {}
+        for _, reason in self.rejected:
+            key = _HOLDER.sub("another stored token", reason)
+            counts[key] = counts.get(key, 0) + 1
+        return [{"reason": reason, "rows": rows} for reason, rows in sorted(counts.items(), key=lambda item: -item[1])]
 
 
 def _record(columns: list[str], values: Iterable[Any]) -> dict[str, Any]:
@@ -207,7 +261,9 @@ def read_export(path: Path) -> Iterator[Row]:
         if not isinstance(record, dict):
             yield Row(number, error="not a JSON object")
         elif any(is_masked(record.get(name)) for name in RECORD_FIELDS):
-            yield Row(number, error="secrets are masked: export again with --include-secrets")
+            named = record.get("id")
+            yield Row(number, error="secrets are masked: export again with --include-secrets",
+                      id=named if isinstance(named, str) else None)
         else:
             yield Row(number, record)
 
@@ -227,10 +283,8 @@ def sniff(path: Path) -> str | None:
     return "export" if start.lstrip().startswith(b"{") else None
 
 
-def open_source(source: str, kind: str | None = None, table: str = "oauthtoken",
-                encoding: str = "utf-8") -> Iterator[Row]:
-    """Rows from ``source``; ``kind`` is filestore, sqlite, mysql or export, else guessed.
-    ``encoding`` is the FileStore CSV's text encoding."""
+def source_kind(source: str, kind: str | None = None) -> str:
+    """``kind``, else what ``source`` is by its name or first bytes: filestore, sqlite, mysql or export."""
     if kind is None:
         suffix = Path(source).suffix.lower()
         kind = ("mysql" if source.startswith("mysql://") else "filestore" if suffix == ".csv"
@@ -238,6 +292,14 @@ def open_source(source: str, kind: str | None = None, table: str = "oauthtoken",
                 else sniff(Path(source)))
         if kind is None:
             raise SourceError(f"cannot tell what {source} is: give --from filestore|sqlite|mysql|export")
+    return kind
+
+
+def open_source(source: str, kind: str | None = None, table: str = "oauthtoken",
+                encoding: str = "utf-8") -> Iterator[Row]:
+    """Rows from ``source``; ``kind`` is filestore, sqlite, mysql or export, else guessed.
+    ``encoding`` is the FileStore CSV's text encoding."""
+    kind = source_kind(source, kind)
     if kind == "mysql":
         return read_mysql(source)
     path = Path(source)
@@ -262,42 +324,71 @@ def dry_run_conflict(store: MongoTokenStore, fields: dict[str, Any], own: str | 
     return store.call("check for conflicts", lambda: store.conflict(fields, own))
 
 
-def import_rows(store: MongoTokenStore, rows: Iterable[Row], dry_run: bool = False) -> Report:
+def import_rows(store: MongoTokenStore, rows: Iterable[Row], dry_run: bool = False, who: str | None = None,
+                source: str = "an import") -> Report:
     """Save each row through ``store.restore_token``; a stored token equal to the row is skipped. A dry
-    run reads only, and applies the same matching and conflict rules, also between its own rows."""
+    run reads only, and applies the same matching and conflict rules, also between its own rows.
+    Each token inserted or updated gets an "imported" event in its history (by ``who``, from
+    ``source``: a kind, never a URL), written a batch at a time; a failed event write is a warning."""
     report = Report()
     claimed: dict[tuple[str, str], str] = {}  # (field, value) -> id, for the rows a dry run would write
-    for row in rows:
-        if row.error is not None or row.record is None:
-            report.rejected.append((row.line, row.error or "empty row"))
-            continue
-        try:
-            token = record_to_token(row.record)
-            fields = token_fields(token)
-            stored = store.find_document(token)
-            if stored is not None and all(stored.get(key) == value for key, value in fields.items()):
-                report.skipped += 1
+    pending: list[dict[str, Any]] = []
+    actor = who or events.sdk_actor()
+
+    def flush() -> None:
+        if pending and store.events is not None:
+            events.record_quietly(store.events, pending, store.socket_timeout)
+        pending.clear()
+
+    try:
+        for row in rows:
+            if row.error is not None or row.record is None:
+                report.rejected.append((row.line, row.error or "empty row"))
+                if row.id is not None:
+                    report.rejected_ids[row.line] = row.id
                 continue
-            if dry_run:
-                own = (stored or {}).get("_id") or fields.get("_id")
-                clash = dry_run_conflict(store, fields, own, claimed)
-                if clash is not None:
-                    report.rejected.append((row.line, f"could not save the token: another stored token ({clash[0]}) "
-                                                      f"already has this {clash[1]}"))
+            named = row.record.get("id")
+            if isinstance(named, str) and named:
+                report.rejected_ids[row.line] = named  # (kept only if the row is rejected below)
+            try:
+                token = record_to_token(row.record)
+                fields = token_fields(token)
+                stored = store.find_document(token)
+                if stored is not None and all(stored.get(key) == value for key, value in fields.items()):
+                    report.skipped += 1
+                    report.rejected_ids.pop(row.line, None)
                     continue
-                for key in ("user_name", "refresh_token"):
-                    if key in fields:
-                        claimed[(key, fields[key])] = own or f"line {row.line}"
+                if dry_run:
+                    own = (stored or {}).get("_id") or fields.get("_id")
+                    clash = dry_run_conflict(store, fields, own, claimed)
+                    if clash is not None:
+                        report.rejected.append((row.line, f"could not save the token: another stored token "
+                                                          f"({clash[0]}) already has this {clash[1]}"))
+                        continue
+                    for key in ("user_name", "refresh_token"):
+                        if key in fields:
+                            claimed[(key, fields[key])] = own or f"line {row.line}"
+                else:
+                    store.restore_token(token)
+            except (SDKException, ValueError) as error:
+                cause = getattr(error, "cause", None)
+                if isinstance(cause, PyMongoError) and not isinstance(cause, OperationFailure):
+                    raise  # the server is gone: stop, rather than reject every remaining row
+                report.rejected.append((row.line, sentence(error)))
+                continue
+            report.rejected_ids.pop(row.line, None)
+            if stored is None:
+                report.inserted += 1
             else:
-                store.restore_token(token)
-        except (SDKException, ValueError) as error:
-            cause = getattr(error, "cause", None)
-            if isinstance(cause, PyMongoError) and not isinstance(cause, OperationFailure):
-                raise  # the server is gone: stop, rather than reject every remaining row
-            report.rejected.append((row.line, sentence(error)))
-            continue
-        if stored is None:
-            report.inserted += 1
-        else:
-            report.updated += 1
+                report.updated += 1
+            if not dry_run and token.get_id():
+                report.imported.append(token.get_id())
+                name = fields.get("user_name")
+                pending.append(events.entry(token.get_id(), name if isinstance(name, str) else None, "imported",
+                                            f"imported from {source} ({'inserted' if stored is None else 'updated'})",
+                                            actor))
+                if len(pending) >= 1000:
+                    flush()
+    finally:
+        flush()  # what was imported before a failure is in the history too
     return report

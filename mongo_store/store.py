@@ -31,6 +31,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from . import events as token_events
 from .connection import check_names, open_client, resolve_uri
 from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
 from .errors import PLAIN_BESIDE_SEALED, UnknownToken, conflict_field, raise_store_error, redact, sentence, store_error
@@ -100,6 +101,8 @@ class MongoTokenStore(TokenStore):
         refresh_backoff_max: float = 300.0,
         encryption_key: str | bytes | None = None,
         old_encryption_keys: Sequence[str | bytes] | None = None,
+        record_events: bool = True,
+        events_collection: str | None = None,
     ) -> None:
         """Connect by ``uri`` (else ``MONGODB_URI``) or use ``client``, which the store never closes.
 
@@ -114,6 +117,9 @@ class MongoTokenStore(TokenStore):
         ``refresh_backoff`` seconds, doubling after each failure up to ``refresh_backoff_max``.
         ``encryption_key`` (else ``ZOHO_MONGO_ENCRYPTION_KEY``) turns on encryption at rest;
         ``old_encryption_keys`` (else ``ZOHO_MONGO_OLD_ENCRYPTION_KEYS``) still open during a rotation.
+        ``record_events`` writes each token's history (``events.py``: a refresh, a failed refresh, a
+        delete) to ``events_collection`` (else ``ZOHO_EVENTS_COLLECTION`` or ``token_events``), one
+        insert beside those saves only; a failed insert is a warning, never a failed save.
         """
         for name, value in (("server_selection_timeout", server_selection_timeout), ("socket_timeout", socket_timeout),
                             ("failover_wait", failover_wait), ("refresh_wait", refresh_wait),
@@ -161,6 +167,17 @@ class MongoTokenStore(TokenStore):
         self.validated: bool | None = None
         """With a key on a real server: whether the collection has the validator (``prepare``)."""
         self._lock = threading.Lock()
+        self.events: Any = None
+        """The token history's collection (``events.py``), or None with ``record_events=False``."""
+        self._events_retention = token_events.RETENTION_DAYS
+        if record_events:
+            name = check_names(database, events_collection or token_events.collection_name())[1]
+            self.events = client[database][name].with_options(write_concern=write_concern)
+            if create_indexes:
+                try:
+                    self._events_retention = token_events.retention()
+                except ValueError as error:
+                    raise store_error(str(error)) from None
 
     # -- TokenStore -------------------------------------------------------------------------
 
@@ -216,6 +233,8 @@ class MongoTokenStore(TokenStore):
             adopt(token, document)
         else:
             fill_token(token, document)
+            if not restore and fields.keys() >= _REFRESHED:  # a new access token: a refresh or a grant exchange
+                self.record_event(document, "refreshed", _refreshed_detail(document, rules.new_login))
         log.debug("saved token %s", document["_id"])
 
     def find_token_by_id(self, id: str) -> OAuthToken:
@@ -243,15 +262,18 @@ class MongoTokenStore(TokenStore):
         token_id = check_text("id", id, required=True)
         attempts = 0
 
-        def delete() -> bool:
+        def delete() -> dict[str, Any] | None:
             nonlocal attempts
             attempts += 1
+            # One round trip that also names the person, for the history.
+            gone = self._tokens().find_one_and_delete({"_id": token_id}, projection={"user_name": True})
             # Nothing to delete on a later attempt: an earlier one whose answer was lost did it.
-            return bool(self._tokens().delete_one({"_id": token_id}).deleted_count) or attempts > 1
+            return gone if gone is not None or attempts == 1 else {"_id": token_id}
 
         deleted = self.call("delete the token", delete, write=True, unknown_outcome=_TRY_AGAIN)
         if not deleted:
             raise store_error(f"no stored token has id {token_id!r}")
+        self.record_event(deleted, "deleted", "deleted by the application (the SDK's delete_token: a logout)")
         log.debug("deleted token %s", token_id)
 
     def delete_tokens(self) -> None:
@@ -339,6 +361,8 @@ class MongoTokenStore(TokenStore):
             with self._lock:
                 if not self._indexes_ready:
                     ensure_indexes(self.collection)
+                    if self.events is not None:
+                        token_events.keep_events(self.events, self._events_retention)
                     if self.cipher is not None and self._server_validates:
                         self.validated = self._require_sealed()
                     self._indexes_ready = True
@@ -525,17 +549,30 @@ class MongoTokenStore(TokenStore):
         """The token handed to the SDK; when this caller holds the refresh lease, a refresh that
         fails is recorded at once (``lease.record_failure``), so nobody waits for the lease to lapse."""
         if lease is not None:
-            watch(token, lambda: self._record_failure(document, lease))
+            watch(token, lambda error: self._record_failure(document, lease, error))
         return token
 
-    def _record_failure(self, document: dict[str, Any], lease: datetime) -> None:
+    def _record_failure(self, document: dict[str, Any], lease: datetime, error: BaseException | None = None) -> None:
         try:
-            self.call("record the failed refresh", lambda: record_failure(self._tokens(), document, lease, self.backoff),
-                      write=True)
-        except SDKException as error:  # the lease lapses by itself, and then counts as failed
-            log.warning("could not record the failed refresh of %s: %s", document["_id"], sentence(error))
+            recorded = self.call("record the failed refresh",
+                                 lambda: record_failure(self._tokens(), document, lease, self.backoff), write=True)
+        except SDKException as failure:  # the lease lapses by itself, and then counts as failed
+            log.warning("could not record the failed refresh of %s: %s", document["_id"], sentence(failure))
         else:
             log.info("the refresh of token %s failed; callers back off", document["_id"])
+            if recorded:
+                self.record_event(document, "refresh-failed", failed_refresh_detail(error))
+
+    def record_event(self, document: dict[str, Any], event: str, detail: str, who: str | None = None) -> bool:
+        """Add an event to the token's history (``events.py``; ``document`` gives its id and user name),
+        bounded by ``socket_timeout`` and never raising: a failure is one warning. ``who`` defaults to
+        this process (``events.sdk_actor``). False when it was not written (or events are off)."""
+        if self.events is None:
+            return False
+        name = document.get("user_name")
+        item = token_events.entry(document["_id"], name if isinstance(name, str) else None, event, detail,
+                                  who or token_events.sdk_actor())
+        return token_events.record_quietly(self.events, [item], self.socket_timeout)
 
 
 @dataclass(frozen=True)
@@ -544,3 +581,25 @@ class _Rules:
 
     by_id: bool
     new_login: bool
+
+
+def _refreshed_detail(document: dict[str, Any], new_login: bool) -> str:
+    """What a refreshing save stored, in words (dates only, never a value)."""
+    expiry = document.get("expiry_time")
+    until = f", valid until {expiry.strftime('%Y-%m-%dT%H:%M:%SZ')}" if isinstance(expiry, datetime) else ""
+    return ("new login (a new refresh token)" if new_login else "new access token") + until
+
+
+def failed_refresh_detail(error: BaseException | None) -> str:
+    """Why a refresh failed, for the history: Zoho's error code when it answered with one (the
+    SDK's ``INVALID TOKEN ERROR`` carries it as its message), else the kind of failure."""
+    if error is None:
+        return "the refresh failed"
+    if isinstance(error, SDKException):
+        code = token_events.zoho_code(getattr(error, "error_message", None))
+        if code is not None and getattr(error, "code", None) == "INVALID TOKEN ERROR":
+            return f"Zoho refused the refresh ({code})"
+        cause = getattr(error, "cause", None)
+        if cause is not None:
+            return f"the call to Zoho failed ({type(cause).__name__})"
+    return f"the refresh failed ({type(error).__name__})"

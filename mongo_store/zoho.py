@@ -30,6 +30,7 @@ from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from . import admin
 from .errors import sentence
+from .events import zoho_code
 from .lease import RefreshFailing, needs_refresh, record_failure, take, utcnow
 from .mapping import (
     CHECK_ERROR_FIELD,
@@ -328,8 +329,12 @@ def _refresh(store: MongoTokenStore, document: dict[str, Any], opened: dict[str,
         code = body.get("error")
         if held is not None:  # refused, as an SDK worker's refresh would be: recorded, and backed off
             taken = held
-            store.call("record the failed refresh",
-                       lambda: record_failure(store.collection, taken, taken[LEASE_FIELD], store.backoff), write=True)
+            recorded = store.call("record the failed refresh",
+                                  lambda: record_failure(store.collection, taken, taken[LEASE_FIELD], store.backoff),
+                                  write=True)
+            if recorded:
+                store.record_event(taken, "refresh-failed", f"Zoho refused the refresh "
+                                   f"({zoho_code(code) or f'HTTP {reply.status}'}), during a check")
         raise _Answered(code if isinstance(code, str) and code else f"HTTP {reply.status}")
     seconds = body.get("expires_in")
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 ** 9:

@@ -12,6 +12,7 @@ from tokens import full, oauth, secret, snapshot, values
 from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 
 from mongo_store import MongoTokenStore
+from mongo_store.masking import mask
 from mongo_store.migrate import FILESTORE_COLUMNS, SourceError, import_rows, open_source
 
 HEADER_10 = ",".join(FILESTORE_COLUMNS)
@@ -211,3 +212,57 @@ def test_the_filestore_file_is_recognised_by_its_content(store: MongoTokenStore,
     odd.write_text("hello\n")
     with pytest.raises(SourceError, match="cannot tell"):
         open_source(str(odd))
+
+
+def test_many_rejections_are_summarized_by_reason(store: MongoTokenStore, tmp_path: Path) -> None:
+    """A masked export of 295 tokens is one line, with its count and a few example lines and ids;
+    each row's own line only when asked (``--verbose``)."""
+    path = tmp_path / "masked.jsonl"
+    lines = [json.dumps({"id": f"tok{n:03d}", "user_name": f"u{n}@example.com:1", "refresh_token": mask(secret("r")),
+                         "client_id": "c", "client_secret": "••••"}) for n in range(295)]
+    path.write_text("\n".join([*lines, "{broken", "[1]", "{also broken"]) + "\n")
+    report = import_rows(store, open_source(str(path)))
+    assert len(report.rejected) == 298 and report.inserted == 0
+    masked, broken, not_object = report.reasons()
+    assert masked.describe() == ("rejected 295 lines: secrets are masked: export again with --include-secrets "
+                                 "(lines 1, 2, 3, …; ids tok000, tok001, tok002, …)")
+    assert broken.describe().startswith("rejected 2 lines: not JSON (") and "(lines 296, 298)" in broken.describe()
+    assert not_object.describe() == "rejected line 297: not a JSON object"  # alone: as each row was shown
+    assert report.reason_counts()[0] == {"reason": "secrets are masked: export again with --include-secrets",
+                                         "rows": 295}
+
+
+def test_conflicts_with_different_tokens_are_one_reason(store: MongoTokenStore, tmp_path: Path) -> None:
+    held = [full(f"held{n}@example.com:1") for n in range(4)]
+    for token in held:
+        store.save_token(token)
+    path = tmp_path / "tokens.jsonl"
+    path.write_text("".join(json.dumps({"id": f"new{n}", "user_name": f"held{n}@example.com:1",
+                                        "refresh_token": secret("r"), "client_id": "c", "client_secret": "s"}) + "\n"
+                            for n in range(4)))
+    report = import_rows(store, open_source(str(path)))
+    [group] = report.reasons()
+    assert group.describe() == ("rejected 4 lines: could not save the token: another stored token already has this "
+                                "user_name (lines 1, 2, 3, …; ids new0, new1, new2, …)")
+    assert report.rejected[0][1].endswith(f"({held[0].get_id()}) already has this user_name")
+
+
+def test_the_cli_prints_the_summary_and_each_row_only_with_verbose(store: MongoTokenStore, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from mongo_store import cli
+
+    path = tmp_path / "masked.jsonl"
+    path.write_text("".join(json.dumps({"id": f"t{n}", "refresh_token": mask(secret("r")), "client_id": "c"}) + "\n"
+                            for n in range(40)))
+    monkeypatch.setenv("MONGODB_URI", "mongomock://")
+    out = io.StringIO()
+    assert cli.main(["import", str(path), "--dry-run"], out=out) == 1
+    assert out.getvalue().splitlines() == [
+        "rejected 40 lines: secrets are masked: export again with --include-secrets (lines 1, 2, 3, …; ids t0, t1, t2, …)",
+        "would insert 0, would update 0, skipped 0, rejected 40 (dry run: nothing written)"]
+    out = io.StringIO()
+    assert cli.main(["import", str(path), "--dry-run", "--verbose"], out=out) == 1
+    shown = out.getvalue().splitlines()
+    assert len(shown) == 41 and shown[0] == "rejected line 1: secrets are masked: export again with --include-secrets"

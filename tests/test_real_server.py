@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,10 +28,13 @@ INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN"
 class Recorder(monitoring.CommandListener):
     def __init__(self) -> None:
         self.commands: list[dict[str, Any]] = []
+        self.inserts: list[dict[str, Any]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name in EXPLAINABLE:
             self.commands.append({k: v for k, v in event.command.items() if k not in SESSION_FIELDS})
+        elif event.command_name == "insert":  # the token history's events: nothing to explain
+            self.inserts.append(dict(event.command))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -102,7 +106,14 @@ def test_every_query_shape_uses_an_index(mongo_uri: str, database_name: str) -> 
         store.delete_tokens()
 
         shapes = [command for command in recorder.commands if not scans_everything(command)]
-        assert {command_name(c) for c in shapes} == {"find", "findAndModify", "update", "delete"}
+        # delete_token is a findAndModify too: it names the person for the history in the same trip.
+        assert {command_name(c) for c in shapes} == {"find", "findAndModify", "update"}
+        # The store inserts only events: one per save that stored an access token, one per failed
+        # refresh and one per delete_token.
+        assert {insert["insert"] for insert in recorder.inserts} == {"token_events"}
+        kinds = Counter(document["event"] for insert in recorder.inserts for document in insert["documents"])
+        assert kinds["refresh-failed"] == 1 and kinds["deleted"] == 1 and kinds["refreshed"] >= 50
+        assert set(kinds) == {"refreshed", "refresh-failed", "deleted"}
         assert len(shapes) >= 15
         for command in shapes:
             plan = client[database_name].command({"explain": command, "verbosity": "queryPlanner"})

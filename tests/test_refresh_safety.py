@@ -101,7 +101,14 @@ def test_the_guard_is_inside_the_write_and_holds_under_racing_saves(mongo_uri: s
         store.save_token(base)
         counter.names.clear()
         store.save_token(refreshed(base, "one-command", NOW_MS + 1))
-        assert counter.names == ["findAndModify"]  # no read before the write
+        # No read before the write; a refreshing save adds its event to the token's history.
+        assert counter.names == ["findAndModify", "insert"]
+        assert [event["event"] for event in store.events.find({"token_id": base.get_id()})] == ["refreshed"] * 2
+        counter.names.clear()
+        unchanged = OAuthToken(id=base.get_id())  # a save that stores no access token: nothing else
+        unchanged.set_api_domain("https://www.zohoapis.com")
+        store.save_token(unchanged)
+        assert counter.names == ["findAndModify"]
 
         expiries = random.Random(5).sample(range(NOW_MS + HOUR, NOW_MS + 2 * HOUR), 64)
         start = threading.Barrier(16)

@@ -15,7 +15,7 @@ from pymongo import DESCENDING
 from pymongo.collection import Collection
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .. import admin, cleanup
+from .. import admin, cleanup, events, history
 from ..errors import store_error
 from ..indexes import ensure_indexes
 from ..lease import utcnow
@@ -25,7 +25,7 @@ from ..store import MongoTokenStore
 from ..zoho import AlreadyRevoked, Checked, ZohoError
 from ..zoho import check as check_at_zoho
 from ..zoho import revoke as revoke_at_zoho
-from .settings import Settings
+from .settings import SettingError, Settings, parse_days, setting
 
 ACTIVITY_BIN = timedelta(hours=6)
 ACTIVITY_SPAN = timedelta(days=7)
@@ -36,6 +36,13 @@ class Connection:
     store: MongoTokenStore
     audit: Collection
     backend: str
+    events: Collection = None  # type: ignore[assignment]
+    """The token history (``events.py``); by default the store's."""
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            self.events = self.store.events if self.store.events is not None else \
+                self.store.collection.database[events.collection_name()]
 
     @property
     def tokens(self) -> Collection:
@@ -44,9 +51,15 @@ class Connection:
 
 def connect(settings: Settings) -> Connection:
     """Open the store and check the server answers; fails with a clear SDKException, fast."""
+    try:  # (Settings holds the dashboard's own settings; the history's are the store's)
+        events_retention = parse_days(events.RETENTION_ENV, setting(events.RETENTION_ENV, "events_retention_days")) \
+            or events.RETENTION_DAYS
+    except SettingError as error:
+        raise store_error(str(error)) from None
     store = MongoTokenStore(settings.uri, database=settings.database, collection=settings.collection,
                             server_selection_timeout=min(3.0, settings.failover_wait),
-                            failover_wait=settings.failover_wait, create_indexes=False)
+                            failover_wait=settings.failover_wait, create_indexes=False,
+                            events_collection=setting(events.COLLECTION_ENV, "events_collection"))
     audit = store.collection.database[settings.audit_collection]
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()
@@ -54,6 +67,7 @@ def connect(settings: Settings) -> Connection:
         def prepare() -> None:
             ensure_indexes(store.collection)
             admin.keep_audit(audit, settings.audit_retention_days)
+            events.keep_events(store.events, events_retention)
 
         store.call("create the indexes", prepare)
     backend = "mongomock (in-memory, not MongoDB)" if info.get("sysInfo") == "Mock" else f"MongoDB {info['version']}"
@@ -127,7 +141,8 @@ def check(connection: Connection, token_id: str, who: str, accounts_url: str | N
     the token and in the audit log."""
     result = check_at_zoho(connection.store, token_id, accounts_url)
     connection.store.call("record the check in the audit log",
-                          lambda: admin.audited_check(connection.audit, who, {result.token_id: result.result}))
+                          lambda: admin.audited_check(connection.audit, who, {result.token_id: result.result},
+                                                      connection.events, {result.token_id: result.user_name}))
     return result
 
 
@@ -139,7 +154,7 @@ def revoke(connection: Connection, token_id: str, who: str, accounts_url: str | 
     store = connection.store
     host, _ = admin.audited_revoke(connection.tokens, connection.audit, token_id, who,
                                    lambda: revoke_at_zoho(store, token_id, accounts_url),
-                                   (ZohoError, SDKException), store.guard)
+                                   (ZohoError, SDKException), store.guard, events=connection.events)
     return host
 
 
@@ -155,6 +170,8 @@ def cleanup_run(connection: Connection, policy: cleanup.Policy, who: str, accoun
     steps = cleanup.Steps(
         revoke=lambda token_id: revoke_at_zoho(store, token_id, accounts_url), refused=(ZohoError, SDKException),
         already=AlreadyRevoked, database=lambda action, work: store.call(action, work),
+        event=lambda token_id, name, kind, detail: events.record_quietly(
+            connection.events, [events.entry(token_id, name, kind, detail, who)], store.socket_timeout),
         audit=lambda entry: store.call("record the cleanup in the audit log",
                                        lambda: connection.audit.insert_one({"at": utcnow(), "who": who, **entry})))
     return cleanup.run(connection.tokens, policy, steps)
@@ -197,7 +214,8 @@ def delete(connection: Connection, ids: list[str], who: str, action: str = "dele
     if not ids:
         raise store_error("no token selected")
     with connection.store.guard("delete the tokens"):
-        return admin.audited_delete(connection.tokens, connection.audit, ids, who, action=action, scope=scope)
+        return admin.audited_delete(connection.tokens, connection.audit, ids, who, action=action, scope=scope,
+                                    events=connection.events)
 
 
 def delete_matching(connection: Connection, ids: list[str], who: str, typed_name: str, expected: str,
@@ -219,3 +237,33 @@ def delete_all(connection: Connection, who: str, typed_name: str, expected: str)
 def audit_entries(connection: Connection, limit: int = 200) -> list[dict[str, Any]]:
     return connection.store.call("read the audit log", lambda: list(
         connection.audit.find({}, {"_id": False}).sort("at", DESCENDING).limit(limit)))
+
+
+# -- the token history and the audit search (events.py, history.py) ------------------------------
+
+def token_history(connection: Connection, token_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The token's latest events, newest first (``{at, token_id, user_name, event, detail, who}``;
+    never a secret), also after the token was deleted, until they expire."""
+    token_id = check_text("id", token_id, required=True)
+    if not 1 <= limit <= 10_000:
+        raise ValueError("a history holds 1 to 10,000 events")
+    return connection.store.call("read the token's history", lambda: events.for_token(connection.events, token_id, limit))
+
+
+def event_activity(connection: Connection, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per 6 hours over the last 7 days, how many events of each kind (``events.activity``): the
+    activity chart, counting every refresh rather than each token's latest."""
+    when = now or utcnow()
+    return connection.store.call("count the events", lambda: events.activity(connection.events, when))
+
+
+def audit_search(connection: Connection, actor: str | None = None, token: str | None = None,
+                 cursor: str | None = None, go: str = "first",
+                 size: int = 50) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """One page of the audit log, newest first, by actor (a prefix of who, any case) and token (an
+    id, or a user name prefix): (entries without ``_id``, next (older) cursor, previous (newer)
+    cursor), as ``history.audit_page``. A malformed cursor or search raises ValueError (one sentence)."""
+    history.check_request(actor, token, size, cursor, go)
+    entries, older, newer = connection.store.call("search the audit log", lambda: history.audit_page(
+        connection.audit, actor=actor, token=token, size=size, cursor=cursor, go=go))
+    return [{key: value for key, value in entry.items() if key != "_id"} for entry in entries], older, newer

@@ -1,0 +1,144 @@
+"""The audit log, searchable and pageable at any depth.
+
+Search by actor (a case-insensitive prefix of ``who``) and by token (its id, or a case-insensitive
+prefix of a user name the entry names); pages are keyset ranges on (``at``, ``_id``), newest first,
+so page 500 costs what page 1 costs. Every query runs on an index (``audit_indexes``): no
+collection scan. This module imports no SDK.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.collection import Collection
+
+GOES = ("first", "next", "previous", "last")
+MAX_SIZE = 1000
+MAX_TEXT = 200
+AUDIT_INDEXES = [
+    IndexModel([("at", DESCENDING), ("_id", DESCENDING)], name="at_id"),
+    IndexModel([("who", ASCENDING), ("at", DESCENDING)], name="who_at"),
+    IndexModel([("ids", ASCENDING), ("at", DESCENDING)], name="ids_at"),
+    IndexModel([("user_names", ASCENDING), ("at", DESCENDING)], name="user_names_at"),
+]
+"""The keyset order, and one index per searched field (``ids`` and ``user_names`` are arrays:
+multikey). The TTL index on ``at`` alone is ``admin.keep_audit``'s."""
+
+_NEWEST = [("at", DESCENDING), ("_id", DESCENDING)]
+_OLDEST = [("at", ASCENDING), ("_id", ASCENDING)]
+
+
+def audit_indexes(audit: Collection) -> list[str]:
+    """Create the search and paging indexes (idempotent); run wherever ``admin.keep_audit`` runs."""
+    return audit.create_indexes(AUDIT_INDEXES)
+
+
+def _prefix(text: str) -> dict[str, Any]:
+    """A case-insensitive prefix: an anchored regex, which the server answers from the field's index."""
+    return {"$regex": "^" + re.escape(text), "$options": "i"}
+
+
+def _clean(name: str, text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > MAX_TEXT or any(not character.isprintable() for character in text):
+        raise ValueError(f"the {name} search must be printable text of at most {MAX_TEXT} characters")
+    return text
+
+
+def audit_filter(actor: str | None = None, token: str | None = None) -> dict[str, Any]:
+    """The entries by an actor whose name starts with ``actor`` (any case) that name the token
+    ``token`` (its exact id, or a user name starting with it, any case)."""
+    clauses: list[dict[str, Any]] = []
+    actor, token = _clean("actor", actor), _clean("token", token)
+    if actor:
+        clauses.append({"who": _prefix(actor)})
+    if token:
+        clauses.append({"$or": [{"ids": token}, {"user_names": _prefix(token)}]})
+    return {"$and": clauses} if len(clauses) > 1 else (clauses[0] if clauses else {})
+
+
+def encode_cursor(entry: dict[str, Any]) -> str:
+    """A URL-safe cursor for an entry's place in the order (its ``at`` and ``_id``)."""
+    at = entry.get("at")
+    if not isinstance(at, datetime):
+        raise ValueError("an audit entry without a date has no place in the order")
+    at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    key = entry["_id"]
+    raw = json.dumps({"at": round(at.timestamp() * 1000), "id": str(key), "oid": isinstance(key, ObjectId)},
+                     separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, Any]:
+    """(at, _id) from ``encode_cursor``; anything else raises ValueError with one sentence."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at = datetime.fromtimestamp(int(raw["at"]) / 1000, timezone.utc).replace(tzinfo=None)
+        key = ObjectId(raw["id"]) if raw.get("oid") else str(raw["id"])
+    except (binascii.Error, ValueError, TypeError, KeyError, InvalidId, OverflowError, OSError, AttributeError):
+        raise ValueError("the page cursor is not one this audit log gave out: start again from the first page") from None
+    return at, key
+
+
+def _beyond(cursor: str, older: bool) -> dict[str, Any]:
+    at, key = decode_cursor(cursor)
+    op = "$lt" if older else "$gt"
+    return {"$or": [{"at": {op: at}}, {"at": at, "_id": {op: key}}]}
+
+
+def _both(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    return {"$and": [first, second]} if first else second
+
+
+def check_request(actor: str | None, token: str | None, size: int, cursor: str | None, go: str) -> dict[str, Any]:
+    """The filter of a page request, once it is known to be sound: else ValueError, one sentence
+    (before any database call, so a caller can tell a bad request from a failing server)."""
+    if go not in GOES:
+        raise ValueError(f"go must be one of {', '.join(GOES)}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
+        raise ValueError(f"a page holds 1 to {MAX_SIZE} entries")
+    if go in ("next", "previous"):
+        if not cursor:
+            raise ValueError(f"going to the {go} page needs the cursor of the page before")
+        decode_cursor(cursor)
+    return audit_filter(actor, token)
+
+
+def audit_page(audit: Collection, *, actor: str | None = None, token: str | None = None, size: int = 50,
+               cursor: str | None = None, go: str = "first") -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """One page of audit entries, newest first: (entries, the cursor for the next (older) page or
+    None, the cursor for the previous (newer) page or None). ``go``: ``first``, ``next`` (with
+    the next cursor), ``previous`` (with the previous cursor), ``last``. Each page is one keyset
+    range (plus one indexed lookup for a neighbour), whatever its depth."""
+    where = check_request(actor, token, size, cursor, go)
+    if go in ("first", "next"):
+        query = where if go == "first" else _both(where, _beyond(cursor or "", older=True))
+        found = list(audit.find(query).sort(_NEWEST).limit(size + 1))
+        entries, more = found[:size], len(found) > size
+        older = encode_cursor(entries[-1]) if more else None
+        newer = None
+        if go == "next" and entries and audit.find_one(_both(where, _beyond(encode_cursor(entries[0]), older=False)),
+                                                      {"_id": True}, sort=_OLDEST) is not None:
+            newer = encode_cursor(entries[0])
+        return entries, older, newer
+    query = where if go == "last" else _both(where, _beyond(cursor or "", older=False))
+    found = list(audit.find(query).sort(_OLDEST).limit(size + 1))
+    entries, more = list(reversed(found[:size])), len(found) > size
+    newer = encode_cursor(entries[0]) if more else None
+    older = None
+    if go == "previous" and entries and audit.find_one(_both(where, _beyond(encode_cursor(entries[-1]), older=True)),
+                                                      {"_id": True}, sort=_NEWEST) is not None:
+        older = encode_cursor(entries[-1])
+    return entries, older, newer
