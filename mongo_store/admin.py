@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -21,6 +20,7 @@ from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
+from . import datacenters
 from .errors import sentence
 from .events import entry as event_entry
 from .events import record_quietly
@@ -38,6 +38,7 @@ from .mapping import (
     check_text,
 )
 from .masking import ago, utc_naive
+from .search import describe, search_filter
 
 log = logging.getLogger("mongo_store")
 
@@ -46,25 +47,25 @@ LIST_FIELDS = {"_id": True, "user_name": True, "client_id": True, "api_domain": 
                "updated_at": True, "access_token": True, "refresh_token": True, "grant_token": True,
                REFRESHED_FIELD: True, LEASE_FIELD: True, FAILURES_FIELD: True, FAILED_AT_FIELD: True,
                RETRY_FIELD: True, CHECK_ERROR_FIELD: True, ISSUED_FIELD: True}
-SEARCH_FIELDS = ("user_name", "client_id", "_id")
 COUNT_CAP = 10_000
 """A page's match count stops here ("10,000+"): counting a million matches takes seconds."""
 
 
-DATA_CENTERS = {name: f"https://www.zohoapis.{name}" for name in ("com", "eu", "in", "com.au", "jp", "ca",
-                                                                  "com.cn", "sa")}
-"""Zoho's data centers as operators name them, and the api_domain each one's tokens carry."""
-_ALIASES = {"us": "com", "au": "com.au", "cn": "com.cn"}
+DATA_CENTERS = datacenters.DOMAINS
+"""Zoho's data centers by their one name (``datacenters.py``), and the api_domain each one's tokens carry."""
 
 
 def data_center(text: str) -> str:
-    """The api_domain for a data center given as ``eu``, ``com.au``, ``www.zohoapis.eu`` or the URL."""
-    name = text.strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
-    name = name.removeprefix("www.").removeprefix("zohoapis.")
-    name = _ALIASES.get(name, name)
-    if name not in DATA_CENTERS:
+    """The api_domain for a data center given as ``EU``, ``eu``, ``com.au``, ``www.zohoapis.eu`` or the URL."""
+    found = datacenters.known(text)
+    if found is None:
         raise ValueError(f"{text!r} is no Zoho data center; use one of {', '.join(DATA_CENTERS)} (or its URL)")
-    return DATA_CENTERS[name]
+    return DATA_CENTERS[found]
+
+
+def describe_search(text: str) -> str:
+    """A sentence saying what a search looked at (for an empty result)."""
+    return describe(text)
 
 
 def status_filter(status: str, now: datetime) -> dict[str, Any]:
@@ -234,24 +235,23 @@ SORTS = {"user": "user_name", "expiry": "expiry_time", "refreshed": REFRESHED_FI
 
 @dataclass(frozen=True)
 class Query:
-    """What an operator asked to see. ``search`` is a prefix of a user name, client id or token id;
-    ``sort`` one of ``SORTS`` (else the field the filter narrows)."""
+    """What an operator asked to see. ``search``: one text, the start of a user name's e-mail, its
+    domain or its org id (any case), or of a token id (``search.py``); ``sort`` one of ``SORTS``
+    (else the field the filter narrows)."""
 
     search: str | None = None
-    search_in: str = "user_name"
     status: str | None = None
     api_domain: str | None = None
     descending: bool = False
     health: str | None = None
     sort: str | None = None
 
-    def to_filter(self, now: datetime) -> dict[str, Any]:
+    def to_filter(self, now: datetime, *, ids_only: bool = False) -> dict[str, Any]:
+        """The server-side filter. ``ids_only``: for the tokens without a user name, which have no
+        search keys, so a search can match only their id (``paging.py`` lists them apart)."""
         clauses: list[dict[str, Any]] = []
-        if self.search:
-            if self.search_in not in SEARCH_FIELDS:
-                raise ValueError(f"search_in must be one of {', '.join(SEARCH_FIELDS)}")
-            text = check_text("search", self.search, required=True)
-            clauses.append({self.search_in: {"$regex": "^" + re.escape(text)}})  # anchored: an index range
+        if self.search and self.search.strip():
+            clauses.append(search_filter(self.search, ids_only=ids_only))  # anchored regexes: index ranges
         if self.status:
             clauses.append(status_filter(self.status, now))
         if self.health == ATTENTION:
@@ -263,13 +263,14 @@ class Query:
         return {"$and": clauses} if len(clauses) > 1 else (clauses[0] if clauses else {})
 
     def sort_key(self) -> str:
-        """The asked order, else the field the filter narrows, so one index serves both."""
+        """The asked order, else the field the filter narrows, so one index serves both (people,
+        by user name, for a search). Ties are broken by id (``paging.py``)."""
         if self.sort is not None:
             if self.sort not in SORTS:
                 raise ValueError(f"unknown sort {self.sort!r}; choose from {', '.join(SORTS)}")
             return SORTS[self.sort]
-        if self.search:
-            return self.search_in
+        if self.search and self.search.strip():
+            return "user_name"
         if self.status:
             return "expiry_time"
         return "api_domain" if self.api_domain else "_id"
@@ -277,29 +278,25 @@ class Query:
 
 def page(collection: Collection, query: Query, number: int = 1, size: int = 50,
          now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
-    """One page of documents (no secrets beyond what ``LIST_FIELDS`` names) and the match count
-    (a filtered count stops just past ``COUNT_CAP``).
-
-    An asked sort runs on the server over every match: the tokens that have the field, in its
-    order (through its sparse index, unless the planner finds the filter's index cheaper), then
-    those without it, by id, so no token is left out."""
+    """One page by skip and limit (and the match count, capped past ``COUNT_CAP``), in the order
+    ``paging.page`` walks by keyset: kept for ``bench/admin.py``, which measures the two side by
+    side. A deep page costs as many index keys as it skips: list with ``paging.page``."""
     if number < 1 or not 1 <= size <= 1000:
         raise ValueError("page numbers start at 1 and a page holds 1 to 1000 tokens")
     where = query.to_filter(now or utcnow())
     key, skip = query.sort_key(), (number - 1) * size
     direction = DESCENDING if query.descending else ASCENDING
-    if query.sort is None:
-        # One key, so its single-field index serves the order (adding _id would sort in memory);
-        # equal keys come back in the index's stable order.
-        documents = list(collection.find(where, LIST_FIELDS).sort(key, direction).skip(skip).limit(size))
+    if key == "_id":
+        documents = list(collection.find(where, LIST_FIELDS).sort("_id", direction).skip(skip).limit(size))
     else:
-        having = _both(where, {key: {"$exists": True}})
-        documents = list(collection.find(having, LIST_FIELDS).sort(key, direction).skip(skip).limit(size))
+        having = _both(where, {key: {"$ne": None}})
+        documents = list(collection.find(having, LIST_FIELDS).sort([(key, direction), ("_id", direction)])
+                         .skip(skip).limit(size))
         if len(documents) < size:
             # Where the tokens without the field start: known from this page unless it is empty.
             before = skip + len(documents) if documents or not skip else collection.count_documents(having, limit=skip)
-            lacking = _both(where, {key: {"$exists": False}})
-            documents += list(collection.find(lacking, LIST_FIELDS).sort("_id", ASCENDING)
+            lacking = _both(where, {key: None})
+            documents += list(collection.find(lacking, LIST_FIELDS).sort([(key, ASCENDING), ("_id", ASCENDING)])
                               .skip(max(0, skip - before)).limit(size - len(documents)))
     total = collection.count_documents(where, limit=COUNT_CAP + 1) if where else collection.estimated_document_count()
     return documents, total

@@ -18,12 +18,19 @@
 - ``expiry_time_no_refresh_token`` holds the expiries of the tokens without a refresh token only
   (a partial index: ``refresh_token: null``), a few percent of them, so the unusable count fetches
   those instead of every lapsed token (``admin.health_queries``).
+- ``search_keys`` (multikey) holds each user name's lowercase search keys (``search.py``): a search
+  is a range of it, or of ``_id`` for a token id.
+- ``*_id`` pairs each sort field with ``_id``: the total order (field, id) that keyset paging
+  (``paging.py``) walks from either end; not sparse, so a token without the field (indexed as null)
+  is found in the same index, by id.
 """
 
 from __future__ import annotations
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.collection import Collection
+
+from .search import SEARCH_KEYS, backfill
 
 INDEXES = [
     IndexModel([("user_name", ASCENDING)], name="user_name_unique", unique=True, sparse=True),
@@ -42,6 +49,10 @@ INDEXES = [
     IndexModel([("updated_at", ASCENDING)], name="updated_at"),
     IndexModel([("expiry_time", ASCENDING)], name="expiry_time_no_refresh_token",
                partialFilterExpression={"refresh_token": None}),
+    # Search and keyset paging (search.py, paging.py).
+    IndexModel([(SEARCH_KEYS, ASCENDING)], name=SEARCH_KEYS, sparse=True),
+    *(IndexModel([(field, ASCENDING), ("_id", ASCENDING)], name=f"{field}_id")
+      for field in ("user_name", "expiry_time", "last_refreshed_at", "api_domain")),
     # Blind indexes, used when encryption at rest is on (mongo_store/crypto.py).
     IndexModel([("refresh_token_hmac", ASCENDING)], name="refresh_token_hmac_unique", unique=True, sparse=True),
     IndexModel([("access_token_hmac", ASCENDING)], name="access_token_hmac", sparse=True),
@@ -54,8 +65,12 @@ def ensure_indexes(collection: Collection) -> list[str]:
 
     The server refuses (IndexOptionsConflict / IndexKeySpecsConflict) when an index of the same
     name exists with other options, which surfaces as a store error rather than silent drift.
+    Then the documents written without search keys (before this version, or by a tool that
+    inserts raw documents) get them, in one server-side update (``search.backfill``).
     """
-    return collection.create_indexes(INDEXES)
+    names = collection.create_indexes(INDEXES)
+    backfill(collection)
+    return names
 
 
 def index_drift(collection: Collection) -> tuple[list[str], list[str]]:

@@ -54,6 +54,8 @@ from .mapping import (
     token_fields,
 )
 from .matching import match_filter, save_guards, stored_wins
+from .search import SEARCH_KEYS
+from .search import keys as search_keys
 from .validation import require_sealed
 
 log = logging.getLogger("mongo_store")
@@ -417,6 +419,12 @@ class MongoTokenStore(TokenStore):
                 # A save ends any refresh lease on the token, and its failures: it works again.
                 "$unset": dict.fromkeys([*CLEARED_BY_SAVE, *absent], ""),
             }
+            # The user name's search keys ride on the same write (search.py), in both paths.
+            name = values.get("user_name", fields.get("user_name"))
+            if isinstance(name, str):
+                values = values | {SEARCH_KEYS: search_keys(name)}
+            elif "user_name" in absent:
+                update["$unset"][SEARCH_KEYS] = ""
             if values:
                 update["$set"] = values
             if refresh is not None:  # Zoho keeps 20 refresh tokens per user and client: count those seen

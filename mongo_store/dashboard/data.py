@@ -15,7 +15,7 @@ from pymongo import DESCENDING
 from pymongo.collection import Collection
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .. import admin, cleanup, events, history
+from .. import admin, cleanup, events, history, paging
 from ..errors import store_error
 from ..indexes import ensure_indexes
 from ..lease import utcnow
@@ -127,6 +127,18 @@ def list_page(connection: Connection, query: admin.Query, number: int, size: int
     documents, total = connection.store.call("list the tokens",
                                              lambda: admin.page(connection.tokens, query, number, size, now))
     return [view(document, now) for document in documents], total
+
+
+def token_page(connection: Connection, query: admin.Query, size: int = 50, *, go: str = "first",
+               cursor: str | None = None, number: int = 1) -> tuple[list[dict[str, Any]], paging.Page]:
+    """One keyset page (``paging.page``: first, next, previous or last at any depth) as a person
+    sees it (``records.view``), and the page itself (count, number, cursors). A malformed cursor
+    (an edited URL) raises ValueError with one sentence, before the database is asked."""
+    now = utcnow()
+    paging.finds(query, go=go, cursor=cursor, now=now)
+    found = connection.store.call("list the tokens", lambda: paging.page(connection.tokens, query, size, go=go,
+                                                                           cursor=cursor, number=number, now=now))
+    return [view(document, now) for document in found.documents], found
 
 
 def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
