@@ -3,8 +3,8 @@ failing and unusable tokens down by, and the filter of each, so every tile opens
 
 A token falls in exactly one category, the first that holds in the order of ``admin.health_of``
 (unusable first, then a counted failure, a lapsed lease, a failed check): the categories add up to
-failing + unusable. The breakdown is one aggregation that reads only the failing and unusable
-tokens (the health filters' nearly empty indexes), never the whole collection.
+failing + unusable. The breakdown reads only the failing and unusable tokens (the health filters'
+nearly empty indexes), never the whole collection.
 """
 
 from __future__ import annotations
@@ -53,45 +53,23 @@ class ReasonQuery(admin.Query):
 
     reason: str | None = None
 
-    def to_filter(self, now: datetime) -> dict[str, Any]:
-        where = super().to_filter(now)
+    def to_filter(self, now: datetime, *, ids_only: bool = False) -> dict[str, Any]:
+        where = super().to_filter(now, ids_only=ids_only)
         if not self.reason:
             return where
         narrowed = reason_filter(self.reason, now)
         return {"$and": [where, narrowed]} if where else narrowed
 
 
-def _is_date_before(field: str, moment: datetime) -> dict[str, Any]:
-    """``{field: {"$lte": moment}}`` as an expression: only a stored date compares (as a query does)."""
-    return {"$and": [{"$eq": [{"$type": f"${field}"}, "date"]}, {"$lte": [f"${field}", moment]}]}
-
-
-def _has(field: str) -> dict[str, Any]:
-    """``{field: {"$exists": True}}`` as an expression (a stored null exists, as in a query)."""
-    return {"$ne": [{"$type": f"${field}"}, "missing"]}
-
-
-def _category(now: datetime) -> dict[str, Any]:
-    """The ``$switch`` that puts a failing or unusable token in its category, as ``reason_filter`` does."""
-    no_refresh = {"$and": [_is_date_before("expiry_time", now), {"$not": [_has("refresh_token")]}]}
-    old_grant = {"$and": [_has("grant_token"), {"$not": [_has("refresh_token")]}, {"$not": [_has("access_token")]},
-                          _is_date_before("updated_at", now - admin.GRANT_LIFETIME)]}
-    return {"$switch": {"branches": [
-        {"case": no_refresh, "then": "no-refresh-token"},
-        {"case": old_grant, "then": "old-grant-token"},
-        {"case": _has(FAILURES_FIELD), "then": "refresh-failed"},
-        {"case": _is_date_before(LEASE_FIELD, now), "then": "lease-lapsed"},
-    ], "default": "check-failed"}}
-
-
 def breakdown(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
     """``[{"reason", "api_domain", "health", "tokens"}]``: the failing and unusable tokens counted
-    by category and data center, biggest first, in one aggregation over only those tokens."""
-    attention = {"$or": [admin.health_filter(state, now) for state in admin.NEEDS_ATTENTION]}
-    rows = tokens.aggregate([
-        {"$match": attention},
-        {"$group": {"_id": {"reason": _category(now), "api_domain": "$api_domain"}, "n": {"$sum": 1}}},
-    ])
-    found = [{"reason": row["_id"]["reason"], "api_domain": row["_id"].get("api_domain"),
-              "health": REASON_HEALTH[row["_id"]["reason"]], "tokens": row["n"]} for row in rows]
+    by category and data center, biggest first. One small aggregation per category, each matching
+    by that category's own filter (the one its tile opens), so a tile's count and its list agree;
+    each reads only the tokens of its category, through the health filters' nearly empty indexes."""
+    found = []
+    for reason in REASONS:
+        rows = tokens.aggregate([{"$match": reason_filter(reason, now)},
+                                 {"$group": {"_id": "$api_domain", "n": {"$sum": 1}}}])
+        found += [{"reason": reason, "api_domain": row["_id"] if isinstance(row["_id"], str) else None,
+                   "health": REASON_HEALTH[reason], "tokens": row["n"]} for row in rows]
     return sorted(found, key=lambda row: (-row["tokens"], row["reason"], str(row["api_domain"])))

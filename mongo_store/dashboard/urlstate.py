@@ -6,6 +6,7 @@ on every run, only where it changed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -28,13 +29,12 @@ def defaults() -> dict[str, Any]:
             "audit_actor": "", "audit_token": "", "audit_position": {"go": "first", "cursor": None}}
 
 
-def restore(domains: list[str]) -> None:
+def restore(domains: Callable[[], list[str]]) -> None:
     """Once per session (after sign-in): the URL's view into Session State; a value that is not
     one of a control's choices is ignored (a link from an older dashboard, a hand-edited URL)."""
     state = st.session_state
     if state.get("url_restored"):
         return
-    state["url_restored"] = True
     for key, value in defaults().items():
         state.setdefault(key, value)
     params = st.query_params
@@ -52,7 +52,7 @@ def restore(domains: list[str]) -> None:
         state["reason"] = params["reason"]
     if params.get("dc"):
         wanted = str(params["dc"])
-        state["domain"] = next((d for d in domains if wanted in (d, datacenters.name(d))), "any")
+        state["domain"] = next((d for d in domains() if wanted in (d, datacenters.name(d))), "any")
     if params.get("sort") in SORTS:
         state["sort"] = params["sort"]
     state["descending"] = params.get("desc") == "1"
@@ -67,6 +67,7 @@ def restore(domains: list[str]) -> None:
     if params.get("ago") in ("next", "previous") and params.get("acursor"):
         state["audit_position"] = {"go": params["ago"], "cursor": params["acursor"]}
     state["page_shows"] = shows()  # the restored position belongs to the restored filters
+    state["url_restored"] = True  # (after the data centers were read: a failed read tries again)
 
 
 def shows() -> tuple[Any, ...]:
