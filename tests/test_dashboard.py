@@ -616,3 +616,269 @@ def test_the_delete_confirmation_says_what_a_delete_does_not_do(store: MongoToke
     text = rendered_text(at)
     assert "Zoho still honours their refresh tokens" in text and "a refresh in flight cannot save them back" in text
     assert "revoke it" in text
+
+
+# -- issue 20: why at a glance, the view in the URL, paging, bulk actions, banners ----------------
+
+
+def signed_in_at(params: dict[str, str]) -> AppTest:
+    """A fresh browser session opened at a URL with these query parameters, then signed in."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(params)
+    at.run()
+    at.text_input[0].input("Olga Operator")
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception
+    return at
+
+
+def params(at: AppTest) -> dict[str, str]:
+    return {key: value[0] if isinstance(value, list) else value for key, value in at.query_params.items()}
+
+
+def test_the_url_follows_the_view_and_a_new_session_restores_it(store: MongoTokenStore) -> None:
+    seed(store)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="health").set_value("healthy")
+    at.selectbox(key="domain").set_value("https://www.zohoapis.com")
+    at.selectbox(key="sort").set_value("user")
+    at.toggle(key="descending").set_value(True)
+    at.selectbox(key="page_size").set_value(25).run()
+    at.button(key="page_next").click().run()
+    assert not at.exception
+    url = params(at)
+    assert {k: url[k] for k in ("page", "health", "dc", "sort", "desc", "size", "go", "n")} == \
+        {"page": "tokens", "health": "healthy", "dc": "US", "sort": "user", "desc": "1", "size": "25", "go": "next",
+         "n": "2"}
+    assert url["cursor"] and url["token"]
+    shown = list(at.dataframe[0].value["id"])
+    label = next(text for text in rendered_text(at).splitlines() if "page 2 of" in text)
+    again = signed_in_at(url)  # a reload: a new session, signed in again, at the same URL
+    assert again.sidebar.radio(key="page").value == "Tokens"
+    assert (again.selectbox(key="health").value, again.selectbox(key="domain").value) == \
+        ("healthy", "https://www.zohoapis.com")
+    assert again.selectbox(key="sort").value == "user" and again.toggle(key="descending").value
+    assert list(again.dataframe[0].value["id"]) == shown and label in rendered_text(again)
+    assert again.selectbox(key="inspect").value == url["token"]
+    assert params(again) == url
+
+
+def test_a_token_link_opens_that_token_even_off_the_first_page(store: MongoTokenStore) -> None:
+    tokens = seed(store, 60)
+    last = sorted(t.get_id() for t in tokens)[-1]  # on the last page of the default order
+    at = signed_in_at({"token": last})
+    assert at.sidebar.radio(key="page").value == "Tokens" and not at.exception
+    assert last not in list(at.dataframe[0].value["id"])
+    fields = at.table[0].value
+    assert fields.loc["id", "value"] == last and at.selectbox(key="inspect").value == last
+    missing = signed_in_at({"token": "no-such-token-00"})
+    assert any(i.value.startswith("No token") and "is stored" in i.value for i in missing.info) and not missing.exception
+
+
+def test_a_malformed_cursor_in_the_url_shows_the_first_page_with_why(store: MongoTokenStore) -> None:
+    seed(store, 5)
+    at = signed_in_at({"page": "tokens", "go": "next", "cursor": "not-a-cursor", "n": "7"})
+    assert not at.exception and len(at.dataframe[0].value) == 5
+    assert "Showing the first page" in at.warning[0].value and "page 1 of 1" in rendered_text(at)
+
+
+def test_the_grid_says_why_in_a_reason_column_and_names_data_centers_once(store: MongoTokenStore) -> None:
+    tokens = seed(store, 5)
+    store.collection.update_one({"_id": tokens[1].get_id()}, {"$set": {"refresh_failures": 3}})
+    at = on_tokens_page(signed_in())
+    grid = at.dataframe[0].value
+    why = dict(zip(grid["id"], grid["health_reason"], strict=True))
+    assert why[tokens[1].get_id()].startswith("3 failed refresh(es) since the last save")
+    assert why[tokens[2].get_id()].startswith("the access token is valid, expires in ")
+    assert set(grid["data center"]) == {"EU", "US"}
+    at.selectbox(key="inspect").set_value(tokens[0].get_id()).run()
+    assert at.table[0].value.loc["api_domain", "value"] == "EU (https://www.zohoapis.eu)"
+
+
+def failing_mix(store: MongoTokenStore) -> dict[str, list[str]]:
+    """Tokens in every category of why, across two data centers."""
+    from datetime import timedelta
+
+    from mongo_store.lease import utcnow
+    from mongo_store.mapping import CHECK_ERROR_FIELD, LEASE_FIELD
+
+    tokens = seed(store, 12)
+    ids = [t.get_id() for t in tokens]
+    now = utcnow()
+    store.collection.update_many({"_id": {"$in": ids[1:4]}}, {"$set": {"refresh_failures": 2}})
+    store.collection.update_one({"_id": ids[5]}, {"$set": {LEASE_FIELD: now - timedelta(minutes=5)}})
+    store.collection.update_one({"_id": ids[7]}, {"$set": {CHECK_ERROR_FIELD: "INVALID_TOKEN"}})
+    store.collection.update_one({"_id": ids[8]}, {"$unset": {"refresh_token": ""}})  # lapsed (n % 4 == 0)
+    store.save_token(oauth("grant@example.com:1", grant_token=secret("grant")))
+    grant = store.collection.find_one({"user_name": "grant@example.com:1"})["_id"]
+    store.collection.update_one({"_id": grant}, {"$set": {"updated_at": now - timedelta(days=2)}})
+    return {"refresh-failed": ids[1:4], "lease-lapsed": [ids[5]], "check-failed": [ids[7]],
+            "no-refresh-token": [ids[8]], "old-grant-token": [grant]}
+
+
+def test_the_overview_breaks_attention_down_by_reason_and_data_center(store: MongoTokenStore) -> None:
+    mix = failing_mix(store)
+    at = signed_in()
+    metrics = {m.label: int(m.value) for m in at.metric}
+    labels = {b.key: b.label for b in at.button}
+    assert labels["show_reason_refresh-failed"] == "refresh failed (failing): 3"
+    assert labels["show_reason_lease-lapsed"] == "lease lapsed (failing): 1"
+    assert labels["show_reason_check-failed"] == "check failed (failing): 1"
+    assert labels["show_reason_no-refresh-token"] == "no refresh token (unusable): 1"
+    assert labels["show_reason_old-grant-token"] == "old grant token (unusable): 1"
+    assert sum(len(v) for v in mix.values()) == metrics["Needs attention"] == 7
+    assert labels["show_domain_EU"].startswith("EU: ") and labels["show_domain_US"].startswith("US: ")
+    for reason, ids in mix.items():  # each tile: one click to exactly its tokens
+        at = at.sidebar.radio(key="page").set_value("Overview").run()
+        at.button(key=f"show_reason_{reason}").click().run()
+        assert at.sidebar.radio(key="page").value == "Tokens" and not at.exception
+        assert sorted(at.dataframe[0].value["id"]) == sorted(ids), reason
+        assert params(at)["reason"] == reason
+    at = at.sidebar.radio(key="page").set_value("Overview").run()
+    eu = int(labels["show_domain_EU"].split(": ")[1].split(" ")[0])
+    at.button(key="show_domain_EU").click().run()
+    grid = at.dataframe[0].value
+    assert len(grid) == eu and set(grid["data center"]) == {"EU"} and set(grid["health"]) <= {"failing", "unusable"}
+
+
+def test_the_breakdown_adds_up_to_failing_and_unusable_on_the_demo_data(store: MongoTokenStore) -> None:
+    from mongo_store import admin
+    from mongo_store.dashboard import reasons
+    from mongo_store.lease import utcnow
+
+    demo.seed(store, 400)
+    now = utcnow()
+    rows = reasons.breakdown(store.collection, now)
+    health = admin.stats(store.collection, now)["health"]
+    for state in ("failing", "unusable"):
+        assert sum(r["tokens"] for r in rows if r["health"] == state) == health[state] > 0
+    for reason in reasons.REASONS:  # each category's count is what its own filter lists
+        listed = store.collection.count_documents(reasons.reason_filter(reason, now))
+        assert listed == sum(r["tokens"] for r in rows if r["reason"] == reason)
+
+
+def test_the_environment_banner_is_on_every_page_and_in_every_confirmation(store: MongoTokenStore,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD_ENVIRONMENT", "production")
+    tokens = seed(store, 3)
+    at = AppTest.from_file(APP, default_timeout=30).run()  # before sign-in too
+    assert at.error[0].value.startswith("Environment: **production**")
+    at = signed_in()
+    assert at.error[0].value.startswith("Environment: **production**: changes here hit live integrations")
+    for page in ("Tokens", "Lifecycle", "Audit"):
+        at = at.sidebar.radio(key="page").set_value(page).run()
+        assert at.error[0].value.startswith("Environment: **production**"), page
+    at = at.sidebar.radio(key="page").set_value("Tokens").run()
+    for button in ("revoke_one", "delete_one"):
+        at.button(key=button).click().run()
+        assert "environment production" in dialog_text(at), button
+        at.button(key="cancel_delete").click().run()
+    tick(at, tokens[0].get_id(), tokens[1].get_id())
+    at.button(key="revoke_selected").click().run()
+    assert "Revoke these 2 tokens at Zoho" in dialog_text(at) and "environment production" in dialog_text(at)
+    monkeypatch.setenv("DASHBOARD_ENVIRONMENT", "staging")
+    at = signed_in()
+    assert at.info[0].value == "Environment: **staging**" and not at.error
+
+
+def test_check_and_revoke_the_ticked_rows_against_the_fake_zoho(store: MongoTokenStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_zoho import FakeZoho
+    from tokens import CLIENT_ID
+
+    client_secret = secret("clientsecret")
+    with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, client_secret) as zoho:
+        monkeypatch.setenv("DASHBOARD_ZOHO_ACCOUNTS_URL", f"{zoho.url}/oauth/v2/token")
+        good = oauth("zed@example.com:1", client_secret=client_secret, refresh_token=zoho.refresh_token,
+                     access_token=zoho.new_access_token(), api_domain=zoho.url, expires_in="4102444800000")
+        stranger = oauth("mia@example.com:1", client_secret=client_secret, refresh_token=secret("unknown"),
+                         access_token=secret("access"), api_domain=zoho.url, expires_in="4102444800000")
+        store.save_token(good)
+        store.save_token(stranger)
+        at = on_tokens_page(signed_in())
+        tick(at, good.get_id(), stranger.get_id())
+        at.button(key="check_selected").click().run()
+        assert not at.exception
+        summary = at.toast[0].value
+        assert summary.startswith(markdown_plain("Checked 2 token(s): 1 ok, 1 not (")), summary
+        [entry] = store.collection.database["dashboard_audit"].find({"action": "check"})
+        assert sorted(entry["ids"]) == sorted([good.get_id(), stranger.get_id()])
+        assert f"{good.get_id()}: ok" in entry["results"]
+        tick(at, good.get_id(), stranger.get_id()) if not at.session_state["ticked"] else None
+        at.button(key="revoke_selected").click().run()
+        assert "Revoke these 2 tokens at Zoho" in dialog_text(at)
+        at.button(key="confirm_delete").click().run()
+        assert not at.exception
+        assert at.toast[0].value.startswith(markdown_plain("Revoked 2 token(s): ")), at.toast[0].value
+        revokes = list(store.collection.database["dashboard_audit"].find({"action": "revoke"}))
+        assert len(revokes) == 2 and all(r["who"] == SHARED_WHO for r in revokes)
+        left = {d["_id"] for d in store.collection.find({})}
+        revoked = {r["ids"][0] for r in revokes if r["outcome"] == "revoked and deleted"}
+        assert good.get_id() in revoked and not revoked & left and len(left) + len(revoked) == 2
+
+
+def test_select_all_matching_ticks_every_match_on_every_page(store: MongoTokenStore) -> None:
+    seed(store, 60)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="page_size").set_value(25)
+    at.selectbox(key="health").set_value("healthy").run()  # 45 of 60, over two pages
+    at.button(key="select_all").click().run()
+    assert not at.exception and len(at.session_state["ticked"]) == 45
+    assert "Ticked: 45 token(s), 20 of them not on this page" in dialog_text(at)
+    at.button(key="delete_selected").click().run()
+    assert "Delete 45 token(s)" in dialog_text(at)
+
+
+def test_export_is_every_match_masked(store: MongoTokenStore) -> None:
+    import csv
+    import io
+
+    tokens = seed(store, 60)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="page_size").set_value(25).run()
+    at.button(key="export_prepare").click().run()
+    assert not at.exception
+    button = next(b for b in at.get("download_button"))
+    assert button.proto.label == "Download 60 (CSV)"
+    from mongo_store.dashboard import bulk, pages_tokens
+
+    text, count = bulk.export_csv(at_connection(), pages_tokens.query_of(at.session_state))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert count == 60 and sorted(r["id"] for r in rows) == sorted(t.get_id() for t in tokens)
+    assert {r["data_center"] for r in rows} == {"EU", "US"} and all(r["health_reason"] for r in rows)
+    for field in SECRET_FIELDS:
+        assert all(values(t)[field] not in text for t in tokens), field
+    assert all(r["refresh_token"].startswith("••••") for r in rows)
+
+
+def at_connection() -> Any:
+    from mongo_store.dashboard import cache
+    from mongo_store.dashboard.settings import Settings
+
+    return cache.connection(Settings.load())
+
+
+def test_the_audit_page_searches_by_actor_and_token_and_pages_past_200(store: MongoTokenStore) -> None:
+    from mongo_store import admin
+
+    audit = store.collection.database["dashboard_audit"]
+    from mongo_store.lease import utcnow
+
+    now = utcnow()
+    from datetime import timedelta
+
+    audit.insert_many([{"at": now - timedelta(seconds=n), "who": "ops-bot" if n % 2 else "Olga", "action": "check",
+                        "ids": [f"token{n:04d}xxxxxxx"], "results": [f"token{n:04d}xxxxxxx: ok"]} for n in range(260)])
+    at = signed_in()
+    at = at.sidebar.radio(key="page").set_value("Audit").run()
+    assert len(at.dataframe[0].value) == 50 and at.button(key="audit_newer").disabled
+    for _ in range(5):
+        at.button(key="audit_older").click().run()
+    assert not at.exception and len(at.dataframe[0].value) == 10  # entries 251-260: past 200
+    assert at.button(key="audit_older").disabled and params(at)["ago"] == "next"
+    at.text_input(key="audit_actor").input("OPS").run()
+    assert set(at.dataframe[0].value["who"]) == {"ops-bot"} and params(at)["actor"] == "OPS"
+    at.text_input(key="audit_token").input("token0003xxxxxxx").run()
+    assert list(at.dataframe[0].value["tokens"]) == ["token0003xxxxxxx"]
+    assert admin.AUDIT_COLLECTION == "dashboard_audit"

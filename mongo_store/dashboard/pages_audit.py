@@ -7,7 +7,9 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from ..errors import sentence
 from ..masking import iso, markdown_plain, printable
 from . import data, urlstate
 from .auth import Operator
@@ -42,6 +44,13 @@ def row(entry: dict[str, Any]) -> dict[str, Any]:
 
 @st.fragment
 def audit_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
+    try:
+        audit_view(conn)
+    except SDKException as error:  # a fragment's rerun never reaches main()'s handler
+        st.error(markdown_plain(sentence(error)))
+
+
+def audit_view(conn: data.Connection) -> None:
     state = st.session_state
     for key, value in (state.get("audit_view") or {}).items():
         state.setdefault(key, value)

@@ -66,6 +66,13 @@ def go_to(position: dict[str, Any]) -> None:
 
 @st.fragment
 def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
+    try:
+        tokens_view(conn, settings, operator)
+    except SDKException as error:  # a fragment's rerun never reaches main()'s handler
+        st.error(markdown_plain(sentence(error)))
+
+
+def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -> None:
     disarm_unless_touched()
     state = st.session_state
     flash = state.pop("flash", None)
@@ -386,17 +393,16 @@ def export_controls(place: Any, conn: data.Connection, query: admin.Query, total
     state = st.session_state
     prepared = state.get("export")
     key = repr(query)
-    if prepared and prepared[0] == key:
-        place.download_button(f"Download {prepared[2]:,} (CSV)", prepared[1], file_name="tokens.csv",
-                              mime="text/csv", key="export_download", **BUTTON_STRETCH)
-        return
-    if place.button("Export CSV", key="export_prepare", disabled=not total or total > bulk.EXPORT_LIMIT,
-                    help=f"Every token the filters match, not just this page (up to {bulk.EXPORT_LIMIT:,}), "
-                         "secrets masked to their last four characters.", **BUTTON_STRETCH):
+    if not (prepared and prepared[0] == key) and place.button(
+            "Export CSV", key="export_prepare", disabled=not total or total > bulk.EXPORT_LIMIT,
+            help=f"Every token the filters match, not just this page (up to {bulk.EXPORT_LIMIT:,}), "
+                 "secrets masked to their last four characters.", **BUTTON_STRETCH):
         try:
             text, count = bulk.export_csv(conn, query)
         except bulk.TooMany as error:
             st.error(markdown_plain(error))
             return
-        state["export"] = (key, text, count)
-        st.rerun(scope="fragment")
+        state["export"] = prepared = (key, text, count)
+    if prepared and prepared[0] == key:
+        place.download_button(f"Download {prepared[2]:,} (CSV)", prepared[1], file_name="tokens.csv",
+                              mime="text/csv", key="export_download", **BUTTON_STRETCH)
