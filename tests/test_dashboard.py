@@ -233,6 +233,12 @@ def tick(at: AppTest, *ids: str) -> AppTest:
     return at.run()
 
 
+def typed(at: AppTest) -> Any:
+    """The name box of the open confirmation (a new widget at every arming)."""
+    [box] = [box for box in at.text_input if str(box.key).startswith("typed_name")]
+    return box
+
+
 def dialog_text(at: AppTest) -> str:
     return "\n".join(text.value for text in at.text)
 
@@ -323,22 +329,22 @@ def test_a_dismissed_dialog_is_disarmed_with_its_typed_text_cleared(store: Mongo
     tokens = seed(store, 6)
     at = on_tokens_page(signed_in())
     at.button(key="delete_all").click().run()
-    at.text_input(key="typed_name").input(f"{store.collection.database.name}.oauth_tokens").run()
+    typed(at).input(f"{store.collection.database.name}.oauth_tokens").run()
     assert not at.button(key="confirm_delete").disabled
     if app.DIALOG_DISMISS:
         at = dismiss(at)
-        assert at.session_state["confirm"] is None and "typed_name" not in at.session_state
+        assert at.session_state["confirm"] is None and not [k for k in at.session_state if k.startswith("typed_name")]
         assert not [b for b in at.button if b.key == "confirm_delete"]
         at.button(key="delete_all").click().run()
-        assert at.text_input(key="typed_name").value == ""  # nothing typed stays typed
-        at.text_input(key="typed_name").input(f"{store.collection.database.name}.oauth_tokens").run()
+        assert typed(at).value == ""  # nothing typed stays typed
+        typed(at).input(f"{store.collection.database.name}.oauth_tokens").run()
     # 1.42-1.45 report no dismissal: the next click outside the dialog disarms it, and it stays closed.
     at.selectbox(key="domain").set_value(EU).run()
     assert not [b for b in at.button if b.key == "confirm_delete"] and at.session_state["confirm"] is None
-    assert "typed_name" not in at.session_state and store.collection.count_documents({}) == 6
+    assert not [k for k in at.session_state if k.startswith("typed_name")] and store.collection.count_documents({}) == 6
     at.selectbox(key="domain").set_value("any").run()
     at.button(key="delete_all").click().run()
-    assert at.text_input(key="typed_name").value == "" and at.button(key="confirm_delete").disabled
+    assert typed(at).value == "" and at.button(key="confirm_delete").disabled
     # The revoke dialog of one token never comes back while another is inspected.
     at.selectbox(key="inspect").set_value(tokens[1].get_id()).run()
     at.button(key="revoke_one").click().run()
@@ -358,9 +364,9 @@ def test_delete_all_needs_the_name_and_says_where(store: MongoTokenStore, monkey
     assert "whole collection: all 4 of them" in text
     assert f"database {database}, collection oauth_tokens, environment production" in text
     assert at.button(key="confirm_delete").disabled  # nothing typed yet
-    at.text_input(key="typed_name").input("oauth_tokens").run()  # the bare collection name is not enough
+    typed(at).input("oauth_tokens").run()  # the bare collection name is not enough
     assert at.button(key="confirm_delete").disabled and store.collection.count_documents({}) == 4
-    at.text_input(key="typed_name").input(f"production/{database}.oauth_tokens").run()
+    typed(at).input(f"production/{database}.oauth_tokens").run()
     assert not at.button(key="confirm_delete").disabled
     at.button(key="confirm_delete").click().run()
     assert store.collection.count_documents({}) == 0
@@ -380,7 +386,7 @@ def test_delete_all_with_a_filter_deletes_only_the_filtered_set(store: MongoToke
     assert all(f"user{n:02d}@example.com:1" in text for n in (0, 5, 10, 15))
     late = full("late@example.com:1", api_domain=EU)
     store.save_token(late)  # matches after the dialog opened: not what the operator was shown
-    at.text_input(key="typed_name").input(f"{store.collection.database.name}.oauth_tokens").run()
+    typed(at).input(f"{store.collection.database.name}.oauth_tokens").run()
     at.button(key="confirm_delete").click().run()
     assert store.collection.count_documents({}) == 17 and store.find_token_by_id(late.get_id()) is not None
     entry = store.collection.database["dashboard_audit"].find_one({"action": "delete-filtered"})

@@ -48,7 +48,14 @@ def disarm() -> None:
     """Nothing stays armed and nothing typed stays typed: a dismissed dialog never comes back on an
     unrelated click (``on_dismiss``, and the next rerun no dialog control asked for)."""
     st.session_state["confirm"] = None
-    st.session_state.pop("typed_name", None)
+    st.session_state.pop(typed_key(), None)
+    st.session_state["armings"] = st.session_state.get("armings", 0) + 1  # the next dialog's box is a new one
+
+
+def typed_key() -> str:
+    """The key of the name box of the dialog armed now: new at every arming, so a browser never
+    brings back what was typed into an earlier dialog's box (nested in a fragment, it keeps it)."""
+    return f"typed_name-{st.session_state.get('armings', 0)}"
 
 
 def arm(request: dict[str, Any]) -> None:
@@ -118,7 +125,7 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
             else:
                 st.text(f"Delete every token in the whole collection: all {data.token_count(conn)} of them (no "
                         f"filter is set)?\n{place}\n\n{DELETE_TRUTH}")
-            typed = st.text_input(f"Type {markdown_plain(expected)} to confirm (then press Enter)", key="typed_name",
+            typed = st.text_input(f"Type {markdown_plain(expected)} to confirm (then press Enter)", key=typed_key(),
                                   on_change=touched)  # a label is Markdown: the names shown as they are
             ready = typed == expected
     except SDKException as error:

@@ -32,8 +32,8 @@ SORT_LABELS = {"default": "Default (the filtered field)", "user": "User name", "
                "refreshed": "Last refreshed"}
 VIEW_KEYS = ("search", "health", "reason", "domain", "sort", "descending", "page_size", "position", "inspect")
 """The Session State that makes the Tokens page's view (and its URL)."""
-GRID_COLUMNS = ["id", "user_name", "health", "health_reason", "data center", "expires_at", "last_refreshed_at",
-                "client_id", "refresh_token", "access_token", "grant_token"]
+GRID_COLUMNS = ["id", "user_name", "health", "health_reason", "data center", "expires_at", "last_refreshed_at"]
+"""What fits at 1280 px: the client id and the (masked) secrets are in Inspect and in the export."""
 
 
 def query_of(state: Any) -> ReasonQuery:
@@ -82,7 +82,7 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
     for key in VIEW_KEYS:  # a control not drawn on the last page shown lost its state: the view keeps it
         state.setdefault(key, kept[key])
     st.title("Tokens")
-    filters = st.columns([3, 2.4, 1.6, 1.4])
+    filters = st.columns([3, 2.6, 1.5, 1.1])
     filters[0].text_input("Search: e-mail, its domain, org id or token id (start of; any case)", key="search",
                           help="`wayne.example`, `FEMI.2` and `700210` all find femi.210@wayne.example:700210; "
                                "never a secret (a secret typed into a search box ends up in logs).")
@@ -96,7 +96,7 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
         state["domain"] = "any"
     filters[3].selectbox("Data center", ["any", *domains], key="domain",
                          format_func=lambda d: "Any" if d == "any" else datacenters.name(d))
-    order = st.columns([2, 1.2, 1, 4])
+    order = st.columns([2.2, 1.5, 1, 3.5])
     order[0].selectbox("Sort by", list(SORT_LABELS), key="sort", format_func=SORT_LABELS.__getitem__)
     order[1].toggle("Descending", key="descending")
     order[2].selectbox("Per page", list(urlstate.SIZES), key="page_size")
@@ -114,7 +114,7 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
         st.warning(f"{markdown_plain(error)} Showing the first page.")
         state["position"] = position = dict(urlstate.FIRST)
         records, page = data.token_page(conn, query, size)
-    pager(order[3], page)
+    pager(st.container(), page)
     if not records:
         st.info(admin.describe_search(query.search) if query.search else "No token matches these filters.")
     ids = [record["id"] for record in records]
@@ -140,7 +140,7 @@ def page_label(page: paging.Page) -> str:
 def pager(place: Any, page: paging.Page) -> None:
     """First / previous / next / last, and where this page is, on keyset cursors (any depth costs
     what the first page costs)."""
-    first, previous, following, last, where = place.columns([1, 1, 1, 1, 3.2])
+    first, previous, following, last, where = place.columns([1, 1, 1, 1, 4])
     first.button("« First", key="page_first", disabled=not page.has_previous, on_click=go_to,
                  args=(dict(urlstate.FIRST),), help="The first page", **BUTTON_STRETCH)
     previous.button("‹ Prev", key="page_previous", disabled=not page.has_previous, on_click=go_to,
@@ -197,19 +197,17 @@ def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int,
     for column in ("expires_at", "last_refreshed_at"):
         table[column] = pd.to_datetime(table[column], utc=True)
     # Widths that fit at 1280 px: the full id (monospace), the reason gets the room, masked secrets are short.
-    small = st.column_config.TextColumn(width="small")
     config = {"id": st.column_config.TextColumn("id", width=150, help="The token's id (16 characters)"),
-              "user_name": st.column_config.TextColumn("user_name", width=230),
+              "user_name": st.column_config.TextColumn("user_name", width=170),
               "health": st.column_config.TextColumn("health", width=70, help=HEALTH_HELP),
-              "health_reason": st.column_config.TextColumn("why", width=260,
+              "health_reason": st.column_config.TextColumn("why", width=190,
                                                            help="Why the token is in its health state (whole sentence: "
                                                                 "hover, or see Inspect)"),
               "data center": st.column_config.TextColumn("DC", width=40, help="Data center"),
-              "client_id": small, "access_token": small, "refresh_token": small, "grant_token": small,
-              "expires_at": st.column_config.DatetimeColumn("expires", width="small", format="distance",
+              "expires_at": st.column_config.DatetimeColumn("expires", width=70, format="distance",
                                                             help="The access token's expiry; the UTC time is in Inspect."),
               "last_refreshed_at": st.column_config.DatetimeColumn(
-                  "refreshed", width="small", format="distance",
+                  "refreshed", width=70, format="distance",
                   help="The last save that stored an access token; the UTC time is in Inspect.")}
     caption = (f"Sort by orders all {admin.shown_total(total)} matches on the server; a click on a column header "
                "orders only the rows on this page.")
