@@ -1,7 +1,7 @@
 """The audit log, searchable and pageable at any depth.
 
 Search by actor (a case-insensitive prefix of ``who``) and by token (its id, or a case-insensitive
-prefix of a user name the entry names); pages are keyset ranges on (``at``, ``_id``), newest first,
+prefix of a user name the entry names: ``_prefix``); pages are keyset ranges on (``at``, ``_id``), newest first,
 so page 500 costs what page 1 costs. Every query runs on an index (``audit_indexes``): no
 collection scan. This module imports no SDK.
 """
@@ -41,9 +41,30 @@ def audit_indexes(audit: Collection) -> list[str]:
     return audit.create_indexes(AUDIT_INDEXES)
 
 
-def _prefix(text: str) -> dict[str, Any]:
-    """A case-insensitive prefix: an anchored regex, which the server answers from the field's index."""
-    return {"$regex": "^" + re.escape(text), "$options": "i"}
+CASED = 4
+"""A prefix is matched with its first four letters in each of their cases (2**4 index ranges at
+most), and everything after them case-insensitively: the server reads a narrow range of the
+index (up to the fifth letter), not all of its keys."""
+
+
+def _prefix(field: str, text: str) -> list[dict[str, Any]]:
+    """Clauses (any of them matches) for a case-insensitive prefix of ``field``: one anchored regex
+    per case of the first letters, whose literal start the server answers from the field's index."""
+    variants, cased, end = [""], 0, 0
+    for end, character in enumerate(text):  # noqa: B007  (end: where the literal start stops)
+        lower, upper = character.lower(), character.upper()
+        if lower != upper and len(lower) == len(upper) == 1:
+            if cased == CASED:
+                break
+            cased += 1
+            variants = [variant + form for variant in variants for form in (lower, upper)]
+        else:
+            variants = [variant + character for variant in variants]
+    else:
+        end = len(text)
+    rest = text[end:]
+    tail = f"(?i:{re.escape(rest)})" if rest else ""
+    return [{field: {"$regex": "^" + re.escape(variant) + tail}} for variant in variants]
 
 
 def _clean(name: str, text: str | None) -> str | None:
@@ -63,9 +84,10 @@ def audit_filter(actor: str | None = None, token: str | None = None) -> dict[str
     clauses: list[dict[str, Any]] = []
     actor, token = _clean("actor", actor), _clean("token", token)
     if actor:
-        clauses.append({"who": _prefix(actor)})
+        who = _prefix("who", actor)
+        clauses.append(who[0] if len(who) == 1 else {"$or": who})
     if token:
-        clauses.append({"$or": [{"ids": token}, {"user_names": _prefix(token)}]})
+        clauses.append({"$or": [{"ids": token}, *_prefix("user_names", token)]})
     return {"$and": clauses} if len(clauses) > 1 else (clauses[0] if clauses else {})
 
 

@@ -80,7 +80,8 @@ def _date(document: dict[str, Any], field: str) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-def take(collection: Collection, document: dict[str, Any], seconds: float, backoff: Backoff) -> dict[str, Any] | None:
+def take(collection: Collection, document: dict[str, Any], seconds: float, backoff: Backoff,
+         lapsed: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any] | None:
     """Become the one caller that refreshes this token, as observed: returns the document as it now
     is (holding this caller's lease), or None when that is not this caller's to do (another worker
     holds a live lease: no round trip; or changed the token first: look again). Raises
@@ -88,7 +89,8 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
     died, or its refresh never answered): it is counted in the same update, and while the back-off
     window of that attempt (from its start) is open, the lease is ended and the caller refused, so
     a refresh that hangs is tried once per window too. Of the workers that saw the lease lapse,
-    only the one whose update matches counts it."""
+    only the one whose update matches counts it, and calls ``lapsed(document)`` (the history's
+    "refresh-failed"; it must not raise)."""
     now = utcnow()
     refused = refusal(document, now)
     if refused is not None:
@@ -113,6 +115,8 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
             fields[RETRY_FIELD] = retry
             if not collection.update_one(query, {"$set": fields, "$unset": {LEASE_FIELD: ""}}).modified_count:
                 return None
+            if lapsed is not None:
+                lapsed(document)
             ended = {key: value for key, value in document.items() if key != LEASE_FIELD} | fields
             raise refusal(ended, now) or RefreshFailing(f"the refresh of token {document['_id']!r} failed")
     fields |= {LEASE_FIELD: now + timedelta(seconds=seconds), STARTED_FIELD: now}
@@ -121,6 +125,8 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
     update = {"$set": fields, "$unset": {CLAIM_FIELD: ""}}
     if collection.find_one_and_update(query, update, projection={"_id": True}) is None:
         return None
+    if lease is not None and lapsed is not None:
+        lapsed(document)
     return document | fields
 
 
@@ -157,19 +163,20 @@ def refusal(document: dict[str, Any], now: datetime) -> RefreshFailing | None:
 
 def coordinate(collection: Collection, document: dict[str, Any], projection: dict[str, Any], lease: float,
                wait: float, backoff: Backoff, sleep: Callable[[float], None] = time.sleep,
-               run: Callable[[Callable[[], Any]], Any] = lambda work: work()) -> tuple[dict[str, Any] | None, datetime | None]:
+               run: Callable[[Callable[[], Any]], Any] = lambda work: work(),
+               lapsed: Callable[[dict[str, Any]], object] | None = None) -> tuple[dict[str, Any] | None, datetime | None]:
     """(the document to hand the SDK, the lease this caller now holds or None). With a lease, the
     caller refreshes; without, the document is the refreshed one once it is saved. A token whose
     refresh keeps failing raises ``RefreshFailing`` at once (``take``). After ``wait`` seconds the
     caller gets the document and refreshes itself: waits are bounded. ``run`` performs each
-    database call (the store's failover and error handling)."""
+    database call (the store's failover and error handling); ``lapsed`` is ``take``'s."""
     deadline = time.monotonic() + wait
     current: dict[str, Any] | None = document
     while True:
         if current is None or not needs_refresh(current, utcnow()):
             return current, None
         seen = current
-        held = run(lambda: take(collection, seen, lease, backoff))
+        held = run(lambda: take(collection, seen, lease, backoff, lapsed))
         if held is not None:
             return held, held[LEASE_FIELD]
         if time.monotonic() >= deadline:

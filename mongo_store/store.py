@@ -364,7 +364,7 @@ class MongoTokenStore(TokenStore):
                 if not self._indexes_ready:
                     ensure_indexes(self.collection)
                     if self.events is not None:
-                        token_events.keep_events(self.events, self._events_retention)
+                        self._keep_events()
                     if self.cipher is not None and self._server_validates:
                         self.validated = self._require_sealed()
                     self._indexes_ready = True
@@ -551,7 +551,10 @@ class MongoTokenStore(TokenStore):
         if document is None or not self.refresh_lease or not needs_refresh(document, utcnow()):
             return document, None
         return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait, self.backoff,
-                          run=lambda work: self.call("coordinate the token refresh", work, write=True))
+                          run=lambda work: self.call("coordinate the token refresh", work, write=True),
+                          lapsed=lambda document: self.record_event(
+                              document, "refresh-failed", "the refresh never finished: its lease lapsed (the worker "
+                              "stopped or hung)"))
 
     def _watched(self, token: OAuthToken, document: dict[str, Any], lease: datetime | None) -> OAuthToken:
         """The token handed to the SDK; when this caller holds the refresh lease, a refresh that
@@ -570,6 +573,15 @@ class MongoTokenStore(TokenStore):
             log.info("the refresh of token %s failed; callers back off", document["_id"])
             if recorded:
                 self.record_event(document, "refresh-failed", failed_refresh_detail(error))
+
+    def _keep_events(self) -> None:
+        """The history's indexes; a failure is a warning, never a failed store call (events are
+        written without them, and kept until a later store creates them)."""
+        try:
+            token_events.keep_events(self.events, self._events_retention)
+        except Exception as error:
+            log.warning("could not create the token history's indexes in %s: %s", self.events.name,
+                        token_events.describe(error))
 
     def record_event(self, document: dict[str, Any], event: str, detail: str, who: str | None = None) -> bool:
         """Add an event to the token's history (``events.py``; ``document`` gives its id and user name),

@@ -93,6 +93,27 @@ def test_a_refresh_zoho_refuses_is_a_refresh_failed_event_with_its_code(store: M
         no_secret_in(found, client_secret, grant, refresh, document["access_token"])
 
 
+@pytest.mark.parametrize("backoff", [0.1, 30.0])
+def test_a_refresh_that_never_finished_is_a_refresh_failed_event(store: MongoTokenStore, backoff: float) -> None:
+    """A worker took the refresh lease and never saved (it died, or hangs): the next caller counts
+    the failure once, taking the lease over (back-off over) or refused (inside it), and records it."""
+    token = full("alice@example.com:1", access_token=secret("access"), expires_in=str(int(time.time() * 1000) + 1000))
+    store.save_token(token)
+    quick = MongoTokenStore(client=store.client, database=store.collection.database.name, refresh_lease=0.2,
+                            refresh_wait=5, refresh_backoff=backoff, refresh_backoff_max=backoff)
+    quick.find_token_by_id(token.get_id())  # holds the lease, and never saves
+    time.sleep(0.3)
+    if backoff < 0.2:
+        quick.find_token_by_id(token.get_id())  # takes the lapsed lease over
+    else:
+        with pytest.raises(SDKException, match="keeps failing"):
+            quick.find_token_by_id(token.get_id())
+    found = events.for_token(store.events, token.get_id())
+    assert [event["event"] for event in found] == ["refresh-failed", "refreshed"]
+    assert found[0]["detail"] == "the refresh never finished: its lease lapsed (the worker stopped or hung)"
+    assert store.collection.find_one({"_id": token.get_id()})["refresh_failures"] == 1
+
+
 def test_a_save_that_stores_no_new_access_token_writes_no_event(store: MongoTokenStore) -> None:
     token = full("alice@example.com:1")
     store.save_token(token)
@@ -291,10 +312,11 @@ def test_the_history_queries_use_their_indexes(real_store: MongoTokenStore) -> N
     plan = real_store.events.find({"token_id": "t7"}, {"_id": False}).sort([("at", -1), ("_id", -1)]).limit(50).explain()
     used = json.dumps(plan["queryPlanner"]["winningPlan"])
     assert "COLLSCAN" not in used and "token_id_at" in used and '"SORT"' not in used
-    edges = events.bins(now)
-    explained = real_store.events.database.command("aggregate", real_store.events.name, explain=True, pipeline=[
-        {"$match": {"at": {"$gte": edges[0], "$lt": edges[-1]}}}, {"$group": {"_id": "$event", "n": {"$sum": 1}}}])
-    assert "COLLSCAN" not in json.dumps(explained, default=str) and "IXSCAN" in json.dumps(explained, default=str)
+    explained = json.dumps(real_store.events.database.command(
+        "aggregate", real_store.events.name, explain=True, pipeline=events.activity_pipeline(events.bins(now)),
+        hint=events.ACTIVITY_INDEX), default=str)
+    assert "COLLSCAN" not in explained and "IXSCAN" in explained and "FETCH" not in explained  # covered
+    assert sum(sum(row[kind] for kind in events.EVENTS) for row in events.activity(real_store.events, now)) == 2000
 
 
 # -- operator actions -----------------------------------------------------------------------------
@@ -456,6 +478,8 @@ def test_the_audit_log_is_searched_by_actor_and_token(store: MongoTokenStore) ->
     assert [entry["ids"] for entry in by_id] == [["id17"]]  # an id matches whole
     by_name = [key for page in walk(audit, token="user1") for key in page]  # User1, User10..User19, User100..
     assert by_name == [entry["_id"] for entry in entries if entry["user_names"][0].lower().startswith("user1")]
+    tail, _, _ = history.audit_page(audit, token="uSeR17@eXAMPLE.C")  # past the first four letters too
+    assert [entry["ids"] for entry in tail] == [["id17"]]
     both, _, _ = history.audit_page(audit, actor="bob", token="USER2")
     assert [entry["_id"] for entry in both] == [entry["_id"] for entry in entries if entry["who"] == "bob@example.com"
                                                 and entry["user_names"][0].startswith("User2")] and len(both) > 10
@@ -504,9 +528,12 @@ def test_every_audit_search_is_indexed(mongo_uri: str, database_name: str) -> No
                 history.audit_page(audit, cursor=newer, go="previous", **search)
             assert pages
         assert len(listener.commands) >= 20
+        # A case-insensitive prefix reads a narrow range of the index, not all of its keys.
+        stats = audit.find(history.audit_filter(token="USER2999")).sort([("at", -1), ("_id", -1)]).limit(51).explain()
+        assert stats["executionStats"]["nReturned"] == 1 and stats["executionStats"]["totalKeysExamined"] < 50
         for command in listener.commands:
             plan = client[database_name].command({"explain": command, "verbosity": "queryPlanner"})
-            used = json.dumps(plan["queryPlanner"]["winningPlan"])
+            used = json.dumps(plan["queryPlanner"]["winningPlan"], default=str)
             assert "COLLSCAN" not in used and "IXSCAN" in used, (command["filter"], used)
     finally:
         client.drop_database(database_name)

@@ -22,6 +22,7 @@ import pytest
 from fake_zoho import ZohoAccounts
 from pymongo import MongoClient
 from tokens import CLIENT_ID, full, secret
+from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
@@ -387,7 +388,8 @@ def test_the_first_failure_costs_the_waiters_only_zohos_answer(real_store: Mongo
 
 def test_round_trips_stay_one_command(mongo_uri: str, database_name: str) -> None:
     """A lookup outside the refresh window, and one inside the back-off window, are one find; a
-    save by id (also one a newer login beat) one findAndModify, and the losing one one find more."""
+    save by id one findAndModify (one that stores an access token adds its event to the token's
+    history: one insert), and one a newer login beat one find more (and no event)."""
     from test_refresh_safety import FindAndModifyCounter  # it records every command's name
 
     commands = FindAndModifyCounter()
@@ -408,11 +410,13 @@ def test_round_trips_stay_one_command(mongo_uri: str, database_name: str) -> Non
             "lookup": lambda: store.find_token_by_id(valid.get_id()),
             "backing off": backing_off,
             "save by id": lambda: store.save_token(valid),
+            "save by id, no access token": lambda: store.save_token(OAuthToken(id=valid.get_id())),
         }
         for name, step in steps.items():
             commands.names.clear()
             step()
-            assert commands.names == {"lookup": ["find"], "backing off": ["find"], "save by id": ["findAndModify"]}[name]
+            assert commands.names == {"lookup": ["find"], "backing off": ["find"], "save by id": ["findAndModify", "insert"],
+                                      "save by id, no access token": ["findAndModify"]}[name]
         stale = store.find_token_by_id(valid.get_id())
         stale.set_refresh_token(secret("refresh"))  # as if a newer login had replaced it under us
         commands.names.clear()
