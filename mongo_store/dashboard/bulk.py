@@ -19,7 +19,6 @@ from ..lease import utcnow
 from ..masking import iso
 from ..records import view
 from ..zoho import ZohoError
-from ..zoho import check as check_at_zoho
 from . import data
 
 EXPORT_LIMIT = 10_000
@@ -100,17 +99,15 @@ class Outcome:
 
 
 def check_many(connection: data.Connection, ids: list[str], who: str, accounts_url: str | None) -> Outcome:
-    """Ask Zoho about each ticked token (as "Check with Zoho" does for one), audited as one check
-    entry with each token's answer."""
+    """Ask Zoho about each ticked token, as "Check with Zoho" does for one (``data.check``: each
+    check recorded on its token, in the audit log and in its history); one failing server stops
+    only its token's check."""
     outcome = Outcome("Checked")
     for token_id in ids:
         try:
-            outcome.results[token_id] = check_at_zoho(connection.store, token_id, accounts_url).result
+            outcome.results[token_id] = data.check(connection, token_id, who, accounts_url).result
         except (ZohoError, SDKException) as error:
             outcome.results[token_id] = f"not checked: {sentence(error)}"
-    if outcome.results:
-        connection.store.call("record the check in the audit log",
-                              lambda: admin.audited_check(connection.audit, who, outcome.results))
     return outcome
 
 
