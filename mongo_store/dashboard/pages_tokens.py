@@ -116,7 +116,7 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
         records, page = data.token_page(conn, query, size)
     pager(st.container(), page)
     if not records:
-        st.info(admin.describe_search(query.search) if query.search else "No token matches these filters.")
+        st.info(markdown_plain(admin.describe_search(query.search)) if query.search else "No token matches these filters.")
     ids = [record["id"] for record in records]
     ticked = token_grid(conn, records, page.total, settings.read_only)
     chosen = inspect_panel(conn, records, ticked)
