@@ -139,10 +139,11 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-overview.png"))
     shutil.copy(ARTIFACTS / "dashboard-overview.png", DOCS / "dashboard-overview.png")  # docs/ shows 1280 px
+    assert not cut_labels(browser), cut_labels(browser)
 
     # One click from the count of tokens that need attention to their list.
     needing = int(attention.split()[-1])
-    wait_for(browser, "button", f"Show the {needing} token(s) that need attention").click()
+    wait_for(browser, "button", f"Show these {needing}").click()
     wait_for(browser, "[data-testid='stDataFrame']")
     wait_for(browser, "[data-testid='stMarkdownContainer']", f"· {needing} tokens")
     health_box = wait_for(browser, "[data-testid='stSelectbox']", "Health").get_attribute("innerHTML")
@@ -354,6 +355,13 @@ def signed_in_at(browser: Any, url: str) -> None:
     wait_for(browser, "button", "Sign in").click()
 
 
+def cut_labels(browser: Any) -> list[str]:
+    """The labels of buttons and widgets shown cut off ("Check 1qpjSuL1…"): wider than their box."""
+    return browser.execute_script("""
+        return [...document.querySelectorAll("button p, [data-testid='stWidgetLabel'] p")]
+            .filter(p => p.offsetParent !== null && p.scrollWidth > p.clientWidth + 1).map(p => p.textContent);""")
+
+
 def full_runs(browser: Any) -> int:
     """How many times the whole page ran in this session (the app counts them in the sidebar)."""
     from selenium.webdriver.common.by import By
@@ -394,6 +402,12 @@ def test_at_1280_px_the_url_keeps_the_view_ids_fit_inspect_does_not_scroll_and_a
         height, visible = browser.execute_script("return [arguments[0].scrollHeight, arguments[0].clientHeight];", table)
         assert height <= visible + 1, f"an inspect element scrolls inside: {height} px in {visible} px"
     assert "health means" in wait_for(browser, "[data-testid='stTable']").text
+    assert not cut_labels(browser), cut_labels(browser)
+    actions = wait_for(browser, "h3", "Actions")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", actions)
+    time.sleep(0.5)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "tokens-actions-1280.png"))
 
     # A tick reruns the list's fragment only: the page-level run count stays.
     before = full_runs(browser)

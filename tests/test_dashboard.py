@@ -889,3 +889,16 @@ def test_the_audit_page_searches_by_actor_and_token_and_pages_past_200(store: Mo
     at.text_input(key="audit_token").input("token0003xxxxxxx").run()
     assert list(at.dataframe[0].value["tokens"]) == ["token0003xxxxxxx"]
     assert admin.AUDIT_COLLECTION == "dashboard_audit"
+
+
+def test_another_filter_inspects_its_own_first_token(store: MongoTokenStore) -> None:
+    """Only a token a link named stays inspected when it is not listed; a filter that leaves the
+    inspected token out inspects the new list's first token."""
+    seed(store, 8)
+    at = on_tokens_page(signed_in())
+    first = at.selectbox(key="inspect").value
+    health = dict(zip(at.dataframe[0].value["id"], at.dataframe[0].value["health"], strict=True))[first]
+    at.selectbox(key="health").set_value("idle" if health == "healthy" else "healthy").run()
+    listed = list(at.dataframe[0].value["id"])
+    assert first not in listed and at.selectbox(key="inspect").value == listed[0]
+    assert params(at)["token"] == listed[0]

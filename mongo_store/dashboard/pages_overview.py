@@ -77,8 +77,8 @@ def health_tiles(counts: dict[str, Any]) -> None:
     for tile, state in zip(tiles[1:], ("failing", "unusable", "healthy", "idle"), strict=True):
         tile.metric(state.capitalize(), health[state], help=admin.HEALTH_MEANING[state].capitalize() + ".")
     if attention:
-        tiles[0].button(f"Show the {attention} token(s) that need attention", key="show_attention", type="primary",
-                        on_click=show, args=("attention",))
+        tiles[0].button(f"Show these {attention}", key="show_attention", type="primary", on_click=show,
+                        args=("attention",), help="The failing and unusable tokens, on the Tokens page.")
     for tile, state in zip(tiles[1:], ("failing", "unusable", "healthy", "idle"), strict=True):
         if health[state]:
             tile.button(f"Show {state}", key=f"show_{state}", on_click=show, args=(state,))

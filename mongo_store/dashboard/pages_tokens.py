@@ -142,16 +142,15 @@ def pager(place: Any, page: paging.Page) -> None:
     what the first page costs)."""
     first, previous, following, last, where = place.columns([1, 1, 1, 1, 4])
     first.button("« First", key="page_first", disabled=not page.has_previous, on_click=go_to,
-                 args=(dict(urlstate.FIRST),), help="The first page", **BUTTON_STRETCH)
+                 args=(dict(urlstate.FIRST),), **BUTTON_STRETCH)
     previous.button("‹ Prev", key="page_previous", disabled=not page.has_previous, on_click=go_to,
                     args=({"go": "previous", "cursor": page.first_cursor, "number": page.number - 1},),
-                    help="The page before this one", **BUTTON_STRETCH)
+                    **BUTTON_STRETCH)
     following.button("Next ›", key="page_next", disabled=not page.has_next, on_click=go_to,
                      args=({"go": "next", "cursor": page.last_cursor, "number": page.number + 1},),
-                     help="The page after this one", **BUTTON_STRETCH)
+                     **BUTTON_STRETCH)
     last.button("Last »", key="page_last", disabled=not page.has_next, on_click=go_to,
-                args=({"go": "last", "cursor": None, "number": page.pages or -1},), help="The last page",
-                **BUTTON_STRETCH)
+                args=({"go": "last", "cursor": None, "number": page.pages or -1},), **BUTTON_STRETCH)
     where.markdown(f"<div style='padding-top:0.45rem'>{page_label(page)}</div>", unsafe_allow_html=True)
 
 
@@ -253,8 +252,8 @@ def inspect_panel(conn: data.Connection, records: list[dict[str, Any]], ticked: 
         state["inspect"] = newly[-1]  # a newly ticked row is inspected
     state["inspect_follows"] = on_page
     linked = state.get("inspect")
-    if linked not in ids:
-        linked = linked if isinstance(linked, str) and linked else None
+    if linked not in ids:  # only a token a link named stays inspected off the page; else this page's first
+        linked = linked if isinstance(linked, str) and linked and linked == state.get("inspect_linked") else None
         state["inspect"] = linked or (ids[0] if ids else None)
     options = ([linked] if linked and linked not in ids else []) + ids
     if not options:

@@ -42,7 +42,7 @@ def restore(domains: Callable[[], list[str]]) -> None:
     if page in PAGES:
         state["page"] = page
     if params.get("token"):
-        state["inspect"] = str(params["token"])
+        state["inspect"] = state["inspect_linked"] = str(params["token"])
         state["page"] = "Tokens" if page not in PAGES else page
     if "q" in params:
         state["search"] = str(params["q"])[:200]
