@@ -103,7 +103,9 @@ GRANT_LIFETIME = timedelta(minutes=10)
 
 def _unusable(now: datetime) -> dict[str, Any]:
     return {"$or": [
-        {"expiry_time": {"$lte": now}, "refresh_token": {"$exists": False}},  # the expiry_time index
+        # ``refresh_token: None`` (null or absent) adds nothing to ``$exists: False`` but lets the
+        # planner use NO_REFRESH_INDEX, the partial index of exactly those tokens' expiries.
+        {"expiry_time": {"$lte": now}, "refresh_token": None, "$and": [{"refresh_token": {"$exists": False}}]},
         {"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},  # the grant_token index
          "access_token": {"$exists": False}, "updated_at": {"$lte": now - GRANT_LIFETIME}},
     ]}

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from . import admin
+from . import admin, datacenters
 from .lease import utcnow
 from .mapping import CHECK_ERROR_FIELD, FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD, SECRET_FIELDS
 from .masking import printable
@@ -48,9 +48,8 @@ TEXT_LIMIT = 200
 
 
 def data_center_name(api_domain: Any) -> str:
-    """A data center's name (``eu``), or ``other`` for any other api_domain (or none)."""
-    names = {url: name for name, url in admin.DATA_CENTERS.items()}
-    return names.get(api_domain, "other") if isinstance(api_domain, str) else "other"
+    """A data center's one name (``EU``, ``datacenters.py``), or ``other`` for any other api_domain (or none)."""
+    return datacenters.NAMES.get(api_domain.rstrip("/"), "other") if isinstance(api_domain, str) else "other"
 
 
 def presence(document: dict[str, Any]) -> dict[str, Any]:

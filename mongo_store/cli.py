@@ -44,6 +44,13 @@ def whole(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def page_number(text: str) -> int:
+    """A page number for --page: not 0 (negative numbers count from the end, with a cursor only)."""
+    value = whole(-MAX_PAGE, MAX_PAGE)(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("pages are numbered from 1 (or from -1, the last, backwards)")
+    return value
+
 
 def seconds(text: str) -> float:
     """A finite number of seconds above 0 and up to a day, for --timeout (``inf`` or ``nan`` would
@@ -161,18 +168,26 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run="stats")
 
-    sub = commands.add_parser("list", help="list tokens, secrets masked")
-    sub.add_argument("--search", help="prefix of a user name (or of --in's field); never a secret")
-    sub.add_argument("--in", dest="search_in", choices=("user_name", "client_id", "id"), default="user_name")
+    sub = commands.add_parser("list", help="list tokens, secrets masked, a page at a time")
+    sub.add_argument("--search", metavar="TEXT", help="the start of a user's e-mail, e-mail domain or org id (any "
+                     "case), or of a token id (as typed); never a secret")
     sub.add_argument("--health", choices=HEALTH, help="healthy, idle, failing or unusable (see `stats`)")
     sub.add_argument("--status", choices=STATUSES, help="the access token's expiry only")
-    sub.add_argument("--domain", help="data center: com, eu, in, com.au, jp, ca, com.cn, sa (or its URL)")
+    sub.add_argument("--domain", help="data center: US, EU, IN, AU, JP, CA, CN, SA, UK (or its domain or URL)")
     sub.add_argument("--sort", choices=SORTS, help="order by user name, expiry or last refresh, over every match "
                      "(tokens without the field come last)")
     sub.add_argument("--descending", action="store_true", help="the other way round")
-    sub.add_argument("--page", type=whole(1, MAX_PAGE), default=1)
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument("--last", action="store_true", help="the last page (as fast as the first)")
+    where.add_argument("--after", metavar="CURSOR", help="the page after this cursor (printed with each page)")
+    where.add_argument("--before", metavar="CURSOR", help="the page before this cursor (printed with each page)")
+    sub.add_argument("--page", type=page_number, help="alone: jump to this page (skipping the pages before, "
+                     "slower the deeper); with --after/--before: the number of the page shown "
+                     "(negative: counted from the end)")
     sub.add_argument("--page-size", type=whole(1, MAX_PAGE_SIZE), default=50)
-    sub.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub.add_argument("--format", choices=("table", "tsv", "json"), default="table",
+                     help="aligned columns (default), tab-separated, or one JSON object per line")
+    sub.add_argument("--json", dest="format", action="store_const", const="json", help="the same as --format json")
     sub.set_defaults(run="list")
 
     sub = commands.add_parser("show", help="one token, by id or --user, secrets masked")
@@ -299,7 +314,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = parser().parse_args(argv)
+    parsing = parser()
+    args = parsing.parse_args(argv)
+    if args.run == "list" and (args.page or 1) < 0 and not (args.after or args.before):
+        parsing.error("argument --page: a page counted from the end (negative) needs --after or --before")
     out = out or sys.stdout
     from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 

@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any, TextIO
 
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from . import admin, events, history
+from . import admin, datacenters, events, history, paging
 from .embedded import EmbeddedMongod, mongod_binary
 from .errors import sentence, store_error
 from .indexes import ensure_indexes, index_drift
@@ -70,20 +71,25 @@ def cmd_stats(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
     if args.json:
         print(json.dumps(counts, indent=2), file=out)
         return 0
-    print(f"total: {counts['total']}", file=out)
-    print("health:", file=out)
+    print(f"total: {counts['total']} tokens", file=out)
+    print("health (whether the Zoho connection works):", file=out)
     width = max(len(str(value)) for value in counts["health"].values())
     for state, count in counts["health"].items():
         print(f"  {state + ':':<10}{count:>{width}}  {admin.HEALTH_MEANING[state]}", file=out)
-    for key, value in counts.items():
-        if key in ("total", "health"):
-            continue
-        if isinstance(value, dict):
-            print(f"{key}:", file=out)
-            for domain, count in value.items():
-                print(f"  {domain}: {count}", file=out)
-        else:
-            print(f"{key}: {value}", file=out)
+    print("access-token expiry (not health: a lapsed access token is renewed on next use, so an expired "
+          "token can be idle, and a valid one failing):", file=out)
+    width = max(len(str(counts[status])) for status in admin.STATUSES)
+    for status in admin.STATUSES:
+        print(f"  {status + ':':<16}{counts[status]:>{width}}", file=out)
+    print("data centers:", file=out)
+    for domain, count in counts["per-api-domain"].items():
+        print(f"  {datacenters.label(domain)}: {count}", file=out)
+    unnamed = counts["total"] - sum(counts["per-api-domain"].values())
+    if unnamed:
+        print(f"  none: {unnamed}", file=out)
+    print("tokens holding:", file=out)
+    for key in ("with-user-name", "with-access-token", "with-refresh-token"):
+        print(f"  {key.removeprefix('with-').replace('-', ' ')}: {counts[key]}", file=out)
     return 0
 
 
@@ -92,35 +98,128 @@ def when(value: Any) -> str:
     return f"{iso(value)} ({ago(value)})" if isinstance(value, datetime) else ""
 
 
+LIST_COLUMNS = ("id", "user_name", "health", "data_center", "expires_at", "last_refreshed_at", "access_token",
+                "refresh_token", "grant_token", "reason")
+"""The columns of ``list``'s table: the reason (``health_reason``, the whole sentence) last."""
+
+
+def list_cells(token: dict[str, Any]) -> list[str]:
+    """One token's table cells, as plain text (control characters escaped)."""
+    cells = []
+    for column in LIST_COLUMNS:
+        if column in VIEW_DATES:
+            cells.append(when(token.get(column)))
+        elif column == "data_center":
+            cells.append(datacenters.name(token.get("api_domain")))
+        elif column == "reason":
+            cells.append(printable(token.get("health_reason") or "")
+                         + (f" (malformed: {printable(token['malformed'])})" if "malformed" in token else ""))
+        else:
+            cells.append(printable(token.get(column) or ""))
+    return cells
+
+
+def list_command(args: argparse.Namespace, *, cursor: tuple[str, str] | None = None, number: int | None = None,
+                 last: bool = False) -> str:
+    """The exact ``list`` command for another page of the same listing (never the URI: it may hold
+    a password)."""
+    words = [PROG, "list"]
+    for option, value in (("--search", args.search), ("--health", args.health), ("--status", args.status),
+                          ("--domain", args.domain), ("--sort", args.sort)):
+        if value:
+            words += [option, value]
+    if args.descending:
+        words.append("--descending")
+    if args.page_size != 50:
+        words += ["--page-size", str(args.page_size)]
+    if args.format != "table":
+        words += ["--format", args.format]
+    if last:
+        words.append("--last")
+    if cursor is not None:
+        words += list(cursor)
+    if number is not None:
+        words += ["--page", str(number)]
+    return shlex.join(words)
+
+
 def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     try:
-        query = admin.Query(search=args.search, search_in="_id" if args.search_in == "id" else args.search_in,
-                            status=args.status, api_domain=admin.data_center(args.domain) if args.domain else None,
+        query = admin.Query(search=args.search, status=args.status,
+                            api_domain=admin.data_center(args.domain) if args.domain else None,
                             health=args.health, sort=args.sort, descending=args.descending)
-        documents, total = guarded(store, "list the tokens",
-                                   lambda: admin.page(store.collection, query, args.page, args.page_size))
+        now = admin.utcnow()
+        size = args.page_size
+        if args.after or args.before or args.last or not args.page or args.page == 1:
+            go = "last" if args.last else "next" if args.after else "previous" if args.before else "first"
+            number = args.page or (1 if go == "first" else 2 if go == "next" else 1)
+            paging.finds(query, go=go, cursor=args.after or args.before, now=now)  # a malformed cursor: one sentence
+            found = guarded(store, "list the tokens", lambda: paging.page(
+                store.collection, query, size, go=go, cursor=args.after or args.before, number=number, now=now))
+        else:  # a jump: skip the pages before (fine near the start; the printed commands walk by keyset)
+            documents, total = guarded(store, "list the tokens",
+                                       lambda: admin.page(store.collection, query, args.page, size, now))
+            found = skipped_page(documents, total, args.page, size, query)
     except ValueError as error:
         raise Failure(str(error)) from None
-    now = admin.utcnow()
-    shown = [view(document, now) for document in documents]
-    if not shown and args.page > 1 and total:
-        last = -(-min(total, admin.COUNT_CAP) // args.page_size)
-        raise Failure(f"page {args.page} is past the end: {admin.shown_total(total)} tokens make "
-                      f"{last} page(s) of {args.page_size}; the last page is --page {last}")
-    if args.json:
+    shown = [view(document, now) for document in found.documents]
+    if not shown and args.page and args.page > 1 and found.total and not (args.after or args.before):
+        last = -(-min(found.total, admin.COUNT_CAP) // size)
+        raise Failure(f"page {args.page} is past the end: {admin.shown_total(found.total)} tokens make "
+                      f"{last}{'+' if found.pages is None else ''} page(s) of {size}; "
+                      f"the last page is `{list_command(args, last=True)}`")
+    if args.format == "json":
         for token in shown:
             print(json.dumps(iso_dates(token)), file=out)
-        return 0
-    columns = ("id", "user_name", "health", "api_domain", "expires_at", "last_refreshed_at", "access_token",
-               "refresh_token")
-    print("\t".join(columns), file=out)
-    for token in shown:
-        cells = [when(token.get(column)) if column in VIEW_DATES else printable(token.get(column) or "")
-                 for column in columns]
-        print("\t".join(cells) + (f"\t(malformed: {token['malformed']})" if "malformed" in token else ""), file=out)
-    first = (args.page - 1) * args.page_size
-    print(f"# {first + 1 if shown else 0}-{first + len(shown)} of {admin.shown_total(total)}", file=out)
+    else:
+        rows = [list_cells(token) for token in shown]
+        if args.format == "tsv":
+            for row in [list(LIST_COLUMNS), *rows]:
+                print("\t".join(row), file=out)
+        elif rows:
+            widths = [max(len(row[n]) for row in [list(LIST_COLUMNS), *rows]) for n in range(len(LIST_COLUMNS))]
+            for row in [list(LIST_COLUMNS), *rows]:
+                print("  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False))
+                      + "  " + row[-1], file=out)
+    notes = out if args.format != "json" else sys.stderr  # JSON lines stay JSON lines
+    for line in footer(found, args, shown):
+        print(f"# {line}", file=notes)
     return 0
+
+
+def skipped_page(documents: list[dict[str, Any]], total: int, number: int, size: int,
+                 query: admin.Query) -> paging.Page:
+    """A page reached by skipping (``--page N`` alone) as a keyset page, so its footer prints the
+    keyset commands for the pages either side."""
+    field = query.sort_key()
+    pages = max(1, -(-total // size)) if total <= admin.COUNT_CAP or not query.to_filter(admin.utcnow()) else None
+    return paging.Page(documents, total, number, pages,
+                       paging.cursor_of(documents[0], field) if documents else None,
+                       paging.cursor_of(documents[-1], field) if documents else None,
+                       number > 1, bool(documents) and (pages is None or number < pages))
+
+
+def footer(found: paging.Page, args: argparse.Namespace, shown: list[dict[str, Any]]) -> list[str]:
+    """Where this page is ("page 2 of 7, tokens 51-100 of 320") and the commands for the pages
+    either side; for an empty result, what was searched."""
+    if not shown:
+        said = admin.describe_search(args.search) if args.search else "no token matches these filters"
+        return [f"no tokens: {said}" if found.total == 0 else "no tokens on this page"]
+    total, size = admin.shown_total(found.total), args.page_size
+    if found.number > 0:
+        first = (found.number - 1) * size + 1
+        where = f"page {found.number} of {found.pages if found.pages is not None else 'many'}, tokens " \
+                f"{first}-{first + len(shown) - 1} of {total}"
+    else:
+        where = f"page {-found.number} from the end, of {total} tokens"
+    lines = [where]
+    if found.has_next and found.last_cursor:
+        lines.append(f"next: {list_command(args, cursor=('--after', found.last_cursor), number=found.number + 1)}")
+    if found.has_previous and found.first_cursor:
+        lines.append(f"previous: {list_command(args, cursor=('--before', found.first_cursor), number=found.number - 1)}")
+    if found.has_next:
+        lines.append(f"last: {list_command(args, last=True)}")
+    return lines
 
 
 def cmd_show(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:

@@ -24,14 +24,15 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pymongo.collection import Collection
 
-from . import admin
+from . import admin, datacenters
 from .alerts import data_center_name
 from .errors import sentence
 from .lease import utcnow
 from .mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD
 
-DATA_CENTER_LABELS = (*admin.DATA_CENTERS, "other")
-"""``data_center`` label values: Zoho's data centers, and ``other`` for any other api_domain or none."""
+DATA_CENTER_LABELS = (*datacenters.DOMAINS, "other")
+"""``data_center`` label values: Zoho's data centers by their one name (``US``, ``EU``, ``UK``...:
+``datacenters.py``), and ``other`` for any other api_domain or none."""
 FAILING_REASONS = ("refresh_failed", "lease_lapsed", "check_failed")
 """``reason`` label values; a failing token with several reasons counts under each."""
 

@@ -36,7 +36,7 @@ MAX_SIZE = 1000
 @dataclass(frozen=True)
 class Page:
     """One page: its documents (``admin.LIST_FIELDS``), the match count (exact, or ``COUNT_CAP + 1``
-    when capped), its number (negative: counted from the end), the number of pages (None when the
+    when a filtered count is capped), its number (negative: counted from the end), the number of pages (None when the
     count is capped), the cursors of its first and last token, and whether pages lie either side."""
 
     documents: list[dict[str, Any]]
@@ -128,7 +128,7 @@ def _position(document: dict[str, Any], field: str) -> _Position:
 def cursor_of(document: dict[str, Any], field: str) -> str:
     """The cursor of one listed document in the order by ``field``: URL-safe base64 of BSON."""
     at = _position(document, field)
-    raw = bson.encode({"f": field, "h": at.having, "k": at.key, "i": at.id})
+    raw = bson.encode({"f": field, "h": at.having, "k": None if field == "_id" else at.key, "i": at.id})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -161,22 +161,27 @@ def page(collection: Collection, query: Query, size: int = 50, *, go: str = "fir
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
         raise ValueError(f"a page holds 1 to {MAX_SIZE} tokens")
     now = now or utcnow()
+    finding = finds(query, go=go, cursor=cursor, now=now)
+    where = query.to_filter(now)
+    total = count(collection, where)
+    pages = max(1, -(-total // size)) if total <= COUNT_CAP or not where else None  # unfiltered: exact
+    # The last page holds what is left after the full pages before it, so that its number is right
+    # and a previous from it meets the pages counted from the start.
+    want = total - (pages - 1) * size if go == "last" and pages is not None and total else size
     found: list[dict[str, Any]] = []
-    for where, order in finds(query, go=go, cursor=cursor, now=now):
-        found.extend(collection.find(where, LIST_FIELDS).sort(order).limit(size + 1 - len(found)))
-        if len(found) > size:
+    for match, order in finding:
+        found.extend(collection.find(match, LIST_FIELDS).sort(order).limit(want + 1 - len(found)))
+        if len(found) > want:
             break
     field, reverse = query.sort_key(), go in ("previous", "last")
-    more = len(found) > size
-    documents = found[:size]
+    more = len(found) > want
+    documents = found[:want]
     if reverse:
         documents.reverse()
     if not documents and go == "next":
         return page(collection, query, size, go="last", now=now)
     if not documents and go == "previous":
         return page(collection, query, size, go="first", now=now)
-    total = count(collection, query.to_filter(now))
-    pages = max(1, -(-total // size)) if total <= COUNT_CAP else None
     has_previous = {"first": False, "next": True, "previous": more, "last": more}[go]
     has_next = {"first": more, "next": more, "previous": True, "last": False}[go]
     if not has_previous:

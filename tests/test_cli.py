@@ -68,7 +68,8 @@ def test_indexes_creates_reports_drift_and_checks(env: MongoTokenStore) -> None:
     assert run("indexes", "--check") == (1, "missing: user_name_unique, refresh_token_unique, access_token, "
                                             "grant_token, client_id, api_domain, expiry_time, refresh_lease, "
                                             "refresh_failures, check_error, last_refreshed_at, updated_at, "
-                                            "expiry_time_no_refresh_token, refresh_token_hmac_unique, "
+                                            "expiry_time_no_refresh_token, search_keys, user_name_id, expiry_time_id, "
+                                                "last_refreshed_at_id, api_domain_id, refresh_token_hmac_unique, "
                                             "access_token_hmac, grant_token_hmac\n", "")
     code, out, _ = run("indexes")
     assert code == 0 and out.startswith("created: user_name_unique")
@@ -101,9 +102,10 @@ def test_list_filters_pages_and_masks(env: MongoTokenStore) -> None:
     expired = run("list", "--status", "expired", "--json")[1].splitlines()
     assert [json.loads(line)["user_name"] for line in expired] == ["albert@example.com:1"]
     code, out, _ = run("list", "--page-size", "3", "--page", "2")
-    assert code == 0 and out.splitlines()[-1] == "# 4-4 of 4"
-    by_id = run("list", "--search", tokens[3].get_id()[:6], "--in", "id", "--json")[1]
-    assert json.loads(by_id.splitlines()[0])["id"] == tokens[3].get_id()
+    assert code == 0 and "# page 2 of 2, tokens 4-4 of 4" in out.splitlines()
+    by_id = run("list", "--search", tokens[3].get_id()[:6], "--json")[1]  # one box: ids too
+    assert tokens[3].get_id() in [json.loads(line)["id"] for line in by_id.splitlines()]
+    assert run("list", "--search", "x", "--in", "id")[0] == 2  # the old second box is gone
     assert run("list", "--page", "0")[0] == 2  # a usage error, like any bad option value
     assert run("list", "--status", "bogus")[0] == 2  # argparse: a usage error
 
@@ -124,9 +126,10 @@ def test_health_in_stats_list_and_show(env: MongoTokenStore) -> None:
     assert by_user == ["bob@example.com:1", "alice@example.com:1", "albert@example.com:1", None]  # unnamed last
     by_expiry = [json.loads(line)["id"] for line in run("list", "--sort", "expiry", "--json")[1].splitlines()]
     assert by_expiry == [tokens[1].get_id(), tokens[2].get_id(), tokens[0].get_id(), tokens[3].get_id()]
-    table = run("list", "--health", "failing")[1].splitlines()
-    assert table[0].split("\t")[:3] == ["id", "user_name", "health"]
+    table = run("list", "--health", "failing", "--format", "tsv")[1].splitlines()
+    assert table[0].split("\t")[:4] == ["id", "user_name", "health", "data_center"]
     assert " ago)" in table[1] and "T" in table[1].split("\t")[4]  # 2026-11-23T20:15:00Z (1 min ago)
+    assert table[1].split("\t")[3] == "EU" and table[1].split("\t")[-1] == failing[0]["health_reason"]
     code, out, _ = run("show", "--user", "albert@example.com:1")
     assert code == 0 and f"id: {tokens[1].get_id()}" in out and "health: failing" in out and "Z (" in out
     assert run("show", "--user", "nobody@example.com:1")[2] == \
@@ -217,7 +220,7 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
     recorder = Recorder()
     client = MongoClient(mongo_uri, event_listeners=[recorder])
     try:
-        from mongo_store import admin
+        from mongo_store import admin, paging
 
         collection = client[env.collection.database.name][env.collection.name]
         admin.stats(collection)
@@ -225,14 +228,20 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
 
         data.overview(data.Connection(MongoTokenStore(client=client, database=collection.database.name),
                                       collection.database["dashboard_audit"], "test"))
-        for query in (admin.Query(search="al"), admin.Query(search="1000.CL", search_in="client_id"),
-                      admin.Query(search="ab", search_in="_id"), admin.Query(status="expired"),
+        for query in (admin.Query(search="al"), admin.Query(search="EXAMPLE.COM"),
+                      admin.Query(search="ab"), admin.Query(status="expired"),
                       admin.Query(api_domain=EU), admin.Query(search="al", status="valid", api_domain=EU),
                       *(admin.Query(health=health) for health in admin.HEALTH),
                       *(admin.Query(sort=sort, descending=True) for sort in admin.SORTS),
                       admin.Query(health="healthy", sort="user"), admin.Query(sort="refreshed", api_domain=EU)):
             admin.page(collection, query)
             admin.page(collection, query, 9)  # past the tokens that have the sort field
+            for go in ("first", "last"):
+                found = paging.page(collection, query, 2, go=go)
+                if found.has_next:
+                    paging.page(collection, query, 2, go="next", cursor=found.last_cursor, number=2)
+                if found.has_previous:
+                    paging.page(collection, query, 2, go="previous", cursor=found.first_cursor, number=-2)
         assert len(recorder.commands) >= 15
         for command in recorder.commands:
             if command.get("pipeline") == [{"$match": {}}, {"$group": {"_id": 1, "n": {"$sum": 1}}}]:
@@ -258,8 +267,12 @@ def test_a_large_filtered_count_stops_at_the_cap(env: MongoTokenStore) -> None:
     env.collection.insert_many([{"_id": f"t{n:06d}", "refresh_token": f"1000.r.{n}", "expiry_time": past}
                                 for n in range(COUNT_CAP + 50)])
     code, out, _ = run("list", "--status", "expired")
-    assert code == 0 and out.splitlines()[-1] == "# 1-50 of 10,000+"
-    assert run("list")[1].splitlines()[-1] == "# 1-50 of 10,050"  # unfiltered: the exact total
+    assert code == 0 and "# page 1 of many, tokens 1-50 of 10,000+" in out.splitlines()
+    assert "# page 1 of 201, tokens 1-50 of 10,050" in run("list")[1].splitlines()  # unfiltered: the exact total
+    code, out, _ = run("list", "--status", "expired", "--last")  # the last page without counting them all
+    assert code == 0 and "# page 1 from the end, of 10,000+ tokens" in out.splitlines()
+    rows = [line for line in out.splitlines() if not line.startswith("#")]
+    assert rows[-1].split()[0] == f"t{COUNT_CAP + 49:06d}" and len(rows) == 51  # the header, then the last 50
 
 
 # -- the first hour of an operator ---------------------------------------------------------------
@@ -271,9 +284,9 @@ def test_paging_past_the_end_says_so_and_names_the_last_page(env: MongoTokenStor
     code, out, err = run("list", "--page", "99", "--page-size", "2")
     assert code == 1 and out == ""
     assert err == ("zoho-mongo-store: error: page 99 is past the end: 5 tokens make 3 page(s) of 2; "
-                   "the last page is --page 3\n")
+                   "the last page is `zoho-mongo-store list --page-size 2 --last`\n")
     code, out, _ = run("list", "--page", "3", "--page-size", "2")
-    assert code == 0 and out.splitlines()[-1] == "# 5-5 of 5"
+    assert code == 0 and "# page 3 of 3, tokens 5-5 of 5" in out.splitlines()
     for bad in ("0", "-1", "x"):
         code, _, err = run("list", "--page", bad)
         assert code == 2 and "--page" in err and "unexpected error" not in err
@@ -348,11 +361,11 @@ def test_an_import_with_a_conflict_prints_no_stray_log_line(env: MongoTokenStore
 def test_domain_takes_a_data_center_as_operators_name_it(env: MongoTokenStore) -> None:
     env.save_token(full("eve@example.com:1", api_domain=EU))
     env.save_token(full("carl@example.com:1", api_domain="https://www.zohoapis.com"))
-    for spelling in ("eu", "EU", "www.zohoapis.eu", EU, EU + "/"):
+    for spelling in ("eu", "EU", "www.zohoapis.eu", "zohoapis.eu", EU, EU + "/"):
         code, out, _ = run("list", "--domain", spelling)
         assert code == 0 and "eve@example.com" in out and "carl@" not in out, spelling
     code, _, err = run("list", "--domain", "mars")
-    assert code == 1 and "'mars' is no Zoho data center; use one of com, eu, in" in err
+    assert code == 1 and "'mars' is no Zoho data center; use one of US, EU, IN" in err
 
 
 def test_cli_deletions_are_audited_like_the_dashboards(env: MongoTokenStore) -> None:

@@ -13,6 +13,7 @@ from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore
 from mongo_store.mapping import SECRET_FIELDS
+from mongo_store.search import keys as search_keys
 
 ALICE = "alice@example.com:700001"
 BOB = "bob@example.com:700001"
@@ -52,8 +53,9 @@ def test_document_layout(store: MongoTokenStore) -> None:
     assert set(document) == {
         "_id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
         "redirect_url", "api_domain", "expiry_time", "created_at", "updated_at", "last_refreshed_at",
-        "refresh_tokens_seen",
+        "refresh_tokens_seen", "search_keys",
     }
+    assert sorted(document["search_keys"]) == sorted(search_keys(ALICE))  # lowercase, for search.py
     [digest] = document["refresh_tokens_seen"]  # a short hash, never the refresh token
     assert len(digest) == 16 and digest not in token.get_refresh_token()
 

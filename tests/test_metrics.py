@@ -196,7 +196,7 @@ def test_the_exporter_reports_what_stats_counts(real_store: MongoTokenStore, ser
     assert {dict(k)["health"]: v for k, v in found["zoho_store_tokens"].items()} == stats == \
         {"healthy": 1, "idle": 1, "failing": 1, "unusable": 0}  # every state, 0 included
     centers = {dict(k)["data_center"]: v for k, v in found["zoho_store_tokens_by_data_center"].items()}
-    assert centers == {**dict.fromkeys(metrics.DATA_CENTER_LABELS, 0), "com": 1, "eu": 1, "other": 1}
+    assert centers == {**dict.fromkeys(metrics.DATA_CENTER_LABELS, 0), "US": 1, "EU": 1, "other": 1}
     assert {dict(k)["reason"]: v for k, v in found["zoho_store_failing_tokens_by_reason"].items()} == \
         {"refresh_failed": 0, "lease_lapsed": 0, "check_failed": 1}
     latest = max(d["last_refreshed_at"] for d in real_store.collection.find())
@@ -261,7 +261,7 @@ def test_the_first_pass_is_a_baseline_then_one_alert_per_episode_and_one_recover
     for _ in range(3):  # the same episode: alerted once
         alerts.run_pass(store.collection, state, fast(hook.url))
     assert [(b["event"], b["token_id"], b["health"], b["data_center"]) for b in hook.bodies] == \
-        [("alert", alice.get_id(), "failing", "com")]
+        [("alert", alice.get_id(), "failing", "US")]
     assert hook.bodies[0]["user_name"] == "alice@example.com:1" and "lapsed" in hook.bodies[0]["reason"]
     assert "alice@example.com:1" in hook.bodies[0]["text"]
 

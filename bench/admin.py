@@ -1,0 +1,119 @@
+"""Time the operators' list, search and overview at scale, keyset paging beside the old skip and
+limit, on the embedded mongod (or MONGODB_URI: its database is dropped!).
+
+    python bench/admin.py                    # 1,000,000 tokens
+    python bench/admin.py --size 100000
+
+The tokens are bench/health.py's mix, with people's names in mixed case over a few domains and the
+nine data centers. Each row is run side by side in one process: page 1 and the last page of every
+order by keyset (``paging.page``) and by skip/limit (``admin.page``), searches, and the overview
+(``admin.stats``). Also times the one-off search-key backfill of documents written without keys.
+Prints a Markdown table (median ms). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from health import document as health_document
+from health import timed
+
+from mongo_store import admin, datacenters, paging, search
+from mongo_store.embedded import EmbeddedMongod
+from mongo_store.indexes import INDEXES
+
+DATABASE = "zoho_bench_admin"
+DOMAINS = ("Wayne.Example", "acme.example", "Globex.example", "initech.example")
+CENTERS = list(datacenters.DOMAINS.values())
+
+
+def document(number: int, now: datetime, rng: random.Random) -> dict[str, Any]:
+    doc = health_document(number, now, rng)
+    doc["api_domain"] = CENTERS[number % 7 % len(CENTERS)] if number % 7 else CENTERS[0]
+    if "user_name" in doc:
+        first = rng.choice(("Femi", "ann", "Bob", "carla", "Dev"))
+        doc["user_name"] = f"{first}.{number}@{DOMAINS[number % len(DOMAINS)]}:{700000 + number % 5000}"
+    return doc
+
+
+def last_skip_page(tokens: Any, query: admin.Query, size: int, now: datetime) -> int:
+    """The number of the last page for skip/limit, from an exact (untimed) count."""
+    where = query.to_filter(now)
+    total = tokens.count_documents(where) if where else tokens.estimated_document_count()
+    return max(1, -(-total // size))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1_000_000)
+    args = parser.parse_args()
+    server = None
+    uri = os.environ.get("MONGODB_URI")
+    if not uri:
+        server = EmbeddedMongod().start()
+        uri = server.uri
+    client = MongoClient(uri)
+    try:
+        client.drop_database(DATABASE)
+        tokens = client[DATABASE]["oauth_tokens"]
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        rng = random.Random(20)
+        started = time.perf_counter()
+        for start in range(0, args.size, 10_000):
+            tokens.insert_many([document(n, now, rng) for n in range(start, min(start + 10_000, args.size))],
+                               ordered=False)
+        loaded = time.perf_counter() - started
+        started = time.perf_counter()
+        tokens.create_indexes(INDEXES)
+        indexed = time.perf_counter() - started
+        started = time.perf_counter()
+        backfilled = search.backfill(tokens)
+        backfill = time.perf_counter() - started
+        print(f"{args.size:,} tokens loaded in {loaded:,.0f} s, indexed in {indexed:,.0f} s; search keys backfilled "
+              f"for {backfilled:,} in {backfill:,.1f} s (one server-side update_many)\n")
+        size = 50
+        print("| query | pages of 50 | page 1, keyset | last page, keyset | page 1, skip/limit | last page, skip/limit |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        shapes = [("`list` (by id)", admin.Query()),
+                  *((f"`list --sort {sort} --descending`", admin.Query(sort=sort, descending=True)) for sort in admin.SORTS),
+                  ("`list --sort expiry`", admin.Query(sort="expiry")),
+                  ("`list --health healthy`", admin.Query(health="healthy")),
+                  ("`list --health failing`", admin.Query(health="failing")),
+                  ("`list --domain EU --sort refreshed`", admin.Query(api_domain=datacenters.DOMAINS["EU"], sort="refreshed")),
+                  ("`list --search wayne.example` (a quarter of the people)", admin.Query(search="wayne.example")),
+                  ("`list --search FEMI.12` (a prefix of an e-mail, any case)", admin.Query(search="FEMI.12")),
+                  ("`list --search 700210` (an org id)", admin.Query(search="700210")),
+                  ("`list --search t0012` (a token id's start)", admin.Query(search="t0012"))]
+        for name, query in shapes:
+            last = last_skip_page(tokens, query, size, now)
+            cells = [timed(lambda q=query: paging.page(tokens, q, size, now=now)),
+                     timed(lambda q=query: paging.page(tokens, q, size, go="last", now=now)),
+                     timed(lambda q=query: admin.page(tokens, q, 1, size, now), 5),
+                     timed(lambda q=query, n=last: admin.page(tokens, q, n, size, now), 3)]
+            print(f"| {name} | {last:,} | " + " | ".join(f"{cell:,.1f}" for cell in cells) + " |", flush=True)
+        query = admin.Query(sort="expiry", descending=True)
+        deep = paging.page(tokens, query, size, go="last", now=now)
+        print("\n| more | median ms |\n| --- | ---: |")
+        print(f"| the page before the last, by its cursor (`--before`) | "
+              f"{timed(lambda: paging.page(tokens, query, size, go='previous', cursor=deep.first_cursor, number=-2, now=now)):,.1f} |")
+        print(f"| the overview (`admin.stats`, every count) | {timed(lambda: admin.stats(tokens, now), 3):,.0f} |")
+    finally:
+        client.drop_database(DATABASE)
+        client.close()
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
