@@ -423,6 +423,11 @@ def test_at_1280_px_the_url_keeps_the_view_ids_fit_inspect_does_not_scroll_and_a
     assert full_runs(browser) == before
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "tokens-1280.png"))
+    click(browser, wait_for(browser, "button", "Delete all"))  # and so does opening a dialog
+    wait_for(browser, "[role='dialog']", "environment")
+    assert full_runs(browser) == before
+    wait_for(browser, "[role='dialog'] button", "Cancel").click()
+    time.sleep(1.5)
 
     # A reload is a new session: after sign-in the same view comes back, from the URL.
     url = browser.current_url
