@@ -88,7 +88,8 @@ def audit_view(conn: data.Connection) -> None:
     if not entries:
         st.caption("No audit entry matches." if actor or token else "No deletions, revokes or checks yet.")
         return
-    config = {"when (UTC)": st.column_config.TextColumn(width=150), "who": st.column_config.TextColumn(width=200),
-              "action": st.column_config.TextColumn(width=110), "tokens": st.column_config.TextColumn(width=330),
-              "outcome": st.column_config.TextColumn(width=330)}
+    # Widths that fit the main column at 1280 px (a cell's whole text shows on hover).
+    config = {"when (UTC)": st.column_config.TextColumn(width=145), "who": st.column_config.TextColumn(width=140),
+              "action": st.column_config.TextColumn(width=85), "tokens": st.column_config.TextColumn(width=215),
+              "outcome": st.column_config.TextColumn(width=215)}
     st.dataframe(pd.DataFrame([row(entry) for entry in entries]), hide_index=True, column_config=config, **STRETCH)
