@@ -290,6 +290,7 @@ def test_ticks_stay_with_their_tokens_through_reorders_inserts_and_deletes(store
     assert "user03" not in text and "aaa-first" not in text
     at.button(key="confirm_delete").click().run()
     assert store.collection.count_documents({"_id": {"$in": chosen}}) == 0 and store.collection.count_documents({}) == 4
+    at.run()  # (Streamlit 1.42's AppTest keeps a fragment's last render beside the new one until the next run)
     assert at.session_state["ticked"] == [] and at.button(key="delete_selected").disabled
     assert "Ticked:" not in dialog_text(at)
 
@@ -333,7 +334,7 @@ def test_a_dismissed_dialog_is_disarmed_with_its_typed_text_cleared(store: Mongo
     assert not at.button(key="confirm_delete").disabled
     if app.DIALOG_DISMISS:
         at = dismiss(at)
-        assert at.session_state["confirm"] is None and not [k for k in at.session_state if k.startswith("typed_name")]
+        assert at.session_state["confirm"] is None and f"typed_name-{at.session_state['armings'] - 1}" not in at.session_state
         assert not [b for b in at.button if b.key == "confirm_delete"]
         at.button(key="delete_all").click().run()
         assert typed(at).value == ""  # nothing typed stays typed
@@ -341,7 +342,7 @@ def test_a_dismissed_dialog_is_disarmed_with_its_typed_text_cleared(store: Mongo
     # 1.42-1.45 report no dismissal: the next click outside the dialog disarms it, and it stays closed.
     at.selectbox(key="domain").set_value(EU).run()
     assert not [b for b in at.button if b.key == "confirm_delete"] and at.session_state["confirm"] is None
-    assert not [k for k in at.session_state if k.startswith("typed_name")] and store.collection.count_documents({}) == 6
+    assert f"typed_name-{at.session_state['armings'] - 1}" not in at.session_state and store.collection.count_documents({}) == 6
     at.selectbox(key="domain").set_value("any").run()
     at.button(key="delete_all").click().run()
     assert typed(at).value == "" and at.button(key="confirm_delete").disabled
@@ -668,6 +669,10 @@ def test_the_url_follows_the_view_and_a_new_session_restores_it(store: MongoToke
     assert list(again.dataframe[0].value["id"]) == shown and label in rendered_text(again)
     assert again.selectbox(key="inspect").value == url["token"]
     assert params(again) == url
+    for page in ("Overview", "Lifecycle", "Audit"):  # every page is in the URL, and a reload opens it
+        again = again.sidebar.radio(key="page").set_value(page).run()
+        assert params(again)["page"] == page.lower()
+        assert signed_in_at(params(again)).sidebar.radio(key="page").value == page
 
 
 def test_a_token_link_opens_that_token_even_off_the_first_page(store: MongoTokenStore) -> None:
@@ -850,7 +855,8 @@ def test_export_is_every_match_masked(store: MongoTokenStore) -> None:
     assert button.proto.label == "Download 60 (CSV)"
     from mongo_store.dashboard import bulk, pages_tokens
 
-    text, count = bulk.export_csv(at_connection(), pages_tokens.query_of(at.session_state))
+    state = {key: at.session_state[key] for key in pages_tokens.VIEW_KEYS}  # (1.42's AppTest state has no get)
+    text, count = bulk.export_csv(at_connection(), pages_tokens.query_of(state))
     rows = list(csv.DictReader(io.StringIO(text)))
     assert count == 60 and sorted(r["id"] for r in rows) == sorted(t.get_id() for t in tokens)
     assert {r["data_center"] for r in rows} == {"EU", "US"} and all(r["health_reason"] for r in rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from . import data
+from . import data, urlstate
 from .auth import Operator
 from .compat import STRETCH
 from .confirm import arm, confirm_dialog, disarm_unless_touched
@@ -16,6 +16,7 @@ def lifecycle_page(conn: data.Connection, settings: Settings, operator: Operator
     """The lifecycle policy (the same settings ``zoho-mongo-store cleanup`` applies from cron), what
     it would do now, and a button to apply it."""
     disarm_unless_touched()
+    urlstate.write({"page": "lifecycle"})
     st.title("Lifecycle policy")
     policy = settings.policy
     st.text(f"Policy: {policy.describe()}.\nAudit entries are kept {settings.audit_retention_days:g} days "
