@@ -908,3 +908,27 @@ def test_another_filter_inspects_its_own_first_token(store: MongoTokenStore) -> 
     listed = list(at.dataframe[0].value["id"])
     assert first not in listed and at.selectbox(key="inspect").value == listed[0]
     assert params(at)["token"] == listed[0]
+
+
+def test_inspect_shows_the_history_and_the_overview_draws_the_activity_from_it(store: MongoTokenStore) -> None:
+    from datetime import timedelta
+
+    from mongo_store import events
+    from mongo_store.lease import utcnow
+
+    tokens = seed(store, 3)
+    target = tokens[1].get_id()
+    now = utcnow()
+    store.collection.database[events.COLLECTION].insert_many([
+        events.entry(target, "user01@example.com:1", "refresh-failed", "Zoho answered invalid_code", "sdk",
+                     at=now - timedelta(hours=7)),
+        events.entry(target, "user01@example.com:1", "checked", "ok", "ops", at=now - timedelta(hours=1)),
+    ])
+    at = signed_in()
+    assert not any(c.value.startswith("No events in the last 7 days") for c in at.caption)
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the activity chart is drawn
+    at = on_tokens_page(at)
+    at.selectbox(key="inspect").set_value(target).run()
+    history = at.table[1].value
+    assert list(history["event"]) == ["refreshed", "checked", "refresh-failed"]  # newest first (seed saved it now)
+    assert list(history["who"])[1:] == ["ops", "sdk"] and "invalid_code" in history["detail"].iloc[2]
