@@ -191,7 +191,8 @@ def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int,
     """The page's tokens, with why each is in its state, and row ticks for the actions below;
     returns every ticked token id (on this page or not)."""
     columns = GRID_COLUMNS + (["malformed"] if any("malformed" in record for record in records) else [])
-    rows = [{**record, "data center": datacenters.name(record.get("api_domain"))} for record in records]
+    rows = [{**record, "user_name": record.get("user_name") or "—", "data center": datacenters.name(record.get("api_domain"))}
+            for record in records]
     table = pd.DataFrame(rows, columns=columns)
     for column in ("expires_at", "last_refreshed_at"):
         table[column] = pd.to_datetime(table[column], utc=True)
