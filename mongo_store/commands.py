@@ -27,6 +27,7 @@ from .mapping import check_text
 from .masking import ago, iso, masked, printable
 from .migrate import SourceError, import_rows, open_source, source_kind
 from .records import VIEW_DATES, document_to_record, iso_dates, view
+from .search import backfill as backfill_search_keys
 from .store import MongoTokenStore
 
 PROG = "zoho-mongo-store"
@@ -57,8 +58,12 @@ def cmd_indexes(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -
     for line in drifted:
         print(f"drift: {line}", file=out)
     if missing and not args.check:
-        guarded(store, "create the indexes", lambda: ensure_indexes(store.collection))
+        guarded(store, "create the indexes", lambda: ensure_indexes(store.collection, backfill_keys=False))
         print(f"created: {', '.join(missing)}", file=out)
+    if not args.check:  # tokens written without search keys (raw inserts, an older version) get them
+        written = guarded(store, "write the search keys", lambda: backfill_search_keys(store.collection))
+        if written:
+            print(f"search keys: written for {written} token(s)", file=out)
     elif missing:
         print(f"missing: {', '.join(missing)}", file=out)
     if not missing and not drifted:
@@ -149,6 +154,7 @@ def cmd_list(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> i
                             api_domain=admin.data_center(args.domain) if args.domain else None,
                             health=args.health, sort=args.sort, descending=args.descending)
         now = admin.utcnow()
+        query.to_filter(now), query.sort_key()  # a bad value is one sentence, before the database is asked
         size = args.page_size
         if args.after or args.before or args.last or not args.page or args.page == 1:
             go = "last" if args.last else "next" if args.after else "previous" if args.before else "first"

@@ -60,16 +60,21 @@ INDEXES = [
 ]
 
 
-def ensure_indexes(collection: Collection) -> list[str]:
+def ensure_indexes(collection: Collection, *, backfill_keys: bool | None = None) -> list[str]:
     """Create the indexes if missing; a no-op when they exist with the same options.
 
     The server refuses (IndexOptionsConflict / IndexKeySpecsConflict) when an index of the same
     name exists with other options, which surfaces as a store error rather than silent drift.
-    Then the documents written without search keys (before this version, or by a tool that
-    inserts raw documents) get them, in one server-side update (``search.backfill``).
+    When the ``search_keys`` index is new (an upgrade, or a collection filled by raw inserts before
+    its indexes), the documents without search keys get them, in one server-side update
+    (``search.backfill``); ``backfill_keys=True`` runs it anyway (``indexes``: a walk of the user
+    names, too slow for every store's first write), False never.
     """
+    if backfill_keys is None:
+        backfill_keys = SEARCH_KEYS not in collection.index_information()
     names = collection.create_indexes(INDEXES)
-    backfill(collection)
+    if backfill_keys:
+        backfill(collection)
     return names
 
 

@@ -36,8 +36,8 @@ MAX_SIZE = 1000
 @dataclass(frozen=True)
 class Page:
     """One page: its documents (``admin.LIST_FIELDS``), the match count (exact, or ``COUNT_CAP + 1``
-    when a filtered count is capped), its number (negative: counted from the end), the number of pages (None when the
-    count is capped), the cursors of its first and last token, and whether pages lie either side."""
+    when a filtered count is capped), its number (negative: counted from the end), the number of pages
+    (at least 1; None when the count is capped), the cursors of its first and last token, and whether pages lie either side."""
 
     documents: list[dict[str, Any]]
     total: int

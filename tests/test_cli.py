@@ -69,11 +69,14 @@ def test_indexes_creates_reports_drift_and_checks(env: MongoTokenStore) -> None:
                                             "grant_token, client_id, api_domain, expiry_time, refresh_lease, "
                                             "refresh_failures, check_error, last_refreshed_at, updated_at, "
                                             "expiry_time_no_refresh_token, search_keys, user_name_id, expiry_time_id, "
-                                                "last_refreshed_at_id, api_domain_id, refresh_token_hmac_unique, "
+                                            "last_refreshed_at_id, api_domain_id, refresh_token_hmac_unique, "
                                             "access_token_hmac, grant_token_hmac\n", "")
     code, out, _ = run("indexes")
     assert code == 0 and out.startswith("created: user_name_unique")
     assert run("indexes", "--check")[:2] == (0, "indexes: all present\n")
+    env.collection.insert_one({"_id": "raw", "user_name": "Raw@Example.com:1"})  # a tool's raw insert: no keys
+    assert run("indexes")[:2] == (0, "search keys: written for 1 token(s)\nindexes: all present\n")
+    assert env.collection.find_one({"_id": "raw"})["search_keys"]
     env.collection.drop_index("access_token")
     env.collection.create_index("access_token", name="access_token", unique=True)
     code, out, _ = run("indexes", "--check")
@@ -579,3 +582,65 @@ def test_a_malformed_webhook_url_is_refused_without_echoing_it(env: MongoTokenSt
     for url in ("https://[hooks.slack.com/services/T0/B0/SECRETPATH", "https://hooks.example.com/SECRET PATH"):
         code, out, err = run("alerts", "--webhook", url)
         assert code == 2 and "SECRET" not in out + err, err
+
+
+def test_list_pages_by_keyset_and_prints_the_command_for_each_page(env: MongoTokenStore) -> None:
+    import shlex
+
+    tokens = [full(f"Femi.{n}@Wayne.Example:70021{n}", api_domain="https://www.zohoapis.uk") for n in range(5)]
+    tokens.append(full("ann@acme.example:1"))
+    for token in tokens:
+        env.save_token(token)
+    code, out, _ = run("list", "--search", "wayne.example", "--page-size", "2")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["id", "user_name", "health", "data_center", "expires_at",
+                                              "last_refreshed_at", "access_token", "refresh_token", "grant_token",
+                                              "reason"]
+    assert lines[0].index("user_name") == lines[1].index("Femi.0")  # aligned columns
+    assert "UK" in lines[1].split() and "••••" + tokens[0].get_grant_token()[-4:] in lines[1]  # the masked grant
+    assert lines[1].endswith("the access token is valid, expires in " + lines[1].split("(in ")[1].split(")")[0])
+    no_secrets(out, tokens)
+    assert "# page 1 of 3, tokens 1-2 of 5" in lines
+    seen = [line.split()[1] for line in lines[1:3]]
+    while True:  # follow the printed next command to the end
+        following = [line for line in out.splitlines() if line.startswith("# next: ")]
+        if not following:
+            break
+        argv = shlex.split(following[0].removeprefix("# next: "))[1:]
+        code, out, _ = run(*argv)
+        assert code == 0
+        seen += [line.split()[1] for line in out.splitlines()[1:] if not line.startswith("#")]
+    assert seen == [f"Femi.{n}@Wayne.Example:70021{n}" for n in range(5)] and "# page 3 of 3, tokens 5-5 of 5" in out
+    previous = next(line for line in out.splitlines() if line.startswith("# previous: "))
+    code, out, _ = run(*shlex.split(previous.removeprefix("# previous: "))[1:])
+    assert "# page 2 of 3, tokens 3-4 of 5" in out.splitlines()
+    code, out, _ = run("list", "--search", "WAYNE", "--last", "--page-size", "2", "--format", "tsv")
+    assert code == 0 and out.splitlines()[1].split("\t")[1] == "Femi.4@Wayne.Example:700214"
+    code, out, err = run("list", "--search", "femi", "--json", "--page-size", "2")
+    assert [json.loads(line)["user_name"] for line in out.splitlines()] == ["Femi.0@Wayne.Example:700210",
+                                                                          "Femi.1@Wayne.Example:700211"]
+    assert "# next: zoho-mongo-store list --search femi --page-size 2 --format json --after " in err
+    code, out, _ = run("list", "--search", "nobody@")
+    assert code == 0 and "no token's user name has an e-mail, e-mail domain or org id starting with 'nobody@'" in out
+    assert run("list", "--after", "not-a-cursor")[2] == \
+        "zoho-mongo-store: error: the page cursor is malformed (cut short or edited?): start again from the first page\n"
+    code, _, err = run("list", "--page", "-2")
+    assert code == 2 and "needs --after or --before" in err
+
+
+def test_stats_names_health_first_and_says_how_expiry_differs(env: MongoTokenStore) -> None:
+    seeded(env)
+    code, out, _ = run("stats")
+    lines = out.splitlines()
+    assert code == 0 and lines[1] == "health (whether the Zoho connection works):"
+    heading = [line for line in lines if line.startswith("access-token expiry")]
+    assert heading and "not health" in heading[0] and lines.index(heading[0]) > lines.index("  unusable: 0  " +
+                                                                                         admin_meaning("unusable"))
+    assert "  expired:        1" in lines and "  EU (https://www.zohoapis.eu): 1" in lines
+    assert not any(line.startswith("valid:") for line in lines)  # every expiry status under its heading
+
+
+def admin_meaning(state: str) -> str:
+    from mongo_store import admin
+
+    return admin.HEALTH_MEANING[state]

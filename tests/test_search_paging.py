@@ -349,3 +349,19 @@ def test_a_search_at_200000_tokens_finds_exactly_the_prefix_matches(crowd: Any) 
     # Femi for odd n, name for n % 10 != 0: "femi.21..." is n = 21, 210-219, 2100-2199, ...
     want = {f"c{n:07d}" for n in range(SIZE) if n % 2 and n % 10 and str(n).startswith("21")}
     assert found == want
+
+
+def test_the_dashboard_data_layer_pages_by_keyset(store: MongoTokenStore) -> None:
+    from mongo_store.dashboard import data
+
+    for n in range(5):
+        store.save_token(full(f"user{n}@wayne.example:1"))
+    connection = data.Connection(store, store.collection.database["dashboard_audit"], "test")
+    rows, first = data.token_page(connection, admin.Query(search="WAYNE", sort="user"), 2)
+    assert [row["user_name"] for row in rows] == ["user0@wayne.example:1", "user1@wayne.example:1"]
+    assert first.has_next and not first.has_previous and first.total == 5
+    assert "health_reason" in rows[0] and rows[0]["refresh_token"].startswith("••••")  # as a person sees it
+    rows, last = data.token_page(connection, admin.Query(search="WAYNE", sort="user"), 2, go="last")
+    assert [row["user_name"] for row in rows] == ["user4@wayne.example:1"] and (last.number, last.pages) == (3, 3)
+    with pytest.raises(ValueError, match="malformed"):  # an edited URL: one sentence, not a store error
+        data.token_page(connection, admin.Query(sort="user"), 2, go="next", cursor="x")
