@@ -932,3 +932,28 @@ def test_inspect_shows_the_history_and_the_overview_draws_the_activity_from_it(s
     history = at.table[1].value
     assert list(history["event"]) == ["refreshed", "checked", "refresh-failed"]  # newest first (seed saved it now)
     assert list(history["who"])[1:] == ["ops", "sdk"] and "invalid_code" in history["detail"].iloc[2]
+
+
+def test_the_breakdown_reads_only_the_tokens_that_need_attention(store: MongoTokenStore) -> None:
+    """On the real server, explain: no collection scan, and the keys and documents each category
+    examines are about its own tokens, not the collection's (400 healthy and lapsed tokens around them)."""
+    from mongo_store.dashboard import reasons
+    from mongo_store.indexes import ensure_indexes
+    from mongo_store.lease import utcnow
+
+    ensure_indexes(store.collection)
+    seed(store, 400)  # 100 lapsed with a refresh token (idle), 300 healthy
+    failing_mix(store)
+    now = utcnow()
+    narrow = {"hint": "expiry_time_no_refresh_token"}
+    for reason in reasons.REASONS:
+        first = [{"$match": {"expiry_time": {"$lte": now}, "refresh_token": None}}] if reason == "no-refresh-token" else []
+        plan = store.collection.database.command(
+            "explain", {"aggregate": store.collection.name, "cursor": {},
+                        "pipeline": [*first, {"$match": reasons.reason_filter(reason, now)},
+                                     {"$group": {"_id": "$api_domain", "n": {"$sum": 1}}}],
+                        **(narrow if first else {})}, verbosity="executionStats")
+        text = str(plan)
+        assert "COLLSCAN" not in text, reason
+        stats = plan["stages"][0]["$cursor"]["executionStats"] if "stages" in plan else plan["executionStats"]
+        assert stats["totalDocsExamined"] <= 20, (reason, stats["totalDocsExamined"])
