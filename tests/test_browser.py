@@ -394,7 +394,9 @@ def test_at_1280_px_the_url_keeps_the_view_ids_fit_inspect_does_not_scroll_and_a
         const ctx = document.createElement('canvas').getContext('2d');
         ctx.font = '14px ' + font;
         return arguments[0].map(t => ctx.measureText(t).width);""", ids)
-    assert ids and all(len(i) == 16 for i in ids) and max(widths) < 150 - 16, (ids[:3], max(widths or [0]))
+    from mongo_store.dashboard.pages_tokens import ID_WIDTH
+
+    assert ids and all(len(i) == 16 for i in ids) and max(widths) < ID_WIDTH - 16, (ids[:3], max(widths or [0]))
 
     # Inspect: a static table, every field in view without an inner scroll bar.
     wait_for(browser, "[data-testid='stTable']")

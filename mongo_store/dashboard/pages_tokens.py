@@ -30,6 +30,8 @@ HEALTH_LABELS = {"any": "Any", "attention": ATTENTION_LABEL, "healthy": "Healthy
 HEALTH_HELP = "  \n".join(f"**{state}**: {meaning}" for state, meaning in admin.HEALTH_MEANING.items())
 SORT_LABELS = {"default": "Default (the filtered field)", "user": "User name", "expiry": "Expiry",
                "refreshed": "Last refreshed"}
+ID_WIDTH = 172
+"""Pixels that show any 16-character id whole in the grid's font (the widest measured 136 px + padding)."""
 VIEW_KEYS = ("search", "health", "reason", "domain", "sort", "descending", "page_size", "position", "inspect")
 """The Session State that makes the Tokens page's view (and its URL)."""
 GRID_COLUMNS = ["id", "user_name", "health", "health_reason", "data center", "expires_at", "last_refreshed_at"]
@@ -197,10 +199,10 @@ def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int,
     for column in ("expires_at", "last_refreshed_at"):
         table[column] = pd.to_datetime(table[column], utc=True)
     # Widths that fit at 1280 px: the full id (monospace), the reason gets the room, masked secrets are short.
-    config = {"id": st.column_config.TextColumn("id", width=150, help="The token's id (16 characters)"),
-              "user_name": st.column_config.TextColumn("user_name", width=170),
+    config = {"id": st.column_config.TextColumn("id", width=ID_WIDTH, help="The token's id (16 characters)"),
+              "user_name": st.column_config.TextColumn("user_name", width=163),
               "health": st.column_config.TextColumn("health", width=70, help=HEALTH_HELP),
-              "health_reason": st.column_config.TextColumn("why", width=190,
+              "health_reason": st.column_config.TextColumn("why", width=175,
                                                            help="Why the token is in its health state (whole sentence: "
                                                                 "hover, or see Inspect)"),
               "data center": st.column_config.TextColumn("DC", width=40, help="Data center"),
