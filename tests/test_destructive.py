@@ -120,3 +120,42 @@ def test_a_revoke_that_stops_unexpectedly_is_recorded_as_unknown(env: MongoToken
     [entry] = audit_entries(env)
     assert entry["outcome"] == "unknown" and "KeyboardInterrupt" in entry["reason"]
     assert env.collection.count_documents({}) == 1
+
+
+def test_revoking_ticked_rows_audits_each_and_a_refusal_stops_only_its_token(dashboard_env: MongoTokenStore,
+                                                                             zoho: FakeZoho) -> None:
+    """The dashboard's "Revoke ticked…": each token audited before Zoho is called, with its own
+    outcome; one Zoho refuses stays stored, the others are revoked and deleted, and the summary says so."""
+    from mongo_store.dashboard import bulk, data
+    from mongo_store.dashboard.settings import Settings
+
+    ids = []
+    for name in ("kim", "lou", "max"):
+        refresh = zoho.authorize(f"{name}@example.com", CLIENT_ID, SECRET)
+        token = oauth(f"{name}@example.com:1", client_secret=SECRET, refresh_token=refresh,
+                      access_token=secret("access"), api_domain=zoho.url, expires_in="4102444800000")
+        dashboard_env.save_token(token)
+        ids.append(token.get_id())
+    conn = data.connect(Settings.load())
+    seen = watch_audit_at_revoke(dashboard_env, zoho)
+    answer = zoho.revoke_response
+
+    calls: list[int] = []
+
+    def refuses_the_second(form: dict[str, str]) -> tuple[int, dict]:
+        calls.append(1)
+        reply = answer(form) if len(calls) != 2 else (200, {"status": "error", "error": "access_denied"})
+        if len(calls) == 2:
+            seen.append(audit_entries(dashboard_env))
+        return reply
+
+    zoho.revoke_response = refuses_the_second  # type: ignore[method-assign]
+    outcome = bulk.revoke_many(conn, ids, "ops", f"{zoho.url}/oauth/v2/token")
+    assert outcome.done == [ids[0], ids[2]]
+    assert outcome.summary().startswith("Revoked 3 token(s): 2 revoked, 1 not (")
+    assert [len(entries) for entries in seen] == [1, 2, 3]  # each written before its call to Zoho
+    assert seen[1][-1]["outcome"] == admin.REVOKE_ATTEMPT and seen[1][-1]["ids"] == [ids[1]]
+    entries = audit_entries(dashboard_env)
+    assert [(e["ids"], e["outcome"]) for e in entries] == [
+        ([ids[0]], "revoked and deleted"), ([ids[1]], "not revoked"), ([ids[2]], "revoked and deleted")]
+    assert [d["_id"] for d in dashboard_env.collection.find({})] == [ids[1]]
