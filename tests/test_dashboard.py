@@ -957,3 +957,14 @@ def test_the_breakdown_reads_only_the_tokens_that_need_attention(store: MongoTok
         assert "COLLSCAN" not in text, reason
         stats = plan["stages"][0]["$cursor"]["executionStats"] if "stages" in plan else plan["executionStats"]
         assert stats["totalDocsExamined"] <= 20, (reason, stats["totalDocsExamined"])
+
+
+def test_the_demos_sidebar_says_where_check_and_revoke_go(store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(store, 3)  # not empty: the demo seeds only an empty collection
+    monkeypatch.setenv("ZOHO_DASHBOARD_DEMO", "1")
+    monkeypatch.setenv("DASHBOARD_ZOHO_ACCOUNTS_URL", "http://127.0.0.1:9/oauth/v2/token")
+    monkeypatch.setenv("DASHBOARD_ZOHO_API_URL", "http://127.0.0.1:9")
+    at = signed_in()
+    captions = [caption.value for caption in at.sidebar.caption]
+    note = "Check and Revoke go to the demo's local fake Zoho at http://127.0.0.1:9: no internet needed."
+    assert markdown_plain(note) in captions  # shown as plain text

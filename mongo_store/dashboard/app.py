@@ -8,7 +8,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from ..errors import sentence
 from ..masking import markdown_plain
-from . import cache, data, urlstate
+from . import cache, data, demo, urlstate
 from .auth import Operator, sign_out, signed_in_operator
 from .compat import DIALOG_DISMISS, GRID_DEFAULT
 from .pages_audit import audit_page
@@ -90,6 +90,9 @@ def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> st
             st.rerun()
         st.divider()
         st.caption(f"Backend: {conn.backend}" + (" · demo data" if settings.demo else ""))
+        note = demo.sidebar_note(settings)
+        if note:
+            st.caption(markdown_plain(note))
         st.caption(f"Collection: `{conn.tokens.database.name}.{conn.tokens.name}`")
         if settings.environment:
             st.caption(f"Environment: **{markdown_plain(settings.environment)}**")
