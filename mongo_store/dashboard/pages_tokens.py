@@ -326,7 +326,7 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
                "token stays valid at Zoho. Revoke ends the connection at Zoho, then deletes.")
     one = st.columns([1.3, 1.3, 1.3, 3])
     if chosen:
-        one[3].markdown(f"This token: `{chosen}`")
+        one[3].text(f"This token: {printable(chosen)}")  # plain and monospace: a stored id is never Markdown
         if one[0].button("Check with Zoho", key="check_one", **BUTTON_STRETCH):
             check_one(conn, settings, operator, chosen)
         one[1].button("Revoke at Zoho…", key="revoke_one", on_click=arm, args=({"kind": "revoke", "ids": [chosen]},),
