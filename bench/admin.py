@@ -30,8 +30,8 @@ from health import document as health_document
 from health import timed
 
 from mongo_store import admin, datacenters, paging, search
-from mongo_store.embedded import EmbeddedMongod
-from mongo_store.indexes import INDEXES
+from mongo_store.core.indexes import INDEXES
+from mongo_store.tools.embedded import EmbeddedMongod
 
 DATABASE = "zoho_bench_admin"
 DOMAINS = ("Wayne.Example", "acme.example", "Globex.example", "initech.example")

@@ -27,8 +27,8 @@ from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from mongo_store.embedded import EmbeddedMongod  # noqa: E402
-from mongo_store.indexes import ensure_indexes  # noqa: E402
+from mongo_store.core.indexes import ensure_indexes  # noqa: E402
+from mongo_store.tools.embedded import EmbeddedMongod  # noqa: E402
 
 DATABASE = "zoho_cli_bench"
 PING = "import sys, pymongo; pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000).admin.command('ping')"

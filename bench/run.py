@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import subjects
 
 from mongo_store import MongoTokenStore
-from mongo_store.embedded import EmbeddedMongod
+from mongo_store.tools.embedded import EmbeddedMongod
 
 STORE, FLOOR = "MongoTokenStore", "pymongo floor"
 FILE, KAIZEN, KAIZEN_IDX, MOCK = "SDK FileStore", "SQLite (Kaizen)", "SQLite + indexes", "mongomock store*"

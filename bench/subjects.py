@@ -20,8 +20,8 @@ from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore
-from mongo_store.indexes import ensure_indexes
-from mongo_store.mapping import TOKEN_FIELDS, token_fields
+from mongo_store.core.indexes import ensure_indexes
+from mongo_store.core.mapping import TOKEN_FIELDS, token_fields
 
 OPS = ["find_by_user", "find_by_refresh", "find_by_access", "find_by_id", "save_update", "save_insert", "delete"]
 CLIENT_ID, CLIENT_SECRET = "1000.BENCHCLIENT", "bench-client-secret-0123456789abcdef"

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 logging.getLogger("mongo_store").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
-    from .store import MongoTokenStore
+    from .core.store import MongoTokenStore
 
 
 def sdk_missing(who: str) -> str:
@@ -33,6 +33,6 @@ def __getattr__(name: str) -> Any:
         import zohocrmsdk  # noqa: F401  (every SDK line installs this package)
     except ImportError:
         raise ImportError(sdk_missing("zoho-mongo-store")) from None
-    from .store import MongoTokenStore
+    from .core.store import MongoTokenStore
 
     return MongoTokenStore

@@ -92,7 +92,7 @@ webhook_url = http_url("https://hooks.slack.com/services/...")
 def policy_days(name: str) -> Callable[[str], float]:
     """A number of days for a cleanup rule (a usage error otherwise), parsed as the settings are."""
     def parse(text: str) -> float:
-        from .cleanup import PolicyError, days
+        from .tools.cleanup import PolicyError, days
 
         try:
             value = days(name, text)
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         parsing.error("argument --page: a page counted from the end (negative) needs --after or --before")
     out = out or sys.stdout
     from . import commands
-    from .errors import is_store_error, sentence
+    from .core.errors import is_store_error, sentence
 
     run: Callable[..., int] = getattr(commands, f"cmd_{args.run}")
     try:

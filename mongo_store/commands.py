@@ -19,18 +19,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import admin, datacenters, events, history, paging
-from .admin_store import AdminStore
-from .embedded import EmbeddedMongod, mongod_binary
-from .errors import sentence, store_error
-from .indexes import ensure_indexes, index_drift
-from .mapping import check_text
-from .masking import ago, iso, masked, printable
-from .records import VIEW_DATES, document_to_record, iso_dates, view
-from .search import backfill as backfill_search_keys
+from .core import events
+from .core.admin_store import AdminStore
+from .core.errors import sentence, store_error
+from .core.indexes import ensure_indexes, index_drift
+from .core.mapping import check_text
+from .core.masking import ago, iso, masked, printable
+from .core.search import backfill as backfill_search_keys
+from .tools import admin, datacenters, history, paging
+from .tools.embedded import EmbeddedMongod, mongod_binary
+from .tools.records import VIEW_DATES, document_to_record, iso_dates, view
 
 if TYPE_CHECKING:
-    from .store import MongoTokenStore
+    from .core.store import MongoTokenStore
 
 PROG = "zoho-mongo-store"
 
@@ -55,7 +56,7 @@ def open_store(args: argparse.Namespace) -> MongoTokenStore | AdminStore:
         from . import sdk_missing
 
         raise Failure(sdk_missing(args.command))
-    from .store import MongoTokenStore
+    from .core.store import MongoTokenStore
 
     return MongoTokenStore(args.uri, database=args.database, collection=args.collection,
                            server_selection_timeout=args.timeout, failover_wait=args.timeout,
@@ -389,7 +390,7 @@ def cmd_delete_all(store: MongoTokenStore, args: argparse.Namespace, out: TextIO
 
 
 def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    from .zoho import check
+    from .tools.zoho import check
 
     chosen = sum(map(bool, (args.ids, args.health, args.all)))
     if chosen != 1:
@@ -419,8 +420,8 @@ def cmd_check(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> 
 def cmd_cleanup(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-    from . import cleanup
-    from .zoho import AlreadyRevoked, ZohoError, revoke
+    from .tools import cleanup
+    from .tools.zoho import AlreadyRevoked, ZohoError, revoke
 
     try:
         policy = cleanup.Policy(args.idle_days, args.unusable_days) if args.idle_days or args.unusable_days \
@@ -468,7 +469,7 @@ def cmd_cleanup(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -
 def cmd_revoke(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-    from .zoho import ZohoError, revoke
+    from .tools.zoho import ZohoError, revoke
 
     token_id = check_text("id", args.id, required=True)
     if not args.yes:
@@ -538,7 +539,7 @@ IMPORT_IDS = 1000
 
 
 def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    from .migrate import SourceError, import_rows, open_source, source_kind
+    from .tools.migrate import SourceError, import_rows, open_source, source_kind
 
     who = actor(args)
     try:
@@ -572,7 +573,7 @@ def cmd_import(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) ->
 def cmd_rotate_key(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
     from tqdm import tqdm
 
-    from .rotation import pending, rotate
+    from .core.rotation import pending, rotate
 
     query = pending(store)  # refuses a store without a key
     if store.prepare() is False:
@@ -625,8 +626,8 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     ``--reset`` starts over."""
     import threading
 
+    from .core.store import MongoTokenStore
     from .dashboard import demo, demo_zoho
-    from .store import MongoTokenStore
 
     env = os.environ.copy()
     env["ZOHO_DASHBOARD_DEMO"] = "1"
@@ -697,7 +698,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 def demo_data_dir() -> Path:
     """The demo's data folder when ``--data-dir`` is not given: this user's, whatever the working directory."""
-    from .embedded import user_data_dir
+    from .tools.embedded import user_data_dir
 
     return user_data_dir("demo")
 
@@ -731,8 +732,8 @@ ALERTS_COLLECTION_ENV = "ZOHO_MONGO_ALERTS_COLLECTION"
 def webhook(args: argparse.Namespace, required: bool) -> Any:
     """The webhook from --webhook, else the environment (a URL kept off the command line, where
     ``ps`` shows it); checked as strictly as the option."""
-    from .alerts import Webhook
     from .cli import webhook_url
+    from .tools.alerts import Webhook
 
     url = args.webhook or os.environ.get(WEBHOOK_ENV)
     if not url:
@@ -746,7 +747,7 @@ def webhook(args: argparse.Namespace, required: bool) -> Any:
 
 
 def alert_state(store: MongoTokenStore) -> Any:
-    from .alerts import alert_state as state
+    from .tools.alerts import alert_state as state
 
     try:
         return state(store.collection, os.environ.get(ALERTS_COLLECTION_ENV))
@@ -755,7 +756,7 @@ def alert_state(store: MongoTokenStore) -> Any:
 
 
 def cmd_alerts(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -> int:
-    from .alerts import run_pass
+    from .tools.alerts import run_pass
 
     hook, state = webhook(args, required=True), alert_state(store)
     report = guarded(store, "make the alert pass", lambda: run_pass(store.collection, state, hook))
@@ -770,8 +771,8 @@ def cmd_metrics(store: MongoTokenStore, args: argparse.Namespace, out: TextIO) -
     slow webhook never delays the counts and no scrape waits for either."""
     import threading
 
-    from . import metrics
-    from .alerts import run_pass
+    from .tools import metrics
+    from .tools.alerts import run_pass
 
     hook, state = webhook(args, required=False), alert_state(store)
     exporter = metrics.Exporter(lambda: store.call("count the tokens", lambda: metrics.count(store.collection)),

@@ -18,7 +18,7 @@ import pytest
 from pymongo import MongoClient
 
 from mongo_store import MongoTokenStore
-from mongo_store.embedded import EmbeddedMongod, mongod_binary
+from mongo_store.tools.embedded import EmbeddedMongod, mongod_binary
 
 
 def _kit_registered() -> bool:

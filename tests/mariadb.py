@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mongo_store.embedded import free_port
+from mongo_store.tools.embedded import free_port
 
 
 class EmbeddedMariaDB:

@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from mongo_store.embedded import EmbeddedMongod
+from mongo_store.tools.embedded import EmbeddedMongod
 
 NAME = "rsfailover"
 

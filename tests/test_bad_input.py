@@ -11,7 +11,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore
-from mongo_store.mapping import MAX_LENGTH
+from mongo_store.core.mapping import MAX_LENGTH
 
 ALICE = "alice@example.com:700001"
 INJECTION = {"$ne": None}

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from mongo_store.embedded import free_port, mongod_binary
+from mongo_store.tools.embedded import free_port, mongod_binary
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TERMINAL = ARTIFACTS / "demo-terminal.log"

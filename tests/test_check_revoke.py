@@ -20,9 +20,9 @@ from tokens import CLIENT_ID, oauth, secret
 
 from mongo_store import MongoTokenStore, admin
 from mongo_store import zoho as zoho_calls
-from mongo_store.lease import utcnow
-from mongo_store.mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, LEASE_FIELD, REFRESHED_FIELD
-from mongo_store.zoho import Route, ZohoError, route
+from mongo_store.core.lease import utcnow
+from mongo_store.core.mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, LEASE_FIELD, REFRESHED_FIELD
+from mongo_store.tools.zoho import Route, ZohoError, route
 
 SECRET = secret("clientsecret")
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -209,7 +209,7 @@ def test_a_revoke_that_fails_at_zoho_keeps_the_token(env: MongoTokenStore, zoho:
 
 def test_an_unknown_data_center_or_a_dead_accounts_server_is_one_line_each(env: MongoTokenStore,  # noqa: F811
                                                                           zoho: FakeZoho) -> None:
-    from mongo_store.embedded import free_port
+    from mongo_store.tools.embedded import free_port
 
     token_id = stored(env, zoho, "ivy@example.com:1", refresh=zoho.refresh_token, access=secret("access"),
                       expires=timedelta(minutes=-5))

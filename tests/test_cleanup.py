@@ -22,8 +22,8 @@ from test_cli import run  # the CLI in-process: (exit code, stdout, stderr)
 from tokens import CLIENT_ID, full, oauth, secret, snapshot
 
 from mongo_store import MongoTokenStore
-from mongo_store.admin import AUDIT_COLLECTION
-from mongo_store.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD
+from mongo_store.core.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD
+from mongo_store.tools.admin import AUDIT_COLLECTION
 
 CLIENT_SECRET = secret("clientsecret")
 DAY = timedelta(days=1)
@@ -165,7 +165,7 @@ def test_a_run_revokes_once_deletes_audits_and_leaves_the_rest(env: MongoTokenSt
 
 def test_a_token_refreshed_while_the_run_goes_on_is_left_alone(env: MongoTokenStore, zoho: ZohoAccounts) -> None:
     from mongo_store import cleanup
-    from mongo_store.zoho import AlreadyRevoked, ZohoError, revoke
+    from mongo_store.tools.zoho import AlreadyRevoked, ZohoError, revoke
 
     first = person(env, zoho, "a@example.com", refreshed=100 * DAY, saved=100 * DAY)
     second = person(env, zoho, "b@example.com", refreshed=100 * DAY, saved=100 * DAY)

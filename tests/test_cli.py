@@ -19,7 +19,7 @@ from pymongo import MongoClient
 from tokens import full, values
 
 from mongo_store import MongoTokenStore, cli
-from mongo_store.mapping import SECRET_FIELDS
+from mongo_store.core.mapping import SECRET_FIELDS
 
 EU = "https://www.zohoapis.eu"
 PLAN_DATES = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
@@ -264,7 +264,7 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
 def test_a_large_filtered_count_stops_at_the_cap(env: MongoTokenStore) -> None:
     from datetime import timedelta
 
-    from mongo_store.admin import COUNT_CAP
+    from mongo_store.tools.admin import COUNT_CAP
 
     past = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=1)
     env.collection.insert_many([{"_id": f"t{n:06d}", "refresh_token": f"1000.r.{n}", "expiry_time": past}
@@ -332,7 +332,7 @@ def test_a_closed_pipe_ends_quietly(env: MongoTokenStore) -> None:
 
 
 def test_new_ids_never_look_like_options() -> None:
-    from mongo_store.store import new_token_id
+    from mongo_store.core.store import new_token_id
 
     assert not any(new_token_id().startswith("-") for _ in range(20_000))
 
@@ -398,7 +398,7 @@ def _children_alive(marker: str) -> list[int]:
 
 
 def test_sigterm_stops_the_demo_and_its_children_and_a_busy_folder_is_refused(tmp_path: Any) -> None:
-    from mongo_store.embedded import free_port, mongod_binary
+    from mongo_store.tools.embedded import free_port, mongod_binary
 
     if mongod_binary() is None:
         pytest.skip("needs the embedded mongod")
@@ -480,7 +480,7 @@ def _dashboard(tmp_path: Any, *, stubborn: bool) -> tuple[subprocess.Popen[bytes
     signals the whole foreground group), once Streamlit answers."""
     import urllib.request
 
-    from mongo_store.embedded import free_port
+    from mongo_store.tools.embedded import free_port
 
     (tmp_path / "sitecustomize.py").write_text(STUBBORN)
     port = free_port()

@@ -12,8 +12,8 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore
-from mongo_store.mapping import SECRET_FIELDS
-from mongo_store.search import keys as search_keys
+from mongo_store.core.mapping import SECRET_FIELDS
+from mongo_store.core.search import keys as search_keys
 
 ALICE = "alice@example.com:700001"
 BOB = "bob@example.com:700001"

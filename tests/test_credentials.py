@@ -13,7 +13,7 @@ from tokens import exception_texts, full, values
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore
-from mongo_store.mapping import SECRET_FIELDS
+from mongo_store.core.mapping import SECRET_FIELDS
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from streamlit.testing.v1 import AppTest
 from tokens import full, oauth, secret, values
 
 from mongo_store import MongoTokenStore
+from mongo_store.core.mapping import SECRET_FIELDS
+from mongo_store.core.masking import markdown_plain
 from mongo_store.dashboard import demo
 from mongo_store.dashboard.app import GRID_DEFAULT
-from mongo_store.embedded import free_port
-from mongo_store.mapping import SECRET_FIELDS
-from mongo_store.masking import markdown_plain
+from mongo_store.tools.embedded import free_port
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PASSWORD = DASHBOARD_PASSWORD
@@ -398,7 +398,7 @@ def test_delete_all_with_a_filter_deletes_only_the_filtered_set(store: MongoToke
 def test_an_error_keeps_cancel_and_renders_as_plain_text(store: MongoTokenStore,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from mongo_store import admin
-    from mongo_store.errors import store_error
+    from mongo_store.core.errors import store_error
 
     seed(store, 2)
     hostile = "the token [click me](http://evil.example) ![x](http://evil.example/x.png) is malformed"
@@ -492,7 +492,7 @@ def test_a_frozen_or_killed_server_is_a_message_on_every_page(tmp_path: Path, mo
     import os
     import signal
 
-    from mongo_store.embedded import EmbeddedMongod, mongod_binary
+    from mongo_store.tools.embedded import EmbeddedMongod, mongod_binary
 
     if mongod_binary() is None:
         pytest.skip("needs the embedded mongod")
@@ -711,8 +711,8 @@ def failing_mix(store: MongoTokenStore) -> dict[str, list[str]]:
     """Tokens in every category of why, across two data centers."""
     from datetime import timedelta
 
-    from mongo_store.lease import utcnow
-    from mongo_store.mapping import CHECK_ERROR_FIELD, LEASE_FIELD
+    from mongo_store.core.lease import utcnow
+    from mongo_store.core.mapping import CHECK_ERROR_FIELD, LEASE_FIELD
 
     tokens = seed(store, 12)
     ids = [t.get_id() for t in tokens]
@@ -755,8 +755,8 @@ def test_the_overview_breaks_attention_down_by_reason_and_data_center(store: Mon
 
 def test_the_breakdown_adds_up_to_failing_and_unusable_on_the_demo_data(store: MongoTokenStore) -> None:
     from mongo_store import admin
+    from mongo_store.core.lease import utcnow
     from mongo_store.dashboard import reasons
-    from mongo_store.lease import utcnow
 
     demo.seed(store, 400)
     now = utcnow()
@@ -876,7 +876,7 @@ def test_the_audit_page_searches_by_actor_and_token_and_pages_past_200(store: Mo
     from mongo_store import admin
 
     audit = store.collection.database["dashboard_audit"]
-    from mongo_store.lease import utcnow
+    from mongo_store.core.lease import utcnow
 
     now = utcnow()
     from datetime import timedelta
@@ -914,7 +914,7 @@ def test_inspect_shows_the_history_and_the_overview_draws_the_activity_from_it(s
     from datetime import timedelta
 
     from mongo_store import events
-    from mongo_store.lease import utcnow
+    from mongo_store.core.lease import utcnow
 
     tokens = seed(store, 3)
     target = tokens[1].get_id()
@@ -937,9 +937,9 @@ def test_inspect_shows_the_history_and_the_overview_draws_the_activity_from_it(s
 def test_the_breakdown_reads_only_the_tokens_that_need_attention(store: MongoTokenStore) -> None:
     """On the real server, explain: no collection scan, and the keys and documents each category
     examines are about its own tokens, not the collection's (400 healthy and lapsed tokens around them)."""
+    from mongo_store.core.indexes import ensure_indexes
+    from mongo_store.core.lease import utcnow
     from mongo_store.dashboard import reasons
-    from mongo_store.indexes import ensure_indexes
-    from mongo_store.lease import utcnow
 
     ensure_indexes(store.collection)
     seed(store, 400)  # 100 lapsed with a refresh token (idle), 300 healthy

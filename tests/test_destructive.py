@@ -15,9 +15,9 @@ from test_cli import env, run  # noqa: F401  (the CLI fixture and runner)
 from tokens import CLIENT_ID, oauth, secret
 
 from mongo_store import MongoTokenStore, admin
-from mongo_store.embedded import free_port
-from mongo_store.lease import utcnow
-from mongo_store.zoho import ZohoError
+from mongo_store.core.lease import utcnow
+from mongo_store.tools.embedded import free_port
+from mongo_store.tools.zoho import ZohoError
 
 SECRET = secret("clientsecret")
 

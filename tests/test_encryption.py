@@ -15,9 +15,9 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore, cli
-from mongo_store.crypto import KEY_ID_FIELD, PREFIX
-from mongo_store.mapping import SECRET_FIELDS
-from mongo_store.rotation import rotate
+from mongo_store.core.crypto import KEY_ID_FIELD, PREFIX
+from mongo_store.core.mapping import SECRET_FIELDS
+from mongo_store.core.rotation import rotate
 
 KEY_A = base64.b64encode(b"A" * 32).decode()
 KEY_B = base64.b64encode(os.urandom(32)).decode()
@@ -289,7 +289,7 @@ def test_the_stores_own_changes_of_identity_stay_readable(store: MongoTokenStore
 
 def test_values_sealed_by_0_1_open_and_rotate_key_upgrades_them(store: MongoTokenStore) -> None:
     """0.1 bound each value to its document id and field only (``zms1:``, its own key id)."""
-    from mongo_store.crypto import LEGACY_PREFIX, _associated
+    from mongo_store.core.crypto import LEGACY_PREFIX, _associated
 
     cipher = keyed(store).cipher
     assert cipher is not None
@@ -327,7 +327,7 @@ def test_the_server_refuses_plaintext_writes_beside_sealed_tokens_on_every_save(
     from test_refresh_safety import FindAndModifyCounter  # it records every command's name
     from tokens import exception_texts
 
-    from mongo_store.validation import requires_sealed
+    from mongo_store.core.validation import requires_sealed
 
     commands = FindAndModifyCounter()
     client = MongoClient(real_client.address[0], real_client.address[1], event_listeners=[commands])

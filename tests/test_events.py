@@ -26,8 +26,8 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore, admin, events, history
+from mongo_store.core.lease import utcnow
 from mongo_store.dashboard import data
-from mongo_store.lease import utcnow
 
 DAY = 86_400
 

@@ -26,9 +26,9 @@ from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore, cli
-from mongo_store.embedded import EmbeddedMongod
-from mongo_store.errors import sentence
-from mongo_store.store import DURABLE
+from mongo_store.core.errors import sentence
+from mongo_store.core.store import DURABLE
+from mongo_store.tools.embedded import EmbeddedMongod
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WORKERS = 4  # half of them pass their own client with w=1

@@ -12,8 +12,8 @@ from tokens import exception_texts, full, oauth, values
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore
-from mongo_store.embedded import free_port
-from mongo_store.mapping import SECRET_FIELDS
+from mongo_store.core.mapping import SECRET_FIELDS
+from mongo_store.tools.embedded import free_port
 
 ALICE = "alice@example.com:700001"
 

@@ -11,9 +11,9 @@ import pytest
 from tokens import full, oauth, secret
 
 from mongo_store import MongoTokenStore, admin
-from mongo_store.indexes import ensure_indexes
-from mongo_store.lease import RefreshFailing, utcnow
-from mongo_store.mapping import FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD, RETRY_FIELD, STARTED_FIELD
+from mongo_store.core.indexes import ensure_indexes
+from mongo_store.core.lease import RefreshFailing, utcnow
+from mongo_store.core.mapping import FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD, RETRY_FIELD, STARTED_FIELD
 
 
 def epoch_ms(when: datetime) -> str:

@@ -27,9 +27,9 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
 from mongo_store import MongoTokenStore
-from mongo_store.errors import UnknownToken
-from mongo_store.lease import Backoff, RefreshFailing
-from mongo_store.mapping import FAILED_AT_FIELD, FAILING_SINCE_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD
+from mongo_store.core.errors import UnknownToken
+from mongo_store.core.lease import Backoff, RefreshFailing
+from mongo_store.core.mapping import FAILED_AT_FIELD, FAILING_SINCE_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

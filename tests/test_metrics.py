@@ -23,9 +23,9 @@ from pymongo import MongoClient
 from tokens import full, oauth, secret, values
 
 from mongo_store import MongoTokenStore, admin, alerts, cli, metrics
-from mongo_store.indexes import ensure_indexes
-from mongo_store.lease import utcnow
-from mongo_store.mapping import SECRET_FIELDS
+from mongo_store.core.indexes import ensure_indexes
+from mongo_store.core.lease import utcnow
+from mongo_store.core.mapping import SECRET_FIELDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

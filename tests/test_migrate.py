@@ -12,8 +12,8 @@ from tokens import full, oauth, secret, snapshot, values
 from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 
 from mongo_store import MongoTokenStore
-from mongo_store.masking import mask
-from mongo_store.migrate import FILESTORE_COLUMNS, SourceError, import_rows, open_source
+from mongo_store.core.masking import mask
+from mongo_store.tools.migrate import FILESTORE_COLUMNS, SourceError, import_rows, open_source
 
 HEADER_10 = ",".join(FILESTORE_COLUMNS)
 HEADER_9 = ",".join(FILESTORE_COLUMNS[:9])

@@ -21,7 +21,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore
-from mongo_store.lease import LEASE_FIELD, RefreshFailing
+from mongo_store.core.lease import LEASE_FIELD, RefreshFailing
 
 ALICE = "alice@example.com:700001"
 NOW_MS = int(datetime.now(timezone.utc).timestamp() * 1000)

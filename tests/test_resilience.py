@@ -17,7 +17,7 @@ from tokens import full, oauth
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore
-from mongo_store.embedded import EmbeddedMongod, mongod_binary
+from mongo_store.tools.embedded import EmbeddedMongod, mongod_binary
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MONGODB_URI")) or (mongod_binary() is None and not os.environ.get("CI")),

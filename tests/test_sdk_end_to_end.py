@@ -97,7 +97,7 @@ def test_a_refresh_zoho_refuses_is_recorded_at_once_and_backs_off(store: MongoTo
     from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
     from mongo_store import admin
-    from mongo_store.lease import Backoff, RefreshFailing
+    from mongo_store.core.lease import Backoff, RefreshFailing
 
     store.backoff = Backoff(0.4, 0.8)
     client_secret = secret("clientsecret")

@@ -16,10 +16,10 @@ from test_refresh_safety import FindAndModifyCounter
 from tokens import full
 
 from mongo_store import MongoTokenStore, admin, datacenters, metrics, paging, search
-from mongo_store.indexes import ensure_indexes
-from mongo_store.lease import utcnow
-from mongo_store.mapping import REFRESHED_FIELD
-from mongo_store.migrate import Row, import_rows
+from mongo_store.core.indexes import ensure_indexes
+from mongo_store.core.lease import utcnow
+from mongo_store.core.mapping import REFRESHED_FIELD
+from mongo_store.tools.migrate import Row, import_rows
 
 KEY = base64.b64encode(b"S" * 32).decode()
 FEMI = "Femi.210@Wayne.Example:700210"

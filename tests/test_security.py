@@ -23,10 +23,10 @@ from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore, cli, commands
-from mongo_store.crypto import PREFIX
+from mongo_store.core.crypto import PREFIX
+from mongo_store.core.rotation import rotate
 from mongo_store.dashboard.settings import SettingError, parse_flag
-from mongo_store.migrate import FILESTORE_COLUMNS, import_rows, open_source, read_mysql
-from mongo_store.rotation import rotate
+from mongo_store.tools.migrate import FILESTORE_COLUMNS, import_rows, open_source, read_mysql
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 PASSWORD = DASHBOARD_PASSWORD
@@ -522,8 +522,8 @@ def test_rotate_key_on_a_server_killed_midway_is_one_line(tmp_path: Path) -> Non
     import subprocess
     from datetime import datetime, timezone
 
-    from mongo_store.crypto import Cipher
-    from mongo_store.embedded import EmbeddedMongod, mongod_binary
+    from mongo_store.core.crypto import Cipher
+    from mongo_store.tools.embedded import EmbeddedMongod, mongod_binary
 
     if mongod_binary() is None:
         pytest.skip("needs the embedded mongod")

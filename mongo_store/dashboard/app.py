@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from ..errors import sentence
-from ..masking import markdown_plain
+from ..core.errors import sentence
+from ..core.masking import markdown_plain
 from . import cache, data, demo, urlstate
 from .auth import Operator, sign_out, signed_in_operator
 from .compat import DIALOG_DISMISS, GRID_DEFAULT

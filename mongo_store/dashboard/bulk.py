@@ -13,12 +13,12 @@ from typing import Any
 from pymongo.collection import Collection
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .. import admin, datacenters
-from ..errors import sentence
-from ..lease import utcnow
-from ..masking import iso
-from ..records import view
-from ..zoho import ZohoError
+from ..core.errors import sentence
+from ..core.lease import utcnow
+from ..core.masking import iso
+from ..tools import admin, datacenters
+from ..tools.records import view
+from ..tools.zoho import ZohoError
 from . import data
 
 EXPORT_LIMIT = 10_000

@@ -11,9 +11,9 @@ from typing import Any
 import streamlit as st
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from ..errors import sentence
-from ..masking import markdown_plain, printable
-from ..zoho import ZohoError
+from ..core.errors import sentence
+from ..core.masking import markdown_plain, printable
+from ..tools.zoho import ZohoError
 from . import bulk, cache, data
 from .auth import Operator
 from .compat import DIALOG_DISMISS

@@ -1,6 +1,6 @@
 """Everything the dashboard reads and writes, in one place, apart from the pages.
 
-Queries run on the server with projections and the store's indexes (``mongo_store.admin``); the
+Queries run on the server with projections and the store's indexes (``mongo_store.tools.admin``); the
 dashboard never calls ``get_tokens()``. Records leave this module with their secrets masked, and
 every deletion is written to the audit collection before it happens.
 """
@@ -15,16 +15,17 @@ from pymongo import DESCENDING
 from pymongo.collection import Collection
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .. import admin, cleanup, events, history, paging
-from ..errors import store_error
-from ..indexes import ensure_indexes
-from ..lease import utcnow
-from ..mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
-from ..records import view
-from ..store import MongoTokenStore
-from ..zoho import AlreadyRevoked, Checked, ZohoError
-from ..zoho import check as check_at_zoho
-from ..zoho import revoke as revoke_at_zoho
+from ..core import events
+from ..core.errors import store_error
+from ..core.indexes import ensure_indexes
+from ..core.lease import utcnow
+from ..core.mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
+from ..core.store import MongoTokenStore
+from ..tools import admin, cleanup, history, paging
+from ..tools.records import view
+from ..tools.zoho import AlreadyRevoked, Checked, ZohoError
+from ..tools.zoho import check as check_at_zoho
+from ..tools.zoho import revoke as revoke_at_zoho
 from .settings import SettingError, Settings, parse_days, setting
 
 ACTIVITY_BIN = timedelta(hours=6)

@@ -15,8 +15,8 @@ from pymongo.database import Database
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from ..lease import utcnow
-from ..mapping import (
+from ..core.lease import utcnow
+from ..core.mapping import (
     CHECK_ERROR_FIELD,
     CHECK_RESULT_FIELD,
     CHECKED_AT_FIELD,
@@ -27,7 +27,7 @@ from ..mapping import (
     STARTED_FIELD,
     token_fields,
 )
-from ..store import MongoTokenStore
+from ..core.store import MongoTokenStore
 from .auth import is_loopback
 from .settings import Settings
 

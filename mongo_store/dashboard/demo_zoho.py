@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ..admin import GRANT_LIFETIME, health_of
-from ..lease import utcnow
-from ..masking import utc_naive
+from ..core.lease import utcnow
+from ..core.masking import utc_naive
 from ..testing.fake_zoho import FakeZoho
+from ..tools.admin import GRANT_LIFETIME, health_of
 
 ACCOUNTS_PATH = "/oauth/v2/token"
 

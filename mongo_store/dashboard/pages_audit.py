@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from ..errors import sentence
-from ..masking import iso, markdown_plain, printable
+from ..core.errors import sentence
+from ..core.masking import iso, markdown_plain, printable
 from . import data, urlstate
 from .auth import Operator
 from .compat import BUTTON_STRETCH, STRETCH

@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .. import admin, datacenters
-from ..errors import sentence
-from ..masking import markdown_plain
+from ..core.errors import sentence
+from ..core.masking import markdown_plain
+from ..tools import admin, datacenters
 from . import cache, data, urlstate
 from .auth import Operator
 from .compat import BUTTON_STRETCH

@@ -14,9 +14,9 @@ import pandas as pd
 import streamlit as st
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from .. import admin, datacenters, paging
-from ..errors import sentence
-from ..masking import ago, iso, markdown_plain, printable
+from ..core.errors import sentence
+from ..core.masking import ago, iso, markdown_plain, printable
+from ..tools import admin, datacenters, paging
 from . import bulk, cache, data, urlstate
 from .auth import Operator
 from .compat import BUTTON_STRETCH, GRID_DEFAULT, STRETCH

@@ -16,8 +16,8 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
-from .. import admin
-from ..mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD
+from ..core.mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD
+from ..tools import admin
 
 REASONS = {
     "no-refresh-token": "no refresh token",

@@ -9,8 +9,8 @@ from typing import Any
 
 import streamlit as st
 
-from ..admin import AUDIT_COLLECTION, AUDIT_RETENTION_DAYS, AUDIT_RETENTION_ENV
-from ..cleanup import IDLE_ENV, UNUSABLE_ENV, Policy, PolicyError, days
+from ..tools.admin import AUDIT_COLLECTION, AUDIT_RETENTION_DAYS, AUDIT_RETENTION_ENV
+from ..tools.cleanup import IDLE_ENV, UNUSABLE_ENV, Policy, PolicyError, days
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}

@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
-from .. import datacenters
-from ..admin import SORTS
+from ..tools import datacenters
+from ..tools.admin import SORTS
 from .reasons import REASONS
 
 PAGES = ("Overview", "Tokens", "Lifecycle", "Audit")

@@ -13,7 +13,7 @@ from .fake_zoho import DATA_CENTERS, Authorization, FakeZoho, Person, ZohoReques
 from .guard import RealZohoBlocked, ZohoGuard, is_zoho_host
 
 if TYPE_CHECKING:
-    from mongo_store.store import MongoTokenStore
+    from mongo_store.core.store import MongoTokenStore
 
 __all__ = ["DATA_CENTERS", "Authorization", "FakeZoho", "Person", "RealZohoBlocked", "ZohoGuard", "ZohoRequest",
            "is_zoho_host", "lapse_stored_tokens"]

@@ -15,7 +15,7 @@ from .fake_zoho import FakeZoho
 from .guard import ZohoGuard
 
 if TYPE_CHECKING:
-    from mongo_store.store import MongoTokenStore
+    from mongo_store.core.store import MongoTokenStore
 
 URI_OPTION = "--zoho-mongodb-uri"
 URI_VARIABLE = "ZOHO_TEST_MONGODB_URI"

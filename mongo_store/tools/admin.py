@@ -20,13 +20,11 @@ from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
-from . import datacenters
-from .errors import sentence
-from .events import entry as event_entry
-from .events import record_quietly
-from .history import audit_indexes
-from .lease import REFRESH_WINDOW, utcnow
-from .mapping import (
+from ..core.errors import sentence
+from ..core.events import entry as event_entry
+from ..core.events import record_quietly
+from ..core.lease import REFRESH_WINDOW, utcnow
+from ..core.mapping import (
     CHECK_ERROR_FIELD,
     FAILED_AT_FIELD,
     FAILURES_FIELD,
@@ -37,8 +35,10 @@ from .mapping import (
     ZOHO_REFRESH_TOKEN_LIMIT,
     check_text,
 )
-from .masking import ago, utc_naive
-from .search import describe, search_filter
+from ..core.masking import ago, utc_naive
+from ..core.search import describe, search_filter
+from . import datacenters
+from .history import audit_indexes
 
 log = logging.getLogger("mongo_store")
 

@@ -22,13 +22,13 @@ from urllib.parse import parse_qs, unquote, urlparse
 from pymongo.errors import OperationFailure, PyMongoError
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from . import events
-from .connection import uri_problem
-from .errors import sentence
-from .mapping import token_fields
-from .masking import is_masked
+from ..core import events
+from ..core.connection import uri_problem
+from ..core.errors import sentence
+from ..core.mapping import token_fields
+from ..core.masking import is_masked
+from ..core.store import MongoTokenStore
 from .records import RECORD_FIELDS, record_to_token
-from .store import MongoTokenStore
 
 # The SDK's FileStore header (Constants), and the record field each column becomes.
 FILESTORE_COLUMNS = ["id", "user_name", "client_id", "client_secret", "refresh_token", "access_token",

@@ -26,8 +26,8 @@ from bson.errors import BSONError
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 
+from ..core.lease import utcnow
 from .admin import COUNT_CAP, LIST_FIELDS, Query
-from .lease import utcnow
 
 GOES = ("first", "next", "previous", "last")
 MAX_SIZE = 1000

@@ -23,9 +23,9 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.collection import Collection
 
+from ..core.lease import utcnow
+from ..core.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD, REVOKED_FIELD
 from .admin import GRANT_LIFETIME
-from .lease import utcnow
-from .mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD, REVOKED_FIELD
 
 IDLE_ENV, UNUSABLE_ENV = "ZOHO_CLEANUP_IDLE_DAYS", "ZOHO_CLEANUP_UNUSABLE_DAYS"
 CLAIM_SECONDS = 60.0

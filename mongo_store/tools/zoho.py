@@ -28,11 +28,10 @@ from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
-from . import admin
-from .errors import RefreshFailing, sentence
-from .events import zoho_code
-from .lease import needs_refresh, record_failure, take, utcnow
-from .mapping import (
+from ..core.errors import RefreshFailing, sentence
+from ..core.events import zoho_code
+from ..core.lease import needs_refresh, record_failure, take, utcnow
+from ..core.mapping import (
     CHECK_ERROR_FIELD,
     CHECK_RESULT_FIELD,
     CHECKED_AT_FIELD,
@@ -42,7 +41,8 @@ from .mapping import (
     document_to_token,
     malformed,
 )
-from .store import MongoTokenStore
+from ..core.store import MongoTokenStore
+from . import admin
 
 log = logging.getLogger("mongo_store")
 

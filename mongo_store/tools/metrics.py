@@ -24,11 +24,11 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pymongo.collection import Collection
 
+from ..core.errors import sentence
+from ..core.lease import utcnow
+from ..core.mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD
 from . import admin, datacenters
 from .alerts import data_center_name
-from .errors import sentence
-from .lease import utcnow
-from .mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD
 
 DATA_CENTER_LABELS = (*datacenters.DOMAINS, "other")
 """``data_center`` label values: Zoho's data centers by their one name (``US``, ``EU``, ``UK``...:

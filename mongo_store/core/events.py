@@ -50,7 +50,7 @@ def collection_name(environ: dict[str, str] | None = None) -> str:
 def retention(environ: dict[str, str] | None = None) -> float:
     """Days events are kept (``ZOHO_EVENTS_RETENTION_DAYS``), parsed as strictly as the audit's
     retention: a bad value raises ``cleanup.PolicyError`` (a ValueError) with one sentence."""
-    from .cleanup import days  # (only when asked: cleanup imports the operator queries)
+    from ..tools.cleanup import days  # (only when asked: cleanup imports the operator queries)
 
     environ = dict(os.environ) if environ is None else environ
     return days(RETENTION_ENV, environ.get(RETENTION_ENV)) or RETENTION_DAYS

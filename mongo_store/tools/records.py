@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import admin
-from .mapping import (
+from ..core.mapping import (
     CHECK_RESULT_FIELD,
     CHECKED_AT_FIELD,
     FAILED_AT_FIELD,
@@ -20,7 +19,8 @@ from .mapping import (
     document_to_token,
     malformed,
 )
-from .masking import iso, masked
+from ..core.masking import iso, masked
+from . import admin
 
 if TYPE_CHECKING:  # the admin path (list, show, export) never builds a token, nor imports the SDK
     from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken

@@ -10,11 +10,11 @@
 - ``*_hmac`` are the blind indexes of encrypted tokens: the refresh token's is unique for the
   same reason as the plain one.
 - ``client_id``, ``api_domain`` and ``expiry_time`` serve the operators' searches, filters and
-  counts (``mongo_store/admin.py``), so that none of them scans the collection.
+  counts (``mongo_store/tools/admin.py``), so that none of them scans the collection.
 - ``refresh_lease``, ``refresh_failures`` and ``check_error`` find the failing tokens (a lapsed
   lease, counted failures, a failed check): present on few documents, so nearly empty.
 - ``last_refreshed_at`` serves the "last refreshed" sort, the exporter's latest refresh and, with
-  ``updated_at``, the session timeout of ``cleanup`` (``mongo_store/cleanup.py``).
+  ``updated_at``, the session timeout of ``cleanup`` (``mongo_store/tools/cleanup.py``).
 - ``expiry_time_no_refresh_token`` holds the expiries of the tokens without a refresh token only
   (a partial index: ``refresh_token: null``), a few percent of them, so the unusable count fetches
   those instead of every lapsed token (``admin.health_queries``).
@@ -53,7 +53,7 @@ INDEXES = [
     IndexModel([(SEARCH_KEYS, ASCENDING)], name=SEARCH_KEYS, sparse=True),
     *(IndexModel([(field, ASCENDING), ("_id", ASCENDING)], name=f"{field}_id")
       for field in ("user_name", "expiry_time", "last_refreshed_at", "api_domain")),
-    # Blind indexes, used when encryption at rest is on (mongo_store/crypto.py).
+    # Blind indexes, used when encryption at rest is on (mongo_store/core/crypto.py).
     IndexModel([("refresh_token_hmac", ASCENDING)], name="refresh_token_hmac_unique", unique=True, sparse=True),
     IndexModel([("access_token_hmac", ASCENDING)], name="access_token_hmac", sparse=True),
     IndexModel([("grant_token_hmac", ASCENDING)], name="grant_token_hmac", sparse=True),
