@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from health import document as health_document
 from health import timed
 
-from mongo_store import admin, datacenters, paging, search
+from mongo_store.core import search
 from mongo_store.core.indexes import INDEXES
+from mongo_store.tools import admin, datacenters, paging
 from mongo_store.tools.embedded import EmbeddedMongod
 
 DATABASE = "zoho_bench_admin"

@@ -26,8 +26,8 @@ from typing import Any
 from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mongo_store import admin, metrics
 from mongo_store.core.indexes import ensure_indexes
+from mongo_store.tools import admin, metrics
 from mongo_store.tools.embedded import EmbeddedMongod
 
 DATABASE = "zoho_bench_health"

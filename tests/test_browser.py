@@ -1,6 +1,7 @@
 """A real browser: headless Chromium loads the running demo, signs in and shows the token table.
 
-The screenshots land in ``test-artifacts/``. Needs Debian's ``chromium`` and ``chromium-driver``
+The screenshots land in ``test-artifacts/`` (taken at 1280 px: copy ``dashboard-overview.png`` and
+``dashboard-tokens.png`` to ``docs/`` to retake the documentation's; a test never writes there). Needs Debian's ``chromium`` and ``chromium-driver``
 (the CI script installs them) and selenium (the test extra).
 """
 
@@ -25,7 +26,6 @@ from mongo_store.tools.embedded import free_port, mongod_binary
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TERMINAL = ARTIFACTS / "demo-terminal.log"
 """What the demo printed (Streamlit's terminal): no stack trace, no deprecation warning."""
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
@@ -138,7 +138,6 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
     time.sleep(2)  # let the charts draw
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-overview.png"))
-    shutil.copy(ARTIFACTS / "dashboard-overview.png", DOCS / "dashboard-overview.png")  # docs/ shows 1280 px
     assert not cut_labels(browser), cut_labels(browser)
 
     # One click from the count of tokens that need attention to their list.
@@ -150,7 +149,6 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
     assert "Needs attention (failing + unusable)" in health_box
     time.sleep(2)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-tokens.png"))
-    shutil.copy(ARTIFACTS / "dashboard-tokens.png", DOCS / "dashboard-tokens.png")
     # At 1280 px every column of the token grid is in view: the grid does not scroll sideways.
     width, visible = browser.execute_script(
         "const s = document.querySelector(\"[data-testid='stDataFrame'] .dvn-scroller\");"

@@ -164,7 +164,7 @@ def test_a_run_revokes_once_deletes_audits_and_leaves_the_rest(env: MongoTokenSt
 
 
 def test_a_token_refreshed_while_the_run_goes_on_is_left_alone(env: MongoTokenStore, zoho: ZohoAccounts) -> None:
-    from mongo_store import cleanup
+    from mongo_store.tools import cleanup
     from mongo_store.tools.zoho import AlreadyRevoked, ZohoError, revoke
 
     first = person(env, zoho, "a@example.com", refreshed=100 * DAY, saved=100 * DAY)
@@ -234,7 +234,7 @@ def test_the_policy_from_settings_and_bad_values(env: MongoTokenStore, zoho: Zoh
 def test_every_cleanup_query_uses_an_index(mongo_uri: str, database_name: str) -> None:
     from test_real_server import Recorder, stages
 
-    from mongo_store import cleanup
+    from mongo_store.tools import cleanup
 
     recorder = Recorder()
     client = MongoClient(mongo_uri, event_listeners=[recorder])

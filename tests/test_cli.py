@@ -223,7 +223,7 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
     recorder = Recorder()
     client = MongoClient(mongo_uri, event_listeners=[recorder])
     try:
-        from mongo_store import admin, paging
+        from mongo_store.tools import admin, paging
 
         collection = client[env.collection.database.name][env.collection.name]
         admin.stats(collection)
@@ -641,6 +641,6 @@ def test_stats_names_health_first_and_says_how_expiry_differs(env: MongoTokenSto
 
 
 def admin_meaning(state: str) -> str:
-    from mongo_store import admin
+    from mongo_store.tools import admin
 
     return admin.HEALTH_MEANING[state]

@@ -63,7 +63,7 @@ def test_document_layout(store: MongoTokenStore) -> None:
 def test_the_refresh_tokens_a_person_was_given_are_counted(store: MongoTokenStore) -> None:
     """Zoho keeps 20 refresh tokens per user and client, and the 21st deletes the oldest: each new
     login's refresh token is counted once (refreshes do not count), shown, and warned about."""
-    from mongo_store import admin, records
+    from mongo_store.tools import admin, records
 
     for _ in range(19):
         store.save_token(full(ALICE))  # a new login each time: another refresh token, the same document

@@ -397,8 +397,8 @@ def test_delete_all_with_a_filter_deletes_only_the_filtered_set(store: MongoToke
 
 def test_an_error_keeps_cancel_and_renders_as_plain_text(store: MongoTokenStore,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from mongo_store import admin
     from mongo_store.core.errors import store_error
+    from mongo_store.tools import admin
 
     seed(store, 2)
     hostile = "the token [click me](http://evil.example) ![x](http://evil.example/x.png) is malformed"
@@ -754,9 +754,9 @@ def test_the_overview_breaks_attention_down_by_reason_and_data_center(store: Mon
 
 
 def test_the_breakdown_adds_up_to_failing_and_unusable_on_the_demo_data(store: MongoTokenStore) -> None:
-    from mongo_store import admin
     from mongo_store.core.lease import utcnow
     from mongo_store.dashboard import reasons
+    from mongo_store.tools import admin
 
     demo.seed(store, 400)
     now = utcnow()
@@ -873,7 +873,7 @@ def at_connection() -> Any:
 
 
 def test_the_audit_page_searches_by_actor_and_token_and_pages_past_200(store: MongoTokenStore) -> None:
-    from mongo_store import admin
+    from mongo_store.tools import admin
 
     audit = store.collection.database["dashboard_audit"]
     from mongo_store.core.lease import utcnow
@@ -913,7 +913,7 @@ def test_another_filter_inspects_its_own_first_token(store: MongoTokenStore) -> 
 def test_inspect_shows_the_history_and_the_overview_draws_the_activity_from_it(store: MongoTokenStore) -> None:
     from datetime import timedelta
 
-    from mongo_store import events
+    from mongo_store.core import events
     from mongo_store.core.lease import utcnow
 
     tokens = seed(store, 3)

@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from mongo_store import admin
 from mongo_store.core.indexes import ensure_indexes
 from mongo_store.core.lease import utcnow
 from mongo_store.core.store import MongoTokenStore
 from mongo_store.dashboard import data, demo, demo_zoho
 from mongo_store.dashboard.settings import Settings
 from mongo_store.testing import ZohoGuard
+from mongo_store.tools import admin
 from mongo_store.tools.embedded import free_port, mongod_binary, user_data_dir
 from mongo_store.tools.zoho import AlreadyRevoked, check, revoke
 

@@ -25,9 +25,11 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from mongo_store import MongoTokenStore, admin, events, history
+from mongo_store import MongoTokenStore
+from mongo_store.core import events
 from mongo_store.core.lease import utcnow
 from mongo_store.dashboard import data
+from mongo_store.tools import admin, history
 
 DAY = 86_400
 

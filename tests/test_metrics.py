@@ -22,10 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 from tokens import full, oauth, secret, values
 
-from mongo_store import MongoTokenStore, admin, alerts, cli, metrics
+from mongo_store import MongoTokenStore, cli
 from mongo_store.core.indexes import ensure_indexes
 from mongo_store.core.lease import utcnow
 from mongo_store.core.mapping import SECRET_FIELDS
+from mongo_store.tools import admin, alerts, metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -96,8 +96,8 @@ def test_a_refresh_zoho_refuses_is_recorded_at_once_and_backs_off(store: MongoTo
     import pytest
     from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-    from mongo_store import admin
     from mongo_store.core.lease import Backoff, RefreshFailing
+    from mongo_store.tools import admin
 
     store.backoff = Backoff(0.4, 0.8)
     client_secret = secret("clientsecret")

@@ -15,10 +15,12 @@ from test_real_server import stages
 from test_refresh_safety import FindAndModifyCounter
 from tokens import full
 
-from mongo_store import MongoTokenStore, admin, datacenters, metrics, paging, search
+from mongo_store import MongoTokenStore
+from mongo_store.core import search
 from mongo_store.core.indexes import ensure_indexes
 from mongo_store.core.lease import utcnow
 from mongo_store.core.mapping import REFRESHED_FIELD
+from mongo_store.tools import admin, datacenters, metrics, paging
 from mongo_store.tools.migrate import Row, import_rows
 
 KEY = base64.b64encode(b"S" * 32).decode()
