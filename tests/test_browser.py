@@ -1,8 +1,9 @@
 """A real browser: headless Chromium loads the running demo, signs in and shows the token table.
 
 The screenshots land in ``test-artifacts/`` (taken at 1280 px: copy ``dashboard-overview.png`` and
-``dashboard-tokens.png`` to ``docs/`` to retake the documentation's; a test never writes there). Needs Debian's ``chromium`` and ``chromium-driver``
-(the CI script installs them) and selenium (the test extra).
+``dashboard-tokens.png`` to ``docs/`` to retake the documentation's; a test never writes there).
+Needs Debian's ``chromium`` and ``chromium-driver`` (the CI script installs them) and selenium
+(the test extra).
 """
 
 from __future__ import annotations
