@@ -367,3 +367,18 @@ def test_the_dashboard_data_layer_pages_by_keyset(store: MongoTokenStore) -> Non
     assert [row["user_name"] for row in rows] == ["user4@wayne.example:1"] and (last.number, last.pages) == (3, 3)
     with pytest.raises(ValueError, match="malformed"):  # an edited URL: one sentence, not a store error
         data.token_page(connection, admin.Query(sort="user"), 2, go="next", cursor="x")
+
+
+@pytest.mark.parametrize("key", [{"$ne": None}, {"$gt": ""}, ["a"]])
+def test_a_cursor_holding_a_query_operator_is_refused(store: MongoTokenStore, key: object) -> None:
+    """An edited cursor in a URL cannot smuggle an operator into the page's filter."""
+    import base64
+
+    import bson
+
+    store.save_token(full("user0@wayne.example:1"))
+    for part in ("k", "i"):
+        fields = {"f": "user_name", "h": True, "k": "user0@wayne.example:1", "i": "abc"} | {part: key}
+        forged = base64.urlsafe_b64encode(bson.encode(fields)).decode().rstrip("=")
+        with pytest.raises(ValueError, match="malformed"):
+            paging.page(store.collection, admin.Query(sort="user"), 2, go="next", cursor=forged)

@@ -132,6 +132,10 @@ def cursor_of(document: dict[str, Any], field: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_KEY_TYPES = (str, int, float, datetime, type(None))
+"""What a sort key or an id may be in a cursor (bool is an int)."""
+
+
 def read_cursor(cursor: str, field: str) -> _Position:
     """The position a cursor names; a malformed one, or one made for another sort, is a ValueError."""
     text = cursor.strip() if isinstance(cursor, str) else ""
@@ -139,7 +143,9 @@ def read_cursor(cursor: str, field: str) -> _Position:
         decoded = bson.decode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (BSONError, binascii.Error, ValueError, TypeError):
         raise ValueError("the page cursor is malformed (cut short or edited?): start again from the first page") from None
-    if set(decoded) != {"f", "h", "k", "i"} or not isinstance(decoded["h"], bool) or decoded["i"] is None:
+    if (set(decoded) != {"f", "h", "k", "i"} or not isinstance(decoded["h"], bool) or decoded["i"] is None
+            or not all(isinstance(decoded[part], _KEY_TYPES) for part in ("k", "i"))):
+        # Only a stored value's own types: a document there would be read as a query operator.
         raise ValueError("the page cursor is malformed (cut short or edited?): start again from the first page")
     if decoded["f"] != field:
         raise ValueError(f"the page cursor belongs to the order by {decoded['f']}, not by {field}: "
