@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from pymongo import MongoClient
 from test_real_server import stages
 from test_refresh_safety import FindAndModifyCounter
@@ -84,6 +85,30 @@ def test_every_save_writes_the_keys_in_its_one_find_and_modify(mongo_uri: str, d
             client.drop_database(store.collection.database.name)
     finally:
         client.close()
+
+
+def test_a_store_never_walks_the_collection_for_keys_and_the_backfill_goes_in_short_steps(
+        real_client: MongoClient, database_name: str) -> None:
+    """An upgraded collection: the store's first write creates the index but leaves the old
+    documents to ``indexes`` (a walk of a million would stall the SDK's first request), which
+    writes them a batch per command and finishes a run cut short."""
+    tokens = real_client[database_name]["oauth_tokens"]
+    tokens.insert_many([{"_id": f"old{n:02d}", "user_name": f"Old.{n}@Wayne.Example:1", "refresh_token": f"r{n}"}
+                        for n in range(12)] + [{"_id": ObjectId(), "user_name": "Odd@Wayne.Example:1"}])
+    store = MongoTokenStore(client=real_client, database=database_name)
+    store.save_token(full("new@wayne.example:1"))
+    assert search.SEARCH_KEYS in tokens.index_information()
+    assert tokens.count_documents({search.SEARCH_KEYS: {"$exists": False}}) == 13  # left alone
+    counter = FindAndModifyCounter()
+    counting = MongoClient(real_client.address[0], real_client.address[1], event_listeners=[counter])
+    try:
+        counted = counting[database_name]["oauth_tokens"]
+        assert search.backfill(counted, batch=5) == 13  # 12 in three steps, the ObjectId one at the end
+        assert counter.names.count("update") == 4
+    finally:
+        counting.close()
+    assert tokens.count_documents({search.SEARCH_KEYS: {"$exists": False}}) == 0
+    assert found_by(store, "old.1") == {"old01", "old10", "old11"}
 
 
 def test_documents_without_keys_get_them_from_one_server_side_update(real_store: MongoTokenStore) -> None:

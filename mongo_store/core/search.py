@@ -78,15 +78,36 @@ def _key_expression() -> dict[str, Any]:
     }}}}
 
 
-def backfill(collection: Collection) -> int:
-    """Give every document with a user name and no search keys its keys: ONE server-side pipeline
-    ``update_many`` (nothing read into Python); a no-op once done. Returns how many were written.
-    (mongomock runs no such pipeline: there the keys are written one document at a time.)"""
+BACKFILL_BATCH = 5_000
+"""Documents per backfill update: each one a short command, well inside a socket timeout."""
+
+
+def backfill(collection: Collection, batch: int = BACKFILL_BATCH) -> int:
+    """Give every document with a user name and no search keys its keys, ``batch`` documents per
+    server-side pipeline ``update_many`` (nothing read into Python but the ids), walking the
+    ``_id`` index forward: each command is short, so a million takes many bounded steps instead of
+    one that outlasts a timeout, and a run cut short is finished by the next. A no-op once done;
+    returns how many were written. (mongomock runs no such pipeline: there the keys are written one
+    document at a time.)"""
     lacking = {"user_name": {"$type": "string"}, SEARCH_KEYS: {"$exists": False}}
+    written, after = 0, None
+    while True:
+        where = lacking if after is None else {**lacking, "_id": {"$gt": after}}
+        ids = [document["_id"] for document in
+               collection.find(where, {"_id": True}).sort("_id", 1).hint([("_id", 1)]).limit(batch)]
+        if not ids:
+            break
+        written += _write_keys(collection, {**lacking, "_id": {"$in": ids}})
+        after = ids[-1]
+    # Ids of another type than the last one seen are outside its range ($gt compares within a type).
+    return written + _write_keys(collection, lacking)
+
+
+def _write_keys(collection: Collection, where: dict[str, Any]) -> int:
     if isinstance(collection.database.client, MongoClient):
-        return collection.update_many(lacking, [{"$set": {SEARCH_KEYS: _key_expression()}}]).modified_count
+        return collection.update_many(where, [{"$set": {SEARCH_KEYS: _key_expression()}}]).modified_count
     written = 0
-    for document in list(collection.find(lacking, {"user_name": True})):
+    for document in list(collection.find(where, {"user_name": True})):
         written += collection.update_one({"_id": document["_id"]},
                                          {"$set": {SEARCH_KEYS: keys(document["user_name"])}}).modified_count
     return written

@@ -325,7 +325,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
         if not self._indexes_ready and not (reading and no_primary(self.client)):
             with self._lock:
                 if not self._indexes_ready:
-                    ensure_indexes(self.collection)
+                    ensure_indexes(self.collection, backfill_keys=False)  # never a long walk on the SDK's path
                     if self.events is not None:
                         self._keep_events()
                     if self.cipher is not None and self._server_validates:

@@ -68,7 +68,7 @@ def connect(settings: Settings) -> Connection:
         info = store.client.server_info()
     if not settings.read_only:
         def prepare() -> None:
-            ensure_indexes(store.collection)
+            ensure_indexes(store.collection, backfill_keys=False)  # a bounded call: the keys are `indexes`'s
             admin.keep_audit(audit, settings.audit_retention_days)
             events.keep_events(store.events, events_retention)
 
