@@ -968,3 +968,17 @@ def test_the_demos_sidebar_says_where_check_and_revoke_go(store: MongoTokenStore
     captions = [caption.value for caption in at.sidebar.caption]
     note = "Check and Revoke go to the demo's local fake Zoho at http://127.0.0.1:9: no internet needed."
     assert markdown_plain(note) in captions  # shown as plain text
+
+
+def test_an_export_never_hands_a_spreadsheet_a_formula(store: MongoTokenStore) -> None:
+    import csv
+    import io
+
+    from mongo_store.dashboard import bulk
+    from mongo_store.tools import admin
+
+    store.save_token(full('=HYPERLINK("https://evil.test","x")@example.com:1'))
+    store.save_token(full("plain@example.com:1"))
+    text, count = bulk.export_csv(at_connection(), admin.Query())
+    names = sorted(row["user_name"] for row in csv.DictReader(io.StringIO(text)))
+    assert count == 2 and names == ["'=HYPERLINK(\"https://evil.test\",\"x\")@example.com:1", "plain@example.com:1"]

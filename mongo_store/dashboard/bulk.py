@@ -67,10 +67,17 @@ def export_csv(connection: data.Connection, query: admin.Query, limit: int = EXP
     return out.getvalue(), len(documents)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""How a cell starts that a spreadsheet would run as a formula (a stored value is data, never code)."""
+
+
 def cell(value: Any) -> Any:
-    """A CSV cell: a date as ISO 8601 UTC, nothing as empty."""
+    """A CSV cell: a date as ISO 8601 UTC, nothing as empty, and text a spreadsheet would take
+    for a formula (a hand-made user name ``=HYPERLINK(...)``) behind a leading ``'``."""
     if isinstance(value, datetime):
         return iso(value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return "" if value is None else value
 
 
