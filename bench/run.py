@@ -34,7 +34,8 @@ import subjects
 from mongo_store import MongoTokenStore
 from mongo_store.tools.embedded import EmbeddedMongod
 
-STORE, FLOOR = "MongoTokenStore", "pymongo floor"
+STORE, FLOOR, QUIET = "MongoTokenStore", "pymongo floor", "no history"
+"""``no history``: the same store with ``record_events=False`` (a save after a refresh is then one round trip)."""
 FILE, KAIZEN, KAIZEN_IDX, MOCK = "SDK FileStore", "SQLite (Kaizen)", "SQLite + indexes", "mongomock store*"
 
 
@@ -178,6 +179,7 @@ def main() -> None:
         database = client["zoho_store_bench"]
         stack.callback(client.drop_database, "zoho_store_bench")
         store = MongoTokenStore(client=client, database="zoho_store_bench", collection="tokens")
+        quiet = MongoTokenStore(client=client, database="zoho_store_bench", collection="tokens", record_events=False)
         folder = subjects.scratch_folder()
 
         per_size = {size: 3 + 2 * (size <= args.slow_limit) + (size <= args.mock_limit) for size in sizes}
@@ -190,6 +192,7 @@ def main() -> None:
                 subjects.seed_mongo(store, size)
                 groups: list[dict[str, Callable[[], tuple[subjects.Ops, RoundTrips | None]]]] = [
                     {STORE: lambda: (subjects.mongo_store_ops(store, sample), trips),
+                     QUIET: lambda: (subjects.mongo_store_ops(quiet, sample), trips),
                      FLOOR: lambda: (subjects.mongo_floor_ops(database["tokens"], sample), trips)},
                     {KAIZEN_IDX: lambda: (sqlite_subject(folder, size, sample, indexed=True), None)},
                 ]
@@ -203,7 +206,7 @@ def main() -> None:
                     built = {name: make() for name, make in group.items()}
                     for (name, op), result in measure(built, sample, args.reps, args.budget, progress).items():
                         run.results[(size, name, op)] = result
-        text = report(run, sizes, server, [STORE, FLOOR, FILE, KAIZEN, KAIZEN_IDX, MOCK])
+        text = report(run, sizes, server, [STORE, QUIET, FLOOR, FILE, KAIZEN, KAIZEN_IDX, MOCK])
     Path(args.out).write_text(text)
     print(text)
 

@@ -467,6 +467,13 @@ def test_the_audit_log_pages_past_200_without_gaps_or_repeats(store: MongoTokenS
     before_last, _, _ = history.audit_page(audit, size=50, cursor=newer_last, go="previous")
     assert [entry["_id"] for entry in before_last] == expected[-100:-50]
     assert history.audit_page(audit, actor="nobody") == ([], None, None)
+    # A link past the oldest entry (expired since it was made) shows the last page, not an empty one.
+    oldest = history.encode_cursor(audit.find_one({}, sort=[("at", 1), ("_id", 1)]))
+    stranded, older_gone, newer_gone = history.audit_page(audit, size=50, cursor=oldest, go="next")
+    assert [entry["_id"] for entry in stranded] == expected[-50:] and older_gone is None and newer_gone is not None
+    newest = history.encode_cursor(audit.find_one({}, sort=[("at", -1), ("_id", -1)]))
+    assert [entry["_id"] for entry in history.audit_page(audit, size=50, cursor=newest, go="previous")[0]] == \
+        expected[:50]
 
 
 def test_the_audit_log_is_searched_by_actor_and_token(store: MongoTokenStore) -> None:

@@ -60,8 +60,8 @@ def audit_view(conn: data.Connection) -> None:
     st.caption("Every deletion, revoke, check, cleanup and import made from this dashboard or the CLI: when, who, "
                "which ids and user names, Zoho's answers. Never a secret.")
     actor_box, token_box = st.columns(2)
-    actor_box.text_input("Actor (start of who, any case)", key="audit_actor")
-    token_box.text_input("Token (its id, or the start of a user name)", key="audit_token")
+    actor_box.text_input("Actor (start of who, any case)", key="audit_actor", max_chars=200)
+    token_box.text_input("Token (its id, or the start of a user name)", key="audit_token", max_chars=200)
     actor, token = str(state["audit_actor"]).strip() or None, str(state["audit_token"]).strip() or None
     searched = (actor, token)
     if state.get("audit_searched", searched) != searched:
@@ -71,6 +71,9 @@ def audit_view(conn: data.Connection) -> None:
     try:
         entries, older, newer = data.audit_search(conn, actor, token, position.get("cursor"), position["go"], SIZE)
     except ValueError as error:
+        if position.get("cursor") is None:  # the search itself (too long, a control character)
+            st.warning(markdown_plain(error))
+            return
         st.warning(f"{markdown_plain(error)}. Showing the newest entries.")
         state["audit_position"] = dict(NEWEST)
         entries, older, newer = data.audit_search(conn, actor, token, None, "first", SIZE)

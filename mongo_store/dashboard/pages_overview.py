@@ -103,10 +103,18 @@ def why(rows: list[dict[str, Any]]) -> None:
                       on_click=show, args=(REASON_HEALTH[reason], reason), **BUTTON_STRETCH)
     with domain_side:
         st.caption("By data center")
+        keys: set[str] = set()
         for domain, counted in sorted(by_domain.items(), key=lambda item: -sum(item[1].values())):
+            name = datacenters.name(domain)
             parts = ", ".join(f"{n} {state}" for state, n in counted.items() if n)
-            st.button(f"{datacenters.name(domain)}: {sum(counted.values())} ({parts})",
-                      key=f"show_domain_{datacenters.name(domain)}", disabled=not isinstance(domain, str),
+            # Two stored spellings of one data center ("…eu" and "…eu/") are two buttons: one key each.
+            key = f"show_domain_{name}"
+            while key in keys:
+                key += "+"
+            keys.add(key)
+            st.button(f"{markdown_plain(name)}: {sum(counted.values())} ({parts})",  # a label is Markdown
+                      key=key,
+                      disabled=not isinstance(domain, str),
                       on_click=show, args=("attention", "any", domain or "any"), **BUTTON_STRETCH)
 
 

@@ -290,12 +290,13 @@ def inspect_table(record: dict[str, Any]) -> pd.DataFrame:
         if value is None:
             continue
         rows["field"].append(key)
+        # st.table renders each cell as Markdown: a stored value is shown as plain text.
         if key == "api_domain":
-            rows["value"].append(datacenters.label(str(value)))
+            rows["value"].append(markdown_plain(datacenters.label(str(value))))
         elif isinstance(value, datetime):
             rows["value"].append(f"{iso(value)} ({ago(value)})")
         else:
-            rows["value"].append(printable(value))
+            rows["value"].append(markdown_plain(printable(value)))
         if key == "health":
             rows["field"].append("health means")
             rows["value"].append(admin.HEALTH_MEANING[str(value)])
@@ -310,8 +311,9 @@ def history_panel(conn: data.Connection, token_id: str) -> None:
         st.caption("No events recorded for this token (they are kept for the retention period, "
                    "ZOHO_EVENTS_RETENTION_DAYS).")
         return
-    st.table(pd.DataFrame([{"when (UTC)": iso(e.get("at")), "event": printable(e.get("event")),
-                            "detail": printable(e.get("detail") or ""), "who": printable(e.get("who") or "")}
+    st.table(pd.DataFrame([{"when (UTC)": iso(e.get("at")), "event": markdown_plain(printable(e.get("event"))),
+                            "detail": markdown_plain(printable(e.get("detail") or "")),
+                            "who": markdown_plain(printable(e.get("who") or ""))}  # cells are Markdown
                            for e in events]))
 
 

@@ -149,6 +149,8 @@ def audit_page(audit: Collection, *, actor: str | None = None, token: str | None
         query = where if go == "first" else _both(where, _beyond(cursor or "", older=True))
         found = list(audit.find(query).sort(_NEWEST).limit(size + 1))
         entries, more = found[:size], len(found) > size
+        if go == "next" and not entries:  # past the oldest (expired since the link was made): the last page
+            return audit_page(audit, actor=actor, token=token, size=size, go="last")
         older = encode_cursor(entries[-1]) if more else None
         newer = None
         if go == "next" and entries and audit.find_one(_both(where, _beyond(encode_cursor(entries[0]), older=False)),
@@ -158,6 +160,8 @@ def audit_page(audit: Collection, *, actor: str | None = None, token: str | None
     query = where if go == "last" else _both(where, _beyond(cursor or "", older=False))
     found = list(audit.find(query).sort(_OLDEST).limit(size + 1))
     entries, more = list(reversed(found[:size])), len(found) > size
+    if go == "previous" and not entries:  # before the newest: the first page
+        return audit_page(audit, actor=actor, token=token, size=size, go="first")
     newer = encode_cursor(entries[0]) if more else None
     older = None
     if go == "previous" and entries and audit.find_one(_both(where, _beyond(encode_cursor(entries[-1]), older=True)),
