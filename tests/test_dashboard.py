@@ -1009,3 +1009,12 @@ def test_a_search_the_audit_log_refuses_is_one_sentence_and_stored_text_stays_pl
     at.selectbox(key="inspect").set_value(token.get_id()).run()
     cells = [str(value) for table in at.table for value in table.value.to_numpy().ravel()]
     assert markdown_plain("[click](https://evil.test)@example.com:1") in cells
+
+
+def test_a_secret_in_the_search_box_is_refused_and_kept_out_of_the_url(store: MongoTokenStore) -> None:
+    seed(store, 3)
+    secret = "1000.0f3c9a1b2c3d4e5f60718293a4b5c6d7.e8f90a1b2c3d4e5f"
+    at = on_tokens_page(signed_in())
+    at.text_input(key="search").input(secret).run()
+    assert not at.exception and "q" not in params(at)
+    assert secret not in rendered_text(at) and any("never searchable" in e.value for e in at.error)

@@ -407,3 +407,12 @@ def test_a_cursor_holding_a_query_operator_is_refused(store: MongoTokenStore, ke
         forged = base64.urlsafe_b64encode(bson.encode(fields)).decode().rstrip("=")
         with pytest.raises(ValueError, match="malformed"):
             paging.page(store.collection, admin.Query(sort="user"), 2, go="next", cursor=forged)
+
+
+@pytest.mark.parametrize("secret", ["1000.0f3c9a1b2c3d4e5f60718293a4b5c6d7.e8f90a1b2c3d4e5f", "a3" * 21])
+def test_a_secret_typed_in_the_search_is_refused_unseen(store: MongoTokenStore, secret: str) -> None:
+    """A token or client secret pasted into a search box is refused without being repeated."""
+    with pytest.raises(ValueError) as refused:
+        admin.Query(search=secret).to_filter(utcnow())
+    assert secret not in str(refused.value) and "never searchable" in str(refused.value)
+    assert not search.looks_secret("femi.210@wayne.example:700210") and not search.looks_secret("Xk3v9QbTz1mR8wLp")

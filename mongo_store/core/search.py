@@ -47,10 +47,23 @@ def keys(user_name: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+_SECRET_SHAPE = re.compile(r"1000\.[0-9a-f]{10,}|[0-9a-f]{32,}", re.IGNORECASE)
+"""A Zoho token (``1000.`` and hex) or a client secret (a long hex run): never a search."""
+SECRET_REFUSED = ("that looks like a Zoho token or client secret: secrets are never searchable (search by "
+                  "e-mail, domain, org id or token id)")
+
+
+def looks_secret(text: str) -> bool:
+    """Whether a search text has a secret's shape: it is refused unseen, never echoed or kept in a URL."""
+    return bool(_SECRET_SHAPE.search(text))
+
+
 def search_filter(text: str, *, ids_only: bool = False) -> dict[str, Any]:
     """The filter for one search text: a key range of ``search_keys`` (case-insensitive) or of
     ``_id`` (case-sensitive), each an anchored regex, so an index range. ``ids_only``: the id
     alone (for tokens without a user name, which have no keys)."""
+    if looks_secret(text):
+        raise ValueError(SECRET_REFUSED)
     typed = check_text("search", text.strip(), required=True)
     by_id = {"_id": {"$regex": "^" + re.escape(typed)}}
     return by_id if ids_only else {"$or": [{SEARCH_KEYS: {"$regex": "^" + re.escape(fold(typed))}}, by_id]}

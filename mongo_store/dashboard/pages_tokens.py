@@ -15,6 +15,7 @@ import streamlit as st
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from ..core.errors import sentence
+from ..core.lease import utcnow
 from ..core.masking import ago, iso, markdown_plain, printable
 from ..tools import admin, datacenters, paging
 from . import bulk, cache, data, urlstate
@@ -107,6 +108,12 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
         state["position"] = dict(urlstate.FIRST)  # another filter: its first page, not page 3 of the last one
     state["page_shows"] = shown
     query = query_of(state)
+    try:
+        query.to_filter(utcnow())  # the search itself (a secret's shape, a control character): said, never run
+    except ValueError as error:
+        st.error(markdown_plain(error))
+        urlstate.write(urlstate.tokens_view())
+        return
     position = state.get("position") or dict(urlstate.FIRST)
     size = int(state.get("page_size") or 50)
     try:

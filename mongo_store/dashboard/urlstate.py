@@ -11,6 +11,7 @@ from typing import Any
 
 import streamlit as st
 
+from ..core.search import looks_secret
 from ..tools import datacenters
 from ..tools.admin import SORTS
 from .reasons import REASONS
@@ -81,6 +82,8 @@ def tokens_view() -> dict[str, str]:
     state, params = st.session_state, {"page": "tokens"}
     position = state.get("position") or FIRST
     search = str(state.get("search") or "").strip()
+    if looks_secret(search):  # refused by the search, and never kept in the address bar
+        search = ""
     domain = state.get("domain")
     for name, value, default in (("q", search, ""), ("health", state.get("health"), "any"),
                                  ("reason", state.get("reason"), "any"),
