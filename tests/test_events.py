@@ -19,6 +19,7 @@ from pymongo import MongoClient, monitoring
 from test_check_revoke import SECRET, accounts, offline, stored  # noqa: F401  (fixtures and helpers)
 from test_cleanup import CLIENT_SECRET, POLICY, SELECTED, scene
 from test_cli import env, run  # noqa: F401  (the CLI fixture and runner)
+from test_refresh_safety import FindAndModifyCounter
 from test_sdk_end_to_end import LOOKS_UP_USER, call_api, initialize
 from tokens import CLIENT_ID, full, oauth, secret
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
@@ -161,18 +162,7 @@ def test_events_go_where_the_setting_says(store: MongoTokenStore, monkeypatch: p
         MongoTokenStore(client=store.client, database=store.collection.database.name, events_collection="a$b")
 
 
-class Counting(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+Counting = FindAndModifyCounter  # the command names a client sends
 
 
 def test_a_failed_event_write_never_fails_the_save(mongo_uri: str, database_name: str,
