@@ -18,7 +18,8 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,10 @@ def timed(call: Callable[[], Any], reps: int = 5) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=1_000_000)
-    args = parser.parse_args()
+@contextmanager
+def scratch_tokens(database: str = DATABASE) -> Iterator[Any]:
+    """An empty token collection in a dropped-after database: on ``MONGODB_URI``'s server, else on
+    an embedded mongod started (and stopped) for the run."""
     server = None
     uri = os.environ.get("MONGODB_URI")
     if not uri:
@@ -76,8 +77,20 @@ def main() -> None:
         uri = server.uri
     client = MongoClient(uri)
     try:
-        client.drop_database(DATABASE)
-        tokens = client[DATABASE]["oauth_tokens"]
+        client.drop_database(database)
+        yield client[database]["oauth_tokens"]
+    finally:
+        client.drop_database(database)
+        client.close()
+        if server is not None:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with scratch_tokens() as tokens:
         ensure_indexes(tokens)
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         rng = random.Random(12)
@@ -105,11 +118,6 @@ def main() -> None:
         assert admin.stats(tokens, now)["health"] == counts["health"]
         print(f"| overview counts without `{admin.NO_REFRESH_INDEX}` (the old unusable count) | "
               f"{timed(lambda: admin.stats(tokens, now), 3):,.0f} |")
-    finally:
-        client.drop_database(DATABASE)
-        client.close()
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":
