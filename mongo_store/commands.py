@@ -345,10 +345,7 @@ def event_log(store: MongoTokenStore) -> Any:
     in place, for a command that writes events; None when the history is off."""
     if store.events is None:
         return None
-    try:
-        retention = events.retention()
-    except ValueError as error:
-        raise store_error(str(error)) from None
+    retention = store.settings.events_retention_days
     guarded(store, "set the token history's retention", lambda: events.keep_events(store.events, retention))
     return store.events
 

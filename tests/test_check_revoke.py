@@ -19,7 +19,7 @@ from test_cli import env, run  # noqa: F401  (the CLI fixture and runner)
 from tokens import CLIENT_ID, oauth, secret
 
 from mongo_store import MongoTokenStore
-from mongo_store.core.lease import utcnow
+from mongo_store.core.clock import utcnow
 from mongo_store.core.mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, LEASE_FIELD, REFRESHED_FIELD
 from mongo_store.tools import admin
 from mongo_store.tools import zoho as zoho_calls

@@ -716,7 +716,7 @@ def failing_mix(store: MongoTokenStore) -> dict[str, list[str]]:
     """Tokens in every category of why, across two data centers."""
     from datetime import timedelta
 
-    from mongo_store.core.lease import utcnow
+    from mongo_store.core.clock import utcnow
     from mongo_store.core.mapping import CHECK_ERROR_FIELD, LEASE_FIELD
 
     tokens = seed(store, 12)
@@ -759,7 +759,7 @@ def test_the_overview_breaks_attention_down_by_reason_and_data_center(store: Mon
 
 
 def test_the_breakdown_adds_up_to_failing_and_unusable_on_the_demo_data(store: MongoTokenStore) -> None:
-    from mongo_store.core.lease import utcnow
+    from mongo_store.core.clock import utcnow
     from mongo_store.dashboard import reasons
     from mongo_store.tools import admin
 
@@ -881,7 +881,7 @@ def test_the_audit_page_searches_by_actor_and_token_and_pages_past_200(store: Mo
     from mongo_store.tools import admin
 
     audit = store.collection.database["dashboard_audit"]
-    from mongo_store.core.lease import utcnow
+    from mongo_store.core.clock import utcnow
 
     now = utcnow()
     from datetime import timedelta
@@ -919,12 +919,12 @@ def test_inspect_shows_the_history_and_the_overview_draws_the_activity_from_it(s
     from datetime import timedelta
 
     from mongo_store.core import events
-    from mongo_store.core.lease import utcnow
+    from mongo_store.core.clock import utcnow
 
     tokens = seed(store, 3)
     target = tokens[1].get_id()
     now = utcnow()
-    store.collection.database[events.COLLECTION].insert_many([
+    store.collection.database[store.settings.events_collection].insert_many([
         events.entry(target, "user01@example.com:1", "refresh-failed", "Zoho answered invalid_code", "sdk",
                      at=now - timedelta(hours=7)),
         events.entry(target, "user01@example.com:1", "checked", "ok", "ops", at=now - timedelta(hours=1)),
@@ -943,8 +943,8 @@ def test_inspect_shows_the_history_and_the_overview_draws_the_activity_from_it(s
 def test_the_breakdown_reads_only_the_tokens_that_need_attention(store: MongoTokenStore) -> None:
     """On the real server, explain: no collection scan, and the keys and documents each category
     examines are about its own tokens, not the collection's (400 healthy and lapsed tokens around them)."""
+    from mongo_store.core.clock import utcnow
     from mongo_store.core.indexes import ensure_indexes
-    from mongo_store.core.lease import utcnow
     from mongo_store.dashboard import reasons
 
     ensure_indexes(store.collection)

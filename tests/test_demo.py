@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
+from mongo_store.core.clock import utcnow
 from mongo_store.core.indexes import ensure_indexes
-from mongo_store.core.lease import utcnow
 from mongo_store.core.store import MongoTokenStore
 from mongo_store.dashboard import data, demo, demo_zoho
 from mongo_store.dashboard.settings import Settings

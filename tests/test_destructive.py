@@ -15,7 +15,7 @@ from test_cli import env, run  # noqa: F401  (the CLI fixture and runner)
 from tokens import CLIENT_ID, oauth, secret
 
 from mongo_store import MongoTokenStore
-from mongo_store.core.lease import utcnow
+from mongo_store.core.clock import utcnow
 from mongo_store.tools import admin
 from mongo_store.tools.embedded import free_port
 from mongo_store.tools.zoho import ZohoError

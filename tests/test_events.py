@@ -28,7 +28,8 @@ from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
 from mongo_store import MongoTokenStore
 from mongo_store.core import events
-from mongo_store.core.lease import utcnow
+from mongo_store.core.clock import utcnow
+from mongo_store.core.settings import StoreSettings
 from mongo_store.dashboard import data
 from mongo_store.tools import admin, history
 
@@ -152,7 +153,7 @@ def test_events_can_be_turned_off(store: MongoTokenStore) -> None:
 
 
 def test_events_go_where_the_setting_says(store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(events.COLLECTION_ENV, "history_elsewhere")
+    monkeypatch.setenv("ZOHO_EVENTS_COLLECTION", "history_elsewhere")
     moved = MongoTokenStore(client=store.client, database=store.collection.database.name)
     moved.save_token(full("alice@example.com:1"))
     assert moved.events.name == "history_elsewhere" and moved.events.count_documents({}) == 1
@@ -226,7 +227,7 @@ def test_events_expire_after_the_retention(real_store: MongoTokenStore, monkeypa
     assert ttl_of(real_store.events) == 90 * DAY
     assert [tuple(key) for key in real_store.events.index_information()["token_id_at"]["key"]] == \
         [("token_id", 1), ("at", -1), ("_id", -1)]
-    monkeypatch.setenv(events.RETENTION_ENV, "0.5")
+    monkeypatch.setenv("ZOHO_EVENTS_RETENTION_DAYS", "0.5")
     shorter = MongoTokenStore(client=real_store.client, database=real_store.collection.database.name)
     shorter.prepare()
     assert ttl_of(real_store.events) == DAY // 2  # a changed retention is applied in place
@@ -242,23 +243,25 @@ def test_events_expire_after_the_retention(real_store: MongoTokenStore, monkeypa
 
 @pytest.mark.parametrize("value", ["ninety", "0", "-3", "nan", "1e9"])
 def test_a_bad_retention_is_one_sentence(store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv(events.RETENTION_ENV, value)
+    monkeypatch.setenv("ZOHO_EVENTS_RETENTION_DAYS", value)
     with pytest.raises(SDKException) as refused:
         MongoTokenStore(client=store.client, database=store.collection.database.name)
-    assert f"{events.RETENTION_ENV} must be" in str(refused.value)
-    with pytest.raises(ValueError, match=f"{events.RETENTION_ENV} must be"):
-        events.retention()
-    # A store that creates no indexes never applies a retention: it does not refuse to start.
-    MongoTokenStore(client=store.client, database=store.collection.database.name, create_indexes=False)
+    assert "ZOHO_EVENTS_RETENTION_DAYS must be" in str(refused.value)
+    with pytest.raises(ValueError, match="ZOHO_EVENTS_RETENTION_DAYS must be"):
+        StoreSettings.load()
+    # Settings are read in one place, when a store is built: a bad one is refused at start, also by a
+    # store that creates no indexes (it would otherwise surface only where it is applied).
+    with pytest.raises(SDKException, match="ZOHO_EVENTS_RETENTION_DAYS must be"):
+        MongoTokenStore(client=store.client, database=store.collection.database.name, create_indexes=False)
 
 
 def test_a_bad_retention_fails_a_cli_command_in_one_line(env: MongoTokenStore,  # noqa: F811
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     token = full("alice@example.com:1")
     env.save_token(token)
-    monkeypatch.setenv(events.RETENTION_ENV, "soon")
+    monkeypatch.setenv("ZOHO_EVENTS_RETENTION_DAYS", "soon")
     code, _out, err = run("delete", token.get_id())
-    assert code == 1 and err.count("\n") == 1 and f"{events.RETENTION_ENV} must be a number of days" in err
+    assert code == 1 and err.count("\n") == 1 and "ZOHO_EVENTS_RETENTION_DAYS must be a number of days" in err
 
 
 # -- activity -------------------------------------------------------------------------------------

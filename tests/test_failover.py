@@ -26,8 +26,8 @@ from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from mongo_store import MongoTokenStore, cli
+from mongo_store.core.calls import DURABLE
 from mongo_store.core.errors import sentence
-from mongo_store.core.store import DURABLE
 from mongo_store.tools.embedded import EmbeddedMongod
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -37,7 +37,7 @@ def test_uri_and_client_together_are_refused() -> None:
         MongoTokenStore("mongomock://", client=mongomock.MongoClient())
 
 
-@pytest.mark.parametrize("timeout", [0, -1, "5", None, True])
+@pytest.mark.parametrize("timeout", [0, -1, "5", float("nan"), float("inf"), True])
 def test_timeouts_must_be_positive_seconds(timeout: object) -> None:
     with pytest.raises(SDKException, match="server_selection_timeout"):
         MongoTokenStore("mongomock://", server_selection_timeout=timeout)

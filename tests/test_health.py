@@ -11,8 +11,9 @@ import pytest
 from tokens import full, oauth, secret
 
 from mongo_store import MongoTokenStore
+from mongo_store.core.clock import utcnow
 from mongo_store.core.indexes import ensure_indexes
-from mongo_store.core.lease import RefreshFailing, utcnow
+from mongo_store.core.lease import RefreshFailing
 from mongo_store.core.mapping import FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD, RETRY_FIELD, STARTED_FIELD
 from mongo_store.tools import admin
 

@@ -23,8 +23,8 @@ from pymongo import MongoClient
 from tokens import full, oauth, secret, values
 
 from mongo_store import MongoTokenStore, cli
+from mongo_store.core.clock import utcnow
 from mongo_store.core.indexes import ensure_indexes
-from mongo_store.core.lease import utcnow
 from mongo_store.core.mapping import SECRET_FIELDS
 from mongo_store.tools import admin, alerts, metrics
 

@@ -21,7 +21,7 @@ from test_metrics import Running, epoch_ms, run_cli, wait_for
 from tokens import full
 
 from mongo_store import MongoTokenStore
-from mongo_store.core.lease import utcnow
+from mongo_store.core.clock import utcnow
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 

@@ -18,8 +18,8 @@ from tokens import full
 
 from mongo_store import MongoTokenStore
 from mongo_store.core import search
+from mongo_store.core.clock import utcnow
 from mongo_store.core.indexes import ensure_indexes
-from mongo_store.core.lease import utcnow
 from mongo_store.core.mapping import REFRESHED_FIELD
 from mongo_store.tools import admin, datacenters, metrics, paging
 from mongo_store.tools.migrate import Row, import_rows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -30,8 +29,7 @@ def check_names(database: Any, collection: Any) -> tuple[str, str]:
 
 
 def resolve_uri(uri: str | None) -> str:
-    """The URI to use: the argument, else ``MONGODB_URI``; a clear error when there is neither."""
-    uri = uri if uri is not None else os.environ.get("MONGODB_URI")
+    """The URI to use (the settings': the argument, else ``MONGODB_URI``); a clear error when there is none."""
     if not uri:
         raise store_error("no MongoDB URI: pass one to MongoTokenStore or set MONGODB_URI")
     if not isinstance(uri, str):
@@ -39,18 +37,19 @@ def resolve_uri(uri: str | None) -> str:
     return uri
 
 
-def open_client(uri: str, server_selection_timeout: float, socket_timeout: float) -> Any:
+def open_client(uri: str, server_selection_timeout: float, socket_timeout: float, username: str | None = None,
+                password: str | None = None) -> Any:
     """A new client for ``uri``, with bounded timeouts so a dead server fails fast and clearly.
 
-    ``mongomock://`` gives an in-process mongomock client, for demos and tests. ``MONGODB_USERNAME``
-    and ``MONGODB_PASSWORD``, when set, are the credentials, taken as they are (no percent-encoding).
+    ``mongomock://`` gives an in-process mongomock client, for demos and tests. ``username`` and
+    ``password`` (``MONGODB_USERNAME``, ``MONGODB_PASSWORD``), when set, are the credentials, taken
+    as they are (no percent-encoding).
     """
     if uri.startswith(MOCK_URI):
         import mongomock
 
         return mongomock.MongoClient()
-    credentials: dict[str, Any] = {key: os.environ[name] for key, name in (("username", "MONGODB_USERNAME"),
-                                                           ("password", "MONGODB_PASSWORD")) if os.environ.get(name)}
+    credentials: dict[str, Any] = {key: value for key, value in (("username", username), ("password", password)) if value}
     try:
         return MongoClient(
             uri,

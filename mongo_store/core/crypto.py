@@ -105,11 +105,9 @@ class Cipher:
         return f"Cipher(current={self.current!r})"
 
     @classmethod
-    def configured(cls, key: str | bytes | None = None, old_keys: Sequence[str | bytes] | None = None) -> Cipher | None:
-        """From the arguments, else the environment; None when no key is configured."""
-        key = key or os.environ.get(KEY_ENV) or None
-        if old_keys is None:
-            old_keys = [part.strip() for part in os.environ.get(OLD_KEYS_ENV, "").split(",") if part.strip()]
+    def configured(cls, key: str | bytes | None = None, old_keys: Sequence[str | bytes] = ()) -> Cipher | None:
+        """From the store's settings (``encryption_key``, ``old_encryption_keys``); None when no key
+        is configured."""
         if key is None:
             if old_keys:
                 raise store_error(f"old encryption keys are set but no current key: set {KEY_ENV}")

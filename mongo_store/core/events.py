@@ -3,8 +3,9 @@
 The tokens keep only their latest refresh and failure; operators asking "what happened to this
 token" need the sequence: refreshed, refresh failed, checked, revoked, deleted, imported. An event
 holds when, which token (id and user name), what, a short sentence (Zoho's error code, the accounts
-host), and who: never a token value. Events expire after ``ZOHO_EVENTS_RETENTION_DAYS`` (90 by
-default) through a TTL index on ``at``; the (token_id, at, _id) index serves a token's history.
+host), and who: never a token value. Events expire after the store's ``events_retention_days``
+(``ZOHO_EVENTS_RETENTION_DAYS``, 90 by default: ``settings.py``) through a TTL index on ``at``; the
+(token_id, at, _id) index serves a token's history.
 
 Writing an event never fails what it records: a failure is one warning line (``record_quietly``).
 This module imports no SDK, so the SDK-free CLI can read histories.
@@ -25,12 +26,10 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
+from .clock import utcnow
+
 log = logging.getLogger("mongo_store")
 
-COLLECTION = "token_events"
-COLLECTION_ENV = "ZOHO_EVENTS_COLLECTION"
-RETENTION_ENV = "ZOHO_EVENTS_RETENTION_DAYS"
-RETENTION_DAYS = 90.0
 EVENTS = ("refreshed", "refresh-failed", "checked", "revoked", "deleted", "imported")
 BIN = timedelta(hours=6)
 SPAN = timedelta(days=7)
@@ -39,21 +38,6 @@ DETAIL_LENGTH = 200
 _TTL_INDEX, _TOKEN_INDEX, ACTIVITY_INDEX = "at", "token_id_at", "at_event"
 _BATCH = 1000
 _CODE = re.compile(r"[A-Za-z0-9_. -]{1,64}")
-
-
-def collection_name(environ: dict[str, str] | None = None) -> str:
-    """``ZOHO_EVENTS_COLLECTION``, else ``token_events``."""
-    environ = dict(os.environ) if environ is None else environ
-    return (environ.get(COLLECTION_ENV) or "").strip() or COLLECTION
-
-
-def retention(environ: dict[str, str] | None = None) -> float:
-    """Days events are kept (``ZOHO_EVENTS_RETENTION_DAYS``), parsed as strictly as the audit's
-    retention: a bad value raises ``cleanup.PolicyError`` (a ValueError) with one sentence."""
-    from ..tools.cleanup import days  # (only when asked: cleanup imports the operator queries)
-
-    environ = dict(os.environ) if environ is None else environ
-    return days(RETENTION_ENV, environ.get(RETENTION_ENV)) or RETENTION_DAYS
 
 
 def keep_events(events: Collection, retention_days: float) -> None:
@@ -91,8 +75,6 @@ def entry(token_id: str, user_name: str | None, event: str, detail: str, who: st
     it is cut at ``DETAIL_LENGTH`` characters."""
     if event not in EVENTS:
         raise ValueError(f"unknown event {event!r}; events are {', '.join(EVENTS)}")
-    from .lease import utcnow
-
     return {"at": at or utcnow(), "token_id": token_id,
             "user_name": user_name if isinstance(user_name, str) else None, "event": event,
             "detail": " ".join(str(detail).split())[:DETAIL_LENGTH], "who": who}

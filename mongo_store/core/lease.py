@@ -20,12 +20,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.collection import Collection
 
 from . import errors
+from .clock import utcnow
 from .mapping import (
     CLAIM_FIELD,
     FAILED_AT_FIELD,
@@ -60,11 +61,6 @@ def __getattr__(name: str) -> Any:
     if name == "RefreshFailing":
         return errors.RefreshFailing
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def utcnow() -> datetime:
-    """Naive UTC, as pymongo returns stored dates."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def needs_refresh(document: dict[str, Any], now: datetime) -> bool:

@@ -6,9 +6,10 @@ and how long ago."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
+from .clock import utc_naive
 from .crypto import is_sealed
 from .mapping import SECRET_FIELDS
 
@@ -43,13 +44,6 @@ def is_masked(value: Any) -> bool:
 def masked(record: dict[str, Any]) -> dict[str, Any]:
     """A copy of a token record with every secret field masked."""
     return {key: mask(value) if key in SECRET_FIELDS else value for key, value in record.items()}
-
-
-def utc_naive(value: Any) -> Any:
-    """A date as naive UTC, as pymongo returns stored dates; anything else as it is."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.replace(tzinfo=None) - (value.utcoffset() or timedelta(0))
-    return value
 
 
 def ago(when: datetime, now: datetime | None = None) -> str:

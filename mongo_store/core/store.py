@@ -15,27 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from bson.codec_options import DatetimeConversion
-from pymongo import MongoClient, ReadPreference, ReturnDocument, WriteConcern
+from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from . import events as token_events
-from .admin_store import DEFAULT_COLLECTION, DEFAULT_DATABASE, DURABLE, StoreCalls
-from .connection import check_names, open_client, resolve_uri
+from .calls import StoreCalls, settings_of
 from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
 from .errors import PLAIN_BESIDE_SEALED, UnknownToken, conflict_field, redact, sentence, store_error
-from .failover import bounds_itself, no_primary, primary_known, retrying
+from .failover import no_primary, primary_known, retrying
 from .indexes import ensure_indexes
 from .lease import Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
 from .mapping import (
@@ -56,6 +52,7 @@ from .mapping import (
 from .matching import match_filter, save_guards, stored_wins
 from .search import SEARCH_KEYS
 from .search import keys as search_keys
+from .settings import StoreSettings
 from .validation import require_sealed
 
 log = logging.getLogger("mongo_store")
@@ -81,101 +78,38 @@ def new_token_id() -> str:
 class MongoTokenStore(TokenStore, StoreCalls):
     """Stores the Zoho CRM SDK's OAuth tokens in MongoDB. One instance serves every thread."""
 
-    def __init__(
-        self,
-        uri: str | None = None,
-        *,
-        client: Any = None,
-        database: str | None = None,
-        collection: str | None = None,
-        create_indexes: bool = True,
-        server_selection_timeout: float = 5.0,
-        socket_timeout: float = 10.0,
-        failover_wait: float = 30.0,
-        write_concern: WriteConcern | None = None,
-        refresh_lease: float = 10.0,
-        refresh_wait: float = 12.0,
-        refresh_backoff: float = 30.0,
-        refresh_backoff_max: float = 300.0,
-        encryption_key: str | bytes | None = None,
-        old_encryption_keys: Sequence[str | bytes] | None = None,
-        record_events: bool = True,
-        events_collection: str | None = None,
-    ) -> None:
+    def __init__(self, uri: str | None = None, *, client: Any = None, settings: StoreSettings | None = None,
+                 **options: Any) -> None:
         """Connect by ``uri`` (else ``MONGODB_URI``) or use ``client``, which the store never closes.
 
-        ``create_indexes=False`` is for users without the createIndex privilege. Times are in
-        seconds. ``server_selection_timeout`` applies to a client the store creates. Each attempt of
-        a store call waits at most ``socket_timeout``, and a call that fails because there is no
-        primary (an election) or its connection broke is tried again for up to ``failover_wait``.
-        Writes use ``write_concern`` (default: majority, journaled), also on a client passed in.
-        ``refresh_lease`` (seconds; 0 turns coordination off) is how long one worker may take to
-        refresh a token the others wait for; ``refresh_wait`` bounds how long they wait. After a
-        failed refresh, callers fail at once and one is let through per back-off window:
-        ``refresh_backoff`` seconds, doubling after each failure up to ``refresh_backoff_max``.
-        ``encryption_key`` (else ``ZOHO_MONGO_ENCRYPTION_KEY``) turns on encryption at rest;
-        ``old_encryption_keys`` (else ``ZOHO_MONGO_OLD_ENCRYPTION_KEYS``) still open during a rotation.
-        ``record_events`` writes each token's history (``events.py``: a refresh, a failed refresh, a
-        delete) to ``events_collection`` (else ``ZOHO_EVENTS_COLLECTION`` or ``token_events``), one
-        insert beside those saves only; a failed insert is a warning, never a failed save.
+        ``options`` are the store's settings by name (``settings.StoreSettings``, each declared
+        there once with its environment variable and default); ``settings`` gives them all at once
+        (options then change some). Times are in seconds. ``create_indexes=False`` is for users
+        without the createIndex privilege. ``server_selection_timeout`` applies to a client the
+        store creates. Each attempt of a store call waits at most ``socket_timeout``, and a call
+        that fails because there is no primary (an election) or its connection broke is tried again
+        for up to ``failover_wait``. Writes use ``write_concern`` (default: majority, journaled),
+        also on a client passed in. ``refresh_lease`` (0 turns coordination off) is how long one
+        worker may take to refresh a token the others wait for; ``refresh_wait`` bounds how long
+        they wait. After a failed refresh, callers fail at once and one is let through per back-off
+        window: ``refresh_backoff`` seconds, doubling after each failure up to
+        ``refresh_backoff_max``. ``encryption_key`` turns on encryption at rest;
+        ``old_encryption_keys`` still open during a rotation. ``record_events`` writes each token's
+        history (``events.py``: a refresh, a failed refresh, a delete) to ``events_collection``,
+        one insert beside those saves only; a failed insert is a warning, never a failed save.
         """
-        for name, value in (("server_selection_timeout", server_selection_timeout), ("socket_timeout", socket_timeout),
-                            ("failover_wait", failover_wait), ("refresh_wait", refresh_wait),
-                            ("refresh_backoff", refresh_backoff), ("refresh_backoff_max", refresh_backoff_max)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise store_error(f"{name} must be a positive number of seconds")
-        if isinstance(refresh_lease, bool) or not isinstance(refresh_lease, (int, float)) or refresh_lease < 0:
-            raise store_error("refresh_lease must be 0 (off) or a positive number of seconds")
-        if refresh_backoff_max < refresh_backoff:
-            raise store_error("refresh_backoff_max must be at least refresh_backoff")
-        self.refresh_lease, self.refresh_wait = float(refresh_lease), float(refresh_wait)
-        self.backoff = Backoff(float(refresh_backoff), float(refresh_backoff_max))
-        self.failover_wait, self.socket_timeout = float(failover_wait), float(socket_timeout)
-        if write_concern is None:
-            write_concern = DURABLE
-        elif not isinstance(write_concern, WriteConcern) or not write_concern.acknowledged:
-            raise store_error("write_concern must be an acknowledged pymongo WriteConcern, such as WriteConcern(w=1)")
-        self.cipher = Cipher.configured(encryption_key, old_encryption_keys)
-        database, collection = check_names(database or os.environ.get("ZOHO_MONGO_DATABASE") or DEFAULT_DATABASE,
-                                           collection or os.environ.get("ZOHO_MONGO_COLLECTION") or DEFAULT_COLLECTION)
         if client is not None and uri is not None:
             raise store_error("pass either a URI or a client, not both")
-        self._owns_client = client is None
-        if client is None:
-            client = open_client(resolve_uri(uri), server_selection_timeout, socket_timeout)
-        self._selection_timeout: float | None = (
-            client.options.server_selection_timeout if isinstance(client, MongoClient) else None)
-        self.client = client
-        tokens = client[database][collection]
-        if isinstance(client, MongoClient):  # (mongomock has no such option, nor such dates)
-            # A date outside Python's range (written by a JavaScript client, say) reads as a DatetimeMS:
-            # that token is shown as malformed, instead of every read of it failing with InvalidBSON.
-            tokens = tokens.with_options(codec_options=tokens.codec_options.with_options(
-                datetime_conversion=DatetimeConversion.DATETIME_AUTO))
-        # Reads go to the primary, or to a secondary while there is none; writes wait for a primary.
-        self._collection = tokens.with_options(write_concern=write_concern, read_preference=ReadPreference.PRIMARY_PREFERRED)
-        # After a failed attempt the primary may be paused: a retried read asks a secondary first.
-        self._after_failure = self._collection.with_options(read_preference=ReadPreference.SECONDARY_PREFERRED)
-        # What a save reads before or after it writes must be the primary's latest; a lookup reads
-        # there too while a primary is known (a primary read is the cheapest).
-        self._primary = self._collection.with_options(read_preference=ReadPreference.PRIMARY)
-        self._client_bounds_first = bounds_itself(client, self.socket_timeout, self.failover_wait)
-        self._indexes_ready = not create_indexes
-        self._server_validates = isinstance(client, MongoClient)  # mongomock has no validators
+        settings = settings_of(settings, {"uri": uri, **options} if client is None else options)
+        self.refresh_lease, self.refresh_wait = settings.refresh_lease, settings.refresh_wait
+        self.backoff = Backoff(settings.refresh_backoff, settings.refresh_backoff_max)
+        self.cipher = Cipher.configured(settings.encryption_key, settings.old_encryption_keys)
+        self.connect(settings, client, history=settings.record_events)
+        self._indexes_ready = not settings.create_indexes
+        self._server_validates = isinstance(self.client, MongoClient)  # mongomock has no validators
         self.validated: bool | None = None
         """With a key on a real server: whether the collection has the validator (``prepare``)."""
         self._lock = threading.Lock()
-        self.events: Any = None
-        """The token history's collection (``events.py``), or None with ``record_events=False``."""
-        self._events_retention = token_events.RETENTION_DAYS
-        if record_events:
-            name = check_names(database, events_collection or token_events.collection_name())[1]
-            self.events = client[database][name].with_options(write_concern=write_concern)
-            if create_indexes:
-                try:
-                    self._events_retention = token_events.retention()
-                except ValueError as error:
-                    raise store_error(str(error)) from None
 
     # -- TokenStore -------------------------------------------------------------------------
 
@@ -280,12 +214,6 @@ class MongoTokenStore(TokenStore, StoreCalls):
 
     # -- for tools ---------------------------------------------------------------------------
 
-    @property
-    def collection(self) -> Any:
-        """The token collection, with the store's durable writes. Reads go to the primary when
-        there is one; in an attempt that ``call`` retries, to a secondary when there is one."""
-        return self._after_failure if retrying() else self._collection
-
     def find_document(self, token: OAuthToken) -> dict[str, Any] | None:
         """The stored document ``token`` matches (same rules as find_token), opened, or None."""
         query = match_filter(token_fields(token))
@@ -301,11 +229,6 @@ class MongoTokenStore(TokenStore, StoreCalls):
         return opened
 
     # -- lifecycle --------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the client if this store created it; a client passed in stays open."""
-        if self._owns_client:
-            self.client.close()
 
     def __enter__(self) -> MongoTokenStore:
         return self
@@ -541,7 +464,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
         """The history's indexes; a failure is a warning, never a failed store call (events are
         written without them, and kept until a later store creates them)."""
         try:
-            token_events.keep_events(self.events, self._events_retention)
+            token_events.keep_events(self.events, self.settings.events_retention_days)
         except Exception as error:
             log.warning("could not create the token history's indexes in %s: %s", self.events.name,
                         token_events.describe(error))

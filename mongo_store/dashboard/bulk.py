@@ -13,8 +13,8 @@ from typing import Any
 from pymongo.collection import Collection
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from ..core.clock import utcnow
 from ..core.errors import sentence
-from ..core.lease import utcnow
 from ..core.masking import iso
 from ..tools import admin, datacenters
 from ..tools.records import view

@@ -16,9 +16,9 @@ from pymongo.collection import Collection
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from ..core import events
+from ..core.clock import utcnow
 from ..core.errors import store_error
 from ..core.indexes import ensure_indexes
-from ..core.lease import utcnow
 from ..core.mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
 from ..core.store import MongoTokenStore
 from ..tools import admin, cleanup, history, paging
@@ -26,7 +26,7 @@ from ..tools.records import view
 from ..tools.zoho import AlreadyRevoked, Checked, ZohoError
 from ..tools.zoho import check as check_at_zoho
 from ..tools.zoho import revoke as revoke_at_zoho
-from .settings import SettingError, Settings, parse_days, setting
+from .settings import Settings, setting
 
 ACTIVITY_BIN = timedelta(hours=6)
 ACTIVITY_SPAN = timedelta(days=7)
@@ -45,7 +45,7 @@ class Connection:
     def __post_init__(self) -> None:
         if self.events is None:
             self.events = self.store.events if self.store.events is not None else \
-                self.store.collection.database[events.collection_name()]
+                self.store.collection.database[self.store.settings.events_collection]
 
     @property
     def tokens(self) -> Collection:
@@ -54,15 +54,12 @@ class Connection:
 
 def connect(settings: Settings) -> Connection:
     """Open the store and check the server answers; fails with a clear SDKException, fast."""
-    try:  # (Settings holds the dashboard's own settings; the history's are the store's)
-        events_retention = parse_days(events.RETENTION_ENV, setting(events.RETENTION_ENV, "events_retention_days")) \
-            or events.RETENTION_DAYS
-    except SettingError as error:
-        raise store_error(str(error)) from None
     store = MongoTokenStore(settings.uri, database=settings.database, collection=settings.collection,
                             server_selection_timeout=min(3.0, settings.failover_wait),
                             failover_wait=settings.failover_wait, create_indexes=False,
-                            events_collection=setting(events.COLLECTION_ENV, "events_collection"))
+                            events_collection=setting("ZOHO_EVENTS_COLLECTION", "events_collection"),
+                            events_retention_days=setting("ZOHO_EVENTS_RETENTION_DAYS", "events_retention_days"))
+    events_retention = store.settings.events_retention_days
     audit = store.collection.database[settings.audit_collection]
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()

@@ -15,7 +15,7 @@ from pymongo.database import Database
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from ..core.lease import utcnow
+from ..core.clock import utcnow
 from ..core.mapping import (
     CHECK_ERROR_FIELD,
     CHECK_RESULT_FIELD,

@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ..core.lease import utcnow
-from ..core.masking import utc_naive
+from ..core.clock import utc_naive, utcnow
 from ..testing.fake_zoho import FakeZoho
 from ..tools.admin import GRANT_LIFETIME, health_of
 

@@ -14,8 +14,8 @@ import pandas as pd
 import streamlit as st
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from ..core.clock import utcnow
 from ..core.errors import sentence
-from ..core.lease import utcnow
 from ..core.masking import ago, iso, markdown_plain, printable
 from ..tools import admin, datacenters, paging
 from . import bulk, cache, data, urlstate

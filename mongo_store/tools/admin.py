@@ -20,6 +20,7 @@ from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
+from ..core.clock import utc_naive
 from ..core.errors import sentence
 from ..core.events import entry as event_entry
 from ..core.events import record_quietly
@@ -35,7 +36,7 @@ from ..core.mapping import (
     ZOHO_REFRESH_TOKEN_LIMIT,
     check_text,
 )
-from ..core.masking import ago, utc_naive
+from ..core.masking import ago
 from ..core.search import describe, search_filter
 from . import datacenters
 from .history import audit_indexes

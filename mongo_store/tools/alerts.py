@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ..core.lease import utcnow
+from ..core.clock import utcnow
 from ..core.mapping import CHECK_ERROR_FIELD, FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD, SECRET_FIELDS
 from ..core.masking import printable
 from . import admin, datacenters

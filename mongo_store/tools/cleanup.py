@@ -23,7 +23,7 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.collection import Collection
 
-from ..core.lease import utcnow
+from ..core.clock import utcnow
 from ..core.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD, REVOKED_FIELD
 from .admin import GRANT_LIFETIME
 

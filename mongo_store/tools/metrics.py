@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pymongo.collection import Collection
 
+from ..core.clock import utcnow
 from ..core.errors import sentence
-from ..core.lease import utcnow
 from ..core.mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD
 from . import admin, datacenters
 from .alerts import data_center_name

@@ -26,7 +26,7 @@ from bson.errors import BSONError
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 
-from ..core.lease import utcnow
+from ..core.clock import utcnow
 from .admin import COUNT_CAP, LIST_FIELDS, Query
 
 GOES = ("first", "next", "previous", "last")
