@@ -6,8 +6,8 @@ limit, on the embedded mongod (or MONGODB_URI: its database is dropped!).
 
 The tokens are bench/health.py's mix, with people's names in mixed case over a few domains and the
 nine data centers. Each row is run side by side in one process: page 1 and the last page of every
-order by keyset (``paging.page``) and by skip/limit (``admin.page``), searches, and the overview
-(``admin.stats``). Also times the one-off search-key backfill of documents written without keys.
+order by keyset (``paging.page``) and by skip/limit (``queries.page``), searches, and the overview
+(``stats.stats``). Also times the one-off search-key backfill of documents written without keys.
 Prints a Markdown table (median ms). Not part of the test suite.
 """
 
@@ -28,7 +28,7 @@ from health import scratch_tokens, timed
 
 from mongo_store.core import search
 from mongo_store.core.indexes import INDEXES
-from mongo_store.tools import admin, datacenters, paging
+from mongo_store.tools import datacenters, paging, queries, stats
 
 DATABASE = "zoho_bench_admin"
 DOMAINS = ("Wayne.Example", "acme.example", "Globex.example", "initech.example")
@@ -44,7 +44,7 @@ def document(number: int, now: datetime, rng: random.Random) -> dict[str, Any]:
     return doc
 
 
-def last_skip_page(tokens: Any, query: admin.Query, size: int, now: datetime) -> int:
+def last_skip_page(tokens: Any, query: queries.Query, size: int, now: datetime) -> int:
     """The number of the last page for skip/limit, from an exact (untimed) count."""
     where = query.to_filter(now)
     total = tokens.count_documents(where) if where else tokens.estimated_document_count()
@@ -74,29 +74,29 @@ def main() -> None:
         size = 50
         print("| query | pages of 50 | page 1, keyset | last page, keyset | page 1, skip/limit | last page, skip/limit |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        shapes = [("`list` (by id)", admin.Query()),
-                  *((f"`list --sort {sort} --descending`", admin.Query(sort=sort, descending=True)) for sort in admin.SORTS),
-                  ("`list --sort expiry`", admin.Query(sort="expiry")),
-                  ("`list --health healthy`", admin.Query(health="healthy")),
-                  ("`list --health failing`", admin.Query(health="failing")),
-                  ("`list --domain EU --sort refreshed`", admin.Query(api_domain=datacenters.DOMAINS["EU"], sort="refreshed")),
-                  ("`list --search wayne.example` (a quarter of the people)", admin.Query(search="wayne.example")),
-                  ("`list --search FEMI.12` (a prefix of an e-mail, any case)", admin.Query(search="FEMI.12")),
-                  ("`list --search 700210` (an org id)", admin.Query(search="700210")),
-                  ("`list --search t0012` (a token id's start)", admin.Query(search="t0012"))]
+        shapes = [("`list` (by id)", queries.Query()),
+                  *((f"`list --sort {sort} --descending`", queries.Query(sort=sort, descending=True)) for sort in queries.SORTS),
+                  ("`list --sort expiry`", queries.Query(sort="expiry")),
+                  ("`list --health healthy`", queries.Query(health="healthy")),
+                  ("`list --health failing`", queries.Query(health="failing")),
+                  ("`list --domain EU --sort refreshed`", queries.Query(api_domain=datacenters.DOMAINS["EU"], sort="refreshed")),
+                  ("`list --search wayne.example` (a quarter of the people)", queries.Query(search="wayne.example")),
+                  ("`list --search FEMI.12` (a prefix of an e-mail, any case)", queries.Query(search="FEMI.12")),
+                  ("`list --search 700210` (an org id)", queries.Query(search="700210")),
+                  ("`list --search t0012` (a token id's start)", queries.Query(search="t0012"))]
         for name, query in shapes:
             last = last_skip_page(tokens, query, size, now)
             cells = [timed(lambda q=query: paging.page(tokens, q, size, now=now)),
                      timed(lambda q=query: paging.page(tokens, q, size, go="last", now=now)),
-                     timed(lambda q=query: admin.page(tokens, q, 1, size, now), 5),
-                     timed(lambda q=query, n=last: admin.page(tokens, q, n, size, now), 3)]
+                     timed(lambda q=query: queries.page(tokens, q, 1, size, now), 5),
+                     timed(lambda q=query, n=last: queries.page(tokens, q, n, size, now), 3)]
             print(f"| {name} | {last:,} | " + " | ".join(f"{cell:,.1f}" for cell in cells) + " |", flush=True)
-        query = admin.Query(sort="expiry", descending=True)
+        query = queries.Query(sort="expiry", descending=True)
         deep = paging.page(tokens, query, size, go="last", now=now)
         print("\n| more | median ms |\n| --- | ---: |")
         print(f"| the page before the last, by its cursor (`--before`) | "
               f"{timed(lambda: paging.page(tokens, query, size, go='previous', cursor=deep.first_cursor, number=-2, now=now)):,.1f} |")
-        print(f"| the overview (`admin.stats`, every count) | {timed(lambda: admin.stats(tokens, now), 3):,.0f} |")
+        print(f"| the overview (`stats.stats`, every count) | {timed(lambda: stats.stats(tokens, now), 3):,.0f} |")
 
 
 if __name__ == "__main__":

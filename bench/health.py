@@ -28,7 +28,7 @@ from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mongo_store.core.indexes import ensure_indexes
-from mongo_store.tools import admin, metrics
+from mongo_store.tools import health, metrics, queries, stats
 from mongo_store.tools.embedded import EmbeddedMongod
 
 DATABASE = "zoho_bench_health"
@@ -97,27 +97,27 @@ def main() -> None:
         for start in range(0, args.size, 10_000):
             tokens.insert_many([document(n, now, rng) for n in range(start, min(start + 10_000, args.size))],
                                ordered=False)
-        counts = admin.stats(tokens, now)
+        counts = stats.stats(tokens, now)
         print(f"{args.size:,} tokens: {counts['health']}\n")
         print("| query | median ms |\n| --- | ---: |")
-        print(f"| overview counts (`admin.stats`, every count) | {timed(lambda: admin.stats(tokens, now), 3):,.0f} |")
-        print(f"| the health counts (`admin.stats(overview=False)`: the four states, the total, per data center) | "
-              f"{timed(lambda: admin.stats(tokens, now, overview=False), 5):,.0f} |")
-        for state in admin.HEALTH:
+        print(f"| overview counts (`stats.stats`, every count) | {timed(lambda: stats.stats(tokens, now), 3):,.0f} |")
+        print(f"| the health counts (`stats.stats(overview=False)`: the four states, the total, per data center) | "
+              f"{timed(lambda: stats.stats(tokens, now, overview=False), 5):,.0f} |")
+        for state in health.HEALTH:
             print(f"| page 1 of `--health {state}` (50 tokens and the capped count) | "
-                  f"{timed(lambda s=state: admin.page(tokens, admin.Query(health=s), 1, 50, now)):,.1f} |")
-        for sort in admin.SORTS:
+                  f"{timed(lambda s=state: queries.page(tokens, queries.Query(health=s), 1, 50, now)):,.1f} |")
+        for sort in queries.SORTS:
             for number in (1, 200):
                 print(f"| page {number} of `--sort {sort} --descending` | "
-                      f"{timed(lambda s=sort, n=number: admin.page(tokens, admin.Query(sort=s, descending=True), n, 50, now)):,.1f} |")
+                      f"{timed(lambda s=sort, n=number: queries.page(tokens, queries.Query(sort=s, descending=True), n, 50, now)):,.1f} |")
         print(f"| page 1 of `--health healthy --sort user` | "
-              f"{timed(lambda: admin.page(tokens, admin.Query(health='healthy', sort='user'), 1, 50, now)):,.1f} |")
+              f"{timed(lambda: queries.page(tokens, queries.Query(health='healthy', sort='user'), 1, 50, now)):,.1f} |")
         print(f"| the exporter's count (`metrics.count`: the health counts, per reason, the latest refresh) | "
               f"{timed(lambda: metrics.count(tokens, now), 3):,.0f} |")
-        tokens.drop_index(admin.NO_REFRESH_INDEX)  # as before it: the unusable filter fetches every lapsed token
-        assert admin.stats(tokens, now)["health"] == counts["health"]
-        print(f"| overview counts without `{admin.NO_REFRESH_INDEX}` (the old unusable count) | "
-              f"{timed(lambda: admin.stats(tokens, now), 3):,.0f} |")
+        tokens.drop_index(health.NO_REFRESH_INDEX)  # as before it: the unusable filter fetches every lapsed token
+        assert stats.stats(tokens, now)["health"] == counts["health"]
+        print(f"| overview counts without `{health.NO_REFRESH_INDEX}` (the old unusable count) | "
+              f"{timed(lambda: stats.stats(tokens, now), 3):,.0f} |")
 
 
 if __name__ == "__main__":

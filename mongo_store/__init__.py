@@ -24,7 +24,7 @@ def sdk_missing(who: str) -> str:
 
 def __getattr__(name: str) -> Any:
     """``MongoTokenStore`` is imported on first use: the SDK under it takes a second to import,
-    which the command line's ``--help`` and admin commands (``commands.ADMIN_COMMANDS``) never need;
+    which the command line's ``--help`` and admin commands (declared ``store="admin"``, ``cli/commands/``) never need;
     without an SDK, the import fails with a message naming the extra (the CLI: one line, for the
     commands that need it)."""
     if name != "MongoTokenStore":

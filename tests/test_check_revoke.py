@@ -21,8 +21,8 @@ from tokens import CLIENT_ID, oauth, secret
 from mongo_store import MongoTokenStore
 from mongo_store.core.clock import utcnow
 from mongo_store.core.mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, LEASE_FIELD, REFRESHED_FIELD
-from mongo_store.tools import admin
 from mongo_store.tools import zoho as zoho_calls
+from mongo_store.tools.health import health_of
 from mongo_store.tools.zoho import Route, ZohoError, route
 
 SECRET = secret("clientsecret")
@@ -91,7 +91,7 @@ def accounts(zoho: FakeZoho) -> list[str]:
 
 
 def health(store: MongoTokenStore, token_id: str) -> str:
-    return admin.health_of(store.collection.find_one({"_id": token_id}))[0]
+    return health_of(store.collection.find_one({"_id": token_id}))[0]
 
 
 def test_check_a_valid_token_calls_the_api_only(env: MongoTokenStore, zoho: FakeZoho) -> None:  # noqa: F811
@@ -129,7 +129,7 @@ def test_a_refresh_token_zoho_rejects_makes_the_token_failing(env: MongoTokenSto
     assert zoho.requests == Counter({"refused refresh": 1})
     document = env.collection.find_one({"_id": token_id})
     assert document[CHECK_ERROR_FIELD] == "invalid_code" and document[CHECK_RESULT_FIELD] == "invalid_code"
-    state, why = admin.health_of(document)  # the refused refresh is recorded at once, with its back-off
+    state, why = health_of(document)  # the refused refresh is recorded at once, with its back-off
     assert state == "failing" and why.startswith("1 failed refresh(es) since the last save")
     assert why.endswith("the last check failed: invalid_code") and "until the next attempt in" in why
     # At once again: no second refresh (Zoho's limit of 10 access tokens per 10 minutes).

@@ -23,7 +23,7 @@ from tokens import CLIENT_ID, full, oauth, secret, snapshot
 
 from mongo_store import MongoTokenStore
 from mongo_store.core.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD
-from mongo_store.tools.admin import AUDIT_COLLECTION
+from mongo_store.tools.settings import AUDIT_COLLECTION
 
 CLIENT_SECRET = secret("clientsecret")
 DAY = timedelta(days=1)
@@ -317,3 +317,26 @@ def test_a_worker_refreshing_a_token_ends_the_claim_a_killed_run_left(env: Mongo
     code, out, _ = run("cleanup", "--idle-days", "90", "--json", "--accounts-url", zoho.environment.accounts_url)
     assert code == 0 and json.loads(out)["entries"][0]["result"].startswith("kept: it no longer qualifies")
     assert zoho.revocations == [] and env.collection.find_one({"_id": token_id}) is not None
+
+
+def test_revoke_and_cleanup_read_invalid_token_alike(env: MongoTokenStore, zoho: ZohoAccounts,
+                                                     real_client: MongoClient) -> None:
+    """Zoho no longer knows a refresh token (``invalid_token``: revoked before, or replaced): the
+    CLI's ``revoke`` and ``cleanup`` both count it as revoked, delete the token and audit it so
+    (the operator layer reads Zoho's answers once; ``revoke`` used to keep the token)."""
+    by_revoke = person(env, zoho, "gone1@example.com", refreshed=100 * DAY, saved=100 * DAY)
+    by_cleanup = person(env, zoho, "gone2@example.com", refreshed=100 * DAY, saved=100 * DAY)
+    for token_id in (by_revoke, by_cleanup):
+        zoho.revoke(env.collection.find_one({"_id": token_id})["refresh_token"])
+    code, out, err = run("revoke", by_revoke, "--yes", "--actor", "ops", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0, err
+    assert "no longer knows the refresh token (already revoked)" in out and f"deleted {by_revoke}" in out
+    code, out, err = run("cleanup", "--idle-days", "90", "--json", "--actor", "ops",
+                         "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0, err
+    [entry] = json.loads(out)["entries"]
+    assert entry["id"] == by_cleanup and entry["result"].startswith("already revoked") and entry["result"].endswith("deleted")
+    assert env.collection.count_documents({}) == 0
+    audit = {entry["ids"][0]: entry for entry in real_client[env.collection.database.name][AUDIT_COLLECTION].find({})}
+    assert audit[by_revoke]["outcome"] == "already revoked and deleted" and audit[by_revoke]["deleted"] == 1
+    assert audit[by_cleanup]["zoho"].startswith("already revoked") and audit[by_cleanup]["deleted"] == 1

@@ -223,22 +223,23 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
     recorder = Recorder()
     client = MongoClient(mongo_uri, event_listeners=[recorder])
     try:
-        from mongo_store.tools import admin, paging
+        from mongo_store.tools import health, paging, queries, stats
 
         collection = client[env.collection.database.name][env.collection.name]
-        admin.stats(collection)
+        stats.stats(collection)
         from mongo_store.dashboard import data  # the dashboard's own overview queries too
+        from mongo_store.tools.settings import OperatorSettings
 
         data.overview(data.Connection(MongoTokenStore(client=client, database=collection.database.name),
-                                      collection.database["dashboard_audit"], "test"))
-        for query in (admin.Query(search="al"), admin.Query(search="EXAMPLE.COM"),
-                      admin.Query(search="ab"), admin.Query(status="expired"),
-                      admin.Query(api_domain=EU), admin.Query(search="al", status="valid", api_domain=EU),
-                      *(admin.Query(health=health) for health in admin.HEALTH),
-                      *(admin.Query(sort=sort, descending=True) for sort in admin.SORTS),
-                      admin.Query(health="healthy", sort="user"), admin.Query(sort="refreshed", api_domain=EU)):
-            admin.page(collection, query)
-            admin.page(collection, query, 9)  # past the tokens that have the sort field
+                                      OperatorSettings.load(), "test"))
+        for query in (queries.Query(search="al"), queries.Query(search="EXAMPLE.COM"),
+                      queries.Query(search="ab"), queries.Query(status="expired"),
+                      queries.Query(api_domain=EU), queries.Query(search="al", status="valid", api_domain=EU),
+                      *(queries.Query(health=state) for state in health.HEALTH),
+                      *(queries.Query(sort=sort, descending=True) for sort in queries.SORTS),
+                      queries.Query(health="healthy", sort="user"), queries.Query(sort="refreshed", api_domain=EU)):
+            queries.page(collection, query)
+            queries.page(collection, query, 9)  # past the tokens that have the sort field
             for go in ("first", "last"):
                 found = paging.page(collection, query, 2, go=go)
                 if found.has_next:
@@ -264,7 +265,7 @@ def test_stats_and_lists_use_indexes(env: MongoTokenStore, mongo_uri: str) -> No
 def test_a_large_filtered_count_stops_at_the_cap(env: MongoTokenStore) -> None:
     from datetime import timedelta
 
-    from mongo_store.tools.admin import COUNT_CAP
+    from mongo_store.tools.queries import COUNT_CAP
 
     past = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=1)
     env.collection.insert_many([{"_id": f"t{n:06d}", "refresh_token": f"1000.r.{n}", "expiry_time": past}
@@ -543,7 +544,7 @@ def test_a_second_signal_while_stopping_kills_streamlit_at_once(tmp_path: Any, s
 
 
 def test_a_streamlit_that_ignores_sigterm_is_killed_after_its_grace(tmp_path: Any) -> None:
-    from mongo_store.commands import STREAMLIT_GRACE
+    from mongo_store.cli.processes import STREAMLIT_GRACE
 
     process, port = _dashboard(tmp_path, stubborn=True)
     marker = f"--server.port {port}"
@@ -641,6 +642,6 @@ def test_stats_names_health_first_and_says_how_expiry_differs(env: MongoTokenSto
 
 
 def admin_meaning(state: str) -> str:
-    from mongo_store.tools import admin
+    from mongo_store.tools import health
 
-    return admin.HEALTH_MEANING[state]
+    return health.HEALTH_MEANING[state]

@@ -43,6 +43,6 @@ def test_help_and_version_answer_without_importing_the_sdk() -> None:
 
 def test_the_cli_lists_the_same_statuses_as_the_queries() -> None:
     from mongo_store import cli
-    from mongo_store.tools import admin
+    from mongo_store.tools import health, queries
 
-    assert cli.STATUSES == admin.STATUSES and cli.HEALTH == admin.HEALTH and tuple(admin.SORTS) == cli.SORTS
+    assert cli.STATUSES == health.STATUSES and cli.HEALTH == health.HEALTH and tuple(queries.SORTS) == cli.SORTS

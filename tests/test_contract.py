@@ -63,7 +63,7 @@ def test_document_layout(store: MongoTokenStore) -> None:
 def test_the_refresh_tokens_a_person_was_given_are_counted(store: MongoTokenStore) -> None:
     """Zoho keeps 20 refresh tokens per user and client, and the 21st deletes the oldest: each new
     login's refresh token is counted once (refreshes do not count), shown, and warned about."""
-    from mongo_store.tools import admin, records
+    from mongo_store.tools import health, records
 
     for _ in range(19):
         store.save_token(full(ALICE))  # a new login each time: another refresh token, the same document
@@ -76,7 +76,7 @@ def test_the_refresh_tokens_a_person_was_given_are_counted(store: MongoTokenStor
     assert shown["refresh_tokens_issued"] == 19
     assert "19 refresh tokens issued for this user: Zoho keeps 20 per user and client" in shown["health_reason"]
     store.collection.update_one({}, {"$set": {"refresh_failures": 1}, "$push": {"refresh_tokens_seen": "x"}})
-    state, why = admin.health_of(store.collection.find_one({}))
+    state, why = health.health_of(store.collection.find_one({}))
     assert state == "failing" and "its limit may have evicted this one" in why
 
 

@@ -30,7 +30,7 @@ from mongo_store.core.store import MongoTokenStore
 from mongo_store.dashboard import data, demo, demo_zoho
 from mongo_store.dashboard.settings import Settings
 from mongo_store.testing import ZohoGuard
-from mongo_store.tools import admin
+from mongo_store.tools import health
 from mongo_store.tools.embedded import free_port, mongod_binary, user_data_dir
 from mongo_store.tools.zoho import AlreadyRevoked, check, revoke
 
@@ -68,7 +68,7 @@ def by_health(store: MongoTokenStore) -> dict[str, list[dict[str, Any]]]:
     now = utcnow()
     states: dict[str, list[dict[str, Any]]] = {}
     for document in store.collection.find({}):
-        states.setdefault(admin.health_of(document, now)[0], []).append(document)
+        states.setdefault(health.health_of(document, now)[0], []).append(document)
     return states
 
 
@@ -82,7 +82,7 @@ def test_the_demos_fake_zoho_answers_check_and_revoke_as_zoho_with_no_network(
         assert check(real_store, healthy["_id"], accounts, api).result == "ok"  # its stored access token works
         idle_with_refresh = next(d for d in states["idle"] if d.get("refresh_token"))
         assert check(real_store, idle_with_refresh["_id"], accounts, api).result == "ok"  # refreshed at the fake
-        assert admin.health_of(real_store.collection.find_one({"_id": idle_with_refresh["_id"]}))[0] == "healthy"
+        assert health.health_of(real_store.collection.find_one({"_id": idle_with_refresh["_id"]}))[0] == "healthy"
         refused = [check(real_store, d["_id"], accounts, api).result for d in failing]
         assert refused and all(result in ("invalid_code", "INVALID_TOKEN") for result in refused), refused
         assert check(real_store, states["unusable"][0]["_id"], accounts, api).result.startswith("not checked: unusable")
@@ -106,8 +106,8 @@ def test_the_dashboard_sends_check_and_revoke_to_the_demos_fake(
     connection = data.connect(settings)
     try:
         healthy = by_health(dashboard_env)["healthy"]
-        assert data.check(connection, healthy[0]["_id"], "Olga", settings.accounts_url).result == "ok"
-        assert data.revoke(connection, healthy[1]["_id"], "Olga", settings.accounts_url) == f"127.0.0.1:{fake.port}"
+        assert data.check(connection, healthy[0]["_id"], "Olga").result == "ok"
+        assert data.revoke(connection, healthy[1]["_id"], "Olga") == f"127.0.0.1:{fake.port}"
         assert dashboard_env.collection.find_one({"_id": healthy[1]["_id"]}) is None
         note = demo.sidebar_note(settings)
         assert note == f"Check and Revoke go to the demo's local fake Zoho at {fake.url}: no internet needed."
@@ -143,17 +143,17 @@ def test_a_restart_keeps_every_state_however_long_the_demo_was_stopped(real_stor
     demo.stamp(database)
     gone = real_store.collection.find_one({})["_id"]
     real_store.collection.delete_one({"_id": gone})  # what the operator did is kept too
-    before = {d["_id"]: admin.health_of(d)[0] for d in real_store.collection.find({})}
+    before = {d["_id"]: health.health_of(d)[0] for d in real_store.collection.find({})}
     assert Counter(before.values())["healthy"] > 10
     later = utcnow() + timedelta(hours=5)  # the demo starts again five hours later
     shift = demo.keep_time(database, later)
     assert timedelta(hours=5) <= shift < timedelta(hours=5, minutes=1)
-    after = {d["_id"]: admin.health_of(d, later)[0] for d in real_store.collection.find({})}
+    after = {d["_id"]: health.health_of(d, later)[0] for d in real_store.collection.find({})}
     assert after == before and gone not in after
     # Without keeping the time, the healthy tokens would all have turned idle by then:
     database[demo.CLOCK_COLLECTION].delete_many({})
     assert demo.keep_time(database, later + timedelta(hours=5)) == timedelta(0)
-    assert "healthy" not in {admin.health_of(d, later + timedelta(hours=5))[0] for d in real_store.collection.find({})}
+    assert "healthy" not in {health.health_of(d, later + timedelta(hours=5))[0] for d in real_store.collection.find({})}
 
 
 def test_the_in_memory_demos_fake_knows_the_tokens_the_dashboard_seeds(store: MongoTokenStore,

@@ -1,6 +1,6 @@
 """Destructive actions leave a true record: a revoke is audited before Zoho is called, and the
 entry is updated with what happened (refused, unreachable, revoked, then deleted), from the CLI
-and through ``admin.audited_revoke`` itself. Against a fake Zoho on 127.0.0.1 and the real mongod."""
+and through the operator layer (``operations.Session.revoke``) itself. Against a fake Zoho on 127.0.0.1 and the real mongod."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from typing import Any
 
 import pytest
 from fake_zoho import FakeZoho
+from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 from test_cli import env, run  # noqa: F401  (the CLI fixture and runner)
 from tokens import CLIENT_ID, oauth, secret
 
 from mongo_store import MongoTokenStore
 from mongo_store.core.clock import utcnow
-from mongo_store.tools import admin
+from mongo_store.tools import operations
+from mongo_store.tools import zoho as zoho_calls
 from mongo_store.tools.embedded import free_port
-from mongo_store.tools.zoho import ZohoError
+from mongo_store.tools.settings import AUDIT_COLLECTION
 
 SECRET = secret("clientsecret")
 
@@ -38,7 +40,7 @@ def stored(store: MongoTokenStore, zoho: FakeZoho, user: str) -> str:
 
 
 def audit_entries(store: MongoTokenStore) -> list[dict[str, Any]]:
-    return list(store.collection.database[admin.AUDIT_COLLECTION].find({}, {"_id": False}).sort("at", 1))
+    return list(store.collection.database[AUDIT_COLLECTION].find({}, {"_id": False}).sort("at", 1))
 
 
 def watch_audit_at_revoke(store: MongoTokenStore, zoho: FakeZoho) -> list[list[dict[str, Any]]]:
@@ -62,7 +64,7 @@ def test_the_cli_audits_a_revoke_before_zoho_is_called_then_its_outcome(env: Mon
     assert code == 0 and env.collection.count_documents({}) == 0
     [[attempt]] = seen  # written before Zoho answered
     assert (attempt["action"], attempt["who"], attempt["ids"], attempt["user_names"], attempt["outcome"]) == \
-        ("revoke", "ops", [token_id], ["fay@example.com:1"], admin.REVOKE_ATTEMPT)
+        ("revoke", "ops", [token_id], ["fay@example.com:1"], operations.REVOKE_ATTEMPT)
     [entry] = audit_entries(env)
     assert (entry["outcome"], entry["deleted"], entry["host"]) == ("revoked and deleted", 1, zoho.url.split("/")[2])
 
@@ -83,51 +85,48 @@ def test_a_revoke_zoho_refuses_or_cannot_be_reached_is_audited_with_why(env: Mon
     assert env.collection.count_documents({"_id": token_id}) == 1
 
 
-def test_a_revoke_whose_delete_fails_stays_on_record_as_revoked(env: MongoTokenStore) -> None:  # noqa: F811
+def test_a_revoke_whose_delete_fails_stays_on_record_as_revoked(env: MongoTokenStore,  # noqa: F811
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Zoho revoked it, then the database refused the delete: the entry says so, the error is raised."""
 
-    class RefusesDeletes:
-        def __init__(self, tokens: Any) -> None:
-            self.tokens = tokens
-
-        def find(self, *args: Any, **kwargs: Any) -> Any:
-            return self.tokens.find(*args, **kwargs)
-
-        def delete_many(self, *args: Any, **kwargs: Any) -> Any:
-            raise OperationFailure("not authorized", code=13, details={"codeName": "Unauthorized"})
+    def delete_many(self: Collection, *args: Any, **kwargs: Any) -> Any:
+        raise OperationFailure("not authorized", code=13, details={"codeName": "Unauthorized"})
 
     env.save_token(oauth("hal@example.com:1", refresh_token=secret("refresh")))
     [document] = env.collection.find({})
-    audit = env.collection.database[admin.AUDIT_COLLECTION]
+    monkeypatch.setattr(zoho_calls, "revoke", lambda store, token_id, accounts_url=None: "accounts.zoho.eu")
+    monkeypatch.setattr(Collection, "delete_many", delete_many)
     with pytest.raises(Exception, match="delete the revoked token"):
-        admin.audited_revoke(RefusesDeletes(env.collection), audit, document["_id"], "ops",  # type: ignore[arg-type]
-                             lambda: "accounts.zoho.eu", (ZohoError,), env.guard)
+        operations.Session(env, "ops").revoke(document["_id"])
+    monkeypatch.undo()
     [entry] = audit_entries(env)
     assert (entry["outcome"], entry["host"], entry["deleted"]) == ("revoked, not deleted", "accounts.zoho.eu", None)
     assert entry["reason"].startswith("the delete failed: could not delete the revoked token")
     assert env.collection.count_documents({}) == 1
 
 
-def test_a_revoke_that_stops_unexpectedly_is_recorded_as_unknown(env: MongoTokenStore) -> None:  # noqa: F811
+def test_a_revoke_that_stops_unexpectedly_is_recorded_as_unknown(env: MongoTokenStore,  # noqa: F811
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     env.save_token(oauth("ivy@example.com:1", refresh_token=secret("refresh")))
     [document] = env.collection.find({})
 
-    def hangs_up() -> str:
+    def hangs_up(*args: Any, **kwargs: Any) -> str:
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(zoho_calls, "revoke", hangs_up)
     with pytest.raises(KeyboardInterrupt):
-        admin.audited_revoke(env.collection, env.collection.database[admin.AUDIT_COLLECTION], document["_id"], "ops",
-                             hangs_up, (ZohoError,), env.guard)
+        operations.Session(env, "ops").revoke(document["_id"])
     [entry] = audit_entries(env)
     assert entry["outcome"] == "unknown" and "KeyboardInterrupt" in entry["reason"]
     assert env.collection.count_documents({}) == 1
 
 
 def test_revoking_ticked_rows_audits_each_and_a_refusal_stops_only_its_token(dashboard_env: MongoTokenStore,
-                                                                             zoho: FakeZoho) -> None:
+                                                                             zoho: FakeZoho,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The dashboard's "Revoke ticked…": each token audited before Zoho is called, with its own
     outcome; one Zoho refuses stays stored, the others are revoked and deleted, and the summary says so."""
-    from mongo_store.dashboard import bulk, data
+    from mongo_store.dashboard import data
     from mongo_store.dashboard.settings import Settings
 
     ids = []
@@ -137,6 +136,7 @@ def test_revoking_ticked_rows_audits_each_and_a_refusal_stops_only_its_token(das
                       access_token=secret("access"), api_domain=zoho.url, expires_in="4102444800000")
         dashboard_env.save_token(token)
         ids.append(token.get_id())
+    monkeypatch.setenv("DASHBOARD_ZOHO_ACCOUNTS_URL", f"{zoho.url}/oauth/v2/token")
     conn = data.connect(Settings.load())
     seen = watch_audit_at_revoke(dashboard_env, zoho)
     answer = zoho.revoke_response
@@ -151,11 +151,11 @@ def test_revoking_ticked_rows_audits_each_and_a_refusal_stops_only_its_token(das
         return reply
 
     zoho.revoke_response = refuses_the_second  # type: ignore[method-assign]
-    outcome = bulk.revoke_many(conn, ids, "ops", f"{zoho.url}/oauth/v2/token")
+    outcome = data.revoke_many(conn, ids, "ops")
     assert outcome.done == [ids[0], ids[2]]
     assert outcome.summary().startswith("Revoked 3 token(s): 2 revoked, 1 not (")
     assert [len(entries) for entries in seen] == [1, 2, 3]  # each written before its call to Zoho
-    assert seen[1][-1]["outcome"] == admin.REVOKE_ATTEMPT and seen[1][-1]["ids"] == [ids[1]]
+    assert seen[1][-1]["outcome"] == operations.REVOKE_ATTEMPT and seen[1][-1]["ids"] == [ids[1]]
     entries = audit_entries(dashboard_env)
     assert [(e["ids"], e["outcome"]) for e in entries] == [
         ([ids[0]], "revoked and deleted"), ([ids[1]], "not revoked"), ([ids[2]], "revoked and deleted")]

@@ -1,7 +1,7 @@
 """Each token's history (``events.py``): written by the SDK's own refreshes through the store, by
 check, revoke, delete, cleanup and import; kept for its retention (a TTL index the test server
 applies within seconds); never a secret; a failed event write never fails what it records. And the
-audit log's search and keyset paging (``history.py``), explained on the real mongod."""
+audit log's search and keyset paging (``tools/audit.py``), explained on the real mongod."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from mongo_store.core import events
 from mongo_store.core.clock import utcnow
 from mongo_store.core.settings import StoreSettings
 from mongo_store.dashboard import data
-from mongo_store.tools import admin, history
+from mongo_store.tools import audit as audit_log
+from mongo_store.tools.settings import OperatorSettings
 
 DAY = 86_400
 
@@ -285,7 +286,7 @@ def test_activity_counts_every_event_per_six_hours(store: MongoTokenStore) -> No
     assert chart[-2]["checked"] == 1 and chart[-2]["from"] == datetime(2026, 12, 2, 6, 0)
     totals = Counter({kind: sum(row[kind] for row in chart) for kind in events.EVENTS})
     assert totals == Counter(refreshed=2, **{"refresh-failed": 1}, checked=1, imported=1, revoked=0, deleted=0)
-    connection = data.Connection(store, store.collection.database["dashboard_audit"], "test")
+    connection = data.Connection(store, OperatorSettings.load(), "test")
     assert data.event_activity(connection, now) == chart
     assert [event["event"] for event in data.token_history(connection, "t1")] == ["refreshed", "refreshed"]
 
@@ -405,14 +406,16 @@ def test_cleanup_is_in_the_history(cleanup_env: MongoTokenStore, accounts_zoho: 
     assert set(SELECTED) - {"refused"} == {name for name, event in latest.items() if event["who"] == "cron"}
 
 
-def test_the_dashboard_records_events_too(dashboard_env: MongoTokenStore, zoho: FakeZoho) -> None:
+def test_the_dashboard_records_events_too(dashboard_env: MongoTokenStore, zoho: FakeZoho,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from mongo_store.dashboard.settings import Settings
 
+    monkeypatch.setenv("DASHBOARD_ZOHO_ACCOUNTS_URL", f"{zoho.url}/oauth/v2/token")
     connection = data.connect(Settings.load())
     assert connection.events.name == "token_events" and ttl_of(connection.events) == 90 * DAY
     token_id = stored(connection.store, zoho, "dana@example.com:1", refresh=zoho.refresh_token,
                       access=zoho.new_access_token(), expires=timedelta(minutes=40))
-    data.check(connection, token_id, "dana-ops", f"{zoho.url}/oauth/v2/token")
+    data.check(connection, token_id, "dana-ops")
     data.delete(connection, [token_id], "dana-ops")
     assert [event["event"] for event in data.token_history(connection, token_id)] == ["deleted", "checked", "refreshed"]
     entries, older, newer = data.audit_search(connection, actor="DANA")
@@ -425,7 +428,7 @@ def test_the_dashboard_records_events_too(dashboard_env: MongoTokenStore, zoho: 
 # -- the audit log: search and paging -------------------------------------------------------------
 
 def seed_audit(audit: Any, count: int = 260) -> list[dict[str, Any]]:
-    admin.keep_audit(audit, 400)
+    audit_log.keep_audit(audit, 400)
     base = utcnow().replace(microsecond=0)
     actors = ["Alice (cli)", "alicia@example.com", "bob@example.com", "cron"]
     entries = [{"at": base - timedelta(seconds=n // 3), "who": actors[n % 4], "action": "check", "ids": [f"id{n}"],
@@ -437,7 +440,7 @@ def seed_audit(audit: Any, count: int = 260) -> list[dict[str, Any]]:
 def walk(audit: Any, **search: Any) -> list[list[Any]]:
     pages, cursor, go = [], None, "first"
     while True:
-        found, older, _ = history.audit_page(audit, size=50, cursor=cursor, go=go, **search)
+        found, older, _ = audit_log.audit_page(audit, size=50, cursor=cursor, go=go, **search)
         pages.append([entry["_id"] for entry in found])
         if older is None:
             return pages
@@ -450,22 +453,22 @@ def test_the_audit_log_pages_past_200_without_gaps_or_repeats(store: MongoTokenS
     pages = walk(audit)
     assert [len(page) for page in pages] == [50, 50, 50, 50, 50, 10]
     assert [key for page in pages for key in page] == expected
-    first, older, newer = history.audit_page(audit, size=50)
+    first, older, newer = audit_log.audit_page(audit, size=50)
     assert newer is None
-    _second, _older2, newer2 = history.audit_page(audit, size=50, cursor=older, go="next")
-    back, _, newer_back = history.audit_page(audit, size=50, cursor=newer2, go="previous")
+    _second, _older2, newer2 = audit_log.audit_page(audit, size=50, cursor=older, go="next")
+    back, _, newer_back = audit_log.audit_page(audit, size=50, cursor=newer2, go="previous")
     assert [entry["_id"] for entry in back] == [entry["_id"] for entry in first] and newer_back is None
-    last, older_last, newer_last = history.audit_page(audit, size=50, go="last")
+    last, older_last, newer_last = audit_log.audit_page(audit, size=50, go="last")
     assert [entry["_id"] for entry in last] == expected[-50:] and older_last is None and newer_last is not None
-    before_last, _, _ = history.audit_page(audit, size=50, cursor=newer_last, go="previous")
+    before_last, _, _ = audit_log.audit_page(audit, size=50, cursor=newer_last, go="previous")
     assert [entry["_id"] for entry in before_last] == expected[-100:-50]
-    assert history.audit_page(audit, actor="nobody") == ([], None, None)
+    assert audit_log.audit_page(audit, actor="nobody") == ([], None, None)
     # A link past the oldest entry (expired since it was made) shows the last page, not an empty one.
-    oldest = history.encode_cursor(audit.find_one({}, sort=[("at", 1), ("_id", 1)]))
-    stranded, older_gone, newer_gone = history.audit_page(audit, size=50, cursor=oldest, go="next")
+    oldest = audit_log.encode_cursor(audit.find_one({}, sort=[("at", 1), ("_id", 1)]))
+    stranded, older_gone, newer_gone = audit_log.audit_page(audit, size=50, cursor=oldest, go="next")
     assert [entry["_id"] for entry in stranded] == expected[-50:] and older_gone is None and newer_gone is not None
-    newest = history.encode_cursor(audit.find_one({}, sort=[("at", -1), ("_id", -1)]))
-    assert [entry["_id"] for entry in history.audit_page(audit, size=50, cursor=newest, go="previous")[0]] == \
+    newest = audit_log.encode_cursor(audit.find_one({}, sort=[("at", -1), ("_id", -1)]))
+    assert [entry["_id"] for entry in audit_log.audit_page(audit, size=50, cursor=newest, go="previous")[0]] == \
         expected[:50]
 
 
@@ -476,28 +479,28 @@ def test_the_audit_log_is_searched_by_actor_and_token(store: MongoTokenStore) ->
     assert ali == [entry["_id"] for entry in entries if entry["who"].lower().startswith("ali")] and len(ali) == 130
     assert [key for page in walk(audit, actor="alice (") for key in page] == \
         [entry["_id"] for entry in entries if entry["who"] == "Alice (cli)"]
-    by_id, _, _ = history.audit_page(audit, token="id17")
+    by_id, _, _ = audit_log.audit_page(audit, token="id17")
     assert [entry["ids"] for entry in by_id] == [["id17"]]  # an id matches whole
     by_name = [key for page in walk(audit, token="user1") for key in page]  # User1, User10..User19, User100..
     assert by_name == [entry["_id"] for entry in entries if entry["user_names"][0].lower().startswith("user1")]
-    tail, _, _ = history.audit_page(audit, token="uSeR17@eXAMPLE.C")  # past the first four letters too
+    tail, _, _ = audit_log.audit_page(audit, token="uSeR17@eXAMPLE.C")  # past the first four letters too
     assert [entry["ids"] for entry in tail] == [["id17"]]
-    both, _, _ = history.audit_page(audit, actor="bob", token="USER2")
+    both, _, _ = audit_log.audit_page(audit, actor="bob", token="USER2")
     assert [entry["_id"] for entry in both] == [entry["_id"] for entry in entries if entry["who"] == "bob@example.com"
                                                 and entry["user_names"][0].startswith("User2")] and len(both) > 10
-    assert history.audit_page(audit, actor="(.*", token="[") == ([], None, None)  # text, not a pattern
+    assert audit_log.audit_page(audit, actor="(.*", token="[") == ([], None, None)  # text, not a pattern
 
 
 @pytest.mark.parametrize("cursor", ["", "nonsense", "eyJhdCI6IDF9", "e30", "!!!"])
 def test_a_malformed_cursor_is_one_sentence(store: MongoTokenStore, cursor: str) -> None:
     audit = store.collection.database["dashboard_audit"]
     with pytest.raises(ValueError) as refused:
-        history.audit_page(audit, cursor=cursor, go="next")
+        audit_log.audit_page(audit, cursor=cursor, go="next")
     assert str(refused.value).count(".") <= 1 and "\n" not in str(refused.value)
     with pytest.raises(ValueError, match="go must be"):
-        history.audit_page(audit, go="sideways")
+        audit_log.audit_page(audit, go="sideways")
     with pytest.raises(ValueError, match="1 to 1000"):
-        history.audit_page(audit, size=0)
+        audit_log.audit_page(audit, size=0)
 
 
 @pytest.mark.real
@@ -525,13 +528,13 @@ def test_every_audit_search_is_indexed(mongo_uri: str, database_name: str) -> No
         listener.commands.clear()
         for search in ({}, {"actor": "ali"}, {"token": "id17"}, {"token": "USER1"}, {"actor": "bob", "token": "user2"}):
             pages = walk(audit, **search)
-            _, _, newer = history.audit_page(audit, go="last", **search)
+            _, _, newer = audit_log.audit_page(audit, go="last", **search)
             if newer:
-                history.audit_page(audit, cursor=newer, go="previous", **search)
+                audit_log.audit_page(audit, cursor=newer, go="previous", **search)
             assert pages
         assert len(listener.commands) >= 20
         # A case-insensitive prefix reads a narrow range of the index, not all of its keys.
-        stats = audit.find(history.audit_filter(token="USER2999")).sort([("at", -1), ("_id", -1)]).limit(51).explain()
+        stats = audit.find(audit_log.audit_filter(token="USER2999")).sort([("at", -1), ("_id", -1)]).limit(51).explain()
         assert stats["executionStats"]["nReturned"] == 1 and stats["executionStats"]["totalKeysExamined"] < 50
         for command in listener.commands:
             plan = client[database_name].command({"explain": command, "verbosity": "queryPlanner"})

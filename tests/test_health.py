@@ -15,7 +15,8 @@ from mongo_store.core.clock import utcnow
 from mongo_store.core.indexes import ensure_indexes
 from mongo_store.core.lease import RefreshFailing
 from mongo_store.core.mapping import FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD, RETRY_FIELD, STARTED_FIELD
-from mongo_store.tools import admin
+from mongo_store.tools import health as rules
+from mongo_store.tools import queries, stats
 
 
 def epoch_ms(when: datetime) -> str:
@@ -26,9 +27,9 @@ def health(store: MongoTokenStore, token_id: str, now: datetime | None = None) -
     """The state by the per-document rule, after checking the server's filter says the same."""
     now = now or utcnow()
     document = store.collection.find_one({"_id": token_id})
-    state, _ = admin.health_of(document, now)
-    matching = [name for name in admin.HEALTH
-                if store.collection.find_one({"$and": [{"_id": token_id}, admin.health_filter(name, now)]})]
+    state, _ = rules.health_of(document, now)
+    matching = [name for name in rules.HEALTH
+                if store.collection.find_one({"$and": [{"_id": token_id}, rules.health_filter(name, now)]})]
     assert matching == [state], (state, matching)
     return state
 
@@ -52,14 +53,14 @@ def test_a_refresh_that_fails_through_the_lease_is_failing_until_the_next_save(c
     # Its refresh fails (Zoho refused, or the worker died): no save, and the lease lapses.
     time.sleep(0.4)
     assert health(store, token_id) == "failing"
-    assert "lapsed" in admin.health_of(store.collection.find_one({"_id": token_id}))[1]
+    assert "lapsed" in rules.health_of(store.collection.find_one({"_id": token_id}))[1]
 
     # The next worker takes the lease over, and counts the failed refresh in the same update.
     store.find_token(oauth("alice@example.com:1", client=False))
     document = store.collection.find_one({"_id": token_id})
     assert document[FAILURES_FIELD] == 1 and document[FAILED_AT_FIELD] <= document[STARTED_FIELD]
     assert health(store, token_id) == "failing"
-    _, why = admin.health_of(document)
+    _, why = rules.health_of(document)
     assert "1 failed refresh(es)" in why
     time.sleep(0.4)
     store.find_token(oauth("alice@example.com:1", client=False))  # lapsed again: counted again, once
@@ -99,7 +100,7 @@ def test_a_grant_only_token_ages_into_unusable(store: MongoTokenStore) -> None:
     assert health(store, token.get_id()) == "idle"  # not exchanged yet: the SDK will on first use
     later = utcnow() + timedelta(minutes=11)
     assert health(store, token.get_id(), later) == "unusable"
-    assert "never exchanged" in admin.health_of(store.collection.find_one({}), later)[1]
+    assert "never exchanged" in rules.health_of(store.collection.find_one({}), later)[1]
 
 
 def test_an_access_only_token_is_unusable_once_it_lapses(store: MongoTokenStore) -> None:
@@ -153,21 +154,21 @@ def test_the_filters_the_counts_and_the_rule_agree(store: MongoTokenStore) -> No
     documents = varied_documents(now)
     ensure_indexes(store.collection)
     store.collection.insert_many(documents)
-    by_rule: dict[str, set[str]] = {name: set() for name in admin.HEALTH}
+    by_rule: dict[str, set[str]] = {name: set() for name in rules.HEALTH}
     for document in documents:
-        by_rule[admin.health_of(document, now)[0]].add(document["_id"])
+        by_rule[rules.health_of(document, now)[0]].add(document["_id"])
     assert all(by_rule.values())  # every state occurs
-    for name in admin.HEALTH:
-        by_filter = {d["_id"] for d in store.collection.find(admin.health_filter(name, now), {"_id": True})}
+    for name in rules.HEALTH:
+        by_filter = {d["_id"] for d in store.collection.find(rules.health_filter(name, now), {"_id": True})}
         assert by_filter == by_rule[name], name
-        listed, total = admin.page(store.collection, admin.Query(health=name), 1, 1000, now=now)
+        listed, total = queries.page(store.collection, queries.Query(health=name), 1, 1000, now=now)
         assert {d["_id"] for d in listed} == by_rule[name] and total == len(by_rule[name])
-    counts = admin.stats(store.collection, now)
+    counts = stats.stats(store.collection, now)
     assert counts["health"] == {name: len(ids) for name, ids in by_rule.items()}
     assert sum(counts["health"].values()) == counts["total"] == len(documents)
 
 
-@pytest.mark.parametrize("sort", sorted(admin.SORTS))
+@pytest.mark.parametrize("sort", sorted(queries.SORTS))
 @pytest.mark.parametrize("descending", [False, True])
 def test_a_sort_pages_through_every_token_once(store: MongoTokenStore, sort: str, descending: bool) -> None:
     now = utcnow().replace(microsecond=0)
@@ -179,10 +180,10 @@ def test_a_sort_pages_through_every_token_once(store: MongoTokenStore, sort: str
             document[REFRESHED_FIELD] = now - timedelta(minutes=number)
     ensure_indexes(store.collection)
     store.collection.insert_many(documents)
-    field = admin.SORTS[sort]
+    field = queries.SORTS[sort]
     seen: list[str] = []
     for number in range(1, 100):
-        rows, _ = admin.page(store.collection, admin.Query(sort=sort, descending=descending), number, 7, now=now)
+        rows, _ = queries.page(store.collection, queries.Query(sort=sort, descending=descending), number, 7, now=now)
         if not rows:
             break
         seen += [row["_id"] for row in rows]

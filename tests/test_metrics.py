@@ -26,7 +26,7 @@ from mongo_store import MongoTokenStore, cli
 from mongo_store.core.clock import utcnow
 from mongo_store.core.indexes import ensure_indexes
 from mongo_store.core.mapping import SECRET_FIELDS
-from mongo_store.tools import admin, alerts, metrics
+from mongo_store.tools import alerts, health, metrics, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,7 +112,7 @@ def test_the_unusable_count_fetches_only_the_tokens_without_a_refresh_token(real
     client = MongoClient(mongo_uri, event_listeners=[recorder])
     try:
         collection = client[real_store.collection.database.name][real_store.collection.name]
-        counts = admin.stats(collection, now)
+        counts = stats.stats(collection, now)
         assert counts["health"] == {"healthy": 0, "idle": 2000, "failing": 0, "unusable": 10}
         fetched = 0
         for command in recorder.commands:
@@ -137,11 +137,11 @@ def test_counts_stay_exact_with_a_null_refresh_token_and_without_the_index(real_
         {"_id": "ok", "refresh_token": "r", "access_token": "a3", "expiry_time": now + timedelta(hours=1)},
     ])
     # The filters' own answer ($exists: a null refresh token counts as one; the store never writes null).
-    rule = {name: real_store.collection.count_documents(admin.health_filter(name, now)) for name in admin.HEALTH}
+    rule = {name: real_store.collection.count_documents(health.health_filter(name, now)) for name in health.HEALTH}
     assert rule == {"healthy": 1, "idle": 1, "failing": 0, "unusable": 3}
-    assert admin.stats(real_store.collection, now)["health"] == rule
-    real_store.collection.drop_index(admin.NO_REFRESH_INDEX)  # a read-only user on an older deployment
-    assert admin.stats(real_store.collection, now)["health"] == rule
+    assert stats.stats(real_store.collection, now)["health"] == rule
+    real_store.collection.drop_index(health.NO_REFRESH_INDEX)  # a read-only user on an older deployment
+    assert stats.stats(real_store.collection, now)["health"] == rule
 
 
 # -- the exporter -------------------------------------------------------------------------------
@@ -193,13 +193,13 @@ def test_the_exporter_reports_what_stats_counts(real_store: MongoTokenStore, ser
     exporter.refresh()
     found = scrape(serving(exporter))
     assert found["zoho_store_up"] == {(): 1.0}
-    stats = admin.stats(real_store.collection)["health"]
-    assert {dict(k)["health"]: v for k, v in found["zoho_store_tokens"].items()} == stats == \
+    counted = stats.stats(real_store.collection)["health"]
+    assert {dict(k)["health"]: v for k, v in found["zoho_store_tokens"].items()} == counted == \
         {"healthy": 1, "idle": 1, "failing": 1, "unusable": 0}  # every state, 0 included
     centers = {dict(k)["data_center"]: v for k, v in found["zoho_store_tokens_by_data_center"].items()}
     assert centers == {**dict.fromkeys(metrics.DATA_CENTER_LABELS, 0), "US": 1, "EU": 1, "other": 1}
     assert {dict(k)["reason"]: v for k, v in found["zoho_store_failing_tokens_by_reason"].items()} == \
-        {"refresh_failed": 0, "lease_lapsed": 0, "check_failed": 1}
+        {"refresh-failed": 0, "lease-lapsed": 0, "check-failed": 1}
     latest = max(d["last_refreshed_at"] for d in real_store.collection.find())
     assert found["zoho_store_last_refresh_timestamp_seconds"][()] == pytest.approx(metrics.epoch(latest))
     assert abs(found["zoho_store_counts_timestamp_seconds"][()] - time.time()) < 600
@@ -410,7 +410,7 @@ def test_after_a_token_turns_failing_the_gauges_follow_and_the_webhook_hears_onc
             return body if at and datetime.fromisoformat(at[:-1]).replace(tzinfo=timezone.utc).timestamp() > changed else None
 
         body = wait_for(counted_after)  # the first count made after the change already shows it
-        assert body["health"]["failing"] == 1 and body["failing_reasons"]["lease_lapsed"] == 1
+        assert body["health"]["failing"] == 1 and body["failing_reasons"]["lease-lapsed"] == 1
         assert {dict(k)["health"]: v for k, v in scrape(running.port)["zoho_store_tokens"].items()}["failing"] == 1
         wait_for(lambda: hook.bodies)
         passes_later = wait_for(counted_after)["counted_at"]

@@ -97,7 +97,7 @@ def test_a_refresh_zoho_refuses_is_recorded_at_once_and_backs_off(store: MongoTo
     from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
     from mongo_store.core.lease import Backoff, RefreshFailing
-    from mongo_store.tools import admin
+    from mongo_store.tools import health
 
     store.backoff = Backoff(0.4, 0.8)
     client_secret = secret("clientsecret")
@@ -112,7 +112,7 @@ def test_a_refresh_zoho_refuses_is_recorded_at_once_and_backs_off(store: MongoTo
         assert not isinstance(first.value, RefreshFailing) and zoho.requests["refused refresh"] == 1
         document = store.collection.find_one({})
         assert document["refresh_failures"] == 1 and "refresh_lease" not in document
-        assert admin.health_of(document)[0] == "failing"
+        assert health.health_of(document)[0] == "failing"
         with pytest.raises(RefreshFailing):  # inside the window: at once, and Zoho is not asked
             initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
         assert zoho.requests["refused refresh"] == 1

@@ -21,7 +21,7 @@ from mongo_store.core import search
 from mongo_store.core.clock import utcnow
 from mongo_store.core.indexes import ensure_indexes
 from mongo_store.core.mapping import REFRESHED_FIELD
-from mongo_store.tools import admin, datacenters, metrics, paging
+from mongo_store.tools import datacenters, metrics, paging, queries
 from mongo_store.tools.migrate import Row, import_rows
 
 KEY = base64.b64encode(b"S" * 32).decode()
@@ -32,7 +32,7 @@ FEMI = "Femi.210@Wayne.Example:700210"
 
 
 def found_by(store: MongoTokenStore, text: str) -> set[str]:
-    where = admin.Query(search=text).to_filter(utcnow())
+    where = queries.Query(search=text).to_filter(utcnow())
     return {document["_id"] for document in store.collection.find(where, {"_id": True})}
 
 
@@ -60,7 +60,7 @@ def test_search_finds_people_by_email_domain_and_org_id_in_any_case(store: Mongo
 
 
 def test_an_empty_search_says_what_was_searched() -> None:
-    said = admin.describe_search("  Wayne ")
+    said = queries.describe_search("  Wayne ")
     assert "'Wayne'" in said and "e-mail" in said and "org id" in said and "token id" in said and "secret" in said
 
 
@@ -158,15 +158,15 @@ def expected(documents: list[dict[str, Any]], field: str, descending: bool) -> l
     return [d["_id"] for d in having] + lacking
 
 
-QUERIES = [*(admin.Query(sort=sort, descending=descending) for sort in admin.SORTS for descending in (False, True)),
-           admin.Query(), admin.Query(descending=True), admin.Query(search="user0"), admin.Query(search="WAYNE"),
-           admin.Query(api_domain=datacenters.DOMAINS["EU"]), admin.Query(status="valid"),
-           admin.Query(search="wayne", sort="expiry", descending=True), admin.Query(health="healthy", sort="refreshed")]
+QUERIES = [*(queries.Query(sort=sort, descending=descending) for sort in queries.SORTS for descending in (False, True)),
+           queries.Query(), queries.Query(descending=True), queries.Query(search="user0"), queries.Query(search="WAYNE"),
+           queries.Query(api_domain=datacenters.DOMAINS["EU"]), queries.Query(status="valid"),
+           queries.Query(search="wayne", sort="expiry", descending=True), queries.Query(health="healthy", sort="refreshed")]
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=repr)
 @pytest.mark.parametrize("size", [1, 4, 50])
-def test_paging_meets_every_token_once_forward_and_backward(store: MongoTokenStore, query: admin.Query,
+def test_paging_meets_every_token_once_forward_and_backward(store: MongoTokenStore, query: queries.Query,
                                                              size: int) -> None:
     now = utcnow().replace(microsecond=0)
     documents = small_set(now)
@@ -205,23 +205,23 @@ def test_paging_meets_every_token_once_forward_and_backward(store: MongoTokenSto
 def test_a_cursor_is_url_safe_and_checked(store: MongoTokenStore) -> None:
     now = utcnow()
     store.collection.insert_many(small_set(now))
-    first = paging.page(store.collection, admin.Query(sort="expiry"), 3, now=now)
+    first = paging.page(store.collection, queries.Query(sort="expiry"), 3, now=now)
     assert first.last_cursor and all(c.isalnum() or c in "-_" for c in first.last_cursor)
     for bad in ("", "garbage!", first.last_cursor[:-4], base64.urlsafe_b64encode(b"\x05\x00\x00\x00\x00").decode()):
         with pytest.raises(ValueError, match="cursor"):
-            paging.page(store.collection, admin.Query(sort="expiry"), 3, go="next", cursor=bad, now=now)
+            paging.page(store.collection, queries.Query(sort="expiry"), 3, go="next", cursor=bad, now=now)
     with pytest.raises(ValueError, match="belongs to the order by expiry_time, not by user_name"):
-        paging.page(store.collection, admin.Query(sort="user"), 3, go="next", cursor=first.last_cursor, now=now)
+        paging.page(store.collection, queries.Query(sort="user"), 3, go="next", cursor=first.last_cursor, now=now)
     with pytest.raises(ValueError, match="go must be one of"):
-        paging.page(store.collection, admin.Query(), go="sideways")
+        paging.page(store.collection, queries.Query(), go="sideways")
 
 
 def test_next_past_the_end_gives_the_last_page(store: MongoTokenStore) -> None:
     now = utcnow()
     documents = small_set(now)
     store.collection.insert_many(documents)
-    last = paging.page(store.collection, admin.Query(), 5, go="last", now=now)
-    after = paging.page(store.collection, admin.Query(), 5, go="next", cursor=last.last_cursor, number=99, now=now)
+    last = paging.page(store.collection, queries.Query(), 5, go="last", now=now)
+    after = paging.page(store.collection, queries.Query(), 5, go="next", cursor=last.last_cursor, number=99, now=now)
     assert after.documents == last.documents and after.number == 5 and not after.has_next
 
 
@@ -230,7 +230,7 @@ def test_a_capped_count_numbers_pages_from_the_end(store: MongoTokenStore, monke
     now = utcnow()
     store.collection.insert_many(small_set(now))
     ensure_indexes(store.collection)  # the search keys of raw documents
-    query = admin.Query(search="user")  # 17 matches: more than the cap
+    query = queries.Query(search="user")  # 17 matches: more than the cap
     last = paging.page(store.collection, query, 4, go="last", now=now)
     assert last.pages is None and last.total == 11 and last.number == -1 and len(last.documents) == 4
     before = paging.page(store.collection, query, 4, go="previous", cursor=last.first_cursor, number=-2, now=now)
@@ -245,10 +245,10 @@ def test_one_name_per_data_center() -> None:
     assert datacenters.name("https://crm.example.com") == "https://crm.example.com" and datacenters.name(None) == "none"
     assert datacenters.label("https://www.zohoapis.eu") == "EU (https://www.zohoapis.eu)"
     for text in ("uk", "UK", "zohoapis.uk", "www.zohoapis.uk", "https://www.zohoapis.uk/"):
-        assert admin.data_center(text) == "https://www.zohoapis.uk", text
-    assert admin.data_center("au") == admin.data_center("com.au") == "https://www.zohoapis.com.au"
+        assert queries.data_center(text) == "https://www.zohoapis.uk", text
+    assert queries.data_center("au") == queries.data_center("com.au") == "https://www.zohoapis.com.au"
     with pytest.raises(ValueError, match="no Zoho data center"):
-        admin.data_center("uk.example")
+        queries.data_center("uk.example")
 
 
 def test_the_exporter_files_uk_under_its_name(real_store: MongoTokenStore) -> None:
@@ -290,24 +290,24 @@ def crowd(real_client: MongoClient) -> Iterator[Any]:
     real_client.drop_database(database.name)
 
 
-SHAPES = [*(admin.Query(sort=sort, descending=descending) for sort in admin.SORTS for descending in (False, True)),
-          admin.Query(), admin.Query(descending=True), admin.Query(search="wayne.example"), admin.Query(search="FEMI.2"),
-          admin.Query(search="700210"), admin.Query(search="c00001"), admin.Query(status="expired"),
-          admin.Query(api_domain=datacenters.DOMAINS["UK"]), admin.Query(health="healthy"),
-          admin.Query(health="failing"), admin.Query(health="unusable"), admin.Query(health="idle", sort="user"),
-          admin.Query(search="wayne", sort="expiry", descending=True),
-          admin.Query(api_domain=datacenters.DOMAINS["EU"], sort="refreshed", descending=True),
-          admin.Query(status="valid", sort="user")]
+SHAPES = [*(queries.Query(sort=sort, descending=descending) for sort in queries.SORTS for descending in (False, True)),
+          queries.Query(), queries.Query(descending=True), queries.Query(search="wayne.example"), queries.Query(search="FEMI.2"),
+          queries.Query(search="700210"), queries.Query(search="c00001"), queries.Query(status="expired"),
+          queries.Query(api_domain=datacenters.DOMAINS["UK"]), queries.Query(health="healthy"),
+          queries.Query(health="failing"), queries.Query(health="unusable"), queries.Query(health="idle", sort="user"),
+          queries.Query(search="wayne", sort="expiry", descending=True),
+          queries.Query(api_domain=datacenters.DOMAINS["EU"], sort="refreshed", descending=True),
+          queries.Query(status="valid", sort="user")]
 
 
-def explained(tokens: Any, query: admin.Query, go: str, cursor: str | None, now: Any,
+def explained(tokens: Any, query: queries.Query, go: str, cursor: str | None, now: Any,
               size: int = 50) -> tuple[set[str], int, int]:
     """(stages, keys examined, documents examined) over every find a page may run."""
     used: set[str] = set()
     keys = docs = 0
     returned = 0
     for where, order in paging.finds(query, go=go, cursor=cursor, now=now):
-        plan = tokens.find(where, admin.LIST_FIELDS).sort(order).limit(size + 1 - returned).explain()
+        plan = tokens.find(where, queries.LIST_FIELDS).sort(order).limit(size + 1 - returned).explain()
         used |= set(stages(plan["queryPlanner"]["winningPlan"]))
         keys += plan["executionStats"]["totalKeysExamined"]
         docs += plan["executionStats"]["totalDocsExamined"]
@@ -318,7 +318,7 @@ def explained(tokens: Any, query: admin.Query, go: str, cursor: str | None, now:
 
 
 @pytest.mark.parametrize("query", SHAPES, ids=repr)
-def test_every_page_shape_uses_an_index_and_the_last_costs_what_the_first_does(crowd: Any, query: admin.Query) -> None:
+def test_every_page_shape_uses_an_index_and_the_last_costs_what_the_first_does(crowd: Any, query: queries.Query) -> None:
     tokens, now = crowd
     first = paging.page(tokens, query, 50, now=now)
     last = paging.page(tokens, query, 50, go="last", now=now)
@@ -340,9 +340,9 @@ def test_every_page_shape_uses_an_index_and_the_last_costs_what_the_first_does(c
 
 def test_skip_and_limit_would_examine_every_token_before_the_page(crowd: Any) -> None:
     tokens, now = crowd
-    query = admin.Query(sort="expiry")
+    query = queries.Query(sort="expiry")
     having = {"expiry_time": {"$ne": None}}
-    deep = tokens.find(having, admin.LIST_FIELDS).sort([("expiry_time", 1), ("_id", 1)]).skip(150_000).limit(50)
+    deep = tokens.find(having, queries.LIST_FIELDS).sort([("expiry_time", 1), ("_id", 1)]).skip(150_000).limit(50)
     skipped = deep.explain()["executionStats"]["totalKeysExamined"]
     last = paging.page(tokens, query, 50, go="last", now=now)
     _, keyset, _ = explained(tokens, query, "previous", last.first_cursor, now)
@@ -356,11 +356,11 @@ def test_the_database_profiler_shows_the_last_page_examines_what_the_first_does(
     database.command("profile", 2)
     try:
         marker = utcnow()
-        paging.page(tokens, admin.Query(sort="refreshed", descending=True), 50, now=now)
+        paging.page(tokens, queries.Query(sort="refreshed", descending=True), 50, now=now)
         first = [entry for entry in database["system.profile"].find({"ts": {"$gte": marker}, "op": "query",
                                                                       "ns": tokens.full_name})]
         marker = utcnow()
-        paging.page(tokens, admin.Query(sort="refreshed", descending=True), 50, go="last", now=now)
+        paging.page(tokens, queries.Query(sort="refreshed", descending=True), 50, go="last", now=now)
         last = [entry for entry in database["system.profile"].find({"ts": {"$gte": marker}, "op": "query",
                                                                      "ns": tokens.full_name})]
     finally:
@@ -372,7 +372,7 @@ def test_the_database_profiler_shows_the_last_page_examines_what_the_first_does(
 
 def test_a_search_at_200000_tokens_finds_exactly_the_prefix_matches(crowd: Any) -> None:
     tokens, now = crowd
-    found = {d["_id"] for d in tokens.find(admin.Query(search="FEMI.21").to_filter(now), {"_id": True})}
+    found = {d["_id"] for d in tokens.find(queries.Query(search="FEMI.21").to_filter(now), {"_id": True})}
     # Femi for odd n, name for n % 10 != 0: "femi.21..." is n = 21, 210-219, 2100-2199, ...
     want = {f"c{n:07d}" for n in range(SIZE) if n % 2 and n % 10 and str(n).startswith("21")}
     assert found == want
@@ -380,18 +380,19 @@ def test_a_search_at_200000_tokens_finds_exactly_the_prefix_matches(crowd: Any) 
 
 def test_the_dashboard_data_layer_pages_by_keyset(store: MongoTokenStore) -> None:
     from mongo_store.dashboard import data
+    from mongo_store.tools.settings import OperatorSettings
 
     for n in range(5):
         store.save_token(full(f"user{n}@wayne.example:1"))
-    connection = data.Connection(store, store.collection.database["dashboard_audit"], "test")
-    rows, first = data.token_page(connection, admin.Query(search="WAYNE", sort="user"), 2)
+    connection = data.Connection(store, OperatorSettings.load(), "test")
+    rows, first = data.token_page(connection, queries.Query(search="WAYNE", sort="user"), 2)
     assert [row["user_name"] for row in rows] == ["user0@wayne.example:1", "user1@wayne.example:1"]
     assert first.has_next and not first.has_previous and first.total == 5
     assert "health_reason" in rows[0] and rows[0]["refresh_token"].startswith("••••")  # as a person sees it
-    rows, last = data.token_page(connection, admin.Query(search="WAYNE", sort="user"), 2, go="last")
+    rows, last = data.token_page(connection, queries.Query(search="WAYNE", sort="user"), 2, go="last")
     assert [row["user_name"] for row in rows] == ["user4@wayne.example:1"] and (last.number, last.pages) == (3, 3)
     with pytest.raises(ValueError, match="malformed"):  # an edited URL: one sentence, not a store error
-        data.token_page(connection, admin.Query(sort="user"), 2, go="next", cursor="x")
+        data.token_page(connection, queries.Query(sort="user"), 2, go="next", cursor="x")
 
 
 @pytest.mark.parametrize("key", [{"$ne": None}, {"$gt": ""}, ["a"]])
@@ -406,13 +407,13 @@ def test_a_cursor_holding_a_query_operator_is_refused(store: MongoTokenStore, ke
         fields = {"f": "user_name", "h": True, "k": "user0@wayne.example:1", "i": "abc"} | {part: key}
         forged = base64.urlsafe_b64encode(bson.encode(fields)).decode().rstrip("=")
         with pytest.raises(ValueError, match="malformed"):
-            paging.page(store.collection, admin.Query(sort="user"), 2, go="next", cursor=forged)
+            paging.page(store.collection, queries.Query(sort="user"), 2, go="next", cursor=forged)
 
 
 @pytest.mark.parametrize("secret", ["1000.0f3c9a1b2c3d4e5f60718293a4b5c6d7.e8f90a1b2c3d4e5f", "a3" * 21])
 def test_a_secret_typed_in_the_search_is_refused_unseen(store: MongoTokenStore, secret: str) -> None:
     """A token or client secret pasted into a search box is refused without being repeated."""
     with pytest.raises(ValueError) as refused:
-        admin.Query(search=secret).to_filter(utcnow())
+        queries.Query(search=secret).to_filter(utcnow())
     assert secret not in str(refused.value) and "never searchable" in str(refused.value)
     assert not search.looks_secret("femi.210@wayne.example:700210") and not search.looks_secret("Xk3v9QbTz1mR8wLp")

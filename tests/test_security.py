@@ -22,7 +22,8 @@ from streamlit.testing.v1 import AppTest
 from tokens import full, oauth, secret
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from mongo_store import MongoTokenStore, cli, commands
+from mongo_store import MongoTokenStore, cli
+from mongo_store.cli import processes
 from mongo_store.core.crypto import PREFIX
 from mongo_store.core.rotation import rotate
 from mongo_store.dashboard.settings import SettingError, parse_flag
@@ -125,7 +126,7 @@ def test_the_dashboard_listens_on_loopback_unless_told(monkeypatch: pytest.Monke
         def poll(self) -> int:
             return 0
 
-    monkeypatch.setattr(commands.subprocess, "Popen", Streamlit)
+    monkeypatch.setattr(processes.subprocess, "Popen", Streamlit)
     monkeypatch.delenv("DASHBOARD_AUTH_DISABLED", raising=False)
     assert run("dashboard")[0] == 0
     assert started[-1][started[-1].index("--server.address") + 1] == "127.0.0.1"

@@ -42,7 +42,7 @@ _CODE = re.compile(r"[A-Za-z0-9_. -]{1,64}")
 
 def keep_events(events: Collection, retention_days: float) -> None:
     """The history's indexes: the TTL index on ``at`` carrying the retention (a changed retention is
-    applied in place, as ``admin.keep_audit`` does) and (token_id, at) for one token's history.
+    applied in place, as ``tools/audit.keep_audit`` does) and (token_id, at) for one token's history.
     A user who may not modify indexes (readWrite) keeps the old retention, with a warning."""
     seconds = max(1, round(retention_days * 86_400))
     events.create_index([("token_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], name=_TOKEN_INDEX)

@@ -10,14 +10,14 @@
 - ``*_hmac`` are the blind indexes of encrypted tokens: the refresh token's is unique for the
   same reason as the plain one.
 - ``client_id``, ``api_domain`` and ``expiry_time`` serve the operators' searches, filters and
-  counts (``mongo_store/tools/admin.py``), so that none of them scans the collection.
+  counts (``mongo_store/tools/queries.py``, ``stats.py``, ``health.py``), so that none of them scans the collection.
 - ``refresh_lease``, ``refresh_failures`` and ``check_error`` find the failing tokens (a lapsed
   lease, counted failures, a failed check): present on few documents, so nearly empty.
 - ``last_refreshed_at`` serves the "last refreshed" sort, the exporter's latest refresh and, with
   ``updated_at``, the session timeout of ``cleanup`` (``mongo_store/tools/cleanup.py``).
 - ``expiry_time_no_refresh_token`` holds the expiries of the tokens without a refresh token only
   (a partial index: ``refresh_token: null``), a few percent of them, so the unusable count fetches
-  those instead of every lapsed token (``admin.health_queries``).
+  those instead of every lapsed token (``health.health_queries``).
 - ``search_keys`` (multikey) holds each user name's lowercase search keys (``search.py``): a search
   is a range of it, or of ``_id`` for a token id.
 - ``*_id`` pairs each sort field with ``_id``: the total order (field, id) that keyset paging

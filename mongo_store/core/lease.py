@@ -12,7 +12,7 @@ lapses without a save. From then on callers do not wait for anyone: they fail at
 ``RefreshFailing``, and one caller per back-off window (``Backoff``: 30 s, doubling, at most
 5 min) is let through to try again, so Zoho sees a bounded number of attempts however many
 requests arrive. The next save (a successful refresh, or a new login) ends it. The same fields
-feed the operators' health view (``admin.health_of``).
+feed the operators' health view (``tools/health.py``).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ _STRING_FIELDS = {
 TOKEN_FIELDS = ("_id", "user_name", *list(_STRING_FIELDS)[1:], "expiry_time")
 """Every document field that carries token data (``created_at``/``updated_at`` are bookkeeping)."""
 
-# Bookkeeping kept beside the token data, for the operators' health view (``admin.health_of``).
+# Bookkeeping kept beside the token data, for the operators' health view (``tools/health.py``).
 LEASE_FIELD = "refresh_lease"
 """Set while one worker refreshes (``lease.py``); a save removes it, so a lapsed one is a failed refresh."""
 STARTED_FIELD = "refresh_started_at"

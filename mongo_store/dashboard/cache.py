@@ -7,7 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from . import data, demo, reasons
+from ..tools import health
+from . import data, demo
 from .settings import Settings
 
 
@@ -27,7 +28,7 @@ def cached_overview(settings: Settings) -> dict[str, Any]:
     conn = connection(settings)
     counts = data.overview(conn)
     counts["breakdown"] = conn.store.call("break down the tokens that need attention",
-                                          lambda: reasons.breakdown(conn.tokens, counts["as_of"]))
+                                          lambda: health.breakdown(conn.tokens, counts["as_of"]))
     return counts
 
 

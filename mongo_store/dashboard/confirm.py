@@ -14,7 +14,7 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from ..core.errors import sentence
 from ..core.masking import markdown_plain, printable
 from ..tools.zoho import ZohoError
-from . import bulk, cache, data
+from . import cache, data
 from .auth import Operator
 from .compat import DIALOG_DISMISS
 from .settings import Settings
@@ -142,13 +142,13 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
     chosen: list[str] = request.get("ids") or []
     try:
         if kind == "cleanup":
-            report = data.cleanup_run(conn, settings.policy, operator.who, settings.accounts_url)
+            report = data.cleanup_run(conn, settings.policy, operator.who, chosen)
             done = "Cleanup: " + ", ".join(f"{count} {name}" for name, count in report.summary(dry_run=False).items())
         elif kind == "revoke" and len(chosen) == 1:
-            host = data.revoke(conn, chosen[0], operator.who, settings.accounts_url)
+            host = data.revoke(conn, chosen[0], operator.who)
             done = f"Revoked at {host} and deleted {chosen[0]}."
         elif kind == "revoke":
-            outcome = bulk.revoke_many(conn, chosen, operator.who, settings.accounts_url)
+            outcome = data.revoke_many(conn, chosen, operator.who)
             done = outcome.summary() + " (each revoked one is deleted; a refused one stays stored)."
             chosen = outcome.done
         elif kind == "ids":

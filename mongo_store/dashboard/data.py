@@ -1,118 +1,95 @@
 """Everything the dashboard reads and writes, in one place, apart from the pages.
 
-Queries run on the server with projections and the store's indexes (``mongo_store.tools.admin``); the
-dashboard never calls ``get_tokens()``. Records leave this module with their secrets masked, and
-every deletion is written to the audit collection before it happens.
+Reads run on the server with projections and the store's indexes (``tools/queries.py``,
+``tools/paging.py``, ``tools/stats.py``, ``tools/health.py``); the dashboard never calls
+``get_tokens()``. Records leave this module with their secrets masked. Every action (check, revoke,
+delete, cleanup) is the operator layer's (``tools/operations.py``), the same the CLI runs: this
+module only opens a session for the operator signed in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
 from pymongo.collection import Collection
-from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from ..core import events
 from ..core.clock import utcnow
 from ..core.errors import store_error
 from ..core.indexes import ensure_indexes
-from ..core.mapping import FAILED_AT_FIELD, FAILURES_FIELD, REFRESHED_FIELD, check_text
+from ..core.mapping import check_text
 from ..core.store import MongoTokenStore
-from ..tools import admin, cleanup, history, paging
+from ..tools import audit, cleanup, paging, queries, stats
+from ..tools.operations import Outcome, Session
 from ..tools.records import view
-from ..tools.zoho import AlreadyRevoked, Checked, ZohoError
-from ..tools.zoho import check as check_at_zoho
-from ..tools.zoho import revoke as revoke_at_zoho
-from .settings import Settings, setting
-
-ACTIVITY_BIN = timedelta(hours=6)
-ACTIVITY_SPAN = timedelta(days=7)
+from ..tools.settings import OperatorSettings
+from ..tools.zoho import Checked
+from .settings import Settings
 
 
 @dataclass
 class Connection:
     store: MongoTokenStore
-    audit: Collection
+    operator_settings: OperatorSettings
     backend: str
-    events: Collection = None  # type: ignore[assignment]
-    """The token history (``events.py``); by default the store's."""
+    accounts_url: str | None = None
+    """``Settings.accounts_url``: where check and revoke ask Zoho instead of each token's data center."""
     api_url: str | None = None
     """``Settings.api_url``: where a check calls the CRM API instead of each token's api_domain."""
-
-    def __post_init__(self) -> None:
-        if self.events is None:
-            self.events = self.store.events if self.store.events is not None else \
-                self.store.collection.database[self.store.settings.events_collection]
 
     @property
     def tokens(self) -> Collection:
         return self.store.collection
 
+    @property
+    def events(self) -> Collection:
+        """The token history (``events.py``): the store's, or where its setting names when it is off."""
+        return self.store.events if self.store.events is not None else \
+            self.store.collection.database[self.store.settings.events_collection]
+
+    @property
+    def audit(self) -> Collection:
+        return self.session("").audit
+
+    def session(self, who: str) -> Session:
+        """The operator layer, acting as ``who``."""
+        return Session(self.store, who, self.operator_settings, accounts_url=self.accounts_url, api_url=self.api_url)
+
 
 def connect(settings: Settings) -> Connection:
     """Open the store and check the server answers; fails with a clear SDKException, fast."""
-    store = MongoTokenStore(settings.uri, database=settings.database, collection=settings.collection,
-                            server_selection_timeout=min(3.0, settings.failover_wait),
-                            failover_wait=settings.failover_wait, create_indexes=False,
-                            events_collection=setting("ZOHO_EVENTS_COLLECTION", "events_collection"),
-                            events_retention_days=setting("ZOHO_EVENTS_RETENTION_DAYS", "events_retention_days"))
-    events_retention = store.settings.events_retention_days
-    audit = store.collection.database[settings.audit_collection]
+    store = MongoTokenStore(settings=settings.store.replace(
+        server_selection_timeout=min(3.0, settings.store.failover_wait), create_indexes=False))
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()
+    connection = Connection(store, settings.operators, "", settings.accounts_url, settings.api_url)
     if not settings.read_only:
-        def prepare() -> None:
-            ensure_indexes(store.collection, backfill_keys=False)  # a bounded call: the keys are `indexes`'s
-            admin.keep_audit(audit, settings.audit_retention_days)
-            events.keep_events(store.events, events_retention)
-
-        store.call("create the indexes", prepare)
-    backend = "mongomock (in-memory, not MongoDB)" if info.get("sysInfo") == "Mock" else f"MongoDB {info['version']}"
-    return Connection(store, audit, backend, api_url=settings.api_url)
+        store.call("create the indexes", lambda: ensure_indexes(store.collection, backfill_keys=False))  # bounded:
+        connection.session("").prepare()  # the search keys' walk is `indexes`'s; the audit's and history's indexes
+    connection.backend = "mongomock (in-memory, not MongoDB)" if info.get("sysInfo") == "Mock" else \
+        f"MongoDB {info['version']}"
+    return connection
 
 
 def overview(connection: Connection, now: datetime | None = None) -> dict[str, Any]:
-    """Counts by health, status and data center, and the refresh activity, all counted on the
-    server; ``as_of`` is when."""
+    """Counts by health, status and data center, all counted on the server; ``as_of`` is when."""
     now = now or utcnow()
     tokens = connection.tokens
-    counts = connection.store.call("count the tokens", lambda: admin.stats(tokens, now, extra={
+    counts = connection.store.call("count the tokens", lambda: stats.stats(tokens, now, extra={
         "refresh-only": ({"refresh_token": {"$exists": True}, "access_token": {"$exists": False}},
                          "refresh_token_unique"),
         "grant-only": ({"grant_token": {"$exists": True}, "refresh_token": {"$exists": False},
                         "access_token": {"$exists": False}}, "grant_token"),
     }))
-    counts["activity"] = connection.store.call("count the refreshes", lambda: activity(tokens, now))
     counts["as_of"] = now
     return counts
 
 
-def activity(tokens: Collection, now: datetime) -> list[dict[str, Any]]:
-    """Per 6 hours over the last 7 days: how many tokens were last refreshed then, and how many of
-    the failing ones last failed to refresh then. (The store keeps each token's latest refresh and
-    failure, not a history: a token refreshed every hour counts once, in its latest bin.)
-    Each a range on a sparse index."""
-    start = now.replace(hour=now.hour - now.hour % 6, minute=0, second=0, microsecond=0) + ACTIVITY_BIN - ACTIVITY_SPAN
-    edges = [start + ACTIVITY_BIN * n for n in range(int(ACTIVITY_SPAN / ACTIVITY_BIN) + 1)]
-
-    def buckets(where: dict[str, Any], field: str) -> dict[datetime, int]:
-        rows = tokens.aggregate([
-            {"$match": {**where, field: {"$gte": edges[0], "$lt": edges[-1]}}},
-            {"$bucket": {"groupBy": f"${field}", "boundaries": edges, "output": {"n": {"$sum": 1}}}},
-        ])
-        return {row["_id"]: row["n"] for row in rows}
-
-    refreshed = buckets({}, REFRESHED_FIELD)
-    failed = buckets({FAILURES_FIELD: {"$exists": True}}, FAILED_AT_FIELD)  # the refresh_failures index
-    return [{"from": edge, "refreshed": refreshed.get(edge, 0), "failed": failed.get(edge, 0)} for edge in edges[:-1]]
-
-
 def domains(connection: Connection) -> list[str]:
     """The data centers in use, for the filter."""
-    return connection.store.call("read the data centers", lambda: admin.stats_domains(connection.tokens))
+    return connection.store.call("read the data centers", lambda: stats.stats_domains(connection.tokens))
 
 
 def token_count(connection: Connection) -> int:
@@ -120,16 +97,7 @@ def token_count(connection: Connection) -> int:
     return connection.store.call("count the tokens", connection.tokens.estimated_document_count)
 
 
-def list_page(connection: Connection, query: admin.Query, number: int, size: int) -> tuple[list[dict[str, Any]], int]:
-    """One page of tokens as a person sees them (``records.view``: masked, with health) and the
-    number of matches."""
-    now = utcnow()
-    documents, total = connection.store.call("list the tokens",
-                                             lambda: admin.page(connection.tokens, query, number, size, now))
-    return [view(document, now) for document in documents], total
-
-
-def token_page(connection: Connection, query: admin.Query, size: int = 50, *, go: str = "first",
+def token_page(connection: Connection, query: queries.Query, size: int = 50, *, go: str = "first",
                cursor: str | None = None, number: int = 1) -> tuple[list[dict[str, Any]], paging.Page]:
     """One keyset page (``paging.page``: first, next, previous or last at any depth) as a person
     sees it (``records.view``), and the page itself (count, number, cursors). A malformed cursor
@@ -148,45 +116,39 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
     return None if document is None else view(document)
 
 
-def check(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> Checked:
-    """Ask Zoho whether the token works (``zoho.check``: bounded calls, the store's lease); the result is recorded on
-    the token and in the audit log."""
-    result = check_at_zoho(connection.store, token_id, accounts_url, connection.api_url)
-    connection.store.call("record the check in the audit log",
-                          lambda: admin.audited_check(connection.audit, who, {result.token_id: result.result},
-                                                      connection.events, {result.token_id: result.user_name}))
-    return result
+def check(connection: Connection, token_id: str, who: str) -> Checked:
+    """Ask Zoho whether the token works (``Session.check``): recorded on the token, in the audit log
+    and in its history."""
+    found: list[Checked] = []
+    connection.session(who).check([token_id], progress=found.append)
+    return found[0]
 
 
-def revoke(connection: Connection, token_id: str, who: str, accounts_url: str | None) -> str:
-    """Revoke the refresh token at Zoho, then delete the token, audited before Zoho is called and
-    with its outcome (``admin.audited_revoke``); returns the accounts server's host. A failure at
-    Zoho raises ``zoho.ZohoError`` and deletes nothing."""
-    token_id = check_text("id", token_id, required=True)
-    store = connection.store
-    host, _ = admin.audited_revoke(connection.tokens, connection.audit, token_id, who,
-                                   lambda: revoke_at_zoho(store, token_id, accounts_url),
-                                   (ZohoError, SDKException), store.guard, events=connection.events)
-    return host
+def check_many(connection: Connection, ids: list[str], who: str) -> Outcome:
+    """``check`` each ticked token, in one run (one audit entry)."""
+    return connection.session(who).check(ids)
+
+
+def revoke(connection: Connection, token_id: str, who: str) -> str:
+    """Revoke the refresh token at Zoho, then delete the token (``Session.revoke``); returns the
+    accounts server's host. Zoho's refusal raises ``zoho.ZohoError`` and deletes nothing."""
+    return connection.session(who).revoke(token_id).host
+
+
+def revoke_many(connection: Connection, ids: list[str], who: str) -> Outcome:
+    """``revoke`` each ticked token; a refusal leaves that token stored and goes on with the next."""
+    return connection.session(who).revoke_many(ids)
 
 
 def cleanup_plan(connection: Connection, policy: cleanup.Policy) -> cleanup.Report:
     """What the lifecycle policy would do now (reads only)."""
-    return connection.store.call("plan the cleanup", lambda: cleanup.plan(connection.tokens, policy))
+    return connection.session("").cleanup_plan(policy)
 
 
-def cleanup_run(connection: Connection, policy: cleanup.Policy, who: str, accounts_url: str | None) -> cleanup.Report:
-    """Apply the lifecycle policy now, as ``zoho-mongo-store cleanup`` does: each token decided when it
-    is acted on, each action audited."""
-    store = connection.store
-    steps = cleanup.Steps(
-        revoke=lambda token_id: revoke_at_zoho(store, token_id, accounts_url), refused=(ZohoError, SDKException),
-        already=AlreadyRevoked, database=lambda action, work: store.call(action, work),
-        event=lambda token_id, name, kind, detail: events.record_quietly(
-            connection.events, [events.entry(token_id, name, kind, detail, who)], store.socket_timeout),
-        audit=lambda entry: store.call("record the cleanup in the audit log",
-                                       lambda: connection.audit.insert_one({"at": utcnow(), "who": who, **entry})))
-    return cleanup.run(connection.tokens, policy, steps)
+def cleanup_run(connection: Connection, policy: cleanup.Policy, who: str, ids: list[str]) -> cleanup.Report:
+    """Apply the lifecycle policy to the tokens the operator confirmed (``ids``, the preview), each
+    only if it still qualifies when it is acted on, as ``zoho-mongo-store cleanup`` does."""
+    return connection.session(who).cleanup(policy, ids=ids)
 
 
 def user_names(connection: Connection, ids: list[str]) -> dict[str, str | None]:
@@ -198,7 +160,7 @@ def user_names(connection: Connection, ids: list[str]) -> dict[str, str | None]:
     return {document["_id"]: document.get("user_name") for document in found}
 
 
-def matching_ids(connection: Connection, query: admin.Query, limit: int = admin.COUNT_CAP) -> list[str]:
+def matching_ids(connection: Connection, query: queries.Query, limit: int = queries.COUNT_CAP) -> list[str]:
     """The ids of the tokens a filter matches now, read once when a filtered "Delete all" is
     confirmed: the delete then hits exactly the tokens the operator was shown, not those that match
     by the time of the click. More than ``limit`` is refused (narrow the filter)."""
@@ -218,16 +180,9 @@ def confirm_name(connection: Connection, environment: str | None) -> str:
     return f"{environment}/{target}" if environment else target
 
 
-def delete(connection: Connection, ids: list[str], who: str, action: str = "delete",
-           scope: str | None = None) -> int:
-    """Delete these tokens, recording who, when, which ids and user names first (``scope``: the
-    filter they were chosen by)."""
-    ids = [check_text("id", token_id, required=True) for token_id in ids]
-    if not ids:
-        raise store_error("no token selected")
-    with connection.store.guard("delete the tokens"):
-        return admin.audited_delete(connection.tokens, connection.audit, ids, who, action=action, scope=scope,
-                                    events=connection.events)
+def delete(connection: Connection, ids: list[str], who: str) -> int:
+    """Delete these tokens (``Session.delete``: audited, each in its history)."""
+    return connection.session(who).delete(ids)
 
 
 def delete_matching(connection: Connection, ids: list[str], who: str, typed_name: str, expected: str,
@@ -235,23 +190,17 @@ def delete_matching(connection: Connection, ids: list[str], who: str, typed_name
     """Delete the tokens a filter matched (``matching_ids``), only when the operator typed ``expected``."""
     if typed_name != expected:
         raise store_error("the typed name does not match; nothing deleted")
-    return delete(connection, ids, who, action="delete-filtered", scope=scope)
+    return connection.session(who).delete(ids, action="delete-filtered", scope=scope)
 
 
 def delete_all(connection: Connection, who: str, typed_name: str, expected: str) -> int:
     """Delete every token, only when the operator typed ``expected`` (``confirm_name``)."""
     if typed_name != expected:
         raise store_error("the typed name does not match; nothing deleted")
-    with connection.store.guard("delete all tokens"):
-        return admin.audited_delete(connection.tokens, connection.audit, None, who)
+    return connection.session(who).delete_all()
 
 
-def audit_entries(connection: Connection, limit: int = 200) -> list[dict[str, Any]]:
-    return connection.store.call("read the audit log", lambda: list(
-        connection.audit.find({}, {"_id": False}).sort("at", DESCENDING).limit(limit)))
-
-
-# -- the token history and the audit search (events.py, history.py) ------------------------------
+# -- the token history and the audit search (events.py, audit.py) --------------------------------
 
 def token_history(connection: Connection, token_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """The token's latest events, newest first (``{at, token_id, user_name, event, detail, who}``;
@@ -274,8 +223,8 @@ def audit_search(connection: Connection, actor: str | None = None, token: str | 
                  size: int = 50) -> tuple[list[dict[str, Any]], str | None, str | None]:
     """One page of the audit log, newest first, by actor (a prefix of who, any case) and token (an
     id, or a user name prefix): (entries without ``_id``, next (older) cursor, previous (newer)
-    cursor), as ``history.audit_page``. A malformed cursor or search raises ValueError (one sentence)."""
-    history.check_request(actor, token, size, cursor, go)
-    entries, older, newer = connection.store.call("search the audit log", lambda: history.audit_page(
+    cursor), as ``audit.audit_page``. A malformed cursor or search raises ValueError (one sentence)."""
+    audit.check_request(actor, token, size, cursor, go)
+    entries, older, newer = connection.store.call("search the audit log", lambda: audit.audit_page(
         connection.audit, actor=actor, token=token, size=size, cursor=cursor, go=go))
     return [{key: value for key, value in entry.items() if key != "_id"} for entry in entries], older, newer

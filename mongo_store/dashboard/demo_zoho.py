@@ -13,7 +13,7 @@ from typing import Any
 
 from ..core.clock import utc_naive, utcnow
 from ..testing.fake_zoho import FakeZoho
-from ..tools.admin import GRANT_LIFETIME, health_of
+from ..tools.health import GRANT_LIFETIME, health_of
 
 ACCOUNTS_PATH = "/oauth/v2/token"
 

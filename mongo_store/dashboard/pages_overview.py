@@ -11,11 +11,11 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from ..core.errors import sentence
 from ..core.masking import markdown_plain
-from ..tools import admin, datacenters
+from ..tools import datacenters
+from ..tools.health import BY_KEY, HEALTH_MEANING
 from . import cache, data, urlstate
 from .auth import Operator
 from .compat import BUTTON_STRETCH
-from .reasons import REASON_HEALTH, REASONS
 from .settings import Settings
 
 EVENT_COLOURS = {"refreshed": "#4c9be8", "refresh-failed": "#e8574c", "checked": "#8e6bd8", "revoked": "#e89c4c",
@@ -75,7 +75,7 @@ def health_tiles(counts: dict[str, Any]) -> None:
     tiles = st.columns(5)
     tiles[0].metric("Needs attention", attention, help="Failing plus unusable: the integrations a person must fix.")
     for tile, state in zip(tiles[1:], ("failing", "unusable", "healthy", "idle"), strict=True):
-        tile.metric(state.capitalize(), health[state], help=admin.HEALTH_MEANING[state].capitalize() + ".")
+        tile.metric(state.capitalize(), health[state], help=HEALTH_MEANING[state].capitalize() + ".")
     if attention:
         tiles[0].button(f"Show these {attention}", key="show_attention", type="primary", on_click=show,
                         args=("attention",), help="The failing and unusable tokens, on the Tokens page.")
@@ -99,8 +99,8 @@ def why(rows: list[dict[str, Any]]) -> None:
     with reason_side:
         st.caption("By reason (each token counted once, at its first reason)")
         for reason, count in sorted(by_reason.items(), key=lambda item: -item[1]):
-            st.button(f"{REASONS[reason]} ({REASON_HEALTH[reason]}): {count}", key=f"show_reason_{reason}",
-                      on_click=show, args=(REASON_HEALTH[reason], reason), **BUTTON_STRETCH)
+            st.button(f"{BY_KEY[reason].label} ({BY_KEY[reason].health}): {count}", key=f"show_reason_{reason}",
+                      on_click=show, args=(BY_KEY[reason].health, reason), **BUTTON_STRETCH)
     with domain_side:
         st.caption("By data center")
         keys: set[str] = set()

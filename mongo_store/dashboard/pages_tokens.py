@@ -17,18 +17,19 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from ..core.clock import utcnow
 from ..core.errors import sentence
 from ..core.masking import ago, iso, markdown_plain, printable
-from ..tools import admin, datacenters, paging
+from ..tools import datacenters, paging
+from ..tools.health import BY_KEY, HEALTH_MEANING
+from ..tools.queries import Query, describe_search, shown_total
 from . import bulk, cache, data, urlstate
 from .auth import Operator
 from .compat import BUTTON_STRETCH, GRID_DEFAULT, STRETCH
 from .confirm import LISTED, arm, confirm_dialog, disarm_unless_touched, set_ticks
-from .reasons import REASONS, ReasonQuery
 from .settings import Settings
 
 ATTENTION_LABEL = "Needs attention (failing + unusable)"
 HEALTH_LABELS = {"any": "Any", "attention": ATTENTION_LABEL, "healthy": "Healthy", "idle": "Idle",
                  "failing": "Failing", "unusable": "Unusable"}
-HEALTH_HELP = "  \n".join(f"**{state}**: {meaning}" for state, meaning in admin.HEALTH_MEANING.items())
+HEALTH_HELP = "  \n".join(f"**{state}**: {meaning}" for state, meaning in HEALTH_MEANING.items())
 SORT_LABELS = {"default": "Default (the filtered field)", "user": "User name", "expiry": "Expiry",
                "refreshed": "Last refreshed"}
 ID_WIDTH = 172
@@ -39,12 +40,12 @@ GRID_COLUMNS = ["id", "user_name", "health", "health_reason", "data center", "ex
 """What fits at 1280 px: the client id and the (masked) secrets are in Inspect and in the export."""
 
 
-def query_of(state: Any) -> ReasonQuery:
+def query_of(state: Any) -> Query:
     """The filters chosen (in Session State) as the query the server runs."""
     search = str(state.get("search") or "").strip()
     domain, health, reason = state.get("domain"), state.get("health"), state.get("reason")
     sort = state.get("sort")
-    return ReasonQuery(search=search or None, health=None if health in (None, "any") else health,
+    return Query(search=search or None, health=None if health in (None, "any") else health,
                        api_domain=None if domain in (None, "any") else domain,
                        sort=None if sort in (None, "default") else sort, descending=bool(state.get("descending")),
                        reason=None if reason in (None, "any") else reason)
@@ -57,7 +58,7 @@ def scope_of(state: Any) -> str:
     return "; ".join(part for part in (
         f"search {search!r}" if search else "",
         f"health: {HEALTH_LABELS.get(state.get('health'), '')}" if state.get("health") not in (None, "any") else "",
-        f"why: {REASONS[state['reason']]}" if state.get("reason") in REASONS else "",
+        f"why: {BY_KEY[state['reason']].label}" if state.get("reason") in BY_KEY else "",
         f"data center: {datacenters.name(domain)}" if domain not in (None, "any") else "",
     ) if part)
 
@@ -91,8 +92,8 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
                                "never a secret (a secret typed into a search box ends up in logs).")
     filters[1].selectbox("Health", list(HEALTH_LABELS), key="health", format_func=HEALTH_LABELS.__getitem__,
                          help=HEALTH_HELP)
-    filters[2].selectbox("Why", ["any", *REASONS], key="reason",
-                         format_func=lambda r: "Any" if r == "any" else REASONS[r],
+    filters[2].selectbox("Why", ["any", *BY_KEY], key="reason",
+                         format_func=lambda r: "Any" if r == "any" else BY_KEY[r].label,
                          help="Why a failing or unusable token needs a person (the Overview's breakdown).")
     domains = data.domains(conn)
     if state.get("domain") not in ("any", *domains):
@@ -125,7 +126,7 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
         records, page = data.token_page(conn, query, size)
     pager(st.container(), page)
     if not records:
-        st.info(markdown_plain(admin.describe_search(query.search)) if query.search else "No token matches these filters.")
+        st.info(markdown_plain(describe_search(query.search)) if query.search else "No token matches these filters.")
     ids = [record["id"] for record in records]
     ticked = token_grid(conn, records, page.total, settings.read_only)
     chosen = inspect_panel(conn, records, ticked)
@@ -138,7 +139,7 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
 
 def page_label(page: paging.Page) -> str:
     """``page 3 of 12 · 600 tokens``; with a capped count, the page counted from the end."""
-    total = admin.shown_total(page.total)
+    total = shown_total(page.total)
     if page.pages is not None:
         return f"page {page.number} of {page.pages} · {total} tokens"
     where = f"page {page.number}" if page.number > 0 else ("last page" if page.number == -1
@@ -218,7 +219,7 @@ def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int,
               "last_refreshed_at": st.column_config.DatetimeColumn(
                   "refreshed", width=70, format="distance",
                   help="The last save that stored an access token; the UTC time is in Inspect.")}
-    caption = (f"Sort by orders all {admin.shown_total(total)} matches on the server; a click on a column header "
+    caption = (f"Sort by orders all {shown_total(total)} matches on the server; a click on a column header "
                "orders only the rows on this page.")
     if read_only:
         st.dataframe(table, hide_index=True, column_config=config, key="grid", **STRETCH)
@@ -306,7 +307,7 @@ def inspect_table(record: dict[str, Any]) -> pd.DataFrame:
             rows["value"].append(markdown_plain(printable(value)))
         if key == "health":
             rows["field"].append("health means")
-            rows["value"].append(admin.HEALTH_MEANING[str(value)])
+            rows["value"].append(HEALTH_MEANING[str(value)])
     return pd.DataFrame(rows).set_index("field")
 
 
@@ -328,7 +329,7 @@ def history_panel(conn: data.Connection, token_id: str) -> None:
 
 
 def token_actions(conn: data.Connection, settings: Settings, operator: Operator, chosen: str | None,
-                  ticked: list[str], query: admin.Query, scope: str, total: int, listed: bool) -> None:
+                  ticked: list[str], query: Query, scope: str, total: int, listed: bool) -> None:
     st.subheader("Actions")
     st.caption("Check asks Zoho whether the token works (refreshing it if it lapsed, through the store's lease). "
                "Delete removes the stored token for good (a refresh in flight cannot save it back), but its refresh "
@@ -353,7 +354,7 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
                    args=({"kind": "ids", "ids": list(ticked)},),
                    help="The rows ticked in the grid above, on any page; the confirmation lists them.", **BUTTON_STRETCH)
     every = st.columns([1.3, 1.3, 1.3, 3])
-    every[3].markdown(f"Every match: **{admin.shown_total(total)}**" + (f" ({markdown_plain(scope)})" if scope else ""))
+    every[3].markdown(f"Every match: **{shown_total(total)}**" + (f" ({markdown_plain(scope)})" if scope else ""))
     every[0].button("Select all", key="select_all", disabled=not listed or total > bulk.SELECT_LIMIT,
                     on_click=select_all, args=(conn, query), **BUTTON_STRETCH,
                     help=f"Tick every token the filters match, on every page (up to {bulk.SELECT_LIMIT:,}).")
@@ -368,7 +369,7 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
 
 def check_one(conn: data.Connection, settings: Settings, operator: Operator, chosen: str) -> None:
     try:
-        result = data.check(conn, chosen, operator.who, settings.accounts_url)
+        result = data.check(conn, chosen, operator.who)
     except SDKException as error:
         st.error(markdown_plain(sentence(error)))
         return
@@ -379,7 +380,7 @@ def check_one(conn: data.Connection, settings: Settings, operator: Operator, cho
 
 def check_ticked(conn: data.Connection, settings: Settings, operator: Operator, ticked: list[str]) -> None:
     try:
-        outcome = bulk.check_many(conn, ticked, operator.who, settings.accounts_url)
+        outcome = data.check_many(conn, ticked, operator.who)
     except SDKException as error:
         st.error(markdown_plain(sentence(error)))
         return
@@ -388,7 +389,7 @@ def check_ticked(conn: data.Connection, settings: Settings, operator: Operator, 
     st.rerun()
 
 
-def select_all(conn: data.Connection, query: admin.Query) -> None:
+def select_all(conn: data.Connection, query: Query) -> None:
     """Tick every match (a callback: the grid is drawn again with them ticked)."""
     try:
         set_ticks(bulk.matching_ids(conn, query))
@@ -396,7 +397,7 @@ def select_all(conn: data.Connection, query: admin.Query) -> None:
         st.session_state["flash"] = (sentence(error) if isinstance(error, SDKException) else str(error), "⚠️")
 
 
-def export_controls(place: Any, conn: data.Connection, query: admin.Query, total: int) -> None:
+def export_controls(place: Any, conn: data.Connection, query: Query, total: int) -> None:
     """Export every match as CSV (secrets masked): prepared on a click (it reads up to
     ``bulk.EXPORT_LIMIT`` tokens), then downloaded."""
     state = st.session_state

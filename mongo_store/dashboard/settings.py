@@ -1,49 +1,38 @@
-"""Dashboard settings: environment variables first, then Streamlit secrets (``[dashboard]``)."""
+"""Dashboard settings: environment variables first, then Streamlit secrets (``[dashboard]``). The
+store's and the operator tools' settings are the ones they declare (``core/settings.py``,
+``tools/settings.py``), read here from either place; the rest are the dashboard's own."""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
-from ..tools.admin import AUDIT_COLLECTION, AUDIT_RETENTION_DAYS, AUDIT_RETENTION_ENV
-from ..tools.cleanup import IDLE_ENV, UNUSABLE_ENV, Policy, PolicyError, days
+from ..core.settings import SettingError as CoreSettingError
+from ..core.settings import StoreSettings, Text, declared, flag, seconds
+from ..tools.cleanup import Policy
+from ..tools.settings import OperatorSettings
 
-TRUE = {"1", "true", "yes", "on"}
-FALSE = {"0", "false", "no", "off", ""}
-
-
-class SettingError(ValueError):
-    """A setting with a value the dashboard does not understand: it refuses to start."""
+SettingError = CoreSettingError
+"""A setting with a value the dashboard does not understand: it refuses to start."""
 
 
 def parse_flag(name: str, value: Any) -> bool:
-    """A boolean setting, strictly: 1/0, true/false, yes/no, on/off in any case (trimmed), or
-    absent. Anything else is refused, so a typo can never leave delete controls on."""
-    if isinstance(value, bool):  # TOML secrets
-        return value
-    text = "" if value is None else str(value).strip().lower()
-    if text in TRUE:
-        return True
-    if text in FALSE:
-        return False
-    raise SettingError(f"{name} must be one of 1/0, true/false, yes/no, on/off; its value is not one of them")
+    """A boolean setting, strictly (``core.settings.flag``): a typo can never leave delete controls on."""
+    return flag(name, value)
 
 
 def parse_seconds(name: str, value: Any, default: float) -> float:
-    """A positive number of seconds, or the default when unset; anything else is refused."""
+    """A positive number of seconds under an hour, or the default when unset; anything else is refused."""
     if value is None or str(value).strip() == "":
         return default
     try:
-        seconds = float(str(value).strip())
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < 3600:
-        raise SettingError(f"{name} must be a number of seconds, more than 0 and less than 3600")
-    return seconds
+        return seconds(name, Text(str(value)), most=3599.999)
+    except CoreSettingError:
+        raise SettingError(f"{name} must be a number of seconds, more than 0 and less than 3600") from None
 
 
 def parse_list(value: Any) -> tuple[str, ...]:
@@ -97,14 +86,6 @@ def _secret(section: str, key: str) -> Any:
         return None
 
 
-def parse_days(name: str, value: Any) -> float | None:
-    """A number of days (a policy or a retention), strictly, or None when unset."""
-    try:
-        return days(name, None if value is None else str(value))
-    except PolicyError as error:
-        raise SettingError(str(error)) from None
-
-
 def setting(name: str, key: str, default: Any = None) -> Any:
     """``name`` from the environment, else ``[dashboard] key`` from secrets, else ``default``."""
     value = os.environ.get(name)
@@ -123,37 +104,58 @@ def oidc_configured() -> bool:
         return False
 
 
+def _source(*classes: type) -> dict[str, Any]:
+    """The store's and the operator tools' settings as the dashboard reads them: each from its
+    environment variable, else its key under ``[dashboard]`` in secrets (``secret_key``)."""
+    found: dict[str, Any] = {}
+    for cls in classes:
+        for name, declaration in declared(cls).items():
+            if declaration.env is not None:
+                found[declaration.env] = setting(declaration.env, declaration.secret_key or name)
+    return {key: value for key, value in found.items() if value is not None}
+
+
 @dataclass(frozen=True)
 class Settings:
-    uri: str | None
-    database: str | None
-    collection: str | None
-    audit_collection: str
+    store: StoreSettings
+    """The store's own settings (``MONGODB_URI``, ``ZOHO_MONGO_DATABASE``...), as every store reads them;
+    ``failover_wait`` is ``DASHBOARD_FAILOVER_WAIT``'s."""
+    operators: OperatorSettings
+    """The audit log, the lifecycle policy and the alerts (``tools/settings.py``), as the CLI reads them."""
     password: str | None
     auth_disabled: bool
     read_only: bool
     demo: bool
     allowed_emails: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
-    failover_wait: float = 15.0
     accounts_url: str | None = None
     """Zoho accounts server for check and revoke instead of each token's data center's (a proxy)."""
     api_url: str | None = None
     """Zoho CRM API server for check instead of each token's api_domain (a proxy, or the demo's local fake Zoho)."""
     environment: str | None = None
     """Where this dashboard runs (``DASHBOARD_ENVIRONMENT``), named in the confirmation of a deletion."""
-    audit_retention_days: float = AUDIT_RETENTION_DAYS
-    """``ZOHO_AUDIT_RETENTION_DAYS``: audit entries older than this expire (a TTL index)."""
-    policy: Policy = field(default_factory=Policy)
-    """The lifecycle policy (``ZOHO_CLEANUP_IDLE_DAYS``, ``ZOHO_CLEANUP_UNUSABLE_DAYS``), as ``cleanup`` applies it."""
+
+    @property
+    def policy(self) -> Policy:
+        """The lifecycle policy, as ``cleanup`` applies it."""
+        return Policy.of(self.operators)
+
+    @property
+    def audit_retention_days(self) -> float:
+        return self.operators.audit_retention_days
 
     @classmethod
     def load(cls) -> Settings:
+        try:
+            source = _source(StoreSettings, OperatorSettings)
+            wait = parse_seconds("DASHBOARD_FAILOVER_WAIT", setting("DASHBOARD_FAILOVER_WAIT", "failover_wait"), 15.0)
+            store = StoreSettings.load(source, failover_wait=wait)
+            operators = OperatorSettings.load(source)
+        except CoreSettingError as error:
+            raise SettingError(str(error)) from None
         return cls(
-            uri=setting("MONGODB_URI", "mongodb_uri"),
-            database=setting("ZOHO_MONGO_DATABASE", "database"),
-            collection=setting("ZOHO_MONGO_COLLECTION", "collection"),
-            audit_collection=setting("DASHBOARD_AUDIT_COLLECTION", "audit_collection", AUDIT_COLLECTION),
+            store=store,
+            operators=operators,
             password=setting("DASHBOARD_PASSWORD", "password"),
             auth_disabled=parse_flag("DASHBOARD_AUTH_DISABLED", setting("DASHBOARD_AUTH_DISABLED", "auth_disabled")),
             read_only=parse_flag("DASHBOARD_READ_ONLY", setting("DASHBOARD_READ_ONLY", "read_only")),
@@ -161,14 +163,8 @@ class Settings:
             allowed_emails=parse_list(setting("DASHBOARD_ALLOWED_EMAILS", "allowed_emails")),
             allowed_domains=tuple(d.lstrip("@") for d in parse_list(setting("DASHBOARD_ALLOWED_DOMAINS",
                                                                             "allowed_domains"))),
-            failover_wait=parse_seconds("DASHBOARD_FAILOVER_WAIT", setting("DASHBOARD_FAILOVER_WAIT", "failover_wait"),
-                                        15.0),
             accounts_url=parse_url("DASHBOARD_ZOHO_ACCOUNTS_URL",
                                    setting("DASHBOARD_ZOHO_ACCOUNTS_URL", "zoho_accounts_url")),
             api_url=parse_url("DASHBOARD_ZOHO_API_URL", setting("DASHBOARD_ZOHO_API_URL", "zoho_api_url")),
             environment=parse_environment("DASHBOARD_ENVIRONMENT", setting("DASHBOARD_ENVIRONMENT", "environment")),
-            audit_retention_days=parse_days(AUDIT_RETENTION_ENV, setting(AUDIT_RETENTION_ENV, "audit_retention_days"))
-            or AUDIT_RETENTION_DAYS,
-            policy=Policy(parse_days(IDLE_ENV, setting(IDLE_ENV, "cleanup_idle_days")),
-                          parse_days(UNUSABLE_ENV, setting(UNUSABLE_ENV, "cleanup_unusable_days"))),
         )

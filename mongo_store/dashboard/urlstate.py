@@ -13,8 +13,8 @@ import streamlit as st
 
 from ..core.search import looks_secret
 from ..tools import datacenters
-from ..tools.admin import SORTS
-from .reasons import REASONS
+from ..tools.health import BY_KEY
+from ..tools.queries import SORTS
 
 PAGES = ("Overview", "Tokens", "Lifecycle", "Audit")
 HEALTHS = ("any", "attention", "healthy", "idle", "failing", "unusable")
@@ -49,7 +49,7 @@ def restore(domains: Callable[[], list[str]]) -> None:
         state["search"] = str(params["q"])[:200]
     if params.get("health") in HEALTHS:
         state["health"] = params["health"]
-    if params.get("reason") in REASONS:
+    if params.get("reason") in BY_KEY:
         state["reason"] = params["reason"]
     if params.get("dc"):
         wanted = str(params["dc"])

@@ -1,6 +1,6 @@
 """Webhook alerts: one message when a token turns failing or unusable, one when it recovers.
 
-A pass compares the tokens that need a person now (``admin.ATTENTION``) with the episodes recorded
+A pass compares the tokens that need a person now (``health.ATTENTION``) with the episodes recorded
 in a collection of its own (``ALERTS_COLLECTION``), so an episode is alerted once whichever machine
 runs the pass, across restarts. The very first pass on a store records the tokens already failing
 or unusable as the baseline and sends nothing: a store with thousands of old unusable tokens must
@@ -32,7 +32,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from ..core.clock import utcnow
 from ..core.mapping import CHECK_ERROR_FIELD, FAILED_AT_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD, SECRET_FIELDS
 from ..core.masking import printable
-from . import admin, datacenters
+from . import datacenters
+from .health import NEEDS_ATTENTION, attention_filter, health_of
 
 ALERTS_COLLECTION = "token_alerts"
 """Where the episodes are recorded (``ZOHO_MONGO_ALERTS_COLLECTION`` names another)."""
@@ -93,10 +94,10 @@ def recovery(token_id: str, user_name: str | None, health: str) -> dict[str, Any
 def attention(tokens: Collection, now: datetime) -> dict[str, Problem]:
     """The tokens failing or unusable at ``now`` (through the health filters' indexes)."""
     found = {}
-    for document in tokens.find(admin.Query(health=admin.ATTENTION).to_filter(now), FIELDS):
+    for document in tokens.find(attention_filter(now), FIELDS):
         document = presence(document)
-        health, reason = admin.health_of(document, now)
-        if health in admin.NEEDS_ATTENTION:
+        health, reason = health_of(document, now)
+        if health in NEEDS_ATTENTION:
             user = document.get("user_name")
             found[document["_id"]] = Problem(document["_id"], user if isinstance(user, str) else None, health, reason,
                                              data_center_name(document.get("api_domain")))
@@ -235,8 +236,8 @@ def run_pass(tokens: Collection, state: Collection, webhook: Webhook, now: datet
         documents = {d["_id"]: presence(d) for d in tokens.find({"_id": {"$in": ended}}, FIELDS)}
         for token_id in sorted(ended):
             entry, document = entries[token_id], documents.get(token_id)
-            health = admin.health_of(document, now)[0] if document is not None else "deleted"
-            if health in admin.NEEDS_ATTENTION:
+            health = health_of(document, now)[0] if document is not None else "deleted"
+            if health in NEEDS_ATTENTION:
                 continue  # it turned again since the first query: the next pass sees it
             if entry.get("alert") != "sent":  # nobody was told (the baseline, or never delivered)
                 state.delete_one({"_id": token_id, "alert": entry.get("alert")})

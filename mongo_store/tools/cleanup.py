@@ -13,7 +13,6 @@ cannot save the token back: saves by id never insert). Every action is audited.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,29 +24,11 @@ from pymongo.collection import Collection
 
 from ..core.clock import utcnow
 from ..core.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD, REVOKED_FIELD
-from .admin import GRANT_LIFETIME
+from .health import GRANT_LIFETIME
+from .settings import OperatorSettings
 
-IDLE_ENV, UNUSABLE_ENV = "ZOHO_CLEANUP_IDLE_DAYS", "ZOHO_CLEANUP_UNUSABLE_DAYS"
 CLAIM_SECONDS = 60.0
 """How long a claim (and so the refresh lease it holds) lasts: longer than a bounded revoke."""
-MAX_DAYS = 100 * 366
-
-
-class PolicyError(ValueError):
-    """A policy setting that does not parse (one sentence)."""
-
-
-def days(name: str, text: str | None) -> float | None:
-    """A number of days from a setting, strictly: a positive number (fractions allowed), or None."""
-    if text is None or not text.strip():
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise PolicyError(f"{name} must be a number of days, such as 90") from None
-    if not 0 < value <= MAX_DAYS:  # also refuses nan and inf
-        raise PolicyError(f"{name} must be more than 0 and at most {MAX_DAYS} days")
-    return value
 
 
 @dataclass(frozen=True)
@@ -60,9 +41,9 @@ class Policy:
     unusable_days: float | None = None
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str] | None = None) -> Policy:
-        environ = dict(os.environ) if environ is None else environ
-        return cls(days(IDLE_ENV, environ.get(IDLE_ENV)), days(UNUSABLE_ENV, environ.get(UNUSABLE_ENV)))
+    def of(cls, settings: OperatorSettings) -> Policy:
+        """The policy the settings set (``ZOHO_CLEANUP_IDLE_DAYS``, ``ZOHO_CLEANUP_UNUSABLE_DAYS``)."""
+        return cls(settings.cleanup_idle_days, settings.cleanup_unusable_days)
 
     def __bool__(self) -> bool:
         return self.idle_days is not None or self.unusable_days is not None
@@ -184,10 +165,13 @@ class Steps:
 
 
 def run(tokens: Collection, policy: Policy, steps: Steps, batch_size: int = 100,
-        progress: Callable[[Entry], None] | None = None) -> Report:
-    """Apply the policy now, a batch at a time; each token decided when it is acted on."""
+        progress: Callable[[Entry], None] | None = None, only: list[str] | None = None) -> Report:
+    """Apply the policy now, a batch at a time; each token decided when it is acted on. ``only``:
+    act on these ids alone (those an operator confirmed), each only if it still qualifies."""
     report, claim = Report(), secrets.token_hex(8)
     for rule in rules(policy, utcnow()):
+        if only is not None:
+            rule = Rule(rule.action, rule.reason, {"$and": [rule.where, {"_id": {"$in": list(only)}}]})
         for batch in candidates_now(tokens, rule, batch_size, steps):
             for document in batch:
                 entry = Entry(document["_id"], _name(document), rule.action, rule.reason)

@@ -1,6 +1,6 @@
 """The Prometheus exporter: ``/metrics`` and ``/health`` from counts made in the background.
 
-A scrape never waits for MongoDB: a thread counts every interval (``admin.stats``, the same counts
+A scrape never waits for MongoDB: a thread counts every interval (``stats.stats``, the same counts
 as ``stats`` and the dashboard) and the collector reports the last result. One process, one
 registry of its own: none of ``prometheus_client``'s multiprocess pitfalls. No label carries a
 token id, user name or secret; every label has a fixed set of values.
@@ -26,30 +26,22 @@ from pymongo.collection import Collection
 
 from ..core.clock import utcnow
 from ..core.errors import sentence
-from ..core.mapping import CHECK_ERROR_FIELD, FAILURES_FIELD, LEASE_FIELD, REFRESHED_FIELD
-from . import admin, datacenters
+from ..core.mapping import REFRESHED_FIELD
+from . import datacenters, health
 from .alerts import data_center_name
+from .stats import stats
 
 DATA_CENTER_LABELS = (*datacenters.DOMAINS, "other")
 """``data_center`` label values: Zoho's data centers by their one name (``US``, ``EU``, ``UK``...:
 ``datacenters.py``), and ``other`` for any other api_domain or none."""
-FAILING_REASONS = ("refresh_failed", "lease_lapsed", "check_failed")
-"""``reason`` label values; a failing token with several reasons counts under each."""
+FAILING_REASONS = tuple(reason.key for reason in health.FAILING)
+"""``reason`` label values, spelled as everywhere else (``health.REASONS``); a failing token with
+several reasons counts under each."""
 
 
 def epoch(when: datetime) -> float:
     """Unix seconds of a stored (naive UTC) date."""
     return when.replace(tzinfo=timezone.utc).timestamp()
-
-
-def reason_queries(now: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
-    """A count of failing tokens per reason, each through that reason's nearly empty sparse index."""
-    # A mark is one of the failing filter's alternatives: with it, "failing" is the mark and not
-    # unusable, and the count walks the mark's own nearly empty index.
-    not_unusable = {"$nor": admin.health_filter("unusable", now)["$or"]}
-    marks = {"refresh_failed": {FAILURES_FIELD: {"$exists": True}}, "lease_lapsed": {LEASE_FIELD: {"$lte": now}},
-             "check_failed": {CHECK_ERROR_FIELD: {"$exists": True}}}
-    return {f"reason:{reason}": ({"$and": [marks[reason], not_unusable]}, None) for reason in FAILING_REASONS}
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ def count(tokens: Collection, now: datetime | None = None) -> Counts:
     """Every count the exporter reports, each an index count or an index walk of one key."""
     now = now or utcnow()
     started = time.monotonic()
-    found = admin.stats(tokens, now, extra=reason_queries(now), overview=False)
+    found = stats(tokens, now, extra=health.reason_counts(now), overview=False)
     centers = dict.fromkeys(DATA_CENTER_LABELS, 0)
     for domain, number in found["per-api-domain"].items():
         centers[data_center_name(domain)] += number
@@ -121,7 +113,7 @@ class Exporter:
         if counts is None:
             return
         tokens = GaugeMetricFamily("zoho_store_tokens", "stored tokens by health (as `stats --json`)", labels=["health"])
-        for state in admin.HEALTH:
+        for state in health.HEALTH:
             tokens.add_metric([state], counts.health[state])
         yield tokens
         centers = GaugeMetricFamily("zoho_store_tokens_by_data_center", "stored tokens by Zoho data center",

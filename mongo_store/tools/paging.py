@@ -1,15 +1,15 @@
 """Keyset (range) paging of the token list: first, previous, next and last page at the cost of the
-first, however deep, for every sort and filter of ``admin.Query``.
+first, however deep, for every sort and filter of ``queries.Query``.
 
 The list is in a total order: the tokens that have the sort field by (field, ``_id``), in the asked
-direction, then those without it (or with null) by ``_id`` ascending, as ``admin.page`` always
+direction, then those without it (or with null) by ``_id`` ascending, as ``queries.page`` always
 listed them. Each part is one range of a (field, ``_id``) index (``indexes.py``), so a page starts
 where the previous one ended (its cursor) instead of skipping the tokens before it, and the last
 page is the first page of the reverse order. A cursor is the position of a page's first or last
 token: URL-safe text (it goes into the dashboard's URL), bound to the sort field it was made for.
 
 Page numbers are what the caller passes on (``number + 1`` for next, ``number - 1`` for previous),
-corrected at either end. When the match count is capped (``admin.COUNT_CAP``) the number of pages
+corrected at either end. When the match count is capped (``queries.COUNT_CAP``) the number of pages
 is unknown: the last page is then numbered -1, the one before it -2, and so on (from the end).
 """
 
@@ -27,7 +27,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 
 from ..core.clock import utcnow
-from .admin import COUNT_CAP, LIST_FIELDS, Query
+from .queries import COUNT_CAP, LIST_FIELDS, Query
 
 GOES = ("first", "next", "previous", "last")
 MAX_SIZE = 1000
@@ -35,7 +35,7 @@ MAX_SIZE = 1000
 
 @dataclass(frozen=True)
 class Page:
-    """One page: its documents (``admin.LIST_FIELDS``), the match count (exact, or ``COUNT_CAP + 1``
+    """One page: its documents (``queries.LIST_FIELDS``), the match count (exact, or ``COUNT_CAP + 1``
     when a filtered count is capped), its number (negative: counted from the end), the number of pages
     (at least 1; None when the count is capped), the cursors of its first and last token, and whether pages lie either side."""
 

@@ -20,7 +20,7 @@ from ..core.mapping import (
     malformed,
 )
 from ..core.masking import iso, masked
-from . import admin
+from .health import health_of
 
 if TYPE_CHECKING:  # the admin path (list, show, export) never builds a token, nor imports the SDK
     from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
@@ -77,7 +77,7 @@ def view(document: dict[str, Any], now: datetime | None = None) -> dict[str, Any
     and why, dates as UTC datetimes (``iso_dates`` for text), bookkeeping included when present."""
     record = masked(document_to_record(document))
     record.pop("expires_in", None)  # epoch milliseconds: shown as expires_at
-    state, why = admin.health_of(document, now)
+    state, why = health_of(document, now)
     shown: dict[str, Any] = {"id": record.pop("id"), "user_name": record.pop("user_name", None),
                              "health": state, "health_reason": why}
     shown |= record

@@ -42,7 +42,7 @@ from ..core.mapping import (
     malformed,
 )
 from ..core.store import MongoTokenStore
-from . import admin
+from .health import health_of
 
 log = logging.getLogger("mongo_store")
 
@@ -69,7 +69,11 @@ class ZohoError(Exception):
 
 class AlreadyRevoked(ZohoError):
     """Zoho answered that it no longer knows the refresh token (HTTP 400, ``invalid_token``):
-    revoked before, or replaced. Nothing is left to revoke."""
+    revoked before, or replaced. Nothing is left to revoke; ``host`` is the accounts server's."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"{host} no longer knows the refresh token (invalid_token)")
+        self.host = host
 
 
 class NotReached(ZohoError):
@@ -256,7 +260,7 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
     if problem:
         return Checked(token_id, user_name, f"not checked: malformed ({problem})")
     now = utcnow()
-    state, why = admin.health_of(document, now)
+    state, why = health_of(document, now)
     if state == "unusable":
         return Checked(token_id, user_name, f"not checked: unusable ({why})")
     try:
@@ -388,7 +392,7 @@ def revoke(store: MongoTokenStore, token_id: str, accounts_url: str | None = Non
     host = host_of(where.accounts)
     reply = call_zoho("POST", where.accounts + Constants.REVOKE_URL, data={"token": refresh})
     if reply.status == 400 and isinstance(reply.body, dict) and reply.body.get("error") == "invalid_token":
-        raise AlreadyRevoked(f"{host} no longer knows the refresh token (invalid_token)")
+        raise AlreadyRevoked(host)
     if not (isinstance(reply.body, dict) and reply.body.get("status") == "success"):
         raise ZohoError(f"{host} did not revoke the refresh token" + (f" (HTTP {reply.status})" if reply.status != 200 else ""))
     return host

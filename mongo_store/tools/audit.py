@@ -1,4 +1,6 @@
-"""The audit log, searchable and pageable at any depth.
+"""The audit log: who did what to which tokens, kept ``audit_retention_days`` (a TTL index),
+searchable and pageable at any depth. Its entries are written by the operator actions
+(``operations.py``), the only writer.
 
 Search by actor (a case-insensitive prefix of ``who``) and by token (its id, or a case-insensitive
 prefix of a user name the entry names: ``_prefix``); pages are keyset ranges on (``at``, ``_id``), newest first,
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +22,9 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
+
+log = logging.getLogger("mongo_store")
 
 GOES = ("first", "next", "previous", "last")
 MAX_SIZE = 1000
@@ -30,15 +36,30 @@ AUDIT_INDEXES = [
     IndexModel([("user_names", ASCENDING), ("at", DESCENDING)], name="user_names_at"),
 ]
 """The keyset order, and one index per searched field (``ids`` and ``user_names`` are arrays:
-multikey). The TTL index on ``at`` alone is ``admin.keep_audit``'s."""
+multikey). The TTL index on ``at`` alone is ``keep_audit``'s."""
 
 _NEWEST = [("at", DESCENDING), ("_id", DESCENDING)]
 _OLDEST = [("at", ASCENDING), ("_id", ASCENDING)]
 
 
-def audit_indexes(audit: Collection) -> list[str]:
-    """Create the search and paging indexes (idempotent); run wherever ``admin.keep_audit`` runs."""
-    return audit.create_indexes(AUDIT_INDEXES)
+def keep_audit(audit: Collection, retention_days: float) -> None:
+    """The audit log's indexes: its entries expire after ``retention_days`` (MongoDB's TTL monitor
+    deletes them, about once a minute): the ``at`` index carries the retention, and a changed one is
+    applied to it in place. A user who may create indexes but not modify them (readWrite) keeps the
+    old retention, with a warning. Then the search and paging indexes."""
+    seconds = max(1, round(retention_days * 86_400))
+    try:
+        audit.create_index([("at", DESCENDING)], name="at", expireAfterSeconds=seconds)
+    except OperationFailure as error:
+        if error.code not in (85, 86):  # IndexOptionsConflict, IndexKeySpecsConflict: it exists otherwise
+            raise
+        try:
+            audit.database.command("collMod", audit.name, index={"name": "at", "expireAfterSeconds": seconds})
+        except OperationFailure as refused:
+            if refused.code != 13:
+                raise
+            log.warning("this MongoDB user may not change the audit log's retention (collMod, in dbAdmin)")
+    audit.create_indexes(AUDIT_INDEXES)
 
 
 CASED = 4

@@ -1,0 +1,54 @@
+"""The audit log: ``audit``."""
+
+from __future__ import annotations
+
+import json
+
+from ..command import Context, Failure, arg, command, one_of
+from ..types import MAX_PAGE_SIZE, whole
+
+
+@command("audit", help="the audit log, newest first: search by actor and token, page at any depth", arguments=[
+    arg("--actor", help="entries by an actor whose name starts with this (any case)"),
+    arg("--token", help="entries naming this token id, or a user name starting with this (any case)"),
+    arg("--page-size", type=whole(1, MAX_PAGE_SIZE), default=50),
+    one_of(arg("--after", metavar="CURSOR", help="the older page after the one that printed this cursor"),
+           arg("--before", metavar="CURSOR", help="the newer page before the one that printed this cursor"),
+           arg("--last", action="store_true", help="the oldest entries")),
+    arg("--json", action="store_true", help="one JSON object per line"),
+])
+def audit_log(ctx: Context) -> int:
+    """The audit log, newest first, by actor and token, a page at a time (keyset cursors)."""
+    from ...core.masking import iso, printable
+    from ...tools import audit
+    from ...tools.records import iso_dates
+
+    args, out = ctx.args, ctx.out
+    go, cursor = ("next", args.after) if args.after else ("previous", args.before) if args.before else \
+        ("last", None) if args.last else ("first", None)
+    try:
+        audit.check_request(args.actor, args.token, args.page_size, cursor, go)
+    except ValueError as error:
+        raise Failure(str(error)) from None
+    session = ctx.session()
+    entries, older, newer = ctx.store.call("search the audit log", lambda: audit.audit_page(
+        session.audit, actor=args.actor, token=args.token, size=args.page_size, cursor=cursor, go=go))
+    if args.json:
+        for entry in entries:
+            print(json.dumps(iso_dates({key: value for key, value in entry.items() if key != "_id"}), default=str),
+                  file=out)
+    else:
+        for entry in entries:
+            ids = entry.get("ids") or []
+            shown = ", ".join(map(str, ids[:3])) + (f" (+{len(ids) - 3})" if len(ids) > 3 else "")
+            outcome = entry.get("outcome") or ("deleted " + str(entry["deleted"]) if entry.get("deleted") is not None
+                                               else "; ".join(map(str, (entry.get("results") or [])[:3])))
+            print("\t".join(printable(cell) for cell in (iso(entry.get("at")) or "", entry.get("who") or "",
+                                                         entry.get("action") or "", shown, outcome or "")), file=out)
+        searched = " and ".join(part for part in (f"actor starting with {args.actor!r}" if args.actor else "",
+                                                  f"token {args.token!r} (id, or user name start)" if args.token else "")
+                                if part) or "every entry"
+        print(f"# {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({searched}), newest first" +
+              (f"; older: --after {older}" if older else "") + (f"; newer: --before {newer}" if newer else ""),
+              file=out)
+    return 0
