@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -165,22 +166,23 @@ def test_a_run_revokes_once_deletes_audits_and_leaves_the_rest(env: MongoTokenSt
 
 def test_a_token_refreshed_while_the_run_goes_on_is_left_alone(env: MongoTokenStore, zoho: ZohoAccounts) -> None:
     from mongo_store.tools import cleanup
-    from mongo_store.tools.zoho import AlreadyRevoked, ZohoError, revoke
+    from mongo_store.tools.zoho import AlreadyRevoked, ZohoError, revoke_stored
 
     first = person(env, zoho, "a@example.com", refreshed=100 * DAY, saved=100 * DAY)
     second = person(env, zoho, "b@example.com", refreshed=100 * DAY, saved=100 * DAY)
     listed = cleanup.plan(env.collection, cleanup.Policy(idle_days=90))
     assert [entry.id for entry in listed.entries] == sorted([first, second])
 
-    def revoke_and_meanwhile_refresh_the_other(token_id: str) -> str:
-        other = second if token_id == first else first
+    def revoke_and_meanwhile_refresh_the_other(claimed: dict[str, Any]) -> str:
+        other = second if claimed["_id"] == first else first
         token = env.find_token_by_id(other)  # its person comes back: the SDK refreshes and saves it
         token.set_access_token(secret("access"))
         token.set_expires_in(str(int(time.time() * 1000) + 3_600_000))
         env.save_token(token)
-        return revoke(env, token_id, zoho.environment.accounts_url)
+        return revoke_stored(env, claimed, zoho.environment.accounts_url)
 
     steps = cleanup.Steps(revoke=revoke_and_meanwhile_refresh_the_other, refused=(ZohoError,), already=AlreadyRevoked,
+                          holding=lambda claimed: {"refresh_token": claimed["refresh_token"]},
                           audit=lambda entry: None, database=lambda action, work: work())
     report = cleanup.run(env.collection, cleanup.Policy(idle_days=90), steps, batch_size=2)  # both listed at once
     results = {entry.id: entry.result for entry in report.entries}
@@ -207,12 +209,114 @@ def test_a_run_killed_midway_and_run_again_ends_in_the_same_state(env: MongoToke
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed midway"
     assert 0 < env.collection.count_documents({"_id": {"$in": idle}}) < len(idle)
+    # The killed run's claim (at most one token) is a lease of CLAIM_SECONDS: a run started at once
+    # leaves that token alone (no second revoke), and takes it over once the claim has lapsed.
+    claimed = {document["_id"] for document in env.collection.find({CLAIM_FIELD: {"$exists": True}})}
+    assert len(claimed) <= 1
+    code, _, err = run("cleanup", "--idle-days", "90", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0, err
+    assert {document["_id"] for document in env.collection.find({})} == set(keep) | claimed
+    env.collection.update_many({CLAIM_FIELD: {"$exists": True}}, {"$set": {LEASE_FIELD: now() - timedelta(seconds=1)}})
     code, _, err = run("cleanup", "--idle-days", "90", "--accounts-url", zoho.environment.accounts_url)
     assert code == 0, err
     assert {document["_id"] for document in env.collection.find({})} == set(keep)
     successes = [token for token, outcome in zoho.revocations if outcome == "revoked"]
     assert sorted(successes) == sorted(refresh)  # each revoked once (a repeat would be answered invalid_token)
     assert all(authorization.revoked for token, authorization in zoho.authorizations.items() if token in refresh)
+
+
+def relogin(store: MongoTokenStore, zoho: ZohoAccounts, user_name: str) -> str:
+    """The person logs in again (a new grant, a new refresh token, saved by user name as the SDK
+    does): returns the new refresh token."""
+    answer = issued(zoho, user_name.split(":")[0])
+    store.save_token(oauth(user_name, client_secret=CLIENT_SECRET, refresh_token=answer["refresh_token"],
+                           access_token=answer["access_token"], api_domain=zoho.url, expires_in=str(
+                               int((now() + timedelta(hours=1)).replace(tzinfo=timezone.utc).timestamp() * 1000))))
+    return str(answer["refresh_token"])
+
+
+def test_a_login_during_the_cleanup_claim_is_never_revoked(env: MongoTokenStore, zoho: ZohoAccounts) -> None:
+    """People log in again while the real CLI's cleanup holds their idle token: the cleanup revokes
+    only the refresh token it claimed (which the login replaced anyway), never the new one, and the
+    token is kept with the new login (it used to revoke whatever the token held when it re-read it)."""
+    people = {person(env, zoho, f"back{n}@example.com", refreshed=100 * DAY, saved=100 * DAY): f"back{n}@example.com:1"
+              for n in range(20)}
+    old = {token_id: env.collection.find_one({"_id": token_id})["refresh_token"] for token_id in people}
+    answer = zoho.revoke_response
+
+    def slow_revoke(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        time.sleep(0.15)  # a real Zoho takes its time: logins land while tokens are claimed
+        return answer(form)
+
+    zoho.revoke_response = slow_revoke  # type: ignore[method-assign]
+    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "cleanup", "--idle-days", "90", "--json",
+                                "--accounts-url", zoho.environment.accounts_url], env=dict(os.environ),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    new: dict[str, str] = {}
+    while process.poll() is None:  # every other person comes back the moment the cleanup claims them
+        for document in env.collection.find({CLAIM_FIELD: {"$exists": True}}, {"_id": True}):
+            token_id = document["_id"]
+            if token_id not in new and len(new) < 10 and sorted(people).index(token_id) % 2 == 0:
+                new[token_id] = relogin(env, zoho, people[token_id])
+        time.sleep(0.005)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert len(new) >= 5, "too few logins landed during a claim to show anything"
+    results = {entry["id"]: entry["result"] for entry in json.loads(out)["entries"]}
+    for token_id, refresh in new.items():
+        stored = env.find_token_by_id(token_id)
+        assert stored.get_refresh_token() == refresh, results[token_id]  # the new login stayed
+        assert not zoho.authorizations[refresh].revoked  # and Zoho still honours it
+        assert "kept" in results[token_id]
+    revoked = {token for token, outcome in zoho.revocations if outcome == "revoked"}
+    assert revoked <= set(old.values()) and not revoked & set(new.values())
+    gone = set(people) - set(new)
+    assert not env.collection.count_documents({"_id": {"$in": list(gone)}})
+    assert {old[token_id] for token_id in gone} <= revoked
+
+
+def test_two_cleanups_at_once_revoke_each_token_once(env: MongoTokenStore, zoho: ZohoAccounts,
+                                                      real_client: MongoClient) -> None:
+    """A claim is a lease: a second run takes over none while it is live, so two runs started
+    together revoke each of 30 tokens exactly once and report no failure (the second used to take
+    over the first's claims at once: 56 revokes for 30 tokens, and false "not revoked" entries)."""
+    idle = [person(env, zoho, f"twice{n}@example.com", refreshed=100 * DAY, saved=100 * DAY) for n in range(30)]
+    refresh = {env.collection.find_one({"_id": token_id})["refresh_token"] for token_id in idle}
+    command = [sys.executable, "-m", "mongo_store.cli", "cleanup", "--idle-days", "90", "--batch-size", "5",
+               "--accounts-url", zoho.environment.accounts_url]
+    runs = [subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    for process in runs:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    assert env.collection.count_documents({}) == 0
+    assert Counter(token for token, outcome in zoho.revocations) == Counter(dict.fromkeys(refresh, 1))
+    assert {outcome for _, outcome in zoho.revocations} == {"revoked"}
+    audit = list(real_client[env.collection.database.name][AUDIT_COLLECTION].find({}))
+    assert not [entry for entry in audit if str(entry.get("outcome", "")).startswith("not revoked")]
+
+
+def test_a_login_between_zoho_and_the_delete_is_kept_by_revoke(env: MongoTokenStore, zoho: ZohoAccounts,
+                                                               real_client: MongoClient) -> None:
+    """``revoke`` revokes the refresh token it read and deletes the token only while it holds it: a
+    person who logs in again while Zoho answers keeps the new login (it used to be deleted, unrevoked,
+    and audited as "revoked and deleted")."""
+    token_id = person(env, zoho, "quick@example.com", refreshed=DAY, saved=DAY)
+    old = env.collection.find_one({"_id": token_id})["refresh_token"]
+    answer, new = zoho.revoke_response, []
+
+    def login_meanwhile(form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        new.append(relogin(env, zoho, "quick@example.com:1"))
+        return answer(form)
+
+    zoho.revoke_response = login_meanwhile  # type: ignore[method-assign]
+    code, out, err = run("revoke", token_id, "--yes", "--actor", "ops", "--accounts-url", zoho.environment.accounts_url)
+    assert code == 0, err
+    assert "revoked the refresh token at" in out and f"kept {token_id}: a new login replaced its refresh token" in out
+    assert zoho.authorizations[old].revoked and not zoho.authorizations[new[0]].revoked
+    assert env.find_token_by_id(token_id).get_refresh_token() == new[0]
+    [entry] = real_client[env.collection.database.name][AUDIT_COLLECTION].find({"action": "revoke"})
+    assert entry["outcome"] == "revoked; kept: a new login replaced its refresh token meanwhile" and entry["deleted"] == 0
 
 
 def test_the_policy_from_settings_and_bad_values(env: MongoTokenStore, zoho: ZohoAccounts,
@@ -271,8 +375,11 @@ def test_the_dashboard_shows_the_policy_previews_and_applies_it(dashboard_env: M
     dialog = "\n".join(element.value for element in at.text)
     assert "deletes 1 token(s)" in dialog and "old@example.com:1" in dialog
     assert dashboard_env.collection.count_documents({}) == 2  # nothing before the confirmation
+    # A token that comes to qualify while the dialog is open was not in the confirmed preview: Apply
+    # acts on the ids it showed, each only if it still qualifies, so this one stays.
+    unseen = unusable(dashboard_env, "unseen@example.com:1", lapsed=100 * DAY)
     at.button(key="confirm_delete").click().run()
-    assert {d["_id"] for d in dashboard_env.collection.find({})} == {recent}
+    assert {d["_id"] for d in dashboard_env.collection.find({})} == {recent, unseen}
     entry = dashboard_env.collection.database[AUDIT_COLLECTION].find_one({"action": "cleanup delete"})
     assert entry["ids"] == [old] and entry["who"].startswith("Olga Operator") and entry["outcome"] == "deleted"
     assert APP
@@ -340,3 +447,33 @@ def test_revoke_and_cleanup_read_invalid_token_alike(env: MongoTokenStore, zoho:
     audit = {entry["ids"][0]: entry for entry in real_client[env.collection.database.name][AUDIT_COLLECTION].find({})}
     assert audit[by_revoke]["outcome"] == "already revoked and deleted" and audit[by_revoke]["deleted"] == 1
     assert audit[by_cleanup]["zoho"].startswith("already revoked") and audit[by_cleanup]["deleted"] == 1
+
+
+def test_a_login_just_before_zoho_is_asked_is_not_the_one_revoked(env: MongoTokenStore, zoho: ZohoAccounts,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The narrow window of the race above, made certain: the person logs in again after the claim,
+    just before the cleanup asks Zoho. The refresh token revoked is the claimed one; the new login is
+    neither revoked nor deleted."""
+    from mongo_store.tools import operations
+    from mongo_store.tools import zoho as zoho_calls
+
+    token_id = person(env, zoho, "window@example.com", refreshed=100 * DAY, saved=100 * DAY)
+    claimed = env.collection.find_one({"_id": token_id})["refresh_token"]
+    revoke_stored, new = zoho_calls.revoke_stored, []
+
+    def login_first(store: MongoTokenStore, document: dict[str, Any], accounts_url: str | None = None) -> str:
+        new.append(relogin(env, zoho, "window@example.com:1"))
+        return revoke_stored(store, document, accounts_url)
+
+    monkeypatch.setattr(zoho_calls, "revoke_stored", login_first)
+    session = operations.Session(env, "ops", accounts_url=zoho.environment.accounts_url)
+    [entry] = session.cleanup(cleanup_policy(idle_days=90)).entries
+    assert entry.result.startswith("revoked at") and "kept: saved meanwhile" in entry.result
+    assert zoho.authorizations[claimed].revoked and not zoho.authorizations[new[0]].revoked
+    assert env.find_token_by_id(token_id).get_refresh_token() == new[0]
+
+
+def cleanup_policy(**days: float) -> Any:
+    from mongo_store.tools.cleanup import Policy
+
+    return Policy(**days)

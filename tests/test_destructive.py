@@ -94,7 +94,7 @@ def test_a_revoke_whose_delete_fails_stays_on_record_as_revoked(env: MongoTokenS
 
     env.save_token(oauth("hal@example.com:1", refresh_token=secret("refresh")))
     [document] = env.collection.find({})
-    monkeypatch.setattr(zoho_calls, "revoke", lambda store, token_id, accounts_url=None: "accounts.zoho.eu")
+    monkeypatch.setattr(zoho_calls, "revoke_stored", lambda store, document, accounts_url=None: "accounts.zoho.eu")
     monkeypatch.setattr(Collection, "delete_many", delete_many)
     with pytest.raises(Exception, match="delete the revoked token"):
         operations.Session(env, "ops").revoke(document["_id"])
@@ -113,7 +113,7 @@ def test_a_revoke_that_stops_unexpectedly_is_recorded_as_unknown(env: MongoToken
     def hangs_up(*args: Any, **kwargs: Any) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(zoho_calls, "revoke", hangs_up)
+    monkeypatch.setattr(zoho_calls, "revoke_stored", hangs_up)
     with pytest.raises(KeyboardInterrupt):
         operations.Session(env, "ops").revoke(document["_id"])
     [entry] = audit_entries(env)

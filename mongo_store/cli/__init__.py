@@ -5,7 +5,8 @@ answer at once and the admin commands never import the SDK."""
 
 from __future__ import annotations
 
+from .. import __version__
 from .app import PROG, main, parser
 from .types import HEALTH, SORTS, STATUSES
 
-__all__ = ["HEALTH", "PROG", "SORTS", "STATUSES", "main", "parser"]
+__all__ = ["HEALTH", "PROG", "SORTS", "STATUSES", "__version__", "main", "parser"]

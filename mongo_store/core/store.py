@@ -220,6 +220,11 @@ class MongoTokenStore(TokenStore, StoreCalls):
         document = self._find_raw(query)
         return None if document is None else self.open_document(document, found_by=query)
 
+    def holding(self, field: str, value: str) -> dict[str, Any]:
+        """The filter for the stored token that holds ``value`` in ``field`` (a refresh token, say):
+        through its blind index with encryption on. An operator's delete compares what it checked."""
+        return self._lookup({field: check_text(field, value, required=True)})
+
     def open_document(self, document: dict[str, Any], found_by: dict[str, Any] | None = None) -> dict[str, Any]:
         """A stored document with its secrets in the clear; refuses clearly what it cannot open, a
         malformed document, and one found through a blind index that is not its own."""

@@ -151,12 +151,14 @@ def _name(document: dict[str, Any]) -> str | None:
 
 @dataclass
 class Steps:
-    """What a run needs from outside: the Zoho revoke (returns the host; raises ``refused`` when
-    Zoho did not revoke, ``already`` when it no longer knows the token), the audit, the
-    store's error handling for each database step, and optionally the token history
+    """What a run needs from outside: the Zoho revoke of the refresh token the claimed document holds
+    (returns the host; raises ``refused`` when Zoho did not revoke, ``already`` when it no longer
+    knows the token), the filter of a token still holding that refresh token (``holding``), the
+    audit, the store's error handling for each database step, and optionally the token history
     (``event(token_id, user_name, event, detail)``, which must not raise: ``events.record_quietly``)."""
 
-    revoke: Callable[[str], str]
+    revoke: Callable[[dict[str, Any]], str]
+    holding: Callable[[dict[str, Any]], dict[str, Any]]
     refused: tuple[type[BaseException], ...]
     already: type[BaseException]
     audit: Callable[[dict[str, Any]], Any]
@@ -192,23 +194,25 @@ def candidates_now(tokens: Collection, rule: Rule, batch_size: int, steps: Steps
 
 
 def _act(tokens: Collection, rule: Rule, entry: Entry, claim: str, steps: Steps) -> str:
-    """Claim the token if it still qualifies (rule filter, now), revoke it unless that was done,
-    delete it under the claim; audit each step."""
+    """Claim the token if it still qualifies (rule filter, now), revoke the refresh token it held
+    when claimed unless that was done, delete it while it still holds that one and the claim;
+    audit each step."""
     now = utcnow()
     claimed = steps.database("claim the token", lambda: tokens.find_one_and_update(
         {"$and": [rule.where, {"_id": entry.id},
-                  # Not while a worker refreshes it; a claim left by a run that was killed is taken over.
-                  {"$or": [{LEASE_FIELD: {"$exists": False}}, {LEASE_FIELD: {"$lte": now}}, {CLAIM_FIELD: {"$exists": True}}]}]},
+                  # Not while a worker refreshes it, nor while another run's claim is live (a claim
+                  # is a lease too: one left by a killed run is taken over once it lapses).
+                  {"$or": [{LEASE_FIELD: {"$exists": False}}, {LEASE_FIELD: {"$lte": now}}, {CLAIM_FIELD: claim}]}]},
         {"$set": {CLAIM_FIELD: claim, LEASE_FIELD: now + timedelta(seconds=CLAIM_SECONDS)}},
-        projection={"_id": True, REVOKED_FIELD: True}, return_document=ReturnDocument.AFTER))
+        return_document=ReturnDocument.AFTER))
     if claimed is None:
-        return "kept: it no longer qualifies (refreshed, saved or being refreshed meanwhile)"
+        return "kept: it no longer qualifies (refreshed, saved, being refreshed or cleaned up by another run meanwhile)"
     audit = {"action": f"cleanup {rule.action}", "ids": [entry.id],
              "user_names": [entry.user_name] if entry.user_name else [], "reason": rule.reason}
     answer, revoked_now = "not asked", False
     if rule.action == "revoke+delete" and claimed.get(REVOKED_FIELD) is None:
         try:
-            host = steps.revoke(entry.id)
+            host = steps.revoke(claimed)
             answer, revoked_now = f"revoked at {host}", True
         except steps.already:
             answer = "already revoked (Zoho no longer knows the refresh token)"
@@ -227,7 +231,8 @@ def _act(tokens: Collection, rule: Rule, entry: Entry, claim: str, steps: Steps)
     def delete() -> int:
         nonlocal attempts
         attempts += 1
-        deleted = tokens.delete_one({"_id": entry.id, CLAIM_FIELD: claim}).deleted_count
+        still = [steps.holding(claimed)] if claimed.get("refresh_token") is not None else []
+        deleted = tokens.delete_one({"$and": [{"_id": entry.id, CLAIM_FIELD: claim}, *still]}).deleted_count
         if deleted or attempts == 1:
             return deleted
         # Retried after an answer was lost: the first attempt may have deleted it.

@@ -43,11 +43,13 @@ IMPORT_IDS = 1000
 @dataclass(frozen=True)
 class Revoked:
     """What a revoke did: the accounts server's host, whether Zoho already did not know the refresh
-    token (revoked before, or replaced), and how many documents were deleted (0: already gone)."""
+    token (revoked before, or replaced), how many documents were deleted, and whether the token was
+    kept because a new login replaced the revoked refresh token meanwhile."""
 
     host: str
     already: bool
     deleted: int
+    replaced: bool = False
 
 
 @dataclass
@@ -162,24 +164,28 @@ class Session:
     # -- revoke ------------------------------------------------------------------------------------
 
     def revoke(self, token_id: str, *, at_zoho: Callable[[str, bool], None] | None = None) -> Revoked:
-        """Revoke the token's refresh token at Zoho, then delete the token. The audit entry is written
-        before Zoho is called and updated with each outcome, so a revoke Zoho honoured stays on record
-        even when the delete after it fails. Zoho's ``invalid_token`` (it no longer knows the refresh
-        token) counts as revoked: the token is deleted, audited as already revoked. ``at_zoho(host,
-        already)`` is told Zoho's answer before the delete (the CLI prints it then). Zoho's refusal
-        raises ``zoho.ZohoError`` and deletes nothing; a database failure is the store's error."""
-        from .zoho import AlreadyRevoked, ZohoError
-        from .zoho import revoke as revoke_at_zoho
+        """Revoke the token's refresh token at Zoho, then delete the token. Exactly the refresh token
+        read here is revoked, and the token is deleted only while it still holds it: a new login
+        meanwhile (another refresh token) lives on, and the audit says it was kept. The audit entry is
+        written before Zoho is called and updated with each outcome, so a revoke Zoho honoured stays
+        on record even when the delete after it fails. Zoho's ``invalid_token`` (it no longer knows
+        the refresh token) counts as revoked: the token is deleted, audited as already revoked.
+        ``at_zoho(host, already)`` is told Zoho's answer before the delete (the CLI prints it then).
+        Zoho's refusal raises ``zoho.ZohoError`` and deletes nothing; a database failure is the
+        store's error."""
+        from .zoho import AlreadyRevoked, ZohoError, revoke_stored
 
         token_id = check_text("id", token_id, required=True)
         store = self._sdk_store()
         self.prepare()
+        document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
+        if document is None:
+            raise ZohoError(f"no stored token has id {token_id!r}")
+        user_name = document.get("user_name") if isinstance(document.get("user_name"), str) else None
         with store.guard("record the revoke in the audit log"):
-            names = [d.get("user_name") for d in store.collection.find({"_id": token_id}, {"user_name": True})]
             entry = self.audit.insert_one({"at": utcnow(), "who": self.who, "action": "revoke", "ids": [token_id],
-                                           "user_names": [name for name in names if name], "outcome": REVOKE_ATTEMPT,
+                                           "user_names": [user_name] if user_name else [], "outcome": REVOKE_ATTEMPT,
                                            "deleted": None}).inserted_id
-        user_name = names[0] if names and isinstance(names[0], str) else None
 
         def record(outcome: str, **more: Any) -> None:
             with store.guard("record the revoke's outcome in the audit log"):
@@ -187,7 +193,7 @@ class Session:
 
         already = False
         try:
-            host = revoke_at_zoho(store, token_id, self.accounts_url)
+            host = revoke_stored(store, document, self.accounts_url)
         except AlreadyRevoked as error:
             host, already = error.host, True
         except BaseException as error:
@@ -204,19 +210,25 @@ class Session:
             self._event(token_id, user_name, "revoked", f"revoked at {host} by an operator")
         if at_zoho is not None:
             at_zoho(host, already)
+        revoked = store.open_document(document)["refresh_token"]
         try:
             with store.guard("delete the revoked token"):
-                deleted = store.collection.delete_many({"_id": token_id}).deleted_count
+                deleted = store.collection.delete_many(
+                    {"$and": [{"_id": token_id}, store.holding("refresh_token", revoked)]}).deleted_count
+                replaced = not deleted and store.collection.find_one({"_id": token_id}, {"_id": True}) is not None
         except BaseException as error:
             with contextlib.suppress(Exception):  # the server that refused the delete may refuse this too
                 record("revoked, not deleted", reason=f"the delete failed: {sentence(error)}")
             raise
         done = "already revoked" if already else "revoked"
-        record(f"{done} and deleted" if deleted else f"{done}; it was already deleted", deleted=deleted)
+        if replaced:
+            record(f"{done}; kept: a new login replaced its refresh token meanwhile", deleted=0)
+        else:
+            record(f"{done} and deleted" if deleted else f"{done}; it was already deleted", deleted=deleted)
         if deleted and already:
             self._event(token_id, user_name, "deleted", f"deleted by an operator: {host} no longer knew its refresh "
                         "token (invalid_token)")
-        return Revoked(host, already, deleted)
+        return Revoked(host, already, deleted, replaced)
 
     def revoke_many(self, ids: list[str]) -> Outcome:
         """``revoke`` each of these tokens; Zoho's refusal leaves that token stored and goes on with
@@ -280,13 +292,13 @@ class Session:
         """Apply the policy now, each token decided when it is acted on, each action audited and
         in its history. ``ids``: only these tokens (the ones an operator confirmed in a preview),
         and only those that still qualify; None: every token that qualifies now (the CLI, cron)."""
-        from .zoho import AlreadyRevoked, ZohoError
-        from .zoho import revoke as revoke_at_zoho
+        from .zoho import AlreadyRevoked, ZohoError, revoke_stored
 
         store = self._sdk_store()
         self.prepare()
         steps = cleanup.Steps(
-            revoke=lambda token_id: revoke_at_zoho(store, token_id, self.accounts_url),
+            revoke=lambda claimed: revoke_stored(store, claimed, self.accounts_url),
+            holding=lambda claimed: store.holding("refresh_token", store.open_document(claimed)["refresh_token"]),
             refused=(ZohoError, _store_error_type()), already=AlreadyRevoked,
             audit=lambda entry: store.call("record the cleanup in the audit log",
                                            lambda: self.audit.insert_one({"at": utcnow(), "who": self.who, **entry})),

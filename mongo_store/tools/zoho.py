@@ -383,6 +383,13 @@ def revoke(store: MongoTokenStore, token_id: str, accounts_url: str | None = Non
     document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:
         raise ZohoError(f"no stored token has id {token_id!r}")
+    return revoke_stored(store, document, accounts_url)
+
+
+def revoke_stored(store: MongoTokenStore, document: dict[str, Any], accounts_url: str | None = None) -> str:
+    """``revoke`` of the refresh token ``document`` holds as it was read, never as it is by now: an
+    operator's action revokes the refresh token it checked (a new login meanwhile brought another,
+    which must live on)."""
     refresh = store.open_document(document).get("refresh_token")
     if not refresh:
         raise ZohoError("the token has no refresh token, so there is nothing to revoke at Zoho: delete it instead")

@@ -74,7 +74,12 @@ def revoke(ctx: Context) -> int:
         done = ctx.session().revoke(token_id, at_zoho=at_zoho)
     except ZohoError as error:
         raise Failure(f"{error}; the token is left in the store") from None
-    print(f"deleted {printable(token_id)}" if done.deleted else f"{printable(token_id)} was already deleted", file=ctx.out)
+    if done.replaced:
+        print(f"kept {printable(token_id)}: a new login replaced its refresh token meanwhile (that one is not revoked)",
+              file=ctx.out)
+    else:
+        print(f"deleted {printable(token_id)}" if done.deleted else f"{printable(token_id)} was already deleted",
+              file=ctx.out)
     return 0
 
 
