@@ -238,8 +238,8 @@ class Session:
         outcome = Outcome("Revoked")
         for token_id in ids:
             try:
-                self.revoke(token_id)
-                outcome.results[token_id] = "revoked"
+                done = self.revoke(token_id)
+                outcome.results[token_id] = "kept: a new login replaced its refresh token" if done.replaced else "revoked"
             except ZohoError as error:
                 outcome.results[token_id] = str(error)
         return outcome
@@ -251,7 +251,7 @@ class Session:
         each token once; the result is recorded on the token, as a "checked" event and, for the whole
         run, in one audit entry, written even when the run stops midway (a database failure stops it;
         Zoho's trouble with one token is that token's result)."""
-        from .zoho import ZohoError
+        from .zoho import Checked, ZohoError
         from .zoho import check as check_at_zoho
 
         store = self._sdk_store()
@@ -261,8 +261,6 @@ class Session:
                 try:
                     result = check_at_zoho(store, token_id, self.accounts_url, self.api_url)
                 except ZohoError as error:
-                    from .zoho import Checked
-
                     result = Checked(token_id, None, f"not checked: {error}")
                 outcome.results[result.token_id], names[result.token_id] = result.result, result.user_name
                 if progress is not None:
