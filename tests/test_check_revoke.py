@@ -19,9 +19,9 @@ from test_cli import env, run  # noqa: F401  (the CLI fixture and runner)
 from tokens import CLIENT_ID, oauth, secret
 
 from mongo_store import MongoTokenStore
+from mongo_store.core import zoho_http as zoho_calls  # the bounded calls live in the core
 from mongo_store.core.clock import utcnow
 from mongo_store.core.mapping import CHECK_ERROR_FIELD, CHECK_RESULT_FIELD, CHECKED_AT_FIELD, LEASE_FIELD, REFRESHED_FIELD
-from mongo_store.tools import zoho as zoho_calls
 from mongo_store.tools.health import health_of
 from mongo_store.tools.zoho import Route, ZohoError, route
 

@@ -3,27 +3,24 @@
 current-user API with it; ``revoke`` revokes the refresh token at the accounts server of the
 token's data center. Used by the CLI and the dashboard.
 
-Every call to Zoho is made here, not by the SDK (whose ``requests.post`` has no timeout, follows
-redirects with the secret, reads a reply of any size and sends the refresh to
-``DataCenter.get(api_domain)`` whatever accounts server was configured): each one has a connect
+Every call to Zoho is made through ``core/zoho_http.py``, not by the SDK (whose ``requests.post``
+has no timeout, follows redirects with the secret, reads a reply of any size and sends the refresh
+to ``DataCenter.get(api_domain)`` whatever accounts server was configured): each one has a connect
 and a read timeout, an overall bound, a reply size cap and follows no redirect, and a token's
 secrets go only to Zoho's own hosts for its data center or to the accounts server the operator
-configured, never to whatever ``api_domain`` a document says.
+configured, never to whatever ``api_domain`` a document says. ``ZohoError``, ``AlreadyRevoked``,
+``NotReached`` and ``call_zoho`` are importable from here as before.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
@@ -42,7 +39,24 @@ from ..core.mapping import (
     malformed,
 )
 from ..core.store import MongoTokenStore
+from ..core.zoho_http import (
+    CALL_BOUND,
+    CONNECT_TIMEOUT,
+    MAX_REPLY,
+    READ_TIMEOUT,
+    AlreadyRevoked,
+    NotReached,
+    Reply,
+    ZohoError,
+    call_zoho,
+    host_of,
+    revoke_refresh_token,
+    unusable_status,
+)
 from .health import health_of
+
+__all__ = ["CALL_BOUND", "CONNECT_TIMEOUT", "MAX_REPLY", "READ_TIMEOUT", "AlreadyRevoked", "Checked", "NotReached",
+           "Reply", "Route", "ZohoError", "call_zoho", "check", "host_of", "revoke", "route"]
 
 log = logging.getLogger("mongo_store")
 
@@ -51,34 +65,6 @@ DEFAULT_API_DOMAIN = "https://www.zohoapis.com"
 REFRESH_SPACING = timedelta(minutes=1)
 """A check does not refresh a token whose last refresh started less than this ago: Zoho issues at most
 10 access tokens per refresh token in 10 minutes, and a check run in a loop must not use them up."""
-CONNECT_TIMEOUT = 5.0
-"""Seconds to open a connection to Zoho."""
-READ_TIMEOUT = 10.0
-"""Seconds Zoho may stay silent while answering."""
-CALL_BOUND = 20.0
-"""Seconds one call to Zoho may take in all (connecting, the headers, the body): a server that
-trickles its answer byte by byte is cut off too."""
-MAX_REPLY = 1024 * 1024
-"""The largest reply read from Zoho (its token and user replies are under a few kilobytes)."""
-T = TypeVar("T")
-
-
-class ZohoError(Exception):
-    """A step at Zoho failed, or was not attempted (one sentence, never a secret)."""
-
-
-class AlreadyRevoked(ZohoError):
-    """Zoho answered that it no longer knows the refresh token (HTTP 400, ``invalid_token``):
-    revoked before, or replaced. Nothing is left to revoke; ``host`` is the accounts server's."""
-
-    def __init__(self, host: str) -> None:
-        super().__init__(f"{host} no longer knows the refresh token (invalid_token)")
-        self.host = host
-
-
-class NotReached(ZohoError):
-    """Zoho gave no answer to go by (unreachable, too slow, a redirect, a 5xx or 429, an oversized or
-    unreadable reply): nothing is recorded on the token."""
 
 
 class _Answered(Exception):
@@ -108,16 +94,6 @@ class Route:
     (the CRM API base URL, with the access token), or None where nothing may be sent."""
     accounts: str | None
     api: str | None
-
-
-def host_of(url: str) -> str:
-    """``host[:port]`` of a URL, never its user name or password."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{parts.hostname or '?'}{f':{port}' if port else ''}"
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
@@ -168,82 +144,6 @@ def route(api_domain: str | None, accounts_url: str | None = None, api_url: str 
 
 def _not_zoho(api_domain: str | None) -> str:
     return f"its api_domain {api_domain!r} is not a Zoho API host, so nothing was sent"
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    """The parsed JSON, or None when the reply was no JSON."""
-
-
-def _bounded(work: Callable[[], T], host: str) -> T:
-    """``work()`` within ``CALL_BOUND`` seconds: run in a daemon thread, which a server that holds
-    the connection open can keep, but never the caller."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as error:  # handed to the caller
-            outcome["error"] = error
-
-    worker = threading.Thread(target=run, name="zoho-call", daemon=True)
-    worker.start()
-    worker.join(CALL_BOUND)
-    if worker.is_alive():
-        raise NotReached(f"{host} did not answer within {CALL_BOUND:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-def call_zoho(method: str, url: str, **kwargs: Any) -> Reply:
-    """One bounded request: connect and read timeouts, ``CALL_BOUND`` in all, at most ``MAX_REPLY``
-    bytes read, no redirect followed (its target would get the secret again). Raises ``NotReached``
-    with one sentence naming the host, never the URL's query or a secret."""
-    host = host_of(url)
-    deadline = time.monotonic() + CALL_BOUND
-
-    headers = {"Accept-Encoding": "identity", **kwargs.pop("headers", {})}  # no decompression bomb
-
-    def exchange() -> Reply:
-        with requests.Session() as session:
-            response = session.request(method, url, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                                       allow_redirects=False, stream=True, **kwargs)
-            with response:
-                if 300 <= response.status_code < 400:
-                    raise NotReached(f"{host} answered with a redirect (HTTP {response.status_code}), which is not "
-                                     "followed")
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > MAX_REPLY:
-                    raise NotReached(f"{host} answered with more than {MAX_REPLY // 1024} KiB")
-                data = bytearray()
-                for chunk in response.iter_content(64 * 1024):
-                    data += chunk
-                    if len(data) > MAX_REPLY:
-                        raise NotReached(f"{host} answered with more than {MAX_REPLY // 1024} KiB")
-                    if time.monotonic() > deadline:
-                        raise NotReached(f"{host} did not answer within {CALL_BOUND:g} s")
-        try:
-            body = json.loads(bytes(data))
-        except ValueError:
-            body = None
-        return Reply(response.status_code, body)
-
-    try:
-        return _bounded(exchange, host)
-    except (requests.Timeout, TimeoutError):
-        raise NotReached(f"{host} did not answer within {READ_TIMEOUT:g} s") from None
-    except requests.RequestException as error:  # its text names the URL: the type says enough
-        raise NotReached(f"cannot reach {host} ({type(error).__name__})") from None
-
-
-def _unusable_status(reply: Reply, host: str) -> NotReached | None:
-    """A reply that says nothing about the token: Zoho is down or limiting us."""
-    if reply.status == 429 or reply.status >= 500:
-        return NotReached(f"{host} answered HTTP {reply.status}")
-    return None
 
 
 def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None, api_url: str | None = None) -> Checked:
@@ -322,7 +222,7 @@ def _refresh(store: MongoTokenStore, document: dict[str, Any], opened: dict[str,
     host = host_of(where.accounts)
     try:
         reply = call_zoho("POST", where.accounts, data={key: value for key, value in form.items() if value is not None})
-        trouble = _unusable_status(reply, host)
+        trouble = unusable_status(reply, host)
         if trouble is None and not isinstance(reply.body, dict):
             trouble = NotReached(f"{host} answered HTTP {reply.status} without JSON")
         if trouble is not None:
@@ -366,7 +266,7 @@ def _current_user(api: str, access: str) -> str:
     """``ok``, or the API's error code for this access token (``INVALID_TOKEN``...)."""
     url = f"{api.rstrip('/')}/crm/{Constants.API_VERSION}/users"
     reply = call_zoho("GET", url, params={"type": "CurrentUser"}, headers={"Authorization": f"Zoho-oauthtoken {access}"})
-    trouble = _unusable_status(reply, host_of(url))
+    trouble = unusable_status(reply, host_of(url))
     if trouble is not None:
         raise trouble
     if reply.status == 200:
@@ -396,10 +296,4 @@ def revoke_stored(store: MongoTokenStore, document: dict[str, Any], accounts_url
     where = route(document.get("api_domain"), accounts_url)
     if where.accounts is None:
         raise ZohoError(f"{_not_zoho(document.get('api_domain'))} (pass the accounts server's URL to revoke it there)")
-    host = host_of(where.accounts)
-    reply = call_zoho("POST", where.accounts + Constants.REVOKE_URL, data={"token": refresh})
-    if reply.status == 400 and isinstance(reply.body, dict) and reply.body.get("error") == "invalid_token":
-        raise AlreadyRevoked(host)
-    if not (isinstance(reply.body, dict) and reply.body.get("status") == "success"):
-        raise ZohoError(f"{host} did not revoke the refresh token" + (f" (HTTP {reply.status})" if reply.status != 200 else ""))
-    return host
+    return revoke_refresh_token(where.accounts, refresh)
