@@ -93,7 +93,7 @@ def test_a_refresh_zoho_refuses_is_a_refresh_failed_event_with_its_code(store: M
         assert zoho.requests["refused refresh"] == 1
         found = events.for_token(store.events, token_id)
         assert [event["event"] for event in found] == ["refresh-failed", "refreshed"]
-        assert found[0]["detail"] == "Zoho refused the refresh (invalid_code)"
+        assert found[0]["detail"] == "Zoho refused the refresh (invalid_code): revoked"  # the reason, as the app's
         assert store.collection.find_one({"_id": token_id})["refresh_failures"] == 1
         no_secret_in(found, client_secret, grant, refresh, document["access_token"])
 
@@ -115,7 +115,7 @@ def test_a_refresh_that_never_finished_is_a_refresh_failed_event(store: MongoTok
             quick.find_token_by_id(token.get_id())
     found = events.for_token(store.events, token.get_id())
     assert [event["event"] for event in found] == ["refresh-failed", "refreshed"]
-    assert found[0]["detail"] == "the refresh never finished: its lease lapsed (the worker stopped or hung)"
+    assert found[0]["detail"] == "the refresh never finished: its lease lapsed (the worker stopped or hung): unreachable"
     assert store.collection.find_one({"_id": token.get_id()})["refresh_failures"] == 1
 
 
@@ -335,7 +335,7 @@ def test_check_revoke_and_delete_are_in_the_history(env: MongoTokenStore, zoho: 
     assert kinds(env, lapsed) == ["checked", "refresh-failed", "refreshed"]
     failed = events.for_token(env.events, lapsed)
     assert failed[0]["detail"] == "Zoho: invalid_code"
-    assert failed[1]["detail"] == "Zoho refused the refresh (invalid_code), during a check"
+    assert failed[1]["detail"] == "Zoho refused the refresh (invalid_code), during a check: revoked"
 
     assert run("revoke", checked, "--yes", "--actor", "ops@example.com", *accounts(zoho))[0] == 0
     assert kinds(env, checked)[0] == "revoked"

@@ -89,12 +89,13 @@ def test_the_sdk_lifecycle_on_the_store(store: MongoTokenStore, tmp_path: Path) 
 
 def test_a_refresh_zoho_refuses_is_recorded_at_once_and_backs_off(store: MongoTokenStore, tmp_path: Path) -> None:
     """The real SDK, a refresh token Zoho no longer honours: the store sees the SDK's refresh fail
-    (on every SDK line), records it at once and backs off; within the window the next attempt
-    fails without asking Zoho, after it one attempt goes through, and the window grows."""
+    (on every SDK line), records it at once with its reason, and the caller gets RefreshFailing
+    (reason "revoked"), as every later caller does. A revoked token waits the longest window at
+    once (only a new login helps, and it ends the back-off): within it the next attempt fails
+    without asking Zoho; after it one attempt goes through."""
     import time
 
     import pytest
-    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
     from mongo_store.core.lease import Backoff, RefreshFailing
     from mongo_store.tools import health
@@ -107,19 +108,83 @@ def test_a_refresh_zoho_refuses_is_recorded_at_once_and_backs_off(store: MongoTo
         token.set_expires_in("1000")  # long lapsed
         token.set_api_domain(zoho.url)
         store.save_token(token)
-        with pytest.raises(SDKException) as first:
+        with pytest.raises(RefreshFailing) as first:
             initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)  # the SDK's refresh is refused
-        assert not isinstance(first.value, RefreshFailing) and zoho.requests["refused refresh"] == 1
+        assert first.value.reason == "revoked" and "invalid_code" in str(first.value)
+        assert zoho.requests["refused refresh"] == 1
         document = store.collection.find_one({})
         assert document["refresh_failures"] == 1 and "refresh_lease" not in document
+        assert document["refresh_failure_reason"] == "revoked" and first.value.retry_at == document["refresh_retry_at"]
+        assert document["refresh_retry_at"] - document["last_refresh_failure_at"] == timedelta(seconds=0.8)
         assert health.health_of(document)[0] == "failing"
-        with pytest.raises(RefreshFailing):  # inside the window: at once, and Zoho is not asked
+        with pytest.raises(RefreshFailing) as again:  # inside the window: at once, and Zoho is not asked
+            initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
+        assert again.value.reason == "revoked" and zoho.requests["refused refresh"] == 1
+        time.sleep(0.45)
+        with pytest.raises(RefreshFailing):  # 0.45 s: a throttle's first window, not a revoked token's
             initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
         assert zoho.requests["refused refresh"] == 1
-        time.sleep(0.45)
-        with pytest.raises(SDKException):  # the window has passed: one attempt goes to Zoho
+        time.sleep(0.4)
+        with pytest.raises(RefreshFailing):  # the window has passed: one attempt goes to Zoho
             initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
         assert zoho.requests["refused refresh"] == 2
         document = store.collection.find_one({})
         assert document["refresh_failures"] == 2
         assert document["refresh_retry_at"] - document["last_refresh_failure_at"] == timedelta(seconds=0.8)
+
+
+REASONS = {  # how Zoho fails the refresh -> (the reason, what the message names)
+    "revoked": ("revoked", "invalid_code"),
+    "throttled": ("throttled", "Access Denied"),
+    "5xx": ("unreachable", "JSONDecodeError"),
+    "down": ("unreachable", "ConnectionError"),
+    "wrong client": ("refused", "invalid_client"),
+}
+
+
+def test_each_reason_a_refresh_fails_for_is_the_same_in_every_process(store: MongoTokenStore, tmp_path: Path) -> None:
+    """The real SDK against the kit's fake Zoho, refused each way Zoho refuses: the caller whose
+    refresh failed and a second store (another process) get RefreshFailing with the same reason,
+    the window that reason gets, and no secret in the message."""
+    import pytest
+
+    from mongo_store.core.lease import Backoff, RefreshFailing
+    from mongo_store.core.mapping import REASON_FIELD
+
+    other = MongoTokenStore(client=store.client, database=store.collection.database.name)
+    for store_ in (store, other):
+        store_.backoff = Backoff(30.0, 120.0)
+    client_secret = secret("clientsecret")
+    for trouble, (reason, named) in REASONS.items():
+        with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, client_secret) as zoho:
+            user = f"{trouble.replace(' ', '-')}@example.com:1"
+            token = OAuthToken(client_id=CLIENT_ID, client_secret=client_secret, refresh_token=zoho.refresh_token,
+                               access_token=zoho.new_access_token(), user_signature=UserSignature(user))
+            token.set_expires_in("1000")  # lapsed: the next call refreshes
+            token.set_api_domain(zoho.url)
+            store.save_token(token)
+            if trouble == "revoked":
+                zoho.revoke(zoho.refresh_token)
+            elif trouble == "throttled":
+                zoho.fail_next("refresh", error="Access Denied", times=None)
+            elif trouble == "5xx":
+                zoho.trouble["token"] = 503
+            elif trouble == "down":
+                zoho.stop()  # nothing listens on its port any more
+            else:
+                zoho.fail_next("refresh", error="invalid_client", times=None)
+            with pytest.raises(RefreshFailing) as first:
+                initialize(zoho, OAuthToken(id=token.get_id()), store, tmp_path)
+            with pytest.raises(RefreshFailing) as second:  # another process: at once, from what was recorded
+                initialize(zoho, OAuthToken(id=token.get_id()), other, tmp_path)
+            assert (first.value.reason, second.value.reason) == (reason, reason), trouble
+            assert named in str(first.value) and first.value.code == "TOKEN_STORE", str(first.value)
+            document = store.collection.find_one({"_id": token.get_id()})
+            assert document[REASON_FIELD] == reason
+            window = document["refresh_retry_at"] - document["last_refresh_failure_at"]
+            assert window == timedelta(seconds=120.0 if reason in ("revoked", "refused") else 30.0), trouble
+            assert second.value.retry_at == document["refresh_retry_at"]
+            for value in (client_secret, zoho.refresh_token, token.get_access_token()):
+                assert value not in str(first.value) + str(second.value)
+            attempts = sum(count for name, count in zoho.counts.items() if "refresh" in name or name.startswith("token"))
+            assert attempts == (0 if trouble == "down" else 1), (trouble, zoho.requests)  # one attempt, however many ask

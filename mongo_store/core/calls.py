@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
+import pymongo
 from bson.codec_options import DatetimeConversion
 from pymongo import MongoClient, ReadPreference, WriteConcern
 from pymongo.errors import ServerSelectionTimeoutError
@@ -19,6 +20,8 @@ from pymongo.errors import ServerSelectionTimeoutError
 from .connection import check_names, open_client, resolve_uri
 from .errors import is_store_error, raise_store_error, store_error
 from .failover import Outage, attempt, bounds_itself, no_primary, retrying
+from .mapping import DISPLACED_SUFFIX
+from .outage import PROBE_TIMEOUT, Down, OutageWatch
 from .settings import SettingError, StoreSettings
 
 DURABLE = WriteConcern(w="majority", j=True)
@@ -50,6 +53,7 @@ class StoreCalls:
     _owns_client: bool
     _selection_timeout: float | None
     _client_bounds_first: bool
+    outage: OutageWatch
 
     def connect(self, settings: StoreSettings, client: Any = None, *, history: bool = True) -> None:
         """Open (or adopt) the client and the collections ``settings`` name. ``history=False``: no
@@ -79,6 +83,11 @@ class StoreCalls:
         # there too while a primary is known (a primary read is the cheapest).
         self._primary = self._collection.with_options(read_preference=ReadPreference.PRIMARY)
         self._client_bounds_first = bounds_itself(client, self.socket_timeout, self.failover_wait)
+        self.outage = OutageWatch(settings.fail_fast_after if real else 0.0, self._ping)
+        """Whether MongoDB counts as down, and since when (``outage.py``: fail fast in a long outage)."""
+        self.displaced = client[database][collection + DISPLACED_SUFFIX].with_options(
+            write_concern=writes, read_preference=ReadPreference.PRIMARY)
+        """The refresh tokens new logins replaced, until they are revoked (``displaced.py``)."""
         self.events = None
         if history:
             name = check_names(database, settings.events_collection)[1]
@@ -95,10 +104,19 @@ class StoreCalls:
         failure becomes one redacted store error (the SDK's ``SDKException`` in the store) naming
         ``action``. ``work`` must be safe to run again. ``bounded=False`` leaves an attempt to the
         client's own timeouts (a long read)."""
+        watch = self.outage
+        if watch.suspect:  # a call is failing: MongoDB may have been down for too long
+            try:
+                watch.check()
+            except Down as down:
+                raise store_error(f"could not {action}: {down}") from None
         try:
             return attempt(work, self.failover_wait, self.socket_timeout if bounded else None, write=write,
-                           client_bounds_first=self._client_bounds_first)
+                           client_bounds_first=self._client_bounds_first, watch=watch)
         except Outage as outage:
+            if outage.down is not None:
+                unknown = f". The outcome is unknown (it may have been applied): {unknown_outcome}" if outage.maybe_applied else ""
+                raise store_error(f"could not {action}: {outage.down}{unknown}") from None
             self._fail(action, outage.error, outage.seconds, unknown_outcome if outage.maybe_applied else None)
         except Exception as error:
             if is_store_error(error):
@@ -122,7 +140,13 @@ class StoreCalls:
         waited = isinstance(error, ServerSelectionTimeoutError) and no_primary(self.client)
         raise_store_error(action, error, seconds, no_primary=waited, unknown_outcome=unknown_outcome)
 
+    def _ping(self) -> None:
+        """The outage's probe: any member answering a ping, within ``outage.PROBE_TIMEOUT``."""
+        with pymongo.timeout(PROBE_TIMEOUT):
+            self.client.admin.command("ping", read_preference=ReadPreference.PRIMARY_PREFERRED)
+
     def close(self) -> None:
         """Close the client, if the store created it."""
+        self.outage.close()
         if self._owns_client:
             self.client.close()

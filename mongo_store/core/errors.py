@@ -16,6 +16,7 @@ use.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pymongo.errors import (
@@ -83,12 +84,17 @@ def __getattr__(name: str) -> Any:
                 super().__init__(code=CODE, message=message)
 
         class RefreshFailing(SDKException):
-            """A token whose refresh keeps failing, asked for inside its back-off window (or while the one
-            caller let through is trying): refused at once instead of waiting, with when it failed and
-            when it will next be tried (``lease.py``)."""
+            """A refresh that failed (raised to the caller whose refresh it was), or a token whose refresh
+            keeps failing, asked for inside its back-off window (or while the one caller let through is
+            trying): refused at once instead of waiting, with when it failed and when it will next be
+            tried (``lease.py``). ``reason`` says what to do (``reasons.py``): ``revoked``, the person
+            must authorize the app again; ``throttled`` or ``unreachable``, try again shortly;
+            ``refused``, the app's client credentials. ``retry_at`` (naive UTC, or None) is when one
+            caller may try again."""
 
-            def __init__(self, message: str) -> None:
+            def __init__(self, message: str, reason: str = "unreachable", retry_at: datetime | None = None) -> None:
                 super().__init__(code=CODE, message=message)
+                self.reason, self.retry_at = reason, retry_at
 
         for built in (UnknownToken, RefreshFailing):
             built.__module__, built.__qualname__ = __name__, built.__name__

@@ -30,7 +30,7 @@ from .clock import utcnow
 
 log = logging.getLogger("mongo_store")
 
-EVENTS = ("refreshed", "refresh-failed", "checked", "revoked", "deleted", "imported")
+EVENTS = ("refreshed", "refresh-failed", "checked", "revoked", "deleted", "imported", "revoke-failed")
 BIN = timedelta(hours=6)
 SPAN = timedelta(days=7)
 DETAIL_LENGTH = 200

@@ -22,6 +22,8 @@ from pymongo import MongoClient
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 from pymongo.topology_description import TOPOLOGY_TYPE
 
+from .outage import Down, OutageWatch
+
 T = TypeVar("T")
 
 # Server answers that a new primary cures (NotWritablePrimary, NotPrimaryNoSecondaryOk,
@@ -53,55 +55,83 @@ def retryable(error: BaseException) -> bool:
 @dataclass
 class Outage(Exception):
     """A call still failing when the deadline passed: the last error, and whether an attempt may
-    have been applied (its command was sent before the failure)."""
+    have been applied (its command was sent before the failure). ``down``: the call gave up early,
+    MongoDB counting as down (``outage.py``), in that sentence."""
 
     error: BaseException
     seconds: float
     maybe_applied: bool
+    down: str | None = None
 
 
 def attempt(call: Callable[[], T], wait: float, attempt_timeout: float | None, *, write: bool,
-            client_bounds_first: bool = False, sleep: Callable[[float], None] = time.sleep) -> T:
+            client_bounds_first: bool = False, sleep: Callable[[float], None] = time.sleep,
+            watch: OutageWatch | None = None) -> T:
     """``call()``, tried again on a retryable failure until ``wait`` seconds have passed.
 
     Raises the error itself when it is not retryable, and ``Outage`` when time ran out.
     ``attempt_timeout=None`` leaves each attempt to the client's own timeouts;
-    ``client_bounds_first`` does so for the first attempt only (see ``bounds_itself``).
+    ``client_bounds_first`` does so for the first attempt only (see ``bounds_itself``). ``watch``
+    (``outage.py``) is told of each retryable failure and raises ``outage.Down`` when MongoDB has
+    been down for too long: then the call gives up at once (``Outage`` with ``down`` set).
     """
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    deadline = started + wait
     pause = FIRST_PAUSE
     maybe_applied = retried = False
-    if client_bounds_first:  # the common case, kept lean: it runs before every API call
-        try:
-            return call()
-        except Exception as error:
-            if not retryable(error):
-                raise
-            maybe_applied = write and not isinstance(error, ServerSelectionTimeoutError)
-            if time.monotonic() + pause >= deadline:
-                raise Outage(error, wait, maybe_applied) from None
-        retried = True
-        sleep(pause)
-        pause = min(pause * 2, LONGEST_PAUSE)
-    while True:
-        remaining = deadline - time.monotonic()
-        bound = None if attempt_timeout is None else max(min(attempt_timeout, remaining), 0.001)
-        flag = _RETRYING.set(retried)
-        try:
-            with pymongo.timeout(bound):
+    ticket: int | None = None
+
+    def failed(error: Exception) -> None:
+        nonlocal ticket, maybe_applied
+        # Nothing is sent until a server is selected: only then can a write have been applied.
+        maybe_applied = maybe_applied or (write and not isinstance(error, ServerSelectionTimeoutError))
+        if watch is not None:
+            try:
+                ticket = watch.failed(ticket, started)
+            except Down as down:
+                ticket = None  # ended by the watch
+                raise Outage(error, time.monotonic() - started, maybe_applied, down=str(down)) from None
+        if time.monotonic() + pause >= deadline:
+            raise Outage(error, wait, maybe_applied) from None
+
+    try:
+        if client_bounds_first:  # the common case, kept lean: it runs before every API call
+            try:
                 return call()
-        except Exception as error:
-            if not retryable(error):
-                raise
-            # Nothing is sent until a server is selected: only then can a write have been applied.
-            maybe_applied = maybe_applied or (write and not isinstance(error, ServerSelectionTimeoutError))
-            if time.monotonic() + pause >= deadline:
-                raise Outage(error, wait, maybe_applied) from None
-        finally:
-            _RETRYING.reset(flag)
-        retried = True
-        sleep(pause)
-        pause = min(pause * 2, LONGEST_PAUSE)
+            except Exception as error:
+                if not retryable(error):
+                    raise
+                failed(error)
+            retried = True
+            sleep(pause)
+            pause = min(pause * 2, LONGEST_PAUSE)
+        while True:
+            now = time.monotonic()
+            remaining = deadline - now
+            if watch is not None and watch.after and attempt_timeout is not None:
+                # A failing call waits no longer than the outage threshold: then it counts MongoDB as down.
+                remaining = min(remaining, max(started + watch.after - now, 0.05))
+            bound = None if attempt_timeout is None else max(min(attempt_timeout, remaining), 0.001)
+            flag = _RETRYING.set(retried)
+            try:
+                with pymongo.timeout(bound):
+                    result = call()
+                if ticket is not None and watch is not None:
+                    watch.ended(ticket, ok=True)
+                    ticket = None
+                return result
+            except Exception as error:
+                if not retryable(error):
+                    raise
+                failed(error)
+            finally:
+                _RETRYING.reset(flag)
+            retried = True
+            sleep(pause)
+            pause = min(pause * 2, LONGEST_PAUSE)
+    finally:
+        if ticket is not None and watch is not None:
+            watch.ended(ticket, ok=False)
 
 
 def bounds_itself(client: Any, attempt_timeout: float, wait: float) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
-from . import errors
+from . import errors, reasons
 from .clock import utcnow
 from .mapping import (
     CLAIM_FIELD,
@@ -33,6 +33,7 @@ from .mapping import (
     FAILING_SINCE_FIELD,
     FAILURES_FIELD,
     LEASE_FIELD,
+    REASON_FIELD,
     RETRY_FIELD,
     STARTED_FIELD,
 )
@@ -112,9 +113,9 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
     if lease is not None:  # its holder set out to refresh and never saved: that refresh failed
         failed_at = lease if isinstance(lease, datetime) else now
         count = failures(document) + 1
-        fields = {FAILURES_FIELD: count, FAILED_AT_FIELD: failed_at,
+        fields = {FAILURES_FIELD: count, FAILED_AT_FIELD: failed_at, REASON_FIELD: reasons.UNREACHABLE,
                   FAILING_SINCE_FIELD: _date(document, FAILING_SINCE_FIELD) or failed_at}
-        retry = (_date(document, STARTED_FIELD) or failed_at) + backoff.after(count)
+        retry = (_date(document, STARTED_FIELD) or failed_at) + reasons.window(backoff, count, reasons.UNREACHABLE)
         if retry > now:
             fields[RETRY_FIELD] = retry
             if not collection.update_one(query, {"$set": fields, "$unset": {LEASE_FIELD: ""}}).modified_count:
@@ -134,15 +135,21 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
     return document | fields
 
 
-def record_failure(collection: Collection, document: dict[str, Any], lease: datetime, backoff: Backoff) -> bool:
-    """The lease holder's refresh failed: end its lease and open the back-off window, in one update
-    that applies only while that lease is still the token's (no save came in between)."""
+def record_failure(collection: Collection, document: dict[str, Any], lease: datetime, backoff: Backoff,
+                   reason: str = reasons.UNREACHABLE) -> datetime | None:
+    """The lease holder's refresh failed for ``reason`` (``reasons.py``): end its lease and open the
+    back-off window that reason gets, in one update that applies only while that lease is still the
+    token's (no save came in between). Returns the end of the window, or None when the update did
+    not apply."""
     now = utcnow()
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored (BSON dates hold milliseconds)
     count = failures(document) + 1
+    retry = now + reasons.window(backoff, count, reason)
     update = {"$unset": {LEASE_FIELD: ""},
-              "$set": {FAILURES_FIELD: count, FAILED_AT_FIELD: now, RETRY_FIELD: now + backoff.after(count),
+              "$set": {FAILURES_FIELD: count, FAILED_AT_FIELD: now, RETRY_FIELD: retry, REASON_FIELD: reason,
                        FAILING_SINCE_FIELD: _date(document, FAILING_SINCE_FIELD) or now}}
-    return collection.update_one({"_id": document["_id"], LEASE_FIELD: lease}, update).modified_count == 1
+    applied = collection.update_one({"_id": document["_id"], LEASE_FIELD: lease}, update).modified_count == 1
+    return retry if applied else None
 
 
 def refusal(document: dict[str, Any], now: datetime) -> errors.RefreshFailing | None:
@@ -160,9 +167,10 @@ def refusal(document: dict[str, Any], now: datetime) -> errors.RefreshFailing | 
         return None
     since = _date(document, FAILING_SINCE_FIELD) or _date(document, FAILED_AT_FIELD)
     when = f" since {iso(since)}" if since is not None else ""
+    reason = reasons.known(document.get(REASON_FIELD))
     return errors.RefreshFailing(f"the refresh of token {document['_id']!r} keeps failing ({count} failed refresh(es){when}); "
-                          f"{nxt}. A new login (a new grant token) ends this at once; if Zoho revoked the "
-                          "refresh token, the user must authorize the app again")
+                                 f"{nxt}. {reasons.why(reason)}", reason,
+                                 retry if retry is not None and retry > now else None)
 
 
 def coordinate(collection: Collection, document: dict[str, Any], projection: dict[str, Any], lease: float,
@@ -191,12 +199,14 @@ def coordinate(collection: Collection, document: dict[str, Any], projection: dic
         current = run(lambda: collection.find_one({"_id": document["_id"]}, projection))
 
 
-def watch(token: Any, report: Callable[[BaseException], None]) -> None:
+def watch(token: Any, report: Callable[[BaseException], BaseException | None]) -> None:
     """Make the SDK's next refresh of ``token`` call ``report`` with the error if it fails (the
-    history names Zoho's error code from it), so a refused refresh
-    is known at once instead of when its lease lapses. Every SDK line refreshes through the token
-    object the store handed out (``oauth_token.refresh_access_token(...)`` in ``get_token``); the
-    watch wraps that one call on this one object, then removes itself. ``report`` must not raise."""
+    history names Zoho's error code from it), so a refused refresh is known at once instead of when
+    its lease lapses; the caller then gets the exception ``report`` returns (the store's
+    ``RefreshFailing`` with its reason), from the SDK's, or the SDK's own when it returns None.
+    Every SDK line refreshes through the token object the store handed out
+    (``oauth_token.refresh_access_token(...)`` in ``get_token``); the watch wraps that one call on
+    this one object, then removes itself. ``report`` must not raise."""
     refresh = type(token).refresh_access_token
 
     def refresh_access_token(*args: Any, **kwargs: Any) -> Any:
@@ -204,7 +214,9 @@ def watch(token: Any, report: Callable[[BaseException], None]) -> None:
         try:
             return refresh(token, *args, **kwargs)
         except Exception as error:  # not a KeyboardInterrupt or a timeout of the caller's own: those are no refusal
-            report(error)
-            raise
+            instead = report(error)
+            if instead is None:
+                raise
+            raise instead from error
 
     token.refresh_access_token = refresh_access_token

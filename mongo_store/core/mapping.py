@@ -47,6 +47,9 @@ FAILING_SINCE_FIELD = "refresh_failing_since"
 """When the first of the failed refreshes since the last save happened."""
 RETRY_FIELD = "refresh_retry_at"
 """After a failed refresh, no caller refreshes again before this time (the back-off, ``lease.py``)."""
+REASON_FIELD = "refresh_failure_reason"
+"""Why the last refresh failed: ``revoked``, ``throttled``, ``unreachable`` or ``refused``
+(``reasons.py``); ``RefreshFailing.reason`` in every process, and the health view's."""
 REFRESHED_FIELD = "last_refreshed_at"
 """The server's time of the last save that carried an access token (the SDK saves once per refresh)."""
 CHECKED_AT_FIELD = "last_check_at"
@@ -58,11 +61,14 @@ ISSUED_FIELD = "refresh_tokens_seen"
 """Short digests of every refresh token saved for this user: Zoho gives a client at most 20 per user
 and client (the 21st deletes the oldest), so a count near 20 explains a refresh token it refuses."""
 ZOHO_REFRESH_TOKEN_LIMIT = 20
+DISPLACED_SUFFIX = "_displaced"
+"""The refresh tokens new logins replaced wait to be revoked in the tokens' collection name with this
+suffix (``oauth_tokens_displaced``: ``displaced.py``)."""
 CLAIM_FIELD = "cleanup_claim"
 """The cleanup run that holds the token (with its refresh lease) while it revokes and deletes it."""
 REVOKED_FIELD = "revoked_at"
 """Set once a cleanup run had Zoho revoke the token's refresh token, before its delete."""
-REFRESH_STATE = (LEASE_FIELD, FAILURES_FIELD, FAILING_SINCE_FIELD, RETRY_FIELD)
+REFRESH_STATE = (LEASE_FIELD, FAILURES_FIELD, FAILING_SINCE_FIELD, RETRY_FIELD, REASON_FIELD)
 """What a lookup reads besides the token, to coordinate its refresh (``lease.py``)."""
 CLEARED_BY_SAVE = (*REFRESH_STATE, CHECK_ERROR_FIELD, CLAIM_FIELD, REVOKED_FIELD)
 """A save (a refresh, a login) ends all of these: the token works, and a cleanup leaves it alone."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pymongo.errors import DuplicateKeyError
 
 from .crypto import KEY_ID_FIELD, DecryptError, identity_of
+from .displaced import reseal
 from .errors import conflict_field, redact, store_error
 from .mapping import SECRET_FIELDS, malformed
 from .store import MongoTokenStore
@@ -24,6 +25,8 @@ class Rotation:
     rotated: int = 0
     changed_meanwhile: int = 0
     failed: list[str] = field(default_factory=list)
+    displaced: int = 0
+    """Replaced refresh tokens waiting to be revoked (``displaced.py``), sealed again."""
 
 
 def pending(store: MongoTokenStore) -> dict:
@@ -62,4 +65,7 @@ def rotate(store: MongoTokenStore, progress: Callable[[], None] | None = None) -
                     report.changed_meanwhile += 1
             if progress is not None:
                 progress()
+        # The refresh tokens new logins replaced, still waiting to be revoked, are secrets too.
+        report.displaced, failed = reseal(store)
+        report.failed += failed
     return report

@@ -205,6 +205,9 @@ class StoreSettings:
     socket_timeout: float = setting(10.0, parse=seconds, doc="the longest one attempt of a store call waits")
     failover_wait: float = setting(30.0, parse=seconds,
                                    doc="how long a store call keeps trying through an election or a lost connection")
+    fail_fast_after: float = setting(20.0, parse=seconds_or_off,
+                                     doc="once a store call has waited this long through a failure, MongoDB counts as "
+                                         "down: new calls fail at once until a probe finds it back; 0 turns it off")
     write_concern: WriteConcern | None = setting(None, parse=acknowledged,
                                                  doc="the store's writes (default: majority, journaled)")
     refresh_lease: float = setting(10.0, parse=seconds_or_off, doc="how long one worker may take to refresh a token")
@@ -215,6 +218,9 @@ class StoreSettings:
                                                  doc="turns on encryption at rest (32 bytes, base64)")
     old_encryption_keys: tuple[str | bytes, ...] = setting((), env="ZOHO_MONGO_OLD_ENCRYPTION_KEYS", parse=key_list,
                                                            hidden=True, doc="previous keys, still read during a rotation")
+    retire_replaced: bool = setting(True, parse=flag,
+                                    doc="revoke at Zoho the refresh token a new login replaced (Zoho keeps 20 per user "
+                                        "and client)")
     record_events: bool = setting(True, parse=flag, doc="keep each token's history")
     events_collection: str = setting(EVENTS_COLLECTION, env="ZOHO_EVENTS_COLLECTION", parse=text,
                                      secret_key="events_collection", doc="the token history's collection")

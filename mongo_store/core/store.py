@@ -28,9 +28,11 @@ from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenSto
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from . import events as token_events
+from . import reasons
 from .calls import StoreCalls, settings_of
 from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
-from .errors import PLAIN_BESIDE_SEALED, UnknownToken, conflict_field, redact, sentence, store_error
+from .displaced import Displaced, exchanged_at, note_exchange
+from .errors import PLAIN_BESIDE_SEALED, RefreshFailing, UnknownToken, conflict_field, redact, sentence, store_error
 from .failover import no_primary, primary_known, retrying
 from .indexes import ensure_indexes
 from .lease import Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
@@ -49,6 +51,7 @@ from .mapping import (
     refuse_malformed,
     token_fields,
 )
+from .masking import iso
 from .matching import match_filter, save_guards, stored_wins
 from .search import SEARCH_KEYS
 from .search import keys as search_keys
@@ -88,7 +91,8 @@ class MongoTokenStore(TokenStore, StoreCalls):
         without the createIndex privilege. ``server_selection_timeout`` applies to a client the
         store creates. Each attempt of a store call waits at most ``socket_timeout``, and a call
         that fails because there is no primary (an election) or its connection broke is tried again
-        for up to ``failover_wait``. Writes use ``write_concern`` (default: majority, journaled),
+        for up to ``failover_wait``; once one has waited ``fail_fast_after``, new calls fail at once
+        until MongoDB answers again (``outage.py``). Writes use ``write_concern`` (default: majority, journaled),
         also on a client passed in. ``refresh_lease`` (0 turns coordination off) is how long one
         worker may take to refresh a token the others wait for; ``refresh_wait`` bounds how long
         they wait. After a failed refresh, callers fail at once and one is let through per back-off
@@ -97,6 +101,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
         ``old_encryption_keys`` still open during a rotation. ``record_events`` writes each token's
         history (``events.py``: a refresh, a failed refresh, a delete) to ``events_collection``,
         one insert beside those saves only; a failed insert is a warning, never a failed save.
+        ``retire_replaced`` revokes at Zoho the refresh token a new login replaced (``displaced.py``).
         """
         if client is not None and uri is not None:
             raise store_error("pass either a URI or a client, not both")
@@ -107,6 +112,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self.connect(settings, client, history=settings.record_events)
         self._indexes_ready = not settings.create_indexes
         self._server_validates = isinstance(self.client, MongoClient)  # mongomock has no validators
+        self.retire_replaced = settings.retire_replaced
+        self.retirements = Displaced(self)
+        """The refresh tokens new logins replaced, revoked in the background (``displaced.py``)."""
         self.validated: bool | None = None
         """With a key on a real server: whether the collection has the validator (``prepare``)."""
         self._lock = threading.Lock()
@@ -121,6 +129,8 @@ class MongoTokenStore(TokenStore, StoreCalls):
         # find_token_by_id for those; its revoke() asks here): it is read as it is, never leased.
         document, lease = (document, None) if query is not None and "_id" in query else self._coordinated(document)
         if document is None:
+            if self.retire_replaced and token.get_grant_token() and not token.get_refresh_token():
+                note_exchange(token)  # the SDK exchanges it next: where, for retiring what the login replaces
             return None
         return self._watched(fill_token(token, self.open_document(document, found_by=query)), document, lease)
 
@@ -148,12 +158,13 @@ class MongoTokenStore(TokenStore, StoreCalls):
         if not insertable and match is None:
             raise store_error("cannot save a token that has no id, user name, access, refresh or grant token")
         by_id = "_id" in fields and not restore
-        rules = _Rules(by_id=by_id, new_login=not by_id and "refresh_token" in fields
-                       and "refresh_token" not in (match or {}))
+        new_login = not by_id and "refresh_token" in fields and "refresh_token" not in (match or {})
+        # A new login's save reads what it replaces in its own update, to retire it (``displaced.py``).
+        rules = _Rules(by_id=by_id, new_login=new_login, displacing=new_login and not restore and self.retire_replaced)
         new_id = fields.get("_id") or new_token_id()  # drawn once: a retried save reuses it
-        document, stored_won = self.call("save the token", lambda: self._upsert(fields, match, insertable and not by_id,
-                                                                                new_id, rules),
-                                         write=True, unknown_outcome=_SAVE_AGAIN)
+        document, stored_won, before = self.call(
+            "save the token", lambda: self._upsert(fields, match, insertable and not by_id, new_id, rules),
+            write=True, unknown_outcome=_SAVE_AGAIN)
         if document is None:
             if by_id:
                 raise UnknownToken(f"no stored token has id {fields['_id']!r} (deleted, or never stored): the token "
@@ -167,6 +178,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
             fill_token(token, document)
             if not restore and fields.keys() >= _REFRESHED:  # a new access token: a refresh or a grant exchange
                 self.record_event(document, "refreshed", _refreshed_detail(document, rules.new_login))
+            replaced = (before or {}).get("refresh_token")
+            if isinstance(replaced, str) and replaced != fields["refresh_token"]:
+                self.retirements.keep(before or {}, replaced, exchanged_at(token))
         log.debug("saved token %s", document["_id"])
 
     def find_token_by_id(self, id: str) -> OAuthToken:
@@ -241,6 +255,17 @@ class MongoTokenStore(TokenStore, StoreCalls):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def close(self) -> None:
+        """Stop revoking replaced refresh tokens (those left wait for ``retry_displaced``), then
+        close the client if the store created it."""
+        self.retirements.close()
+        super().close()
+
+    def wait_for_retirements(self, timeout: float = 30.0) -> bool:
+        """Wait until every revoke of a refresh token a new login replaced has ended (revoked, or
+        left for cleanup); whether they did within ``timeout`` seconds. For tests and shutdowns."""
+        return self.retirements.wait(timeout)
+
     def __repr__(self) -> str:
         return f"MongoTokenStore(database={self.collection.database.name!r}, collection={self.collection.name!r})"
 
@@ -281,9 +306,10 @@ class MongoTokenStore(TokenStore, StoreCalls):
         return match if self.cipher is None else self.cipher.lookup(match)
 
     def _upsert(self, fields: dict[str, Any], found_by: dict[str, Any] | None, upsert: bool,
-                new_id: str, rules: _Rules) -> tuple[dict[str, Any] | None, bool]:
+                new_id: str, rules: _Rules) -> tuple[dict[str, Any] | None, bool, dict[str, Any] | None]:
         """One find_one_and_update: (the document, opened; whether it is the stored one, which won
-        against this save). A guard that held shows as nothing updated (a save by id) or as a
+        against this save; with ``rules.displacing``, the document as it was before this save,
+        opened, or None). A guard that held shows as nothing updated (a save by id) or as a
         duplicate-key error (an upsert): the stored document is read then. Any other duplicate is a
         race the server did not retry (retried once)."""
         self._tokens()
@@ -326,7 +352,10 @@ class MongoTokenStore(TokenStore, StoreCalls):
             where = match | sealed_guard | ({"$and": guards} if guards else {})
             try:
                 document = tokens.find_one_and_update(
-                    where, update, upsert=upsert, projection=_PROJECTION, return_document=ReturnDocument.AFTER,
+                    where, update, upsert=upsert, projection=_PROJECTION,
+                    # A new login reads what it replaces in the same atomic update: no other save can
+                    # come between (the document after it is the one before, with this save's values).
+                    return_document=ReturnDocument.BEFORE if rules.displacing else ReturnDocument.AFTER,
                     # The guards make the filter more than an _id lookup: name the index, so the
                     # server does not weigh other plans (the _id index always exists).
                     hint=[("_id", 1)] if set(match) == {"_id"} else None,
@@ -336,20 +365,23 @@ class MongoTokenStore(TokenStore, StoreCalls):
                 # server's message, which quotes the duplicate value, as its context.
                 conflict: BaseException | None = redact(error)
             else:
+                if rules.displacing:  # upserted: None is an insert
+                    before = None if document is None else self.open_document(document)
+                    return _after(before, fields, absent, match.get("_id") or new_id), False, before
                 if document is not None:
-                    return self.open_document(document), False
+                    return self.open_document(document), False, None
                 if not guards:
-                    return None, False
+                    return None, False, None
                 conflict = None
             stored = tokens.find_one(self._lookup(match), projection=_PROJECTION)
             if stored is not None:
                 opened = self.open_document(stored)  # a sealed token this store cannot open: refused
                 if stored_wins(opened, fields, by_id=rules.by_id, new_login=rules.new_login):
                     log.info("kept the newer values stored for %s", stored["_id"])
-                    return opened, True
+                    return opened, True, None
             if conflict is None:  # nothing updated: the token is gone (or changed, and is tried again)
                 if stored is None:
-                    return None, False
+                    return None, False, None
             elif round_ == 1:
                 log.info("save hit a duplicate %s; retrying once", conflict_field(conflict))
         if conflict is None:  # it exists, yet neither round's guards held nor did it win: it keeps changing
@@ -445,25 +477,37 @@ class MongoTokenStore(TokenStore, StoreCalls):
                           run=lambda work: self.call("coordinate the token refresh", work, write=True),
                           lapsed=lambda document: self.record_event(
                               document, "refresh-failed", "the refresh never finished: its lease lapsed (the worker "
-                              "stopped or hung)"))
+                              f"stopped or hung): {reasons.UNREACHABLE}"))
 
     def _watched(self, token: OAuthToken, document: dict[str, Any], lease: datetime | None) -> OAuthToken:
         """The token handed to the SDK; when this caller holds the refresh lease, a refresh that
-        fails is recorded at once (``lease.record_failure``), so nobody waits for the lease to lapse."""
+        fails is recorded at once (``lease.record_failure``), so nobody waits for the lease to lapse,
+        and this caller gets ``RefreshFailing`` with its reason, as the others will."""
         if lease is not None:
             watch(token, lambda error: self._record_failure(document, lease, error))
         return token
 
-    def _record_failure(self, document: dict[str, Any], lease: datetime, error: BaseException | None = None) -> None:
+    def _record_failure(self, document: dict[str, Any], lease: datetime,
+                        error: BaseException | None = None) -> BaseException | None:
+        """Record the failed refresh with its reason; the ``RefreshFailing`` its caller gets, or None
+        when a save came in between (a new login, say): that failure is no longer the token's, and
+        the SDK's own error goes on."""
+        code = refresh_code(error)
+        reason = reasons.of_error(error, code)
+        retry: datetime | None = None
         try:
-            recorded = self.call("record the failed refresh",
-                                 lambda: record_failure(self._tokens(), document, lease, self.backoff), write=True)
+            retry = self.call("record the failed refresh",
+                              lambda: record_failure(self._tokens(), document, lease, self.backoff, reason), write=True)
         except SDKException as failure:  # the lease lapses by itself, and then counts as failed
             log.warning("could not record the failed refresh of %s: %s", document["_id"], sentence(failure))
         else:
-            log.info("the refresh of token %s failed; callers back off", document["_id"])
-            if recorded:
-                self.record_event(document, "refresh-failed", failed_refresh_detail(error))
+            if retry is None:
+                return None
+            log.info("the refresh of token %s failed (%s); callers back off", document["_id"], reason)
+            self.record_event(document, "refresh-failed", failed_refresh_detail(error, reason))
+        until = f"; callers fail at once until {iso(retry)}, then one tries again" if retry is not None else ""
+        return RefreshFailing(f"the refresh of token {document['_id']!r} failed: {reasons.why(reason, code or cause_of(error))}"
+                              f"{until}", reason, retry)
 
     def _keep_events(self) -> None:
         """The history's indexes; a failure is a warning, never a failed store call (events are
@@ -488,10 +532,21 @@ class MongoTokenStore(TokenStore, StoreCalls):
 
 @dataclass(frozen=True)
 class _Rules:
-    """How a save relates to what is stored (see ``matching.save_guards``)."""
+    """How a save relates to what is stored (see ``matching.save_guards``); ``displacing``: a new
+    login whose save reads the refresh token it replaces, to retire it (``displaced.py``)."""
 
     by_id: bool
     new_login: bool
+    displacing: bool = False
+
+
+def _after(before: dict[str, Any] | None, fields: dict[str, Any], absent: list[str], new_id: str) -> dict[str, Any]:
+    """The document a save made, from the one before it and the save's values: what the update
+    sets, without what it unsets (``CLEARED_BY_SAVE``; identity fields neither side holds)."""
+    if before is None:
+        return fields | {"_id": new_id}
+    kept = {key: value for key, value in before.items() if key not in CLEARED_BY_SAVE and key not in absent}
+    return kept | fields | {"_id": before["_id"]}
 
 
 def _refreshed_detail(document: dict[str, Any], new_login: bool) -> str:
@@ -501,16 +556,30 @@ def _refreshed_detail(document: dict[str, Any], new_login: bool) -> str:
     return ("new login (a new refresh token)" if new_login else "new access token") + until
 
 
-def failed_refresh_detail(error: BaseException | None) -> str:
-    """Why a refresh failed, for the history: Zoho's error code when it answered with one (the
-    SDK's ``INVALID TOKEN ERROR`` carries it as its message), else the kind of failure."""
+def refresh_code(error: BaseException | None) -> str | None:
+    """Zoho's error code in a failed refresh (the SDK's ``INVALID TOKEN ERROR`` carries it as its
+    message), or None when Zoho gave none."""
+    if isinstance(error, SDKException) and getattr(error, "code", None) == "INVALID TOKEN ERROR":
+        return token_events.zoho_code(getattr(error, "error_message", None))
+    return None
+
+
+def cause_of(error: BaseException | None) -> str | None:
+    """The kind of a failure without Zoho's answer (``ConnectionError``...): a type name, never text."""
+    cause = getattr(error, "cause", None) if isinstance(error, SDKException) else None
+    return type(cause or error).__name__ if error is not None else None
+
+
+def failed_refresh_detail(error: BaseException | None, reason: str | None = None) -> str:
+    """Why a refresh failed, for the history: Zoho's error code when it answered with one, else the
+    kind of failure; then its reason (``reasons.py``)."""
+    code = refresh_code(error)
     if error is None:
-        return "the refresh failed"
-    if isinstance(error, SDKException):
-        code = token_events.zoho_code(getattr(error, "error_message", None))
-        if code is not None and getattr(error, "code", None) == "INVALID TOKEN ERROR":
-            return f"Zoho refused the refresh ({code})"
-        cause = getattr(error, "cause", None)
-        if cause is not None:
-            return f"the call to Zoho failed ({type(cause).__name__})"
-    return f"the refresh failed ({type(error).__name__})"
+        detail = "the refresh failed"
+    elif code is not None:
+        detail = f"Zoho refused the refresh ({code})"
+    elif isinstance(error, SDKException) and getattr(error, "cause", None) is not None:
+        detail = f"the call to Zoho failed ({cause_of(error)})"
+    else:
+        detail = f"the refresh failed ({type(error).__name__})"
+    return detail + (f": {reason}" if reason else "")

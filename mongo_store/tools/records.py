@@ -12,6 +12,7 @@ from ..core.mapping import (
     FAILING_SINCE_FIELD,
     FAILURES_FIELD,
     ISSUED_FIELD,
+    REASON_FIELD,
     REFRESHED_FIELD,
     RETRY_FIELD,
     STARTED_FIELD,
@@ -84,6 +85,8 @@ def view(document: dict[str, Any], now: datetime | None = None) -> dict[str, Any
     shown |= {name: document[field] for name, field in VIEW_DATES.items() if isinstance(document.get(field), datetime)}
     if isinstance(document.get(FAILURES_FIELD), int):
         shown["refresh_failures"] = document[FAILURES_FIELD]
+    if isinstance(document.get(REASON_FIELD), str):  # revoked, throttled, unreachable or refused (core/reasons.py)
+        shown["refresh_failure_reason"] = document[REASON_FIELD]
     if isinstance(document.get(ISSUED_FIELD), list):  # Zoho keeps 20 per user and client
         shown["refresh_tokens_issued"] = len(document[ISSUED_FIELD])
     if isinstance(document.get(CHECK_RESULT_FIELD), str):

@@ -25,6 +25,7 @@ from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
+from ..core import reasons
 from ..core.errors import RefreshFailing, sentence
 from ..core.events import zoho_code
 from ..core.lease import needs_refresh, record_failure, take, utcnow
@@ -237,13 +238,13 @@ def _refresh(store: MongoTokenStore, document: dict[str, Any], opened: dict[str,
     if not isinstance(access, str) or not access:
         code = body.get("error")
         if held is not None:  # refused, as an SDK worker's refresh would be: recorded, and backed off
-            taken = held
+            taken, reason = held, reasons.of_code(code)
             recorded = store.call("record the failed refresh",
-                                  lambda: record_failure(store.collection, taken, taken[LEASE_FIELD], store.backoff),
+                                  lambda: record_failure(store.collection, taken, taken[LEASE_FIELD], store.backoff, reason),
                                   write=True)
             if recorded:
                 store.record_event(taken, "refresh-failed", f"Zoho refused the refresh "
-                                   f"({zoho_code(code) or f'HTTP {reply.status}'}), during a check")
+                                   f"({zoho_code(code) or f'HTTP {reply.status}'}), during a check: {reason}")
         raise _Answered(code if isinstance(code, str) and code else f"HTTP {reply.status}")
     seconds = body.get("expires_in")
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 ** 9:
