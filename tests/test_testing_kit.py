@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +389,76 @@ def test_a_real_mongodb_by_option_or_variable(mongo_uri: str, real_client: Any, 
         databases = re.findall(r"DATABASE (\S+)", run.stdout)
         assert len(set(databases)) == 2 and all(name.startswith("zoho_test_") for name in databases)
         assert set(real_client.list_database_names()) - before == set()  # dropped afterwards
+
+
+# -- the SDK's state between tests, the store's settings, both clocks ----------------------------------
+
+
+def test_reset_sdk_forgets_the_process_and_every_threads_initializer(fake_zoho: FakeZoho, zoho_token_store: MongoTokenStore,
+                                                                     tmp_path: Path) -> None:
+    from mongo_store.testing import reset_sdk
+
+    token = OAuthToken(client_id=CLIENT_ID, client_secret=SECRET, grant_token=fake_zoho.grant(ALICE),
+                       redirect_url="https://app.example.com/oauth")
+    Initializer.initialize(fake_zoho.environment, token, store=zoho_token_store, resource_path=str(tmp_path),
+                           sdk_config=SDKConfig(auto_refresh_fields=False, pick_list_validation=False))
+    switched = threading.Event()
+    release = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def worker() -> None:  # a pool thread that served a request, and lives on
+        Initializer.switch_user(token=OAuthToken(id=token.get_id()))
+        switched.set()
+        release.wait(10)
+        seen["after"] = getattr(Initializer.LOCAL, "init", None)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert switched.wait(10) and Initializer.initializer is not None
+    reset_sdk()
+    release.set()
+    thread.join(10)
+    assert Initializer.initializer is None and seen == {"after": None}
+    assert Initializer.get_initializer() is None
+
+
+class TestTheStoresSettingsFromAFixture:
+    """``zoho_token_store_settings`` overridden, as a project overrides it (here for one class)."""
+
+    @pytest.fixture
+    def zoho_token_store_settings(self) -> dict[str, Any]:
+        return {"refresh_backoff": 1.5, "refresh_backoff_max": 3.0, "fail_fast_after": 7.0, "retire_replaced": False}
+
+    def test_the_store_is_built_with_them(self, zoho_token_store: MongoTokenStore) -> None:
+        from mongo_store.core.lease import Backoff
+
+        assert zoho_token_store.backoff == Backoff(1.5, 3.0)
+        assert zoho_token_store.settings.fail_fast_after == 7.0 and zoho_token_store.retire_replaced is False
+        assert zoho_token_store.collection.count_documents({}) == 0
+
+
+def test_by_default_the_store_has_the_default_settings(zoho_token_store: MongoTokenStore) -> None:
+    from mongo_store.core.settings import StoreSettings
+
+    assert zoho_token_store.settings.refresh_backoff == StoreSettings().refresh_backoff == 30.0
+
+
+def test_an_hour_later_moves_both_clocks(fake_zoho: FakeZoho, zoho_token_store: MongoTokenStore, tmp_path: Path) -> None:
+    """Zoho's refresh window and the stored expiries move together: ten refreshes use up the
+    window; an hour later the SDK refreshes again (its stored access token lapsed) and Zoho has room."""
+    from mongo_store.testing import advance_clocks, lapse_stored_tokens
+
+    token = OAuthToken(client_id=CLIENT_ID, client_secret=SECRET, grant_token=fake_zoho.grant(ALICE),
+                       redirect_url="https://app.example.com/oauth")
+    initialize(fake_zoho, token, zoho_token_store, tmp_path)
+    for _ in range(10):
+        lapse_stored_tokens(zoho_token_store, token.get_id())
+        initialize(fake_zoho, OAuthToken(id=token.get_id()), zoho_token_store, tmp_path)
+    assert fake_zoho.counts["refresh"] == 10
+    stored = zoho_token_store.collection.find_one({})
+    assert advance_clocks(3600, fake_zoho, zoho_token_store) == 1
+    moved = zoho_token_store.collection.find_one({})
+    assert stored["expiry_time"] - moved["expiry_time"] == timedelta(hours=1)
+    initialize(fake_zoho, OAuthToken(id=token.get_id()), zoho_token_store, tmp_path)  # lapsed: refreshed, and allowed
+    assert fake_zoho.counts["refresh"] == 11 and fake_zoho.counts["refused refresh"] == 0
+    assert OrgOperations().get_organization().get_status_code() == 200

@@ -1,8 +1,9 @@
 """A testing kit for applications that use the Zoho CRM SDK with this store: a fake Zoho that keeps
 Zoho's rules (``FakeZoho``), a guard that refuses any connection to the real Zoho (``ZohoGuard``),
-and pytest fixtures (``zoho_token_store``, ``fake_zoho``, ``no_real_zoho``) that installing the
-package registers as a pytest plugin. The store never imports this package.
-See docs/testing-your-app.md."""
+pytest fixtures (``zoho_token_store`` with ``zoho_token_store_settings``, ``fake_zoho``,
+``no_real_zoho``, ``fresh_zoho_sdk``) that installing the package registers as a pytest plugin, and
+helpers: ``advance_clocks`` ("an hour later" for Zoho and the store at once), ``reset_sdk`` (the
+SDK's initializer forgotten). The store never imports this package. See docs/testing-your-app.md."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from typing import TYPE_CHECKING
 
 from .fake_zoho import DATA_CENTERS, Authorization, FakeZoho, Person, ZohoRequest
 from .guard import RealZohoBlocked, ZohoGuard, is_zoho_host
+from .sdk import advance_clocks, reset_sdk
 
 if TYPE_CHECKING:
     from mongo_store.core.store import MongoTokenStore
 
 __all__ = ["DATA_CENTERS", "Authorization", "FakeZoho", "Person", "RealZohoBlocked", "ZohoGuard", "ZohoRequest",
-           "is_zoho_host", "lapse_stored_tokens"]
+           "advance_clocks", "is_zoho_host", "lapse_stored_tokens", "reset_sdk"]
 
 
 def lapse_stored_tokens(store: MongoTokenStore, *token_ids: str) -> int:
