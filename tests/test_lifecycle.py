@@ -24,12 +24,13 @@ from pymongo import MongoClient
 from tokens import CLIENT_ID, full, secret
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
-from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 
 from mongo_store import MongoTokenStore
 from mongo_store.core.errors import UnknownToken
 from mongo_store.core.lease import Backoff, RefreshFailing
 from mongo_store.core.mapping import FAILED_AT_FIELD, FAILING_SINCE_FIELD, FAILURES_FIELD, LEASE_FIELD, RETRY_FIELD
+from mongo_store.testing import FakeZoho as KitZoho
+from mongo_store.testing import reset_sdk
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -54,7 +55,7 @@ class Portal:
 
     @property
     def store(self) -> MongoTokenStore:
-        return self.recipe["STORE"]
+        return self.recipe["store"]()
 
     def log_in(self, email: str) -> str:
         return self.recipe["log_in"](self.zoho.grant(email))
@@ -79,7 +80,7 @@ def portal(mongo_uri: str, database_name: str, real_client: MongoClient, monkeyp
     for name, value in {"MONGODB_URI": mongo_uri, "ZOHO_MONGO_DATABASE": database_name, "ZOHO_CLIENT_ID": CLIENT_ID,
                         "ZOHO_CLIENT_SECRET": CLIENT_SECRET, "ZOHO_REDIRECT_URL": "https://portal.example.com/oauth"}.items():
         monkeypatch.setenv(name, value)
-    Initializer.LOCAL.init = None  # this thread's initializer of an earlier test (the SDK keeps one per thread)
+    reset_sdk()  # an earlier test's initializer (the process's, and each thread's): the recipe initializes anew
     # The SDK logs a swallowed save with a format string that does not fit its arguments; pytest's
     # log capture would turn that into an error of its own. Its log is not what these tests read.
     monkeypatch.setattr(logging.getLogger("SDKLogger"), "filters", [lambda record: False])
@@ -89,7 +90,11 @@ def portal(mongo_uri: str, database_name: str, real_client: MongoClient, monkeyp
         recipe["ENVIRONMENT"] = zoho.environment  # never the real Zoho: the recipe's calls go to the fake
         recipe["ACCOUNTS_URL"] = f"{zoho.url}/oauth/v2/token"
         yield Portal(recipe, zoho)
-    recipe["STORE"].close()
+        if recipe["STORE"] is not None:
+            recipe["STORE"].wait_for_retirements()
+    if recipe["STORE"] is not None:
+        recipe["STORE"].close()
+    reset_sdk()
     real_client.drop_database(database_name)
 
 
@@ -131,9 +136,10 @@ def test_the_readme_recipe_logs_people_in_and_out(portal: Portal, real_client: M
 
 
 def _load(portal: Portal, people: list[str], seconds: float, threads: int = 8,
-          refusals: list[str] | None = None) -> dict[str, list[tuple[float, bool]]]:
+          refusals: list[RefreshFailing] | None = None) -> dict[str, list[tuple[float, bool]]]:
     """``threads`` workers serving requests for ``people`` in turn for ``seconds``: each person's
-    (duration, succeeded) per request; the messages of ``RefreshFailing`` go to ``refusals``."""
+    (duration, succeeded) per request; every ``RefreshFailing`` behind the recipe's ``LoggedOut``
+    or ``TryLater`` goes to ``refusals``."""
     results: dict[str, list[tuple[float, bool]]] = {person: [] for person in people}
     start, deadline = threading.Barrier(threads), time.monotonic() + seconds
 
@@ -146,10 +152,10 @@ def _load(portal: Portal, people: list[str], seconds: float, threads: int = 8,
             began = time.monotonic()
             try:
                 ok = portal.request(person) == 200
-            except RefreshFailing as refused:
+            except (portal.recipe["LoggedOut"], portal.recipe["TryLater"]) as refused:
                 ok = False
-                if refusals is not None:
-                    refusals.append(str(refused))
+                if refusals is not None and isinstance(refused.__cause__, RefreshFailing):
+                    refusals.append(refused.__cause__)
             except SDKException:
                 ok = False
             results[person].append((time.monotonic() - began, ok))
@@ -206,24 +212,39 @@ def test_a_revoked_person_does_not_slow_the_others_and_zoho_hears_one_attempt(po
     assert FAILURES_FIELD not in portal.document(carol) and RETRY_FIELD not in portal.document(carol)
 
 
-def test_retries_are_one_per_window_and_the_window_grows(portal: Portal) -> None:
+@pytest.mark.parametrize("reason", ["throttled", "revoked"])
+def test_retries_are_one_per_window_and_the_window_fits_the_reason(portal: Portal, reason: str) -> None:
+    """Throttled, the window doubles (0.5 s, then the 1 s cap); revoked, it is the longest (1 s)
+    from the first failure: only a new login helps. Every refusal names the same reason, and the
+    recipe turns it into LoggedOut (revoked) or TryLater (throttled)."""
     portal.store.backoff = Backoff(0.5, 1.0)
     carol = portal.log_in(CAROL)
     portal.expire(carol)
-    portal.zoho.revoke(portal.document(carol)["refresh_token"])
-    refusals: list[str] = []
+    if reason == "revoked":
+        portal.zoho.revoke(portal.document(carol)["refresh_token"])
+    else:
+        portal.zoho.fail_next("refresh", error="Access Denied", times=None)
+    refusals: list[RefreshFailing] = []
     results = _load(portal, [carol], 3.2, threads=4, refusals=refusals)
     times = [attempt.at for attempt in portal.zoho.refreshes(CAROL)]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    # 0.5 s after the first failure, then 1 s (the cap) after each next one: 4 or 5 attempts in 3.2 s.
-    assert 3 <= len(times) <= 5, gaps
-    assert gaps[0] >= 0.5 - 0.05 and all(gap >= 1.0 - 0.05 for gap in gaps[1:]), gaps
+    first_gap = 0.5 if reason == "throttled" else 1.0
+    # first_gap after the first failure, then 1 s (the cap) after each next one.
+    assert 3 <= len(times) <= (5 if reason == "throttled" else 4), gaps
+    assert gaps[0] >= first_gap - 0.05 and all(gap >= 1.0 - 0.05 for gap in gaps[1:]), gaps
+    if reason == "throttled":
+        assert gaps[0] < 0.9, gaps  # it grew from the first window
     assert len(results[carol]) > 20 * len(times)  # many requests, few attempts
-    message = refusals[-1]
-    assert re.match(rf"Caused By: TOKEN_STORE - the refresh of token {re.escape(repr(carol))} keeps failing "
+    assert {refused.reason for refused in refusals} == {reason}
+    message = str(refusals[-1])
+    assert re.match(rf"Caused By: TOKEN_STORE - the refresh of token {re.escape(repr(carol))} (keeps failing "
                     rf"\(\d failed refresh\(es\) since \d{{4}}-\d\d-\d\dT[\d:]+Z\); "
-                    r"(the next attempt is at [\d:TZ-]+ \(in \d+ s\)|one caller is trying again now)\.", message), message
+                    r"(the next attempt is at [\d:TZ-]+ \(in \d+ s\)|one caller is trying again now)\.|failed: )", message), message
+    assert ("authorize the app again" if reason == "revoked" else "try again shortly") in message
     assert portal.document(carol)["refresh_token"] not in message
+    outcome = portal.recipe["LoggedOut" if reason == "revoked" else "TryLater"]
+    with pytest.raises(outcome):
+        portal.request(carol)
 
 
 # -- a logout sticks, a re-login wins ----------------------------------------------------------------
@@ -239,7 +260,7 @@ def _in_flight(portal: Portal, token_id: str) -> tuple[threading.Thread, dict[st
     def request() -> None:
         try:
             outcome["status"] = portal.request(token_id)
-        except SDKException as error:
+        except Exception as error:  # what the recipe raised: a test asserts it
             outcome["error"] = error
 
     thread = threading.Thread(target=request)
@@ -251,7 +272,7 @@ def _in_flight(portal: Portal, token_id: str) -> tuple[threading.Thread, dict[st
 @pytest.mark.parametrize("deletion", ["delete_token", "delete_tokens", "log_out"])
 def test_a_deletion_sticks_while_a_refresh_is_in_flight(portal: Portal, deletion: str) -> None:
     alice, bob = portal.log_in(ALICE), portal.log_in(BOB)
-    thread, _ = _in_flight(portal, alice)
+    thread, in_flight = _in_flight(portal, alice)
     if deletion == "delete_token":
         portal.store.delete_token(alice)
     elif deletion == "delete_tokens":
@@ -263,6 +284,10 @@ def test_a_deletion_sticks_while_a_refresh_is_in_flight(portal: Portal, deletion
     assert not thread.is_alive()
     assert portal.zoho.refreshes(ALICE)[-1].outcome == "ok"  # so the SDK did save: the store refused it
     assert portal.document(alice) is None, "the refresh in flight saved the deleted token back"
+    # The request in flight looked the token up again inside the API call, after the deletion: the
+    # recipe says LoggedOut, not a raw UnknownToken from inside get_organization().
+    assert isinstance(in_flight.get("error"), portal.recipe["LoggedOut"]), in_flight
+    assert isinstance(in_flight["error"].__cause__, UnknownToken)
     if deletion != "delete_tokens":
         assert portal.document(bob) is not None
     assert portal.store.collection.count_documents({}) == (0 if deletion == "delete_tokens" else 1)
@@ -292,6 +317,162 @@ def test_a_relogin_wins_over_a_refresh_in_flight(portal: Portal) -> None:
     assert portal.request(alice) == 200
     used = portal.zoho.seen_authorization[-1].removeprefix("Zoho-oauthtoken ")
     assert portal.zoho.access_owner[used] == new["refresh_token"]
+    # The refresh token the login replaced is revoked, once the refresh in flight with it had its
+    # lease's time (it was answered first, so it was not refused midway); the new one stays live.
+    assert portal.store.wait_for_retirements(30)
+    assert portal.zoho.revocations == [(old_refresh, "revoked")]
+    assert not portal.zoho.authorizations[new["refresh_token"]].revoked and portal.request(alice) == 200
+
+
+# -- a re-login retires what it replaced ---------------------------------------------------------------
+
+
+def events_of(portal: Portal, token_id: str) -> list[tuple[str, str]]:
+    return [(event["event"], event["detail"]) for event in portal.store.events.find({"token_id": token_id}).sort("at", -1)]
+
+
+def test_a_relogin_revokes_the_refresh_token_it_replaced_and_keeps_the_new_one(portal: Portal) -> None:
+    alice, bob = portal.log_in(ALICE), portal.log_in(BOB)
+    old = portal.document(alice)["refresh_token"]
+    assert portal.log_in(ALICE) == alice  # the same person again: the same token, a new authorization
+    new = portal.document(alice)["refresh_token"]
+    assert new != old
+    assert portal.store.wait_for_retirements(30)
+    assert portal.zoho.revocations == [(old, "revoked")]  # only the replaced one, once, at the login's server
+    assert [request.host for request in KitZoho.requests.fget(portal.zoho) if request.endpoint == "revoke"] == \
+        [f"127.0.0.1:{portal.zoho.port}"]
+    assert not portal.zoho.authorizations[new].revoked and portal.request(alice) == 200
+    assert portal.request(bob) == 200 and not portal.zoho.authorizations[portal.document(bob)["refresh_token"]].revoked
+    assert events_of(portal, alice)[0] == ("revoked", f"the refresh token a new login replaced: revoked at "
+                                                      f"127.0.0.1:{portal.zoho.port}")
+    assert portal.store.displaced.count_documents({}) == 0  # nothing left for cleanup
+    assert old not in repr(list(portal.store.events.find({})))
+
+
+def test_a_revoke_zoho_refuses_is_in_the_history_and_left_for_cleanup(portal: Portal) -> None:
+    from mongo_store.core.displaced import retry_displaced
+
+    alice = portal.log_in(ALICE)
+    old = portal.document(alice)["refresh_token"]
+    portal.zoho.refuse_revokes.add(old)
+    portal.log_in(ALICE)
+    assert portal.store.wait_for_retirements(30)
+    assert portal.zoho.revocations == [(old, "refused")] and not portal.zoho.authorizations[old].revoked
+    event, detail = events_of(portal, alice)[0]
+    assert event == "revoke-failed" and detail.endswith("did not revoke the refresh token; left for cleanup to retry")
+    [entry] = portal.store.displaced.find({})
+    assert (entry["token_id"], entry["attempts"], entry["accounts_url"]) == (alice, 1, f"{portal.zoho.url}/oauth/v2/token")
+    assert entry["next_try_at"] > utc_now()  # not due yet: a minute later
+    assert retry_displaced(portal.store) == []
+    portal.zoho.refuse_revokes.clear()
+    [retried] = retry_displaced(portal.store, now=entry["next_try_at"], who="cleanup (ops@example.com)")
+    assert retried.done and retried.result == f"revoked at 127.0.0.1:{portal.zoho.port}"
+    assert portal.zoho.authorizations[old].revoked and not portal.zoho.authorizations[
+        portal.document(alice)["refresh_token"]].revoked
+    assert portal.store.displaced.count_documents({}) == 0
+    assert portal.store.events.find_one({"token_id": alice}, sort=[("at", -1)])["who"] == "cleanup (ops@example.com)"
+
+
+def test_a_replaced_refresh_token_stored_again_is_never_revoked(portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the login that replaced it and its revoke, the old refresh token is stored again (an
+    import puts the old token back under another id): it is not revoked, and its entry goes."""
+    from mongo_store.core import displaced
+
+    retire = displaced.retire
+    alice = portal.log_in(ALICE)
+    old = portal.document(alice)["refresh_token"]
+    held: list[tuple[dict[str, Any], str]] = []
+    monkeypatch.setattr(displaced, "retire", lambda store, entry, refresh: held.append((entry, refresh)))  # held back
+    portal.log_in(ALICE)
+    assert portal.store.wait_for_retirements(30)
+    [(entry, refresh)] = held
+    assert refresh == old
+    restored = portal.store.find_token_by_id(alice)
+    restored.set_id("restored-elsewhere")
+    restored.set_refresh_token(old)
+    restored.set_user_signature(None)
+    portal.store.restore_token(restored)  # the old refresh token is stored again
+    outcome = retire(portal.store, entry, refresh)
+    assert outcome.done and outcome.result == "kept: token 'restored-elsewhere' holds it again, so it was not revoked"
+    assert portal.zoho.revocations == [] and not portal.zoho.authorizations[old].revoked
+    assert portal.store.displaced.count_documents({}) == 0
+
+
+def test_retiring_can_be_turned_off(portal: Portal) -> None:
+    portal.recipe["STORE"] = MongoTokenStore(retire_replaced=False, refresh_lease=4.0, refresh_wait=5.0)
+    alice = portal.log_in(ALICE)
+    old = portal.document(alice)["refresh_token"]
+    portal.log_in(ALICE)
+    assert portal.store.wait_for_retirements(5)
+    assert portal.zoho.revocations == [] and not portal.zoho.authorizations[old].revoked
+    assert portal.store.displaced.count_documents({}) == 0
+
+
+# -- a logout races a request ------------------------------------------------------------------------
+
+
+def test_a_logout_between_the_sdks_two_lookups_is_logged_out(portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK looks the token up in ``switch_user``, then again inside the API call: a logout in
+    between surfaces from inside ``get_organization()``. The recipe says LoggedOut."""
+    alice = portal.log_in(ALICE)
+    portal.request(alice)
+    store = portal.store
+    lookups: list[str] = []
+    find = store.find_token_by_id
+
+    def find_then_log_out(token_id: str) -> Any:
+        found = find(token_id)
+        lookups.append(token_id)
+        if len(lookups) == 1:  # switch_user's lookup done: the person logs out elsewhere now
+            portal.log_out(token_id)
+        return found
+
+    monkeypatch.setattr(store, "find_token_by_id", find_then_log_out)
+    org = portal.zoho.counts["org"]
+    with pytest.raises(portal.recipe["LoggedOut"]) as gone:
+        portal.request(alice)
+    assert lookups == [alice] and isinstance(gone.value.__cause__, UnknownToken)
+    assert portal.zoho.counts["org"] == org  # the API was not called
+
+
+def test_logouts_racing_requests_end_in_an_answer_or_logged_out(portal: Portal) -> None:
+    """Many rounds of a request and a logout of the same person started together: each request
+    ends in Zoho's answer or in LoggedOut, whichever step the logout beats; never another error
+    (the old recipe let an UnknownToken out of the API call)."""
+    outcomes: dict[str, int] = {}
+    for _ in range(12):
+        person = portal.log_in(ALICE)
+        start = threading.Barrier(2)
+        result: dict[str, Any] = {}
+
+        def request(token_id: str = person, result: dict[str, Any] = result, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                result["status"] = portal.request(token_id)
+            except Exception as error:
+                result["error"] = error
+
+        thread = threading.Thread(target=request)
+        thread.start()
+        start.wait()
+        portal.log_out(person)
+        thread.join(30)
+        # Zoho's answer (200, or 401 when the logout's revoke came first) or LoggedOut (a lookup after the delete).
+        kind = "answer" if "status" in result else type(result.get("error")).__name__
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    assert set(outcomes) <= {"answer", "LoggedOut"}, outcomes
+
+
+def test_zoho_unreachable_is_try_later_not_logged_out(portal: Portal) -> None:
+    alice = portal.log_in(ALICE)
+    portal.expire(alice)
+    portal.zoho.trouble["token"] = 503  # the accounts server answers HTML: no answer to go by
+    for _ in range(3):
+        with pytest.raises(portal.recipe["TryLater"]) as later:
+            portal.request(alice)
+        assert later.value.__cause__.reason == "unreachable"
+    assert portal.zoho.counts["token 503"] == 1  # one attempt: the others fail at once
+    assert portal.document(alice)["refresh_failure_reason"] == "unreachable"
 
 
 def test_an_unknown_id_raises_and_zoho_is_not_asked(portal: Portal) -> None:

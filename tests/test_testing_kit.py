@@ -462,3 +462,29 @@ def test_an_hour_later_moves_both_clocks(fake_zoho: FakeZoho, zoho_token_store: 
     initialize(fake_zoho, OAuthToken(id=token.get_id()), zoho_token_store, tmp_path)  # lapsed: refreshed, and allowed
     assert fake_zoho.counts["refresh"] == 11 and fake_zoho.counts["refused refresh"] == 0
     assert OrgOperations().get_organization().get_status_code() == 200
+
+
+def test_the_readme_recipe_tested_with_the_kit_passes_in_either_order(tmp_path: Path) -> None:
+    """docs/testing-your-app.md's test of the README's recipe, with the recipe as ``portal.py``, run
+    in a project of its own (no conftest): its two tests pass whichever runs first. The recipe
+    initializes the SDK once and switches the user per request; without the kit's reset, the
+    second test would talk to the first one's store and stopped fake Zoho."""
+    from test_lifecycle import recipe_code
+    from test_testing_kit_wheel import RECIPE_TEST, example
+
+    (tmp_path / "portal.py").write_text(recipe_code())
+    (tmp_path / "test_portal.py").write_text(example(RECIPE_TEST))
+    (tmp_path / "reverse_order.py").write_text(
+        "def pytest_collection_modifyitems(items):\n    items.reverse()\n")
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    environment.pop("ZOHO_TEST_MONGODB_URI", None)
+    orders = []
+    for extra in ([], ["-p", "reverse_order"]):
+        run = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-p",
+                              "mongo_store.testing.plugin", *extra, "test_portal.py"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300, env=environment)
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+        ran = re.findall(r"test_portal.py::(\w+) PASSED", run.stdout)
+        assert len(ran) == 2, run.stdout[-2000:]
+        orders.append(ran)
+    assert orders[0] == orders[1][::-1]

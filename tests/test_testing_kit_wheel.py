@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_lifecycle import recipe_code
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "testing-your-app.md"
@@ -22,10 +23,15 @@ NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".matrix", ".wheel-venv", "
                                     "__pycache__", "build", "dist", "*.egg-info", ".pytest_cache")
 
 
-def example() -> str:
-    """The guide's complete example, as it stands."""
-    [code] = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
+def example(section: str = "## A complete example") -> str:
+    """The guide's example in ``section`` (its one Python block), as it stands: the complete
+    example, or "## The README's recipe, tested"."""
+    text = GUIDE.read_text().split(section, 1)[1].split("\n## ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
     return code
+
+
+RECIPE_TEST = "## The README's recipe, tested"
 
 
 def run(command: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -56,17 +62,21 @@ def test_a_users_project_gets_the_kit_from_the_wheel(tmp_path: Path) -> None:
 
     (project / "tests").mkdir(parents=True)
     (project / "tests" / "test_zoho_flows.py").write_text(example())
-    assert sorted(path.name for path in project.rglob("*") if path.is_file()) == ["test_zoho_flows.py"]  # no conftest
+    (project / "tests" / "portal.py").write_text(recipe_code())  # the README's recipe, as an app has it
+    (project / "tests" / "test_portal.py").write_text(example(RECIPE_TEST))
+    assert sorted(path.name for path in project.rglob("*") if path.is_file()) == \
+        ["portal.py", "test_portal.py", "test_zoho_flows.py"]  # no conftest
     where = run([python, "-c", "import mongo_store.testing.plugin as kit; print(kit.__file__)"], project)
     assert where.returncode == 0 and where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
 
     tests = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "tests"], project)
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
-    passed = set(re.findall(r"^PASSED tests/test_zoho_flows.py::(\w+)", tests.stdout, flags=re.MULTILINE))
+    passed = set(re.findall(r"^PASSED tests/test_\w+.py::(\w+)", tests.stdout, flags=re.MULTILINE))
     assert passed == {"test_a_login_and_a_crm_call", "test_a_second_person_sees_only_their_own",
                       "test_a_reload_of_the_callback_page_exchanges_nothing", "test_a_revoked_refresh_token_is_refused",
-                      "test_the_eleventh_refresh_in_ten_minutes_is_refused", "test_a_call_to_the_real_zoho_is_refused"}, \
-        tests.stdout[-4000:]
+                      "test_the_eleventh_refresh_in_ten_minutes_is_refused", "test_a_call_to_the_real_zoho_is_refused",
+                      "test_a_login_a_request_and_a_logout",
+                      "test_a_relogin_retires_the_old_refresh_token_and_an_hour_later_refreshes"}, tests.stdout[-4000:]
     assert " skipped" not in tests.stdout
 
     # The fixtures came from the entry point: with that plugin disabled, they are not there.
