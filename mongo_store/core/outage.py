@@ -30,7 +30,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from .clock import utcnow
-from .masking import iso
 
 log = logging.getLogger("mongo_store")
 
@@ -38,6 +37,12 @@ PROBE_TIMEOUT = 2.0
 """Seconds one probe waits for an answer (a live server answers a ping in milliseconds)."""
 PROBE_PAUSE = 0.5
 """Seconds between two probes."""
+
+
+def iso(moment: datetime) -> str:
+    """A naive UTC date as ISO 8601 text, to the second (``masking.iso``'s form; that module loads
+    the cryptography package, which the admin path does without)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Down(Exception):
