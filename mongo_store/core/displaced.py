@@ -29,21 +29,41 @@ sealed refresh token (the associated data): an entry edited to send it elsewhere
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from pymongo import ASCENDING, IndexModel
 
 from .clock import utc_naive, utcnow
-from .crypto import KEY_ID_FIELD, DecryptError, is_sealed
+from .crypto import KEY_ID_FIELD, Cipher, DecryptError, is_sealed
 from .errors import is_store_error, sentence
+from .settings import StoreSettings
 from .zoho_http import AlreadyRevoked, ZohoError, revoke_refresh_token, zoho_accounts_url
 
-if TYPE_CHECKING:
-    from .store import MongoTokenStore
+T = TypeVar("T")
+
+
+class MongoTokenStore(Protocol):
+    """What this module uses of ``store.MongoTokenStore`` (which imports this module)."""
+
+    settings: StoreSettings
+    cipher: Cipher | None
+    displaced: Any
+    _primary: Any
+
+    def call(self, action: str, work: Callable[[], T], *, write: bool = False, bounded: bool = True,
+             unknown_outcome: str = ...) -> T: ...
+
+    def holding(self, field: str, value: str) -> dict[str, Any]: ...
+
+    def record_event(self, document: dict[str, Any], event: str, detail: str, who: str | None = None) -> bool: ...
+
+    def _digest(self, refresh: str) -> str: ...
 
 log = logging.getLogger("mongo_store")
 
@@ -172,14 +192,12 @@ class Displaced:
     # -- internals ----------------------------------------------------------------------------------
 
     def _entry(self, document: dict[str, Any], refresh: str, accounts_url: str | None) -> dict[str, Any]:
-        from .store import new_token_id
-
         now = utcnow()
         lease = utc_naive(document.get("refresh_lease"))
         # A refresh in flight with this refresh token (its lease, as the save found it) is given its
         # time before it is revoked, so it is not refused by Zoho midway.
         not_before = lease if isinstance(lease, datetime) and lease > now else now
-        entry: dict[str, Any] = {"_id": new_token_id(), "token_id": document["_id"],
+        entry: dict[str, Any] = {"_id": secrets.token_urlsafe(12), "token_id": document["_id"],
                                  **{name: document[name] for name in IDENTITY if isinstance(document.get(name), str)},
                                  "digest": self.store._digest(refresh), "accounts_url": accounts_url,
                                  "displaced_at": now, "next_try_at": not_before, "attempts": 0}
@@ -261,7 +279,7 @@ def retire(store: MongoTokenStore, entry: dict[str, Any], refresh: str, *, accou
                    write=True)
 
     holder = store.call("look for the replaced refresh token among the tokens", lambda: store._primary.find_one(
-        store._lookup({"refresh_token": refresh}), {"_id": True}))
+        store.holding("refresh_token", refresh), {"_id": True}))
     if holder is not None:
         forget()
         outcome.result = f"kept: token {holder['_id']!r} holds it again, so it was not revoked"

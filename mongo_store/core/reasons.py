@@ -27,10 +27,16 @@ hanging Zoho holds a thread: the SDK's refresh has no timeout).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .lease import Backoff
+
+class Backoff(Protocol):
+    """``lease.Backoff``, as this module uses it (lease imports this module)."""
+
+    @property
+    def longest(self) -> float: ...
+
+    def after(self, failures: int) -> timedelta: ...
 
 REVOKED, THROTTLED, UNREACHABLE, REFUSED = "revoked", "throttled", "unreachable", "refused"
 REASONS = (REVOKED, THROTTLED, UNREACHABLE, REFUSED)
