@@ -16,6 +16,7 @@ import pymongo
 from bson.codec_options import DatetimeConversion
 from pymongo import MongoClient, ReadPreference, WriteConcern
 from pymongo.errors import ServerSelectionTimeoutError
+from pymongo.server_type import SERVER_TYPE
 
 from .connection import check_names, open_client, resolve_uri
 from .errors import is_store_error, raise_store_error, store_error
@@ -83,7 +84,7 @@ class StoreCalls:
         # there too while a primary is known (a primary read is the cheapest).
         self._primary = self._collection.with_options(read_preference=ReadPreference.PRIMARY)
         self._client_bounds_first = bounds_itself(client, self.socket_timeout, self.failover_wait)
-        self.outage = OutageWatch(settings.fail_fast_after if real else 0.0, self._ping)
+        self.outage = OutageWatch(settings.fail_fast_after if real else 0.0, self._ping, self._answering)
         """Whether MongoDB counts as down, and since when (``outage.py``: fail fast in a long outage)."""
         self.displaced = client[database][collection + DISPLACED_SUFFIX].with_options(
             write_concern=writes, read_preference=ReadPreference.PRIMARY)
@@ -139,6 +140,12 @@ class StoreCalls:
               unknown_outcome: str | None = None) -> NoReturn:
         waited = isinstance(error, ServerSelectionTimeoutError) and no_primary(self.client)
         raise_store_error(action, error, seconds, no_primary=waited, unknown_outcome=unknown_outcome)
+
+    def _answering(self) -> bool:
+        """Whether the client's monitor sees any server answer (an election has its secondaries):
+        then a call that keeps failing waits on, as through an election."""
+        servers = self.client.topology_description.server_descriptions().values()
+        return any(server.server_type != SERVER_TYPE.Unknown for server in servers)
 
     def _ping(self) -> None:
         """The outage's probe: any member answering a ping, within ``outage.PROBE_TIMEOUT``."""

@@ -108,9 +108,9 @@ def attempt(call: Callable[[], T], wait: float, attempt_timeout: float | None, *
         while True:
             now = time.monotonic()
             remaining = deadline - now
-            if watch is not None and watch.after and attempt_timeout is not None:
-                # A failing call waits no longer than the outage threshold: then it counts MongoDB as down.
-                remaining = min(remaining, max(started + watch.after - now, 0.05))
+            if watch is not None and watch.after and attempt_timeout is not None and started + watch.after - now > 0.05:
+                # A failing attempt ends at the outage threshold, where the call may count MongoDB as down.
+                remaining = min(remaining, started + watch.after - now)
             bound = None if attempt_timeout is None else max(min(attempt_timeout, remaining), 0.001)
             flag = _RETRYING.set(retried)
             try:

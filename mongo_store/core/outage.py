@@ -9,9 +9,13 @@ could serve nothing, not even pages that need no Zoho. So each store watches its
 - A call whose attempt failed with a retryable error is *failing*; calls that have not failed cost
   nothing here (one attribute read per call).
 - Once a failing call started ``fail_fast_after`` seconds ago (20 s by default: longer than the
-  longest election measured, 15 s), MongoDB counts as down *since that call started*. From then
-  on a new call fails at once with ``MongoDB unreachable since ...`` (a ``TOKEN_STORE`` error), and
-  calls still waiting give up at their next failed attempt.
+  longest election measured, 16 s) and the client sees no server answer at all (``reachable``: every
+  member Unknown to its monitor), MongoDB counts as down *since that call started*. From then on a
+  new call fails at once with ``MongoDB unreachable since ...`` (a ``TOKEN_STORE`` error), and calls
+  still waiting give up at their next failed attempt (attempts are cut at the threshold).
+- An election is no outage, however long it takes: the other members still answer, so calls keep
+  riding it out for up to ``failover_wait`` (on a loaded machine a paused primary's election took
+  21.6 s once; it failed no call).
 - One probe at a time (a background thread: ``ping``, bounded by ``PROBE_TIMEOUT``, every
   ``PROBE_PAUSE``) finds the server back; the first answer ends the outage, and calls work again
   with no restart. A call that succeeds meanwhile ends it too.
@@ -53,9 +57,10 @@ class OutageWatch:
     """One store's view of MongoDB being down; thread-safe. ``probe()`` must return when the server
     answers and raise when it does not, within ``PROBE_TIMEOUT``."""
 
-    def __init__(self, after: float, probe: Callable[[], object]) -> None:
+    def __init__(self, after: float, probe: Callable[[], object], reachable: Callable[[], bool] = lambda: False) -> None:
         self.after = after
         self._probe = probe
+        self._reachable = reachable
         self._lock = threading.Lock()
         self._failing: dict[int, float] = {}  # ticket -> when its call started (monotonic)
         self._tickets = itertools.count(1)
@@ -82,7 +87,7 @@ class OutageWatch:
         with self._lock:
             if self._since is None and self._failing:
                 oldest = min(self._failing.values())
-                if time.monotonic() - oldest >= self.after:
+                if time.monotonic() - oldest >= self.after and not self._reachable():
                     self._open(oldest)
             if self._since is not None:
                 raise Down(self._sentence())
@@ -94,8 +99,9 @@ class OutageWatch:
             if ticket is None:
                 ticket = next(self._tickets)
                 self._failing[ticket] = started
-            if self.after and self._since is None and time.monotonic() - min(self._failing.values()) >= self.after:
-                self._open(min(self._failing.values()))
+            oldest = min(self._failing.values())
+            if self.after and self._since is None and time.monotonic() - oldest >= self.after and not self._reachable():
+                self._open(oldest)
             down = self._since is not None
         if down:
             self.ended(ticket, ok=False)
