@@ -225,3 +225,45 @@ def test_a_killed_and_restarted_mongod_is_found_back_without_a_restart_of_the_ap
     finally:
         store.close()
         server.kill()
+
+
+@real_server
+def test_a_primary_missing_longer_than_the_threshold_is_no_outage_while_a_member_answers(replica_set: Any,
+                                                                                           database_name: str) -> None:
+    """The election that outlasts ``fail_fast_after`` (here 2 s, with the primary and one secondary
+    paused there is no majority: no primary for as long as the test likes): a member still answers,
+    so nothing counts as down. Lookups go on from the secondary; a save waits its ``failover_wait``
+    and says "no primary", as before; no call is refused at once."""
+    replica_set.wait_healthy()
+    store = MongoTokenStore(replica_set.uri, database=database_name, socket_timeout=2.0, failover_wait=6.0,
+                            fail_fast_after=2.0)
+    paused: list[int] = []
+    try:
+        token = full()
+        store.save_token(token)
+        primary = replica_set.primary()
+        survivor = (primary + 1) % 3
+        deadline = time.monotonic() + 30
+        with replica_set.direct(survivor) as direct:  # the survivor has the token before the others stop
+            while direct[database_name].oauth_tokens.find_one({"_id": token.get_id()}) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        paused = [number for number in range(3) if number != survivor]
+        for number in paused:
+            replica_set.pause(number)
+        began = time.monotonic()
+        with pytest.raises(SDKException) as refused:
+            store.save_token(full("bob@example.com:1"))
+        assert 5.5 < time.monotonic() - began < 9, "the save waited its failover_wait, past the threshold"
+        assert "MongoDB unreachable" not in refused.value.error_message
+        assert store.outage.down_since is None
+        for _ in range(5):  # lookups: from the secondary, never refused
+            assert store.find_token_by_id(token.get_id()).get_refresh_token() == token.get_refresh_token()
+        assert store.outage.down_since is None
+    finally:
+        for number in paused:
+            replica_set.resume(number)
+        replica_set.wait_healthy()
+        store.close()
+        with replica_set.direct(replica_set.primary()) as client:
+            client.drop_database(database_name)

@@ -206,8 +206,9 @@ class StoreSettings:
     failover_wait: float = setting(30.0, parse=seconds,
                                    doc="how long a store call keeps trying through an election or a lost connection")
     fail_fast_after: float = setting(20.0, parse=seconds_or_off,
-                                     doc="once a store call has waited this long through a failure, MongoDB counts as "
-                                         "down: new calls fail at once until a probe finds it back; 0 turns it off")
+                                     doc="once a store call has waited this long through a failure and no server "
+                                         "answers, MongoDB counts as down: new calls fail at once until a probe finds "
+                                         "it back; 0 turns it off")
     write_concern: WriteConcern | None = setting(None, parse=acknowledged,
                                                  doc="the store's writes (default: majority, journaled)")
     refresh_lease: float = setting(10.0, parse=seconds_or_off, doc="how long one worker may take to refresh a token")
