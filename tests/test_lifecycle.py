@@ -380,6 +380,31 @@ def test_a_revoke_zoho_refuses_is_in_the_history_and_left_for_cleanup(portal: Po
     assert portal.store.events.find_one({"token_id": alice}, sort=[("at", -1)])["who"] == "cleanup (ops@example.com)"
 
 
+def test_the_operators_cleanup_retries_a_replaced_refresh_token_zoho_refused(portal: Portal) -> None:
+    """The operator layer's cleanup (the CLI's and cron's, not the dashboard's Apply, which acts on
+    its preview only) tries the due ones again, audits each and lists it in its report."""
+    from mongo_store.tools import operations
+    from mongo_store.tools.cleanup import REVOKE_REPLACED, Policy
+
+    alice = portal.log_in(ALICE)
+    old = portal.document(alice)["refresh_token"]
+    portal.zoho.refuse_revokes.add(old)
+    portal.log_in(ALICE)
+    assert portal.store.wait_for_retirements(30)
+    portal.store.displaced.update_many({}, {"$set": {"next_try_at": utc_now()}})  # due now
+    session = operations.Session(portal.store, "ops")
+    assert [e.action for e in session.cleanup(Policy(idle_days=36_000), ids=[alice]).entries] == []  # Apply: not shown
+    refused = session.cleanup(Policy(idle_days=36_000))
+    [entry] = refused.entries
+    assert (entry.id, entry.action, entry.failed) == (alice, REVOKE_REPLACED, True)  # Zoho still refuses: exit 1
+    portal.zoho.refuse_revokes.clear()
+    portal.store.displaced.update_many({}, {"$set": {"next_try_at": utc_now()}})
+    [entry] = session.cleanup(Policy(idle_days=36_000)).entries
+    assert entry.result == f"revoked at 127.0.0.1:{portal.zoho.port}" and portal.zoho.authorizations[old].revoked
+    audit = session.audit.find_one({"action": f"cleanup {REVOKE_REPLACED}"}, sort=[("at", -1)])
+    assert audit["ids"] == [alice] and audit["outcome"] == entry.result and audit["who"] == "ops"
+
+
 def test_a_replaced_refresh_token_stored_again_is_never_revoked(portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
     """Between the login that replaced it and its revoke, the old refresh token is stored again (an
     import puts the old token back under another id): it is not revoked, and its entry goes."""

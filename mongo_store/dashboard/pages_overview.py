@@ -19,7 +19,7 @@ from .compat import BUTTON_STRETCH
 from .settings import Settings
 
 EVENT_COLOURS = {"refreshed": "#4c9be8", "refresh-failed": "#e8574c", "checked": "#8e6bd8", "revoked": "#e89c4c",
-                 "deleted": "#7a7a7a", "imported": "#4cc08e"}
+                 "deleted": "#7a7a7a", "imported": "#4cc08e", "revoke-failed": "#b5179e"}
 
 
 def show(health: str = "any", reason: str = "any", domain: str = "any") -> None:

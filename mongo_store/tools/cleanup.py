@@ -27,6 +27,8 @@ from ..core.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD, REVOKED_FI
 from .health import GRANT_LIFETIME
 from .settings import OperatorSettings
 
+REVOKE_REPLACED = "revoke-replaced"
+"""A cleanup's retry of a refresh token a new login replaced, whose revoke failed (``core/displaced.py``)."""
 CLAIM_SECONDS = 60.0
 """How long a claim (and so the refresh lease it holds) lasts: longer than a bounded revoke."""
 
@@ -114,6 +116,8 @@ class Report:
         counts = {"planned" if dry_run else "done": len(done),
                   "revoke+delete": sum(entry.action == "revoke+delete" for entry in done),
                   "delete": sum(entry.action == "delete" for entry in done)}
+        if any(entry.action == REVOKE_REPLACED for entry in self.entries):
+            counts[REVOKE_REPLACED] = sum(entry.action == REVOKE_REPLACED for entry in done)
         if not dry_run:
             counts |= {"kept": sum(entry.result.startswith("kept") for entry in self.entries),
                        "failed": sum(entry.failed for entry in self.entries)}

@@ -31,10 +31,13 @@ from ..core.mapping import (
     FAILURES_FIELD,
     ISSUED_FIELD,
     LEASE_FIELD,
+    REASON_FIELD,
     RETRY_FIELD,
     ZOHO_REFRESH_TOKEN_LIMIT,
 )
 from ..core.masking import ago
+from ..core.reasons import REASONS as REFRESH_REASONS
+from ..core.reasons import why as refresh_failure
 
 HEALTH = ("healthy", "idle", "failing", "unusable")
 HEALTH_MEANING = {
@@ -128,7 +131,9 @@ def _refresh_failed(document: dict[str, Any], now: datetime) -> str | None:
     if failures is None:
         return None
     last, retry = _date(document, FAILED_AT_FIELD), _date(document, RETRY_FIELD)
-    return (f"{failures} failed refresh(es) since the last save"
+    reason = document.get(REASON_FIELD)  # RefreshFailing.reason, as every process reports it
+    said = f" ({refresh_failure(reason)})" if reason in REFRESH_REASONS else ""
+    return (f"{failures} failed refresh(es) since the last save{said}"
             + (f", the last {ago(last, now)}" if last is not None else "")
             + (f"; callers fail at once until the next attempt {ago(retry, now)}" if retry is not None and retry > now
                else ""))

@@ -289,7 +289,11 @@ class Session:
                 progress: Callable[[cleanup.Entry], None] | None = None) -> cleanup.Report:
         """Apply the policy now, each token decided when it is acted on, each action audited and
         in its history. ``ids``: only these tokens (the ones an operator confirmed in a preview),
-        and only those that still qualify; None: every token that qualifies now (the CLI, cron)."""
+        and only those that still qualify; None: every token that qualifies now (the CLI, cron),
+        and then the refresh tokens new logins replaced whose revoke failed are tried again
+        (``core/displaced.py``; each audited, and a failure counts as one)."""
+        from ..core.displaced import retry_displaced
+
         from .zoho import AlreadyRevoked, ZohoError, revoke_stored
 
         store = self._sdk_store()
@@ -302,7 +306,18 @@ class Session:
                                            lambda: self.audit.insert_one({"at": utcnow(), "who": self.who, **entry})),
             database=lambda action, work: store.call(action, work),
             event=lambda token_id, name, kind, detail: self._event(token_id, name, kind, detail))
-        return cleanup.run(store.collection, policy, steps, batch_size, progress=progress, only=ids)
+        report = cleanup.run(store.collection, policy, steps, batch_size, progress=progress, only=ids)
+        if ids is None:
+            for retired in retry_displaced(store, self.accounts_url, who=self.who):
+                entry = cleanup.Entry(retired.token_id, retired.user_name, cleanup.REVOKE_REPLACED,
+                                      "a new login replaced this refresh token", retired.result)
+                steps.audit({"action": f"cleanup {entry.action}", "ids": [entry.id],
+                             "user_names": [entry.user_name] if entry.user_name else [], "reason": entry.reason,
+                             "outcome": entry.result})
+                report.entries.append(entry)
+                if progress is not None:
+                    progress(entry)
+        return report
 
     # -- import ------------------------------------------------------------------------------------
 

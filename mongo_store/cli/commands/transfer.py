@@ -61,5 +61,6 @@ def rotate_key(ctx: Context) -> int:
     for reason in report.failed:
         print(f"not rotated: {reason}", file=out)
     print(f"rotated {report.rotated}, saved meanwhile {report.changed_meanwhile} (already on the new key), "
-          f"failed {len(report.failed)}", file=out)
+          f"failed {len(report.failed)}" + (f"; replaced refresh tokens awaiting their revoke sealed again: "
+                                            f"{report.displaced}" if report.displaced else ""), file=out)
     return 1 if report.failed else 0
