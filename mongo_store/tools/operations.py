@@ -293,7 +293,6 @@ class Session:
         and then the refresh tokens new logins replaced whose revoke failed are tried again
         (``core/displaced.py``; each audited, and a failure counts as one)."""
         from ..core.displaced import retry_displaced
-
         from .zoho import AlreadyRevoked, ZohoError, revoke_stored
 
         store = self._sdk_store()
