@@ -115,3 +115,10 @@ def test_a_bad_setting_is_one_sentence_naming_it_never_its_value(monkeypatch: py
     monkeypatch.setenv("ZOHO_MONGO_ENCRYPTION_KEY", "k" * 44)
     assert "kkkk" not in repr(StoreSettings.load(uri="mongodb://u:hunter2@localhost/"))
     assert "hunter2" not in repr(StoreSettings.load(uri="mongodb://u:hunter2@localhost/"))
+
+
+def test_every_history_event_has_its_colour_on_the_overview() -> None:
+    from mongo_store.core import events
+    from mongo_store.dashboard.pages_overview import EVENT_COLOURS
+
+    assert set(EVENT_COLOURS) == set(events.EVENTS)
