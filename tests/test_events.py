@@ -37,9 +37,16 @@ from mongo_store.tools.settings import OperatorSettings
 DAY = 86_400
 
 
+def events_of(store: MongoTokenStore, token_id: str) -> list[dict[str, Any]]:
+    """The token's events, newest first, once the store's writer has written what it holds (the
+    history is written off the caller's thread)."""
+    assert store.flush_events(10)
+    return events.for_token(store.events, token_id)
+
+
 def kinds(store: MongoTokenStore, token_id: str) -> list[str]:
     """The token's events, newest first."""
-    return [event["event"] for event in events.for_token(store.events, token_id)]
+    return [event["event"] for event in events_of(store, token_id)]
 
 
 def no_secret_in(found: list[dict[str, Any]], *values: str | None) -> None:
@@ -69,7 +76,7 @@ def test_the_sdks_grant_exchange_and_refresh_are_in_the_history(store: MongoToke
         store.collection.update_one({"_id": token_id}, {"$set": {"expiry_time": utcnow()}})
         assert call_api() == 200  # the SDK refreshes it and saves it through the store
         assert zoho.requests["refresh"] == 1
-        found = events.for_token(store.events, token_id)
+        found = events_of(store, token_id)
         assert [event["event"] for event in found] == ["refreshed", "refreshed"]
         assert found[0]["at"] >= found[1]["at"]  # newest first
         assert all(event["token_id"] == token_id and event["user_name"] == USER_NAME for event in found)
@@ -91,7 +98,7 @@ def test_a_refresh_zoho_refuses_is_a_refresh_failed_event_with_its_code(store: M
         with pytest.raises(SDKException):
             call_api()
         assert zoho.requests["refused refresh"] == 1
-        found = events.for_token(store.events, token_id)
+        found = events_of(store, token_id)
         assert [event["event"] for event in found] == ["refresh-failed", "refreshed"]
         assert found[0]["detail"] == "Zoho refused the refresh (invalid_code): revoked"  # the reason, as the app's
         assert store.collection.find_one({"_id": token_id})["refresh_failures"] == 1
@@ -113,7 +120,8 @@ def test_a_refresh_that_never_finished_is_a_refresh_failed_event(store: MongoTok
     else:
         with pytest.raises(SDKException, match="keeps failing"):
             quick.find_token_by_id(token.get_id())
-    found = events.for_token(store.events, token.get_id())
+    assert quick.flush_events(10)  # that store recorded it
+    found = events_of(store, token.get_id())
     assert [event["event"] for event in found] == ["refresh-failed", "refreshed"]
     assert found[0]["detail"] == "the refresh never finished: its lease lapsed (the worker stopped or hung): unreachable"
     assert store.collection.find_one({"_id": token.get_id()})["refresh_failures"] == 1
@@ -136,12 +144,12 @@ def test_the_sdks_delete_token_is_a_deleted_event(store: MongoTokenStore) -> Non
     token = full("alice@example.com:1")
     store.save_token(token)
     store.delete_token(token.get_id())
-    found = events.for_token(store.events, token.get_id())
+    found = events_of(store, token.get_id())
     assert [event["event"] for event in found] == ["deleted", "refreshed"]
     assert found[0]["user_name"] == "alice@example.com:1" and "logout" in found[0]["detail"]
     with pytest.raises(SDKException, match="no stored token has id"):
         store.delete_token(token.get_id())
-    assert len(events.for_token(store.events, token.get_id())) == 2  # a failed delete is no event
+    assert len(events_of(store, token.get_id())) == 2  # a failed delete is no event
 
 
 def test_events_can_be_turned_off(store: MongoTokenStore) -> None:
@@ -157,6 +165,7 @@ def test_events_go_where_the_setting_says(store: MongoTokenStore, monkeypatch: p
     monkeypatch.setenv("ZOHO_EVENTS_COLLECTION", "history_elsewhere")
     moved = MongoTokenStore(client=store.client, database=store.collection.database.name)
     moved.save_token(full("alice@example.com:1"))
+    assert moved.flush_events(10)
     assert moved.events.name == "history_elsewhere" and moved.events.count_documents({}) == 1
     named = MongoTokenStore(client=store.client, database=store.collection.database.name, events_collection="named")
     assert named.events.name == "named"
@@ -171,20 +180,24 @@ def test_a_failed_event_write_never_fails_the_save(mongo_uri: str, database_name
                                                   caplog: pytest.LogCaptureFixture) -> None:
     """The server refuses every event (a validator): saves, refreshes and deletes go on, each with
     one warning line that holds no secret and no traceback."""
-    counter = Counting()
-    client = MongoClient(mongo_uri, event_listeners=[counter])
+    counter, every = Counting(), Counting(every_thread=True)
+    client = MongoClient(mongo_uri, event_listeners=[counter, every])
     try:
         client[database_name].create_collection("token_events", validator={"event": {"$exists": False}})
         store = MongoTokenStore(client=client, database=database_name)
         token = full("alice@example.com:1")
         with caplog.at_level(logging.WARNING, logger="mongo_store"):
             store.save_token(token)
+            assert store.flush_events(10)
             counter.names.clear()
             token.set_access_token(secret("access"))
             token.set_expires_in("4102444800999")
             store.save_token(token)
-            assert counter.names == ["findAndModify", "insert"]  # tried once, not retried
+            assert counter.names == ["findAndModify"]  # the event is written in the history's own thread
+            assert store.flush_events(10)
             store.delete_token(token.get_id())
+            assert store.flush_events(10)
+        assert every.names.count("insert") == 3  # each tried once: a refused write is not retried
         assert store.collection.count_documents({}) == 0
         assert client[database_name]["token_events"].count_documents({}) == 0
         warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
@@ -207,10 +220,12 @@ def test_an_unreachable_history_is_a_warning_too(store: MongoTokenStore, caplog:
             raise ConnectionResetError("the server went away")
 
     store.save_token(full("alice@example.com:1"))
+    assert store.flush_events(10)
     store.events = Gone()
     with caplog.at_level(logging.WARNING, logger="mongo_store"):
         token = full("bob@example.com:1")
         store.save_token(token)
+        assert store.flush_events(10)
     assert store.collection.find_one({"_id": token.get_id()}) is not None
     [warning] = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert warning.getMessage() == "could not record 1 refreshed event(s) in token_events: ConnectionResetError"
@@ -393,6 +408,7 @@ def cleanup_env(real_store: MongoTokenStore, mongo_uri: str, monkeypatch: pytest
 
 def test_cleanup_is_in_the_history(cleanup_env: MongoTokenStore, accounts_zoho: ZohoAccounts) -> None:
     ids = scene(cleanup_env, accounts_zoho)
+    assert cleanup_env.flush_events(10)  # the scene's saves wrote their events off this thread
     code, _, err = run("cleanup", *POLICY, "--actor", "cron", "--accounts-url", accounts_zoho.environment.accounts_url)
     assert code == 1, err  # Zoho refused one revoke
     latest = {name: (events.for_token(cleanup_env.events, token_id) or [{"event": None, "who": None}])[0]
@@ -415,6 +431,7 @@ def test_the_dashboard_records_events_too(dashboard_env: MongoTokenStore, zoho: 
     assert connection.events.name == "token_events" and ttl_of(connection.events) == 90 * DAY
     token_id = stored(connection.store, zoho, "dana@example.com:1", refresh=zoho.refresh_token,
                       access=zoho.new_access_token(), expires=timedelta(minutes=40))
+    assert connection.store.flush_events(10)
     data.check(connection, token_id, "dana-ops")
     data.delete(connection, [token_id], "dana-ops")
     assert [event["event"] for event in data.token_history(connection, token_id)] == ["deleted", "checked", "refreshed"]

@@ -196,7 +196,7 @@ def test_a_sort_pages_through_every_token_once(store: MongoTokenStore, sort: str
 
 def test_a_lookup_outside_the_refresh_window_is_still_one_round_trip(mongo_uri: str, database_name: str) -> None:
     from pymongo import MongoClient
-    from test_refresh_safety import FindAndModifyCounter  # it records every command's name
+    from test_refresh_safety import FindAndModifyCounter  # it records every command's name (of this thread)
 
     counter = FindAndModifyCounter()
     client = MongoClient(mongo_uri, event_listeners=[counter])

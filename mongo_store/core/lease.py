@@ -64,14 +64,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def needs_refresh(document: dict[str, Any], now: datetime) -> bool:
-    """Whether the SDK will refresh this stored token now (it can only with a refresh token)."""
+def needs_refresh(document: dict[str, Any], now: datetime, margin: timedelta = timedelta(0)) -> bool:
+    """Whether the SDK will refresh this stored token now (it can only with a refresh token).
+    ``margin`` widens the window: the SDK decides a little later than the store, by its own clock,
+    so the store decides early enough that the two agree (``store.py``)."""
     if not document.get("refresh_token"):
         return False
     if document.get("access_token") is None:
         return True
     expiry = document.get("expiry_time")
-    return expiry is not None and expiry - now < REFRESH_WINDOW
+    return expiry is not None and expiry - now < REFRESH_WINDOW + margin
 
 
 def failures(document: dict[str, Any]) -> int:
@@ -176,16 +178,18 @@ def refusal(document: dict[str, Any], now: datetime) -> errors.RefreshFailing | 
 def coordinate(collection: Collection, document: dict[str, Any], projection: dict[str, Any], lease: float,
                wait: float, backoff: Backoff, sleep: Callable[[float], None] = time.sleep,
                run: Callable[[Callable[[], Any]], Any] = lambda work: work(),
-               lapsed: Callable[[dict[str, Any]], object] | None = None) -> tuple[dict[str, Any] | None, datetime | None]:
+               lapsed: Callable[[dict[str, Any]], object] | None = None,
+               margin: timedelta = timedelta(0)) -> tuple[dict[str, Any] | None, datetime | None]:
     """(the document to hand the SDK, the lease this caller now holds or None). With a lease, the
     caller refreshes; without, the document is the refreshed one once it is saved. A token whose
     refresh keeps failing raises ``RefreshFailing`` at once (``take``). After ``wait`` seconds the
     caller gets the document and refreshes itself: waits are bounded. ``run`` performs each
-    database call (the store's failover and error handling); ``lapsed`` is ``take``'s."""
+    database call (the store's failover and error handling); ``lapsed`` is ``take``'s; ``margin``
+    is ``needs_refresh``'s."""
     deadline = time.monotonic() + wait
     current: dict[str, Any] | None = document
     while True:
-        if current is None or not needs_refresh(current, utcnow()):
+        if current is None or not needs_refresh(current, utcnow(), margin):
             return current, None
         seen = current
         held = run(lambda: take(collection, seen, lease, backoff, lapsed))

@@ -184,6 +184,19 @@ def seconds_or_off(name: str, value: Any) -> float:
     return seconds(name, value, zero=True)
 
 
+def margin(name: str, value: Any) -> float:
+    """A refresh margin: 0 (none) up to 60 seconds."""
+    return seconds(name, value, zero=True, most=60.0)
+
+
+def count(name: str, value: Any) -> int:
+    """A whole number from 1 to 10,000,000 (a bound on entries kept in memory)."""
+    number = _number(value)
+    if number is None or not number.is_integer() or not 1 <= number <= 10_000_000:
+        raise SettingError(f"{name} must be a whole number from 1 to 10000000")
+    return int(number)
+
+
 @dataclass(frozen=True)
 class StoreSettings:
     """What a store is built with. ``load(StoreSettings, {...})`` (``StoreSettings.load``) reads the
@@ -215,6 +228,8 @@ class StoreSettings:
     refresh_wait: float = setting(12.0, parse=seconds, doc="the longest a worker waits for another's refresh")
     refresh_backoff: float = setting(30.0, parse=seconds, doc="the first back-off window after a failed refresh")
     refresh_backoff_max: float = setting(300.0, parse=seconds, doc="the longest back-off window")
+    refresh_margin: float = setting(0.5, parse=margin,
+                                    doc="how much earlier than the SDK the store decides a token needs refreshing")
     encryption_key: str | bytes | None = setting(None, env="ZOHO_MONGO_ENCRYPTION_KEY", parse=secret, hidden=True,
                                                  doc="turns on encryption at rest (32 bytes, base64)")
     old_encryption_keys: tuple[str | bytes, ...] = setting((), env="ZOHO_MONGO_OLD_ENCRYPTION_KEYS", parse=key_list,
@@ -227,6 +242,11 @@ class StoreSettings:
                                      secret_key="events_collection", doc="the token history's collection")
     events_retention_days: float = setting(90.0, env="ZOHO_EVENTS_RETENTION_DAYS", parse=days,
                                            secret_key="events_retention_days", doc="days the history keeps an event")
+    events_queue: int = setting(10_000, parse=count,
+                                doc="events waiting to be written, at most; past it an event is dropped with a warning")
+    read_cache: bool = setting(True, env="ZOHO_MONGO_READ_CACHE", parse=flag,
+                               doc="answer lookups from memory while a change stream proves the token unchanged")
+    read_cache_size: int = setting(10_000, parse=count, doc="tokens the read cache holds, at most (least recently used go)")
 
     def __post_init__(self) -> None:
         if self.refresh_backoff_max < self.refresh_backoff:

@@ -17,8 +17,9 @@ import hashlib
 import logging
 import secrets
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from pymongo import MongoClient, ReturnDocument
@@ -27,15 +28,17 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
+from . import cold_start, reasons
 from . import events as token_events
-from . import reasons
+from .cache import ReadCache, Ticket, cache_key
 from .calls import StoreCalls, settings_of
 from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
 from .displaced import Displaced, exchanged_at, note_exchange
 from .errors import PLAIN_BESIDE_SEALED, RefreshFailing, UnknownToken, conflict_field, redact, sentence, store_error
+from .event_writer import EventWriter
 from .failover import no_primary, primary_known, retrying
 from .indexes import ensure_indexes
-from .lease import Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
+from .lease import REFRESH_WINDOW, Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
 from .mapping import (
     CLEARED_BY_SAVE,
     ISSUED_FIELD,
@@ -46,6 +49,7 @@ from .mapping import (
     TOKEN_FIELDS,
     adopt,
     check_text,
+    date_to_expiry,
     document_to_token,
     fill_token,
     refuse_malformed,
@@ -100,7 +104,10 @@ class MongoTokenStore(TokenStore, StoreCalls):
         ``refresh_backoff_max``. ``encryption_key`` turns on encryption at rest;
         ``old_encryption_keys`` still open during a rotation. ``record_events`` writes each token's
         history (``events.py``: a refresh, a failed refresh, a delete) to ``events_collection``,
-        one insert beside those saves only; a failed insert is a warning, never a failed save.
+        off the caller's thread (``event_writer.py``, at most ``events_queue`` waiting); a failed
+        insert is a warning, never a failed save. ``read_cache`` answers lookups from memory while
+        a change stream proves the token unchanged (``cache.py``, ``read_cache_size`` tokens);
+        ``refresh_margin`` is how much earlier than the SDK the store decides a refresh.
         ``retire_replaced`` revokes at Zoho the refresh token a new login replaced (``displaced.py``).
         """
         if client is not None and uri is not None:
@@ -108,8 +115,15 @@ class MongoTokenStore(TokenStore, StoreCalls):
         settings = settings_of(settings, {"uri": uri, **options} if client is None else options)
         self.refresh_lease, self.refresh_wait = settings.refresh_lease, settings.refresh_wait
         self.backoff = Backoff(settings.refresh_backoff, settings.refresh_backoff_max)
+        self.refresh_margin = timedelta(seconds=settings.refresh_margin)
         self.cipher = Cipher.configured(settings.encryption_key, settings.old_encryption_keys)
         self.connect(settings, client, history=settings.record_events)
+        self.history = EventWriter(settings.events_queue, settings.socket_timeout, settings.failover_wait)
+        """The token history's writer (``event_writer.py``): ``flush_events`` waits for it."""
+        self.cache = ReadCache(self._primary, settings.read_cache_size) if settings.read_cache else None
+        """The read cache (``cache.py``), or None with ``read_cache=False``."""
+        self.cold_starts = cold_start.ColdStarts(cold_start.collection_for(self._primary),
+                                                 run=lambda work: self.call("coordinate the first refresh", work, write=True))
         self._indexes_ready = not settings.create_indexes
         self._server_validates = isinstance(self.client, MongoClient)  # mongomock has no validators
         self.retire_replaced = settings.retire_replaced
@@ -123,8 +137,21 @@ class MongoTokenStore(TokenStore, StoreCalls):
 
     def find_token(self, token: OAuthToken) -> OAuthToken | None:
         """Fill ``token``'s missing values from the stored token it matches, and return it."""
-        query = match_filter(token_fields(token))
-        document = self._find_raw(query)
+        fields = token_fields(token)
+        query = match_filter(fields)
+        cached = self._cached(query)
+        if cached is not None:
+            return fill_token(token, cached)
+        document, ticket = self._find_raw(query)
+        if document is None and query is not None and self._cold(fields, query):
+            # Nothing holds this refresh token yet: one caller refreshes, the others wait for its save.
+            digest = self._blind(fields["refresh_token"])
+            where = query
+            document, holds = self.cold_starts.begin(digest, lambda: self._find_primary(where), self.refresh_lease,
+                                                     self.refresh_wait)
+            if holds:
+                watch(token, lambda error: self.cold_starts.failed(digest, self.backoff))
+            ticket = None
         # A token with an id reaches find_token only outside a request (the SDK's get_token asks
         # find_token_by_id for those; its revoke() asks here): it is read as it is, never leased.
         document, lease = (document, None) if query is not None and "_id" in query else self._coordinated(document)
@@ -132,7 +159,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
             if self.retire_replaced and token.get_grant_token() and not token.get_refresh_token():
                 note_exchange(token)  # the SDK exchanges it next: where, for retiring what the login replaces
             return None
-        return self._watched(fill_token(token, self.open_document(document, found_by=query)), document, lease)
+        opened = self.open_document(document, found_by=query)
+        self._remember(ticket, opened)
+        return self._watched(fill_token(token, opened), document, lease)
 
     def save_token(self, token: OAuthToken) -> None:
         """Insert or update the matching document in one atomic ``find_one_and_update``, then complete ``token``.
@@ -162,9 +191,17 @@ class MongoTokenStore(TokenStore, StoreCalls):
         # A new login's save reads what it replaces in its own update, to retire it (``displaced.py``).
         rules = _Rules(by_id=by_id, new_login=new_login, displacing=new_login and not restore and self.retire_replaced)
         new_id = fields.get("_id") or new_token_id()  # drawn once: a retried save reuses it
-        document, stored_won, before = self.call(
-            "save the token", lambda: self._upsert(fields, match, insertable and not by_id, new_id, rules),
+        ticket = self.cache.ticket() if self.cache is not None else None
+        document, stored_won, before, written_at = self.call(
+            "save the token", lambda: self._upsert(fields, match, insertable and not by_id, new_id, rules, ticket),
             write=True, unknown_outcome=_SAVE_AGAIN)
+        if self.cache is not None:
+            if document is not None and not rules.displacing:
+                self._remember(ticket, document, None if stored_won else written_at)
+            elif document is not None or "_id" in fields:  # a new login's document is made up from the one before
+                self.cache.evict(document["_id"] if document is not None else fields["_id"])
+        if document is not None and "refresh_token" in fields and self.cold_starts.held:
+            self.cold_starts.release(self._blind(fields["refresh_token"]))  # this caller's first refresh is saved
         if document is None:
             if by_id:
                 raise UnknownToken(f"no stored token has id {fields['_id']!r} (deleted, or never stored): the token "
@@ -187,13 +224,19 @@ class MongoTokenStore(TokenStore, StoreCalls):
         """The stored token with this id, as a complete OAuthToken. An unknown (or deleted) id
         raises, as in the SDK's own stores: the SDK then asks Zoho nothing."""
         token_id = check_text("id", id, required=True)
-        document = self.call("find the token by id", lambda: self._tokens(reading=True).find_one({"_id": token_id}, projection=_PROJECTION))
+        query = {"_id": token_id}
+        cached = self._cached(query)
+        if cached is not None:
+            return document_to_token(cached)
+        document, ticket = self._find_raw(query, action="find the token by id")
         if document is None:
             raise UnknownToken(f"no stored token has id {token_id!r}: it was deleted, or never stored")
         document, lease = self._coordinated(document)
         if document is None:
             raise UnknownToken(f"no stored token has id {token_id!r}: it was deleted meanwhile")
-        return self._watched(document_to_token(self.open_document(document)), document, lease)
+        opened = self.open_document(document)
+        self._remember(ticket, opened)
+        return self._watched(document_to_token(opened), document, lease)
 
     def get_tokens(self) -> list[OAuthToken]:
         """Every stored token. Reads the whole collection: for tools, not for request paths."""
@@ -216,7 +259,11 @@ class MongoTokenStore(TokenStore, StoreCalls):
             # Nothing to delete on a later attempt: an earlier one whose answer was lost did it.
             return gone if gone is not None or attempts == 1 else {"_id": token_id}
 
-        deleted = self.call("delete the token", delete, write=True, unknown_outcome=_TRY_AGAIN)
+        try:
+            deleted = self.call("delete the token", delete, write=True, unknown_outcome=_TRY_AGAIN)
+        finally:
+            if self.cache is not None:
+                self.cache.evict(token_id)  # whatever the outcome: this process never serves it again
         if not deleted:
             raise store_error(f"no stored token has id {token_id!r}")
         self.record_event(deleted, "deleted", "deleted by the application (the SDK's delete_token: a logout)")
@@ -224,14 +271,18 @@ class MongoTokenStore(TokenStore, StoreCalls):
 
     def delete_tokens(self) -> None:
         """Delete every token. Deletes documents, never the collection, so the indexes stay."""
-        self.call("delete all tokens", lambda: self._tokens().delete_many({}), write=True, unknown_outcome=_TRY_AGAIN)
+        try:
+            self.call("delete all tokens", lambda: self._tokens().delete_many({}), write=True, unknown_outcome=_TRY_AGAIN)
+        finally:
+            if self.cache is not None:
+                self.cache.clear()
 
     # -- for tools ---------------------------------------------------------------------------
 
     def find_document(self, token: OAuthToken) -> dict[str, Any] | None:
         """The stored document ``token`` matches (same rules as find_token), opened, or None."""
         query = match_filter(token_fields(token))
-        document = self._find_raw(query)
+        document, _ = self._find_raw(query)
         return None if document is None else self.open_document(document, found_by=query)
 
     def holding(self, field: str, value: str) -> dict[str, Any]:
@@ -256,8 +307,12 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self.close()
 
     def close(self) -> None:
-        """Stop revoking replaced refresh tokens (those left wait for ``retry_displaced``), then
-        close the client if the store created it."""
+        """Write the pending history events (bounded by ``failover_wait``), leave the change stream,
+        stop revoking replaced refresh tokens (those left wait for ``retry_displaced``), then close
+        the client if the store created it."""
+        self.history.close(self.failover_wait)
+        if self.cache is not None:
+            self.cache.close()
         self.retirements.close()
         super().close()
 
@@ -265,6 +320,20 @@ class MongoTokenStore(TokenStore, StoreCalls):
         """Wait until every revoke of a refresh token a new login replaced has ended (revoked, or
         left for cleanup); whether they did within ``timeout`` seconds. For tests and shutdowns."""
         return self.retirements.wait(timeout)
+
+    def flush_events(self, timeout: float | None = None) -> bool:
+        """Wait until the history events recorded so far are written (or failed, with a warning);
+        True when that happened within ``timeout`` seconds."""
+        return self.history.flush(timeout)
+
+    def cache_stats(self) -> dict[str, Any]:
+        """What the read cache and the history writer did: ``hits``, ``misses``, ``entries``,
+        ``live`` (the change stream answers now), ``enabled``; ``events_pending``,
+        ``events_written``, ``events_dropped``, ``events_failed``. Counts since the store was made."""
+        cache = self.cache.stats() if self.cache is not None else \
+            {"hits": 0, "misses": 0, "entries": 0, "live": False, "enabled": False}
+        return cache | {"events_pending": self.history.pending, "events_written": self.history.written,
+                        "events_dropped": self.history.dropped, "events_failed": self.history.failed}
 
     def __repr__(self) -> str:
         return f"MongoTokenStore(database={self.collection.database.name!r}, collection={self.collection.name!r})"
@@ -279,6 +348,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
             with self._lock:
                 if not self._indexes_ready:
                     ensure_indexes(self.collection, backfill_keys=False)  # never a long walk on the SDK's path
+                    cold_start.keep(self.cold_starts.leases)
                     if self.events is not None:
                         self._keep_events()
                     if self.cipher is not None and self._server_validates:
@@ -296,22 +366,74 @@ class MongoTokenStore(TokenStore, StoreCalls):
             return self._collection
         return self._primary if primary_known(self.client) else self._after_failure
 
-    def _find_raw(self, query: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _find_raw(self, query: dict[str, Any] | None,
+                  action: str = "find the token") -> tuple[dict[str, Any] | None, Ticket | None]:
+        """(the stored document, or None; the ticket that lets it fill the cache, or None when it
+        may not: not cacheable, the change stream not live, or not read from the primary)."""
         if query is None:
-            return None
-        return self.call("find the token", lambda: self._tokens(reading=True).find_one(self._lookup(query), projection=_PROJECTION))
+            return None, None
+        ticket = self.cache.ticket() if self.cache is not None and cache_key(query) is not None else None
+        primary = [False]
+
+        def read() -> dict[str, Any] | None:
+            tokens = self._tokens(reading=True)
+            found = tokens.find_one(self._lookup(query), projection=_PROJECTION)
+            # A secondary may lack a change the stream already showed: only a primary's read fills.
+            primary[0] = tokens is not self._after_failure and not retrying() and primary_known(self.client)
+            return found
+
+        document = self.call(action, read)
+        return document, ticket if primary[0] else None
+
+    def _find_primary(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        return self.call("find the token", lambda: self._primary.find_one(self._lookup(query), projection=_PROJECTION))
+
+    def _cached(self, query: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The opened document the cache proves current for this lookup, or None (a miss)."""
+        key = cache_key(query) if self.cache is not None else None
+        return None if key is None or self.cache is None else self.cache.get(key, self._servable)
+
+    def _servable(self, document: dict[str, Any]) -> bool:
+        """Whether a cached token may be handed out without asking MongoDB: not inside the refresh
+        window (its lease must run) and not leased or failing (the back-off must run)."""
+        return all(document.get(field) is None for field in REFRESH_STATE) and \
+            not needs_refresh(document, utcnow(), self.refresh_margin)
+
+    def _remember(self, ticket: Ticket | None, document: dict[str, Any], written_at: Any = None) -> None:
+        """Fill the cache with an opened document read (or, with ``written_at``, written) after
+        ``ticket``; any older entry of that token goes when this one may not stay."""
+        if self.cache is None:
+            return
+        kept = ticket is not None and self._servable(document) and self.cache.put(ticket, document, written_at)
+        if not kept and "_id" in document:
+            self.cache.evict(document["_id"])
+
+    def _cold(self, fields: dict[str, Any], query: dict[str, Any] | None) -> bool:
+        """Whether a lookup that found nothing is a first refresh to coordinate: the SDK will
+        refresh this token (it has a refresh token and no access token), found by that refresh token."""
+        refresh = fields.get("refresh_token")
+        return bool(self.refresh_lease) and refresh is not None and query == {"refresh_token": refresh} and \
+            "access_token" not in fields
+
+    def _blind(self, refresh: str) -> str:
+        """The refresh token's digest, a cold-start lease's key: keyed with encryption on."""
+        if self.cipher is not None:
+            return self.cipher.blind("refresh_token", refresh)
+        return hashlib.sha256(refresh.encode()).hexdigest()
 
     def _lookup(self, match: dict[str, Any]) -> dict[str, Any]:
         """With encryption on, token values are found through their blind indexes."""
         return match if self.cipher is None else self.cipher.lookup(match)
 
     def _upsert(self, fields: dict[str, Any], found_by: dict[str, Any] | None, upsert: bool,
-                new_id: str, rules: _Rules) -> tuple[dict[str, Any] | None, bool, dict[str, Any] | None]:
+                new_id: str, rules: _Rules, ticket: Ticket | None = None
+                ) -> tuple[dict[str, Any] | None, bool, dict[str, Any] | None, Any]:
         """One find_one_and_update: (the document, opened; whether it is the stored one, which won
         against this save; with ``rules.displacing``, the document as it was before this save,
-        opened, or None). A guard that held shows as nothing updated (a save by id) or as a
-        duplicate-key error (an upsert): the stored document is read then. Any other duplicate is a
-        race the server did not retry (retried once)."""
+        opened, or None; the write's cluster time when it may fill the cache, else None). A guard
+        that held shows as nothing updated (a save by id) or as a duplicate-key error (an upsert):
+        the stored document is read then. Any other duplicate is a race the server did not retry
+        (retried once)."""
         self._tokens()
         self._refuse_plain_beside_sealed()
         tokens = self._primary
@@ -350,16 +472,21 @@ class MongoTokenStore(TokenStore, StoreCalls):
                 update["$setOnInsert"]["_id"] = new_id
             guards = save_guards(match, fields, holds_refresh, by_id=rules.by_id, new_login=rules.new_login)
             where = match | sealed_guard | ({"$and": guards} if guards else {})
+            # With the cache on, a session gives the write's cluster time: the change stream's event
+            # of this very write then leaves the filled entry in place (cache.py).
+            session = self.client.start_session(causal_consistency=False) if ticket is not None else nullcontext()
             try:
-                document = tokens.find_one_and_update(
-                    where, update, upsert=upsert, projection=_PROJECTION,
-                    # A new login reads what it replaces in the same atomic update: no other save can
-                    # come between (the document after it is the one before, with this save's values).
-                    return_document=ReturnDocument.BEFORE if rules.displacing else ReturnDocument.AFTER,
-                    # The guards make the filter more than an _id lookup: name the index, so the
-                    # server does not weigh other plans (the _id index always exists).
-                    hint=[("_id", 1)] if set(match) == {"_id"} else None,
-                )
+                with session:
+                    document = tokens.find_one_and_update(
+                        where, update, upsert=upsert, projection=_PROJECTION,
+                        # A new login reads what it replaces in the same atomic update: no other save can
+                        # come between (the document after it is the one before, with this save's values).
+                        return_document=ReturnDocument.BEFORE if rules.displacing else ReturnDocument.AFTER,
+                        # The guards make the filter more than an _id lookup: name the index, so the
+                        # server does not weigh other plans (the _id index always exists).
+                        hint=[("_id", 1)] if set(match) == {"_id"} else None,
+                        session=session if ticket is not None else None,
+                    )
             except DuplicateKeyError as error:
                 # Handled below, outside this block: an error raised in here would carry the
                 # server's message, which quotes the duplicate value, as its context.
@@ -367,21 +494,21 @@ class MongoTokenStore(TokenStore, StoreCalls):
             else:
                 if rules.displacing:  # upserted: None is an insert
                     before = None if document is None else self.open_document(document)
-                    return _after(before, fields, absent, match.get("_id") or new_id), False, before
+                    return _after(before, fields, absent, match.get("_id") or new_id), False, before, None
                 if document is not None:
-                    return self.open_document(document), False, None
+                    return self.open_document(document), False, None, getattr(session, "operation_time", None)
                 if not guards:
-                    return None, False, None
+                    return None, False, None, None
                 conflict = None
             stored = tokens.find_one(self._lookup(match), projection=_PROJECTION)
             if stored is not None:
                 opened = self.open_document(stored)  # a sealed token this store cannot open: refused
                 if stored_wins(opened, fields, by_id=rules.by_id, new_login=rules.new_login):
                     log.info("kept the newer values stored for %s", stored["_id"])
-                    return opened, True, None
+                    return opened, True, None, None
             if conflict is None:  # nothing updated: the token is gone (or changed, and is tried again)
                 if stored is None:
-                    return None, False, None
+                    return None, False, None, None
             elif round_ == 1:
                 log.info("save hit a duplicate %s; retrying once", conflict_field(conflict))
         if conflict is None:  # it exists, yet neither round's guards held nor did it win: it keeps changing
@@ -471,20 +598,26 @@ class MongoTokenStore(TokenStore, StoreCalls):
         in its refresh window is coordinated, so the common lookup stays one round trip."""
         if document is not None:
             refuse_malformed(document)  # before its dates are compared
-        if document is None or not self.refresh_lease or not needs_refresh(document, utcnow()):
+        if document is None or not self.refresh_lease or not needs_refresh(document, utcnow(), self.refresh_margin):
             return document, None
         return coordinate(self._tokens(), document, _PROJECTION, self.refresh_lease, self.refresh_wait, self.backoff,
                           run=lambda work: self.call("coordinate the token refresh", work, write=True),
                           lapsed=lambda document: self.record_event(
                               document, "refresh-failed", "the refresh never finished: its lease lapsed (the worker "
-                              f"stopped or hung): {reasons.UNREACHABLE}"))
+                              f"stopped or hung): {reasons.UNREACHABLE}"), margin=self.refresh_margin)
 
     def _watched(self, token: OAuthToken, document: dict[str, Any], lease: datetime | None) -> OAuthToken:
         """The token handed to the SDK; when this caller holds the refresh lease, a refresh that
         fails is recorded at once (``lease.record_failure``), so nobody waits for the lease to lapse,
-        and this caller gets ``RefreshFailing`` with its reason, as the others will."""
+        and this caller gets ``RefreshFailing`` with its reason, as the others will. The store
+        decides a refresh up to ``refresh_margin`` early: a token it leased that the SDK would not
+        yet refresh by ``expires_in - now < 5000`` ms is handed out with its expiry that much
+        earlier, so the SDK, deciding a moment later, refreshes it as the lease holder must."""
         if lease is not None:
             watch(token, lambda error: self._record_failure(document, lease, error))
+            expiry = document.get("expiry_time")
+            if isinstance(expiry, datetime) and expiry - utcnow() >= REFRESH_WINDOW:
+                token.set_expires_in(date_to_expiry(expiry - self.refresh_margin))
         return token
 
     def _record_failure(self, document: dict[str, Any], lease: datetime,
@@ -519,15 +652,16 @@ class MongoTokenStore(TokenStore, StoreCalls):
                         token_events.describe(error))
 
     def record_event(self, document: dict[str, Any], event: str, detail: str, who: str | None = None) -> bool:
-        """Add an event to the token's history (``events.py``; ``document`` gives its id and user name),
-        bounded by ``socket_timeout`` and never raising: a failure is one warning. ``who`` defaults to
-        this process (``events.sdk_actor``). False when it was not written (or events are off)."""
+        """Add an event to the token's history (``events.py``; ``document`` gives its id and user
+        name): queued for the history's writer thread (``event_writer.py``), never raising; a failed
+        write is one warning. ``who`` defaults to this process (``events.sdk_actor``). False when it
+        was dropped (the queue is full) or events are off."""
         if self.events is None:
             return False
         name = document.get("user_name")
         item = token_events.entry(document["_id"], name if isinstance(name, str) else None, event, detail,
                                   who or token_events.sdk_actor())
-        return token_events.record_quietly(self.events, [item], self.socket_timeout)
+        return self.history.add(self.events, item)
 
 
 @dataclass(frozen=True)
