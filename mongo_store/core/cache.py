@@ -361,6 +361,8 @@ class ReadCache:
             if watcher is not self._watcher or (watcher.epoch, watcher.generation) != (ticket.epoch, ticket.generation) \
                     or not watcher.live(time.monotonic()) or watcher.raced(ticket, token_id, written_at):
                 return False
+            if written_at is not None:  # this process changed it: every other cache's copy is old now
+                watcher.changed(token_id, written_at)
             self._remove(token_id)
             keys = [(field, document[field]) for field in CACHED_KEYS if isinstance(document.get(field), str)]
             self._entries[token_id] = _Entry(document, keys, written_at)
@@ -395,6 +397,10 @@ class ReadCache:
         with watcher.lock:
             watcher.caches.discard(self)
             self._cleared()
+
+    def holds(self, token_id: Any) -> bool:
+        """Whether the token is cached now (tests wait on it after editing a document by hand)."""
+        return token_id in self._entries
 
     def stats(self) -> dict[str, Any]:
         """Hits, misses, entries, and whether the stream is live now."""
