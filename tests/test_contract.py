@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import mongomock
 import pytest
 from conftest import BACKENDS, REPLICA_SET, open_backend
 from tokens import CLIENT_ID, full, oauth, secret, snapshot, values
@@ -23,6 +24,23 @@ BOB = "bob@example.com:700001"
 def client(request: pytest.FixtureRequest, database_name: str) -> Iterator[object]:
     """The contract runs once more on a real 3-member replica set."""
     yield from open_backend(request, database_name)
+
+
+@pytest.fixture(params=["reads", "read cache"])
+def store(request: pytest.FixtureRequest, client: object, database_name: str) -> Iterator[MongoTokenStore]:
+    """The contract holds with every lookup read from MongoDB, and with the read cache on and its
+    change stream live (real servers: mongomock has no change streams)."""
+    if request.param == "reads":
+        yield MongoTokenStore(client=client, database=database_name, read_cache=False)
+        return
+    if isinstance(client, mongomock.MongoClient):
+        pytest.skip("mongomock has no change streams: the cache is off there")
+    cached = MongoTokenStore(client=client, database=database_name, read_cache=True)
+    cached.prepare()
+    watcher = cached.cache.watcher() if cached.cache is not None else None
+    assert watcher is not None and watcher.wait_live(30)
+    yield cached
+    cached.close()
 
 
 def stored(store: MongoTokenStore) -> int:
