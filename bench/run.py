@@ -1,5 +1,7 @@
 """Benchmark MongoTokenStore against its floor (the bare pymongo call), the SDK's FileStore and a
-SQLite store built like the SDK's Kaizen sample, at growing numbers of stored tokens.
+SQLite store built like the SDK's Kaizen sample, at growing numbers of stored tokens; and a
+logged-in person's request (the SDK's two lookups: ``switch_user``, then the API call's
+``get_token``) on the store as it ships (read cache on), with the cache off, and on FileStore.
 
     python bench/run.py                      # 1k, 10k, 100k and 1M tokens on the embedded mongod
     python bench/run.py --sizes 1000,10000   # a quick run
@@ -17,6 +19,8 @@ import random
 import sqlite3
 import statistics
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -35,18 +39,28 @@ from mongo_store import MongoTokenStore
 from mongo_store.tools.embedded import EmbeddedMongod
 
 STORE, FLOOR, QUIET = "MongoTokenStore", "pymongo floor", "no history"
-"""``no history``: the same store with ``record_events=False`` (a save after a refresh is then one round trip)."""
+"""``MongoTokenStore`` with its read cache off (``read_cache=False``): every operation goes to
+MongoDB, and its history is on (written off the caller's thread). ``no history``: the same with
+``record_events=False``."""
+CACHED = "MongoTokenStore (as shipped)"
+"""The store as it ships: the read cache on."""
 FILE, KAIZEN, KAIZEN_IDX, MOCK = "SDK FileStore", "SQLite (Kaizen)", "SQLite + indexes", "mongomock store*"
+REQUESTS = ["first request", "request"]
+"""A logged-in person's first request (the cache fills), and the next ones."""
 
 
 class RoundTrips(monitoring.CommandListener):
-    """Counts the commands a client sends: one command is one round trip to the server."""
+    """Counts the commands a client sends from the measuring thread: one command is one round trip
+    to the server on the caller's path (the store's history writer and change stream run in
+    threads of their own)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.thread = threading.get_ident()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.count += 1
+        if threading.get_ident() == self.thread:
+            self.count += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -76,7 +90,7 @@ class Run:
 
 
 def measure(group: dict[str, tuple[subjects.Ops, RoundTrips | None]], sample: list[int], reps: int,
-            budget: float, progress: tqdm) -> dict[tuple[str, str], Result]:
+            budget: float, progress: tqdm, ops: list[str] | None = None) -> dict[tuple[str, str], Result]:
     """Time each op over the sample, in OPS order (delete removes what save_insert added).
 
     The stores of a group run interleaved key by key, in alternating order, so drift in the
@@ -84,8 +98,9 @@ def measure(group: dict[str, tuple[subjects.Ops, RoundTrips | None]], sample: li
     """
     out: dict[tuple[str, str], Result] = {}
     inserted: list[int] = []
-    for op in subjects.OPS:
-        keys = inserted if op == "delete" else sample[:reps]
+    first: list[int] = []
+    for op in ops or subjects.OPS:
+        keys = inserted if op == "delete" else first if op == "request" else sample[:reps]
         times: dict[str, list[float]] = {name: [] for name in group}
         commands = dict.fromkeys(group, 0)
         started, done = time.monotonic(), []
@@ -103,6 +118,8 @@ def measure(group: dict[str, tuple[subjects.Ops, RoundTrips | None]], sample: li
                 break
         if op == "save_insert":
             inserted = done
+        if op == "first request":
+            first = done
         for name, (_, trips) in group.items():
             out[(name, op)] = Result(times[name], commands[name] / len(done) if trips else None)
         progress.update(len(group))
@@ -121,7 +138,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def report(run: Run, sizes: list[int], server: str, names: list[str]) -> str:
+def report(run: Run, sizes: list[int], server: str, names: list[str], requested: list[str]) -> str:
     lines = [
         "| machine | versions |", "| --- | --- |",
         f"| {machine()} | Python {platform.python_version()}, pymongo {version('pymongo')}, MongoDB {server}, "
@@ -146,6 +163,20 @@ def report(run: Run, sizes: list[int], server: str, names: list[str]) -> str:
             rt = f"{store.round_trips:g}" if store and store.round_trips is not None else "–"
             ratio = f"{paired_ratio(store, floor):.2f}" if store and floor else "–"
             lines.append(f"| {op} | " + " | ".join(cells) + f" | {rt} | {ratio} |")
+        present = [n for n in requested if any((size, n, op) in run.results for op in REQUESTS)]
+        if present:
+            lines += ["", f"A logged-in person's request (`switch_user` + `get_token`: the SDK's two lookups), "
+                      f"{size:,} stored tokens", "",
+                      "| request | " + " | ".join(present) + " | rt (as shipped) | rt (cache off) |",
+                      "| --- |" + " ---: |" * (len(present) + 2)]
+            for op in REQUESTS:
+                cells = []
+                for name in present:
+                    result = run.results.get((size, name, op))
+                    cells.append(f"{result.median:,.0f} / {result.p95:,.0f}" if result else "–")
+                trips = [run.results.get((size, name, op)) for name in (CACHED, STORE)]
+                rts = [f"{t.round_trips:g}" if t and t.round_trips is not None else "–" for t in trips]
+                lines.append(f"| {op} | " + " | ".join(cells) + f" | {rts[0]} | {rts[1]} |")
     lines += ["", "Growth: median find_by_user (µs) by stored tokens", "",
               "| store | " + " | ".join(f"{s:,}" for s in sizes) + " |", "| --- |" + " ---: |" * len(sizes)]
     for name in names:
@@ -178,16 +209,23 @@ def main() -> None:
         server = client.server_info()["version"]
         database = client["zoho_store_bench"]
         stack.callback(client.drop_database, "zoho_store_bench")
-        store = MongoTokenStore(client=client, database="zoho_store_bench", collection="tokens")
+        store = MongoTokenStore(client=client, database="zoho_store_bench", collection="tokens", read_cache=False)
         # Its own collection: its inserts and deletes would meet the store's in the shared one.
         quiet = MongoTokenStore(client=client, database="zoho_store_bench", collection="tokens_quiet",
-                                record_events=False)
+                                record_events=False, read_cache=False)
+        # The store as it ships (the read cache on), on the same tokens as ``store``.
+        cached = MongoTokenStore(client=client, database="zoho_store_bench", collection="tokens")
         folder = subjects.scratch_folder()
+        stack.callback(store.close)
+        stack.callback(quiet.close)
+        stack.callback(cached.close)
 
         per_size = {size: 3 + 2 * (size <= args.slow_limit) + (size <= args.mock_limit) for size in sizes}
+        requests = {size: 2 + (size <= args.slow_limit) for size in sizes}
         run = Run()
         rng = random.Random(7)
-        with tqdm(total=sum(per_size.values()) * len(subjects.OPS), unit="op", disable=None) as progress:
+        total = sum(per_size.values()) * len(subjects.OPS) + sum(requests.values()) * len(REQUESTS)
+        with tqdm(total=total, unit="op", disable=None) as progress:
             for size in sizes:
                 sample = rng.sample(range(size), min(size, args.reps))
                 progress.set_description(f"seeding {size:,}")
@@ -209,7 +247,17 @@ def main() -> None:
                     built = {name: make() for name, make in group.items()}
                     for (name, op), result in measure(built, sample, args.reps, args.budget, progress).items():
                         run.results[(size, name, op)] = result
-        text = report(run, sizes, server, [STORE, QUIET, FLOOR, FILE, KAIZEN, KAIZEN_IDX, MOCK])
+                # The SDK's own two lookups of a request, through its Initializer, side by side.
+                progress.set_description(f"requests @ {size:,}")
+                subjects.seed_mongo(store, size)  # the saves and deletes above changed some tokens
+                people = subjects.request_ops(
+                    {CACHED: (cached, lambda k: subjects.row(k)["id"]), STORE: (store, lambda k: subjects.row(k)["id"])}
+                    | ({FILE: (subjects.file_store(size, folder), lambda k: str(k + 1))} if size <= args.slow_limit else {}),
+                    sample, tempfile.mkdtemp(prefix="zoho-bench-sdk-"))
+                group = {name: (ops, trips if name != FILE else None) for name, ops in people.items()}
+                for (name, op), result in measure(group, sample, args.reps, args.budget, progress, REQUESTS).items():
+                    run.results[(size, name, op)] = result
+        text = report(run, sizes, server, [STORE, QUIET, FLOOR, FILE, KAIZEN, KAIZEN_IDX, MOCK], [CACHED, STORE, FILE])
     Path(args.out).write_text(text)
     print(text)
 

@@ -147,6 +147,40 @@ def mongo_floor_ops(collection: Any, sample: list[int]) -> Ops:
     }
 
 
+# -- a logged-in person's request, through the SDK ----------------------------------------------
+
+
+def request_ops(stores: dict[str, tuple[Any, Callable[[int], str]]], sample: list[int], resources: str) -> dict[str, Ops]:
+    """For each store (with how it names the k-th token), the SDK's two lookups of a logged-in
+    person's request: ``Initializer.switch_user(token=OAuthToken(id=...))`` (the README recipe's
+    ``use``), then ``get_token`` as an API call makes it (``authenticate``). The tokens are valid:
+    nothing is refreshed, nothing is asked of Zoho. The SDK is initialized once; a request names
+    its store (``Initializer.initializer.store``, which ``switch_user`` hands on)."""
+    from zohocrmsdk.src.com.zoho.crm.api.dc import USDataCenter
+    from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
+    from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
+
+    store, token_id = next(iter(stores.values()))
+    Initializer.initialize(USDataCenter.PRODUCTION(), OAuthToken(id=token_id(sample[0])), store=store,
+                           sdk_config=SDKConfig(auto_refresh_fields=False, pick_list_validation=False),
+                           resource_path=resources)
+    for store, _ in stores.values():  # the read cache's stream starts with a first lookup, and is live shortly
+        cache = getattr(store, "cache", None)
+        if cache is not None:
+            watcher = cache.watcher()
+            if watcher is None or not watcher.wait_live(30):
+                raise RuntimeError("the read cache's change stream did not start")
+
+    def request(store: Any, token_id: str) -> str:
+        Initializer.initializer.store = store
+        Initializer.switch_user(token=OAuthToken(id=token_id))
+        return Initializer.get_initializer().token.get_token()
+
+    return {name: {op: (lambda k, store=store, token_id=token_id: request(store, token_id(k)))
+                   for op in ("first request", "request")}
+            for name, (store, token_id) in stores.items()}
+
+
 # -- the SDK's FileStore -----------------------------------------------------------------------
 
 FILE_COLUMNS = ["id", "user_name", "client_id", "client_secret", "refresh_token", "access_token", "grant_token",
