@@ -581,6 +581,7 @@ def test_without_a_change_stream_every_lookup_reads_as_before(counted: tuple[Mon
             assert store.find_token_by_id(token.get_id()) is not None
         assert standalone_counter.names == ["find"] * 3
         assert store.cache_stats()["enabled"] is False
+        store.close()  # writes its history event while the client is open
         plain.close()
     assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
 
@@ -595,3 +596,29 @@ def test_a_closed_store_leaves_the_stream_and_the_stream_ends_with_its_last_stor
     second.close()
     assert until(lambda: watcher.state == "stopped", 5.0)
     assert read_cache._watchers.get(watcher.registry_key) is None
+
+
+def test_an_application_exports_the_caches_counts(real_client: MongoClient, database_name: str) -> None:
+    """``StoreCollector``: the cache's hits and misses and the history's queue on the
+    application's own /metrics (counts in memory: a scrape asks MongoDB nothing)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from mongo_store.core.app_metrics import StoreCollector
+
+    store = cached_store(real_client, database_name)
+    token = full(ALICE)
+    store.save_token(token)
+    store.cache.evict(token.get_id())
+    for _ in range(3):
+        store.find_token_by_id(token.get_id())  # a miss, then two hits
+    assert store.flush_events(10)
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    text = generate_latest(registry).decode()
+    stats = store.cache_stats()
+    assert (stats["hits"], stats["misses"]) == (2, 1)
+    for line in ("zoho_store_cache_hits_total 2.0", "zoho_store_cache_misses_total 1.0", "zoho_store_cache_entries 1.0",
+                 "zoho_store_cache_live 1.0", "zoho_store_events_written_total 1.0", "zoho_store_events_dropped_total 0.0",
+                 "zoho_store_events_pending 0.0"):
+        assert line in text.splitlines(), text
+    assert token.get_id() not in text and ALICE not in text

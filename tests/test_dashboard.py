@@ -52,6 +52,7 @@ def seed(store: MongoTokenStore, count: int = 60) -> list[Any]:
                      api_domain=EU if n % 5 == 0 else "https://www.zohoapis.com")
         store.save_token(token)
         tokens.append(token)
+    store.flush_events(10)  # their history events, written by the store's own thread
     return tokens
 
 

@@ -380,6 +380,7 @@ def test_show_prints_the_history_newest_first(env: MongoTokenStore) -> None:  # 
     token.set_access_token(secret("access"))
     token.set_expires_in("4102444800999")
     env.save_token(token)
+    assert env.flush_events(10)  # the store writes its events in a thread of its own
     code, out, _ = run("show", token.get_id())
     assert code == 0
     history_at = out.splitlines().index("history (newest first):")

@@ -104,6 +104,7 @@ def test_every_query_shape_uses_an_index(mongo_uri: str, database_name: str) -> 
         store.get_tokens()
         store.delete_token(saved.get_id())
         store.delete_tokens()
+        assert store.flush_events(10)  # the history is written by a thread of the store's own
 
         shapes = [command for command in recorder.commands if not scans_everything(command)]
         # delete_token is a findAndModify too: it names the person for the history in the same trip.
