@@ -622,3 +622,42 @@ def test_an_application_exports_the_caches_counts(real_client: MongoClient, data
                  "zoho_store_events_pending 0.0"):
         assert line in text.splitlines(), text
     assert token.get_id() not in text and ALICE not in text
+
+
+class SessionsLost:
+    """The tokens' collection as a client sees it when every server is lost mid-election: a command
+    in an explicit session is refused (pymongo's ConfigurationError, before anything is sent)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.refused = real, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def find_one_and_update(self, *args: Any, session: Any = None, **kwargs: Any) -> Any:
+        if session is not None:
+            self.refused += 1
+            from pymongo.errors import ConfigurationError
+
+            raise ConfigurationError("Sessions are not supported by this MongoDB deployment")
+        return self.real.find_one_and_update(*args, **kwargs)
+
+
+def test_a_save_goes_on_without_its_session_when_the_client_cannot_use_one(real_client: MongoClient,
+                                                                           database_name: str) -> None:
+    """A save with the cache on runs in a session (for its write's cluster time); a client that can
+    no longer use one saves without it (found by the 3-member failover test with the cache on)."""
+    store = cached_store(real_client, database_name)
+    token = full(ALICE)
+    store.save_token(token)
+    lost = SessionsLost(store._primary)
+    store._primary = lost
+    try:
+        token.set_access_token(secret("access"))
+        token.set_expires_in("4102444801000")
+        store.save_token(token)
+    finally:
+        store._primary = lost.real
+    assert lost.refused == 1
+    assert store.collection.find_one({})["access_token"] == token.get_access_token()
+    assert store.find_token_by_id(token.get_id()).get_access_token() == token.get_access_token()

@@ -31,6 +31,9 @@ class Recorder(monitoring.CommandListener):
         self.inserts: list[dict[str, Any]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pipeline = event.command.get("pipeline") or [{}]
+        if event.command_name == "aggregate" and "$changeStream" in pipeline[0]:
+            return  # the read cache's change stream (cache.py) reads the oplog, not the tokens: no plan
         if event.command_name in EXPLAINABLE:
             self.commands.append({k: v for k, v in event.command.items() if k not in SESSION_FIELDS})
         elif event.command_name == "insert":  # the token history's events: nothing to explain

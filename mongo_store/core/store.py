@@ -17,13 +17,13 @@ import hashlib
 import logging
 import secrets
 import threading
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from pymongo import MongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.client_session import ClientSession
+from pymongo.errors import ConfigurationError, DuplicateKeyError, OperationFailure, PyMongoError
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
@@ -474,19 +474,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
             where = match | sealed_guard | ({"$and": guards} if guards else {})
             # With the cache on, a session gives the write's cluster time: the change stream's event
             # of this very write then leaves the filled entry in place (cache.py).
-            session = self.client.start_session(causal_consistency=False) if ticket is not None else nullcontext()
+            session = self._write_session() if ticket is not None else None
             try:
-                with session:
-                    document = tokens.find_one_and_update(
-                        where, update, upsert=upsert, projection=_PROJECTION,
-                        # A new login reads what it replaces in the same atomic update: no other save can
-                        # come between (the document after it is the one before, with this save's values).
-                        return_document=ReturnDocument.BEFORE if rules.displacing else ReturnDocument.AFTER,
-                        # The guards make the filter more than an _id lookup: name the index, so the
-                        # server does not weigh other plans (the _id index always exists).
-                        hint=[("_id", 1)] if set(match) == {"_id"} else None,
-                        session=session if ticket is not None else None,
-                    )
+                document, session = self._find_and_modify(tokens, where, update, upsert, match, session, rules.displacing)
             except DuplicateKeyError as error:
                 # Handled below, outside this block: an error raised in here would carry the
                 # server's message, which quotes the duplicate value, as its context.
@@ -518,6 +508,41 @@ class MongoTokenStore(TokenStore, StoreCalls):
         holder = self.conflict(fields, (stored or {}).get("_id"))
         where_, field = (f" ({holder[0]})", holder[1]) if holder is not None else ("", conflict_field(conflict))
         raise store_error(f"could not save the token: another stored token{where_} already has this {field}", conflict)
+
+    def _find_and_modify(self, tokens: Any, where: dict[str, Any], update: dict[str, Any], upsert: bool,
+                         match: dict[str, Any], session: ClientSession | None,
+                         displacing: bool) -> tuple[dict[str, Any] | None, Any]:
+        """The save's one command (and the session it ran in, or none). A session the client can
+        no longer use (every server lost in an election) is refused before anything is sent: then
+        the command runs without it, as any other store call."""
+        options: dict[str, Any] = {
+            "upsert": upsert, "projection": _PROJECTION,
+            # A new login reads what it replaces in the same atomic update: no other save can come
+            # between (the document after it is the one before, with this save's values).
+            "return_document": ReturnDocument.BEFORE if displacing else ReturnDocument.AFTER,
+            # The guards make the filter more than an _id lookup: name the index, so the server
+            # does not weigh other plans (the _id index always exists).
+            "hint": [("_id", 1)] if set(match) == {"_id"} else None,
+        }
+        if session is not None:
+            try:
+                with session:
+                    return tokens.find_one_and_update(where, update, session=session, **options), session
+            except ConfigurationError:  # "Sessions are not supported": raised before sending
+                pass
+        return tokens.find_one_and_update(where, update, **options), None
+
+    def _write_session(self) -> ClientSession | None:
+        """An explicit session for a save (its ``operation_time`` is the write's cluster time), or
+        none when the client knows of no server that has sessions (in an election, say): starting
+        one would wait for a server, or fail, and the save must not. Without it, the save's entry
+        is only not kept (``cache.put``)."""
+        try:
+            if self.client.topology_description.logical_session_timeout_minutes is None:
+                return None
+            return self.client.start_session(causal_consistency=False)
+        except PyMongoError:
+            return None
 
     def _digest(self, refresh: str) -> str:
         """A short name for a refresh token, to count the distinct ones a person was given (never the
