@@ -661,3 +661,36 @@ def test_a_save_goes_on_without_its_session_when_the_client_cannot_use_one(real_
     assert lost.refused == 1
     assert store.collection.find_one({})["access_token"] == token.get_access_token()
     assert store.find_token_by_id(token.get_id()).get_access_token() == token.get_access_token()
+
+
+def test_a_forked_child_keeps_nothing_it_cannot_prove(real_client: MongoClient, database_name: str) -> None:
+    """A pre-forking server that built the store before the fork: the child drops the cached tokens
+    (no stream of its own proves them yet) and its parent's queued history events (the parent
+    writes those)."""
+    store = cached_store(real_client, database_name)
+    held = Held(store.events)
+    store.events = held
+    token = full(ALICE)
+    store.save_token(token)
+    assert held.entered.wait(10)
+    store.save_token(full("bob@example.com:1"))  # queued behind the held write
+    assert store.cache.holds(token.get_id()) and store.cache_stats()["events_pending"] == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: our own state only (no driver call)
+        try:
+            watcher = store.cache._watcher
+            seen = [store.cache.holds(token.get_id()), store.cache_stats()["events_pending"],
+                    watcher is not None and watcher.state]
+            os.write(write, json.dumps(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        assert json.loads(os.read(read, 1000)) == [False, 0, "stopped"]
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+        held.gate.set()
+    assert store.cache.holds(token.get_id())  # the parent keeps its own
+    assert store.flush_events(10) and store.cache_stats()["events_written"] == 2

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pymongo
 from pymongo import MongoClient
 from pymongo.errors import InvalidOperation, OperationFailure, PyMongoError
 
@@ -51,6 +52,9 @@ MAX_AWAIT = 0.5
 """How long the change stream's ``getMore`` waits on the server for a change (seconds)."""
 SLACK = 1.0
 """How much longer than ``MAX_AWAIT`` a stream may stay silent and still count as answering."""
+BOUND = 15.0
+"""The longest one command of the stream may take (a client without a socket timeout would wait on
+a dead connection for good): then it is opened again."""
 RING = 4096
 """Changes remembered, to check the fills that raced them."""
 CACHED_KEYS = ("_id", "user_name", "refresh_token")
@@ -188,14 +192,17 @@ class Watcher:
         pauses = 0
         while self._wanted():
             try:
-                with self.collection.watch(_PIPELINE, max_await_time_ms=int(MAX_AWAIT * 1000),
-                                           resume_after=resume) as stream:
+                with pymongo.timeout(BOUND):
+                    opened = self.collection.watch(_PIPELINE, max_await_time_ms=int(MAX_AWAIT * 1000),
+                                                   resume_after=resume)
+                with opened as stream:
                     caught_up = False
                     while self._wanted():
                         if caught_up:
                             with self.lock:
                                 self.live_until = time.monotonic() + MAX_AWAIT + SLACK
-                        change = stream.try_next()
+                        with pymongo.timeout(BOUND):
+                            change = stream.try_next()
                         resume = stream.resume_token
                         if change is None:
                             if not caught_up:

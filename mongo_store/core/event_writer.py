@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
@@ -203,6 +204,22 @@ def _hook() -> None:
         if not _registered:
             atexit.register(flush_all)
             _registered = True
+
+
+def _after_fork() -> None:
+    """A child process has none of its parent's threads, and the events its parent queued are the
+    parent's to write: each writer starts empty, with a new lock."""
+    global _hooked
+    _hooked = threading.Lock()
+    for writer in list(_open):
+        writer._changed = threading.Condition()
+        writer._pending.clear()
+        writer._done = writer._added
+        writer._thread, writer._writing, writer._dropping = None, False, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def flush_all(timeout: float = 10.0) -> None:
