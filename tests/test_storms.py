@@ -219,26 +219,26 @@ def test_a_cold_start_lease_never_shows_as_a_token_and_lapses_when_its_holder_di
 
 def test_a_first_refresh_zoho_refuses_backs_off_the_waiters(zoho: FakeZoho, real_client: MongoClient,
                                                               database_name: str, tmp_path: Path) -> None:
-    """The holder's first refresh is refused (a revoked refresh token): the next callers fail at
-    once with RefreshFailing for the back-off window, without asking Zoho."""
-    from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
-
+    """The holder's first refresh is refused (a revoked refresh token): it gets RefreshFailing with
+    the reason, and the next callers fail at once for the back-off window, without asking Zoho."""
     from mongo_store.core.lease import RefreshFailing
 
     email, refresh = person(zoho, "refused")
     zoho.revoke(refresh)
-    store = MongoTokenStore(client=real_client, database=database_name, refresh_backoff=30, refresh_backoff_max=30)
+    store = MongoTokenStore(client=real_client, database=database_name, refresh_backoff=30, refresh_backoff_max=60)
     try:
         Initializer.LOCAL.init = None
         first = OAuthToken(client_id=CLIENT_ID, client_secret=SECRET, refresh_token=refresh)
-        with pytest.raises(SDKException) as refused:
+        with pytest.raises(RefreshFailing, match="first refresh of this refresh token failed") as refused:
             Initializer.initialize(zoho.environment, first, store=store, resource_path=str(tmp_path),
                                    sdk_config=SDKConfig(**CONFIG))
-        assert not isinstance(refused.value, RefreshFailing)
+        assert refused.value.reason == "revoked" and "invalid_code" in str(refused.value)
+        assert refused.value.retry_at is not None and 59 <= (refused.value.retry_at - utcnow()).total_seconds() <= 60
         for _ in range(3):
             started = time.monotonic()
-            with pytest.raises(RefreshFailing, match="first refresh of this refresh token keeps failing"):
+            with pytest.raises(RefreshFailing, match="first refresh of this refresh token keeps failing") as waiting:
                 store.find_token(OAuthToken(client_id=CLIENT_ID, client_secret=SECRET, refresh_token=refresh))
+            assert waiting.value.reason == "revoked"
             assert time.monotonic() - started < 1.0
         assert [request.outcome for request in zoho.refreshes(email)] == ["invalid_code"]
         assert store.collection.count_documents({}) == 0

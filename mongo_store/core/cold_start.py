@@ -14,7 +14,8 @@ started_at, failures, retry_at, expires_at}``: it holds no secret, and it never 
 (lists, counts, ``get_tokens`` read the tokens' collection only). It lapses at ``until`` when its
 holder dies (then a waiter takes it over), and the TTL index on ``expires_at`` removes it later. A
 save of that refresh token removes it. A first refresh that fails backs off as any refresh does
-(``lease.Backoff``): the waiters fail at once with ``RefreshFailing`` until the window has passed.
+(``lease.Backoff``, by the failure's reason: ``reasons.py``): the holder and then the waiters fail at
+once with ``RefreshFailing`` (its ``reason`` says what to do) until the window has passed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from . import errors
+from . import errors, reasons
 from .clock import utcnow
 from .lease import POLL_SECONDS, Backoff
 from .masking import ago, iso
@@ -125,21 +126,27 @@ class ColdStarts:
         except Exception as error:
             log.info("could not end a cold-start lease (%s): it lapses by itself", errors.sentence(error))
 
-    def failed(self, digest: str, backoff: Backoff) -> None:
-        """The holder's first refresh failed: end its lease and open the back-off window, so the
-        waiters fail at once instead of each trying in turn."""
+    def failed(self, digest: str, backoff: Backoff, reason: str, why: str) -> BaseException | None:
+        """The holder's first refresh failed for ``reason`` (``reasons.py``; ``why`` in words): end
+        its lease and open the back-off window that reason gets, so the waiters fail at once instead
+        of each trying in turn. The ``RefreshFailing`` the holder gets, as the others will (None when
+        this process held no such lease)."""
         held = self.held.pop(digest, None)
         if held is None:
-            return
+            return None
         until, before = held
         now = utcnow()
         count = before + 1
-        retry = now + backoff.after(count)
+        retry = now + reasons.window(backoff, count, reason)
         try:
             self.run(lambda: self.leases.update_one({"_id": digest, "until": until}, {"$set": {
-                "until": now, "failures": count, "failed_at": now, "retry_at": retry, "expires_at": retry + KEPT}}))
+                "until": now, "failures": count, "failed_at": now, "retry_at": retry, "reason": reason,
+                "expires_at": retry + KEPT}}))
         except Exception as error:
             log.warning("could not record a failed first refresh (%s): its lease lapses by itself", errors.sentence(error))
+            return None
+        return errors.RefreshFailing(f"the first refresh of this refresh token failed: {why}; callers fail at once "
+                                     f"until {iso(retry)}, then one tries again", reason, retry)
 
 
 def _refusal(state: dict[str, Any], now: datetime) -> Any:
@@ -149,6 +156,7 @@ def _refusal(state: dict[str, Any], now: datetime) -> Any:
         return None
     if isinstance(until, datetime) and until > now:
         return None  # one caller is trying again now: wait for it
+    reason = reasons.known(state.get("reason"))
     return errors.RefreshFailing(
-        f"the first refresh of this refresh token keeps failing ({failures} failed refresh(es)); the next attempt is at "
-        f"{iso(retry)} ({ago(retry, now)}). If Zoho revoked the refresh token, the user must authorize the app again")
+        f"the first refresh of this refresh token keeps failing ({failures} failed refresh(es)): {reasons.why(reason)}; "
+        f"the next attempt is at {iso(retry)} ({ago(retry, now)})", reason, retry)

@@ -150,7 +150,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
             document, holds = self.cold_starts.begin(digest, lambda: self._find_primary(where), self.refresh_lease,
                                                      self.refresh_wait)
             if holds:
-                watch(token, lambda error: self.cold_starts.failed(digest, self.backoff))
+                watch(token, lambda error: self._first_refresh_failed(digest, error))
             ticket = None
         # A token with an id reaches find_token only outside a request (the SDK's get_token asks
         # find_token_by_id for those; its revoke() asks here): it is read as it is, never leased.
@@ -414,6 +414,12 @@ class MongoTokenStore(TokenStore, StoreCalls):
         refresh = fields.get("refresh_token")
         return bool(self.refresh_lease) and refresh is not None and query == {"refresh_token": refresh} and \
             "access_token" not in fields
+
+    def _first_refresh_failed(self, digest: str, error: BaseException) -> BaseException | None:
+        """A cold start's refresh failed: back the waiters off by its reason (``cold_start.py``)."""
+        code = refresh_code(error)
+        reason = reasons.of_error(error, code)
+        return self.cold_starts.failed(digest, self.backoff, reason, reasons.why(reason, code or cause_of(error)))
 
     def _blind(self, refresh: str) -> str:
         """The refresh token's digest, a cold-start lease's key: keyed with encryption on."""
