@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from . import errors, reasons
 from .clock import utcnow
@@ -49,21 +49,25 @@ def collection_for(tokens: Any) -> Any:
 
 
 def keep(leases: Any) -> None:
-    """The TTL index that removes lapsed leases (a user without createIndex: a warning; a lapsed
-    lease is taken over all the same)."""
+    """The TTL index that removes lapsed leases; a failure (a user without createIndex, a server
+    that does not answer) is a warning: a lapsed lease is taken over all the same."""
     try:
         leases.create_index([("expires_at", ASCENDING)], name="expires_at", expireAfterSeconds=0)
-    except OperationFailure as error:
-        log.warning("could not create the cold-start leases' TTL index on %s (code %s): lapsed leases stay, "
-                    "harmless", leases.name, error.code)
+    except PyMongoError as error:
+        log.warning("could not create the cold-start leases' TTL index on %s (%s): lapsed leases stay, "
+                    "harmless", leases.name, type(error).__name__)
 
 
 class ColdStarts:
     """Leases on first refreshes, for one store."""
 
-    def __init__(self, leases: Any, run: Callable[[Callable[[], Any]], Any]) -> None:
-        """``run`` performs each database call (the store's failover and error handling)."""
+    def __init__(self, leases: Any, run: Callable[[Callable[[], Any]], Any], keep_index: bool = True) -> None:
+        """``run`` performs each database call (the store's failover and error handling);
+        ``keep_index``: create the TTL index with the first cold start (a store's
+        ``create_indexes``). It is made then, not with the store's other indexes: most stores
+        never see a cold start, and their first call stays as short as it was."""
         self.leases, self.run = leases, run
+        self._index_wanted = keep_index
         self.held: dict[str, tuple[datetime, int]] = {}
         """Leases this process holds: digest -> (until, failures before), until its save or failure."""
 
@@ -75,6 +79,9 @@ class ColdStarts:
         token (from the primary). Raises ``RefreshFailing`` inside the back-off window of a failed
         first refresh."""
         deadline = time.monotonic() + wait
+        if self._index_wanted:
+            self._index_wanted = False
+            self.run(lambda: keep(self.leases))
         while True:
             nonce, now = secrets.token_hex(8), utcnow()  # drawn once: a retried attempt knows its own lease
             taken = self.run(lambda: self._take(digest, nonce, now, lease))

@@ -123,7 +123,8 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self.cache = ReadCache(self._primary, settings.read_cache_size) if settings.read_cache else None
         """The read cache (``cache.py``), or None with ``read_cache=False``."""
         self.cold_starts = cold_start.ColdStarts(cold_start.collection_for(self._primary),
-                                                 run=lambda work: self.call("coordinate the first refresh", work, write=True))
+                                                 run=lambda work: self.call("coordinate the first refresh", work, write=True),
+                                                 keep_index=settings.create_indexes)
         self._indexes_ready = not settings.create_indexes
         self._server_validates = isinstance(self.client, MongoClient)  # mongomock has no validators
         self.retire_replaced = settings.retire_replaced
@@ -348,7 +349,6 @@ class MongoTokenStore(TokenStore, StoreCalls):
             with self._lock:
                 if not self._indexes_ready:
                     ensure_indexes(self.collection, backfill_keys=False)  # never a long walk on the SDK's path
-                    cold_start.keep(self.cold_starts.leases)
                     if self.events is not None:
                         self._keep_events()
                     if self.cipher is not None and self._server_validates:
