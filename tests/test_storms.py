@@ -191,8 +191,10 @@ def test_a_cold_start_lease_never_shows_as_a_token_and_lapses_when_its_holder_di
     try:
         assert zoho.refresh_waiting.wait(120), "the holder never refreshed"
         store = MongoTokenStore(client=real_client, database=database_name, refresh_lease=1.5, refresh_wait=10)
-        [lease] = real_client[database_name]["oauth_tokens" + cold_start.SUFFIX].find({})
+        leases = real_client[database_name]["oauth_tokens" + cold_start.SUFFIX]
+        [lease] = leases.find({})
         assert refresh not in json.dumps(lease, default=str)  # a digest, never the refresh token
+        assert leases.index_information()["expires_at"]["expireAfterSeconds"] == 0  # made by the first cold start
         assert lease["until"] > utcnow() and lease["expires_at"] > lease["until"]
         assert store.get_tokens() == [] and store.collection.count_documents({}) == 0
         holder.send_signal(signal.SIGKILL)
