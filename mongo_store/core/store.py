@@ -197,10 +197,10 @@ class MongoTokenStore(TokenStore, StoreCalls):
             "save the token", lambda: self._upsert(fields, match, insertable and not by_id, new_id, rules, ticket),
             write=True, unknown_outcome=_SAVE_AGAIN)
         if self.cache is not None:
-            if document is not None and not rules.displacing:
+            if document is not None:
                 self._remember(ticket, document, None if stored_won else written_at)
-            elif document is not None or "_id" in fields:  # a new login's document is made up from the one before
-                self.cache.evict(document["_id"] if document is not None else fields["_id"])
+            elif "_id" in fields:
+                self.cache.evict(fields["_id"])
         if document is not None and "refresh_token" in fields and self.cold_starts.held:
             self.cold_starts.release(self._blind(fields["refresh_token"]))  # this caller's first refresh is saved
         if document is None:
@@ -490,7 +490,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
             else:
                 if rules.displacing:  # upserted: None is an insert
                     before = None if document is None else self.open_document(document)
-                    return _after(before, fields, absent, match.get("_id") or new_id), False, before, None
+                    # (What it made, from what it replaced and its values: ``_after``; as the cache's too.)
+                    return _after(before, fields, absent, match.get("_id") or new_id), False, before, \
+                        getattr(session, "operation_time", None)
                 if document is not None:
                     return self.open_document(document), False, None, getattr(session, "operation_time", None)
                 if not guards:
