@@ -377,6 +377,7 @@ def test_a_revoke_zoho_refuses_is_in_the_history_and_left_for_cleanup(portal: Po
     assert portal.zoho.authorizations[old].revoked and not portal.zoho.authorizations[
         portal.document(alice)["refresh_token"]].revoked
     assert portal.store.displaced.count_documents({}) == 0
+    assert portal.store.flush_events(10)  # the store writes its history in a thread of its own
     assert portal.store.events.find_one({"token_id": alice}, sort=[("at", -1)])["who"] == "cleanup (ops@example.com)"
 
 

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -319,8 +320,11 @@ class MongoTokenStore(TokenStore, StoreCalls):
 
     def wait_for_retirements(self, timeout: float = 30.0) -> bool:
         """Wait until every revoke of a refresh token a new login replaced has ended (revoked, or
-        left for cleanup); whether they did within ``timeout`` seconds. For tests and shutdowns."""
-        return self.retirements.wait(timeout)
+        left for cleanup) and its history event is written; whether they did within ``timeout``
+        seconds. For tests and shutdowns."""
+        deadline = time.monotonic() + timeout
+        ended = self.retirements.wait(timeout)
+        return self.history.flush(max(deadline - time.monotonic(), 0.001)) and ended
 
     def flush_events(self, timeout: float | None = None) -> bool:
         """Wait until the history events recorded so far are written (or failed, with a warning);
