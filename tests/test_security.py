@@ -551,3 +551,29 @@ def test_rotate_key_on_a_server_killed_midway_is_one_line(tmp_path: Path) -> Non
         server.stop()
     assert process.returncode == 1
     assert err.count("\n") == 1 and err.startswith("zoho-mongo-store: error: could not rotate") and "Traceback" not in err
+
+
+# -- round three (issue 29) ---------------------------------------------------------------------------
+
+
+def test_a_tz_aware_client_reads_every_date_as_naive_utc(real_client: MongoClient, mongo_uri: str,
+                                                       database_name: str) -> None:
+    """F4: a client made with ``tz_aware=True`` hands the store aware dates; every lookup in the
+    refresh window raised a raw TypeError, and a stale save failed as an unexpected error."""
+    from mongo_store.tools.health import health_of
+
+    with MongoClient(mongo_uri, tz_aware=True) as aware:
+        store = MongoTokenStore(client=aware, database=database_name)
+        now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+        token = full("alice@example.com:1", expires_in=str(now_ms + 2000))  # inside the refresh window
+        store.save_token(token)
+        found = store.find_token_by_id(token.get_id())  # coordinated: its dates compared with now
+        assert found.get_access_token() == token.get_access_token()
+        stale = full("alice@example.com:1", refresh_token=token.get_refresh_token(), expires_in=str(now_ms - 60_000))
+        store.save_token(stale)  # an older refresh: the stored, newer token stays, and the caller gets it
+        assert stale.get_expires_in() == str(now_ms + 2000)
+        document = store.collection.find_one({})
+        assert document["expiry_time"].tzinfo is None and document["updated_at"].tzinfo is None
+        assert health_of(document)[0] in ("healthy", "idle", "failing")
+        events = store.collection.database[store.settings.events_collection]
+        assert all(event["at"].tzinfo is None for event in events.find({}))
