@@ -577,3 +577,24 @@ def test_a_tz_aware_client_reads_every_date_as_naive_utc(real_client: MongoClien
         assert health_of(document)[0] in ("healthy", "idle", "failing")
         events = store.collection.database[store.settings.events_collection]
         assert all(event["at"].tzinfo is None for event in events.find({}))
+
+
+@pytest.mark.parametrize("name", ["x.", ".x", "a..b"])
+def test_a_collection_name_mongodb_refuses_is_one_sentence(mongo_uri: str, database_name: str, name: str) -> None:
+    """F16: such names passed the check and pymongo's InvalidName escaped raw from the constructor,
+    and as a traceback from the CLI (a flag or a setting alike)."""
+    import subprocess
+
+    for option in ("collection", "events_collection"):
+        with pytest.raises(SDKException, match="collection name"):
+            MongoTokenStore(client=MongoClient(mongo_uri, connect=False), database=database_name, **{option: name})
+    uses = {"ZOHO_MONGO_COLLECTION": ["stats"], "ZOHO_EVENTS_COLLECTION": ["events", "some-id"],
+            "DASHBOARD_AUDIT_COLLECTION": ["audit"],
+            "ZOHO_MONGO_ALERTS_COLLECTION": ["alerts", "--webhook", "http://127.0.0.1:9/hook"]}
+    runs = [(variable, [*command]) for variable, command in uses.items()] + [("", ["--collection", name, "stats"])]
+    for variable, command in runs:
+        env = dict(os.environ, MONGODB_URI=mongo_uri, ZOHO_MONGO_DATABASE=database_name, **({variable: name} if variable else {}))
+        done = subprocess.run([sys.executable, "-m", "mongo_store.cli", *command], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, (command, done.stderr)
+        assert done.stderr.count("\n") == 1 and "collection name" in done.stderr, (command, done.stderr)

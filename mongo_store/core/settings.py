@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -77,6 +78,42 @@ def text(name: str, value: Any) -> str | None:
     if not isinstance(value, str):
         raise SettingError(f"{name} must be a string, not {type(value).__name__}")
     return value.strip() or None
+
+
+_DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
+DATABASE_RULE = 'a database name has 1 to 63 characters and none of / \\ . " $ * < > : | ? or a space'
+COLLECTION_RULE = ('a collection name cannot be empty, contain $, a NUL character or "..", start or end with ".", '
+                   'or start with "system."')
+
+
+def database_problem(name: str) -> str | None:
+    """Why MongoDB would refuse ``name`` as a database name (pymongo raises from deep inside), or None."""
+    return None if _DATABASE_NAME.fullmatch(name) else DATABASE_RULE
+
+
+def collection_problem(name: str) -> str | None:
+    """Why MongoDB would refuse ``name`` as a collection name, or None: pymongo's own checks
+    (``x.``, ``.x``, ``a..b``) raise a raw ``InvalidName`` from the constructor otherwise."""
+    bad = (not name or "$" in name or "\x00" in name or ".." in name or name.startswith((".", "system."))
+           or name.endswith("."))
+    return COLLECTION_RULE if bad else None
+
+
+def database_name(name: str, value: Any) -> str | None:
+    """A database name MongoDB accepts (``text``, then checked)."""
+    return _named(name, text(name, value), database_problem)
+
+
+def collection_name(name: str, value: Any) -> str | None:
+    """A collection name MongoDB accepts (``text``, then checked): every collection setting's parser."""
+    return _named(name, text(name, value), collection_problem)
+
+
+def _named(name: str, value: str | None, problem: Callable[[str], str | None]) -> str | None:
+    why = None if value is None else problem(value)
+    if why is not None:
+        raise SettingError(f"{name}: {why}")
+    return value
 
 
 def key_list(name: str, value: Any) -> tuple[str | bytes, ...]:
@@ -195,9 +232,9 @@ class StoreSettings:
                                    doc="the user name, apart from the URI (no percent-encoding)")
     password: str | None = setting(None, env="MONGODB_PASSWORD", parse=text, hidden=True,
                                    doc="the password, apart from the URI (no percent-encoding)")
-    database: str = setting(DEFAULT_DATABASE, env="ZOHO_MONGO_DATABASE", parse=text, secret_key="database",
+    database: str = setting(DEFAULT_DATABASE, env="ZOHO_MONGO_DATABASE", parse=database_name, secret_key="database",
                             doc="database name")
-    collection: str = setting(DEFAULT_COLLECTION, env="ZOHO_MONGO_COLLECTION", parse=text, secret_key="collection",
+    collection: str = setting(DEFAULT_COLLECTION, env="ZOHO_MONGO_COLLECTION", parse=collection_name, secret_key="collection",
                               doc="the tokens' collection")
     create_indexes: bool = setting(True, parse=flag, doc="create the indexes on first use")
     server_selection_timeout: float = setting(5.0, parse=seconds,
@@ -223,7 +260,7 @@ class StoreSettings:
                                     doc="revoke at Zoho the refresh token a new login replaced (Zoho keeps 20 per user "
                                         "and client)")
     record_events: bool = setting(True, parse=flag, doc="keep each token's history")
-    events_collection: str = setting(EVENTS_COLLECTION, env="ZOHO_EVENTS_COLLECTION", parse=text,
+    events_collection: str = setting(EVENTS_COLLECTION, env="ZOHO_EVENTS_COLLECTION", parse=collection_name,
                                      secret_key="events_collection", doc="the token history's collection")
     events_retention_days: float = setting(90.0, env="ZOHO_EVENTS_RETENTION_DAYS", parse=days,
                                            secret_key="events_retention_days", doc="days the history keeps an event")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.settings import days, load, setting, text
+from ..core.settings import collection_name, days, load, setting, text
 
 AUDIT_COLLECTION = "dashboard_audit"
 AUDIT_RETENTION_DAYS = 400.0
@@ -19,7 +19,7 @@ ALERTS_COLLECTION = "token_alerts"
 class OperatorSettings:
     """What the operator actions are configured with."""
 
-    audit_collection: str = setting(AUDIT_COLLECTION, env="DASHBOARD_AUDIT_COLLECTION", parse=text,
+    audit_collection: str = setting(AUDIT_COLLECTION, env="DASHBOARD_AUDIT_COLLECTION", parse=collection_name,
                                     secret_key="audit_collection",
                                     doc="where operator actions are recorded, by the dashboard and the CLI")
     audit_retention_days: float = setting(AUDIT_RETENTION_DAYS, env="ZOHO_AUDIT_RETENTION_DAYS", parse=days,
@@ -31,7 +31,7 @@ class OperatorSettings:
     cleanup_unusable_days: float | None = setting(None, env="ZOHO_CLEANUP_UNUSABLE_DAYS", parse=days,
                                                   secret_key="cleanup_unusable_days",
                                                   doc="delete tokens unusable for longer")
-    alerts_collection: str = setting(ALERTS_COLLECTION, env="ZOHO_MONGO_ALERTS_COLLECTION", parse=text,
+    alerts_collection: str = setting(ALERTS_COLLECTION, env="ZOHO_MONGO_ALERTS_COLLECTION", parse=collection_name,
                                      doc="where alert episodes are recorded")
     alert_webhook: str | None = setting(None, env="ZOHO_MONGO_ALERT_WEBHOOK", parse=text, hidden=True,
                                         doc="where alerts are POSTed (its path is a secret)")
