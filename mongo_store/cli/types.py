@@ -70,9 +70,23 @@ def http_url(example: str) -> Callable[[str], str]:
     return parse
 
 
-accounts_url = http_url("https://accounts.zoho.eu/oauth/v2/token")
+def zoho_url(example: str) -> Callable[[str], str]:
+    """A URL a token's secret may be sent to: read by the one parser the calls to Zoho use
+    (``core/urls.py``: nothing two HTTP clients could read apart), as it will be requested."""
+    def parse(text: str) -> str:
+        from ..core.urls import UrlError
+        from ..core.urls import http_url as read
+
+        try:
+            return read(text).text
+        except UrlError as error:  # never echoed: argparse would quote a value that raised
+            raise argparse.ArgumentTypeError(f"{error} (an http(s) URL such as {example})") from None
+    return parse
+
+
+accounts_url = zoho_url("https://accounts.zoho.eu/oauth/v2/token")
 """--accounts-url."""
-api_url = http_url("https://www.zohoapis.eu")
+api_url = zoho_url("https://www.zohoapis.eu")
 """--api-url."""
 webhook_url = http_url("https://hooks.slack.com/services/...")
 """--webhook."""
