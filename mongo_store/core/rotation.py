@@ -1,23 +1,33 @@
-"""Re-sealing every token under the current key: resumable, and safe beside running workers.
+"""Re-sealing every token under the current key and format: resumable, and safe beside running workers.
 
 Each document is opened with whichever configured key sealed it (or read as plaintext), sealed
-with the current key and written back only if nobody saved it meanwhile (its ``updated_at`` is
-unchanged: a save since then already used the current key). A document that cannot be opened is
-reported and left as it is. Interrupted, a second run picks up the documents still to do.
+with the current key, in the current format at its next version, and written back only if nobody
+saved it meanwhile: the write's filter holds every secret and identity field exactly as read (each
+save seals with fresh nonces, so any save since changes them), not only ``updated_at``, which two
+saves within one millisecond share. A document that cannot be opened is reported and left as it
+is. Interrupted, a second run picks up the documents still to do.
+
+A run that leaves nothing to do records the upgrade in the collection's validator
+(``validation.py``): from then on the server and the store refuse the older formats, so values
+written back from a backup made before cannot be served. That takes ``collMod``; a user without it
+is told so, and the older formats stay accepted until a run by a user who may.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import MongoClient
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from .crypto import KEY_ID_FIELD, DecryptError, identity_of
+from .crypto import FORMATS, IDENTITY_FIELDS, KEY_ID_FIELD, DecryptError, identity_of
 from .displaced import reseal
 from .errors import conflict_field, redact, store_error
 from .mapping import SECRET_FIELDS, malformed
 from .store import MongoTokenStore
+from .validation import require_sealed
 
 
 @dataclass
@@ -27,6 +37,9 @@ class Rotation:
     failed: list[str] = field(default_factory=list)
     displaced: int = 0
     """Replaced refresh tokens waiting to be revoked (``displaced.py``), sealed again."""
+    recorded: str | None = None
+    """What became of the record that the older formats are refused: one sentence, or None when
+    the run left tokens to do (nothing recorded)."""
 
 
 def pending(store: MongoTokenStore) -> dict:
@@ -49,10 +62,8 @@ def rotate(store: MongoTokenStore, progress: Callable[[], None] | None = None) -
                     raise DecryptError(f"token {document['_id']!r} is malformed ({malformed_reason})")
                 opened = cipher.open(document)
                 secrets = {key: opened[key] for key in SECRET_FIELDS if opened.get(key) is not None}
-                sealed = cipher.seal(secrets, identity_of(document))
-                written = store.collection.update_one(
-                    {"_id": document["_id"], "updated_at": document.get("updated_at")}, {"$set": sealed}
-                ).modified_count
+                sealed = cipher.seal(secrets, identity_of(document), document)
+                written = store.collection.update_one(unchanged(document), {"$set": sealed}).modified_count
             except DecryptError as error:
                 report.failed.append(str(error))
             except DuplicateKeyError as error:  # e.g. a plaintext copy written by a store without the key
@@ -68,4 +79,34 @@ def rotate(store: MongoTokenStore, progress: Callable[[], None] | None = None) -
         # The refresh tokens new logins replaced, still waiting to be revoked, are secrets too.
         report.displaced, failed = reseal(store)
         report.failed += failed
+        if not report.failed and store.collection.find_one(query, {"_id": True}) is None:
+            report.recorded = record_upgrade(store)
     return report
+
+
+def unchanged(document: dict[str, Any]) -> dict[str, Any]:
+    """The filter of ``document`` as it was read: its id, every secret and identity field as they
+    were (or absent), and ``updated_at``."""
+    where: dict[str, Any] = {"_id": document["_id"], "updated_at": document.get("updated_at")}
+    for name in (*SECRET_FIELDS, *IDENTITY_FIELDS[1:], KEY_ID_FIELD):
+        where[name] = document[name] if document.get(name) is not None else {"$exists": False}
+    return where
+
+
+def record_upgrade(store: MongoTokenStore) -> str:
+    """Record in the collection's validator that it accepts the current format only; the sentence
+    that says what happened."""
+    current = FORMATS[0]
+    if not isinstance(store.client, MongoClient):
+        return "mongomock has no validators: the older formats stay accepted there"
+    try:
+        require_sealed(store.collection, (current,))
+    except OperationFailure as error:
+        if error.code != 13:
+            raise
+        return (f"every token is in format {current}, but this MongoDB user may not record it (collMod, in "
+                "dbAdmin): older formats stay accepted until rotate-key runs as a user who may")
+    assert store.cipher is not None
+    store.cipher.accept((current,))
+    return f"recorded: this collection accepts format {current} only from now on (older values are refused)"
+

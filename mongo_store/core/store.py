@@ -56,7 +56,7 @@ from .matching import match_filter, save_guards, stored_wins
 from .search import SEARCH_KEYS
 from .search import keys as search_keys
 from .settings import StoreSettings
-from .validation import require_sealed
+from .validation import require_sealed, validator_of
 
 log = logging.getLogger("mongo_store")
 
@@ -115,6 +115,8 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self.retire_replaced = settings.retire_replaced
         self.retirements = Displaced(self)
         """The refresh tokens new logins replaced, revoked in the background (``displaced.py``)."""
+        self._validator_in_place = False
+        """Known to hold this package's validator: a keyless insert is then the server's to refuse."""
         self.validated: bool | None = None
         """With a key on a real server: whether the collection has the validator (``prepare``)."""
         self._lock = threading.Lock()
@@ -313,7 +315,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
         duplicate-key error (an upsert): the stored document is read then. Any other duplicate is a
         race the server did not retry (retried once)."""
         self._tokens()
-        self._refuse_plain_beside_sealed()
+        self._refuse_plain_beside_sealed(upsert)
         tokens = self._primary
         refresh = fields.get("refresh_token")
         for round_ in (1, 2):
@@ -421,7 +423,12 @@ class MongoTokenStore(TokenStore, StoreCalls):
         return self.validated
 
     def _require_sealed(self) -> bool:
-        """With a key, the collection gets the validator that keeps it encrypted (``validation.py``)."""
+        """With a key, the collection gets the validator that keeps it encrypted (``validation.py``),
+        unless it has this package's already; the formats it records are the ones this store opens."""
+        found = validator_of(self.collection)
+        if found.formats is not None:  # ours: left as it is (a record of an upgrade is never undone)
+            self.cipher.accept(found.formats)  # type: ignore[union-attr]
+            return True
         try:
             require_sealed(self.collection)
         except OperationFailure as error:
@@ -432,14 +439,20 @@ class MongoTokenStore(TokenStore, StoreCalls):
             return False
         return True
 
-    def _refuse_plain_beside_sealed(self) -> None:
+    def _refuse_plain_beside_sealed(self, may_insert: bool) -> None:
         """A store without the key must not write into a collection of encrypted tokens: its
-        plaintext values cannot match the sealed ones, so it would insert duplicates beside them
-        (and a rotation could never finish). A real server refuses such a write by itself (the
-        validator, at no round trip); mongomock has no validators, so there it is checked here."""
-        if self.cipher is not None or self._server_validates:
+        plaintext values cannot match the sealed ones, so it would insert plaintext copies beside
+        them (and a rotation could never finish). An update never touches a sealed token (the
+        save's filter); an insert is refused by the server where this package's validator is in
+        place (read once per store), else checked here, a read before the write (every insert
+        on mongomock, which has no validators, and where the user could not install it)."""
+        if self.cipher is not None or not may_insert or self._validator_in_place:
             return
-        sealed = self._primary.find_one({BLIND_FIELDS["refresh_token"]: {"$exists": True}}, {"_id": True})
+        if self._server_validates and validator_of(self.collection).in_place:
+            self._validator_in_place = True
+            return
+        sealed = self._primary.find_one({"$or": [{field: {"$exists": True}} for field in BLIND_FIELDS.values()]},
+                                        {"_id": True})
         if sealed is not None:
             raise store_error(PLAIN_BESIDE_SEALED)
 
@@ -461,7 +474,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
         document_id = stored["_id"] if stored is not None else new_id
         identity = identity | identity_of(fields) | {"_id": document_id}
         values = {key: value for key, value in fields.items() if key not in SECRET_FIELDS} | identity
-        values |= self.cipher.seal(kept | fields, identity)
+        values |= self.cipher.seal(kept | fields, identity, stored)  # at the version after the stored one
         values.pop("_id")
         plain = stored is not None and isinstance(stored.get("refresh_token"), str) and not is_sealed(stored["refresh_token"])
         return {"_id": document_id}, values, [name for name in IDENTITY_FIELDS[1:] if name not in identity], plain

@@ -63,4 +63,6 @@ def rotate_key(ctx: Context) -> int:
     print(f"rotated {report.rotated}, saved meanwhile {report.changed_meanwhile} (already on the new key), "
           f"failed {len(report.failed)}" + (f"; replaced refresh tokens awaiting their revoke sealed again: "
                                             f"{report.displaced}" if report.displaced else ""), file=out)
+    if report.recorded is not None:
+        print(report.recorded, file=out)
     return 1 if report.failed else 0
