@@ -19,9 +19,10 @@ from ..types import MAX_PAGE_SIZE, whole
 ])
 def audit_log(ctx: Context) -> int:
     """The audit log, newest first, by actor and token, a page at a time (keyset cursors)."""
-    from ...core.masking import iso, printable
+    from ...core.masking import iso
     from ...tools import audit
     from ...tools.records import iso_dates
+    from ..output import rows
 
     args, out = ctx.args, ctx.out
     go, cursor = ("next", args.after) if args.after else ("previous", args.before) if args.before else \
@@ -43,8 +44,8 @@ def audit_log(ctx: Context) -> int:
             shown = ", ".join(map(str, ids[:3])) + (f" (+{len(ids) - 3})" if len(ids) > 3 else "")
             outcome = entry.get("outcome") or ("deleted " + str(entry["deleted"]) if entry.get("deleted") is not None
                                                else "; ".join(map(str, (entry.get("results") or [])[:3])))
-            print("\t".join(printable(cell) for cell in (iso(entry.get("at")) or "", entry.get("who") or "",
-                                                         entry.get("action") or "", shown, outcome or "")), file=out)
+            print(rows([[iso(entry.get("at")) or "", entry.get("who") or "", entry.get("action") or "", shown,
+                         outcome or ""]], tsv=True)[0], file=out)
         searched = " and ".join(part for part in (f"actor starting with {args.actor!r}" if args.actor else "",
                                                   f"token {args.token!r} (id, or user name start)" if args.token else "")
                                 if part) or "every entry"

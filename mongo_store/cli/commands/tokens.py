@@ -44,6 +44,7 @@ def indexes(ctx: Context) -> int:
 
 @command("stats", help="counts by health, status and data center", arguments=[arg("--json", action="store_true")])
 def stats(ctx: Context) -> int:
+    from ...core.masking import printable
     from ...tools import datacenters
     from ...tools.health import HEALTH_MEANING
     from ...tools.health import STATUSES as STATES
@@ -66,7 +67,7 @@ def stats(ctx: Context) -> int:
         print(f"  {status + ':':<16}{counts[status]:>{width}}", file=out)
     print("data centers:", file=out)
     for domain, count in counts["per-api-domain"].items():
-        print(f"  {datacenters.label(domain)}: {count}", file=out)
+        print(f"  {printable(datacenters.label(domain))}: {count}", file=out)
     unnamed = counts["total"] - sum(counts["per-api-domain"].values())
     if unnamed:
         print(f"  none: {unnamed}", file=out)
@@ -136,15 +137,12 @@ def list_tokens(ctx: Context) -> int:
         for token in shown:
             print(json.dumps(iso_dates(token)), file=out)
     else:
-        rows = [list_cells(token) for token in shown]
-        if args.format == "tsv":
-            for row in [list(LIST_COLUMNS), *rows]:
-                print("\t".join(row), file=out)
-        elif rows:
-            widths = [max(len(row[n]) for row in [list(LIST_COLUMNS), *rows]) for n in range(len(LIST_COLUMNS))]
-            for row in [list(LIST_COLUMNS), *rows]:
-                print("  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False))
-                      + "  " + row[-1], file=out)
+        from ..output import rows
+
+        table = [list_cells(token) for token in shown]
+        if args.format == "tsv" or table:
+            for line in rows([list(LIST_COLUMNS), *table], tsv=args.format == "tsv"):
+                print(line, file=out)
     notes = out if args.format != "json" else sys.stderr  # JSON lines stay JSON lines
     for line in footer(found, args, shown):
         print(f"# {line}", file=notes)

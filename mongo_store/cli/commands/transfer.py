@@ -32,12 +32,15 @@ def import_tokens(ctx: Context) -> int:
                                            source=kind, dry_run=args.dry_run)
     except SourceError as error:
         raise Failure(str(error)) from None
+    from ...core.masking import printable
+
+    # A reason can name what the file holds (an unknown field's name): plain text, as stored text is.
     if args.verbose:
         for line, reason in report.rejected:
-            print(f"rejected line {line}: {reason}", file=out)
+            print(f"rejected line {line}: {printable(reason)}", file=out)
     else:  # one line per reason: a masked export's hundreds of rows are one line
         for group in report.reasons():
-            print(group.describe(), file=out)
+            print(printable(group.describe()), file=out)
     print(report.summary(args.dry_run) + (" (dry run: nothing written)" if args.dry_run else ""), file=out)
     return 1 if report.rejected else 0  # a migration script can tell that rows were left behind
 
