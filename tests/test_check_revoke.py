@@ -336,3 +336,15 @@ def test_an_api_domain_two_url_parsers_read_apart_gets_no_token(env: MongoTokenS
             with pytest.raises(ZohoError):
                 zoho_calls.route(url, f"{zoho.url}/oauth/v2/token", f"{url}/")
         assert route(zoho.url, f"{zoho.url}/oauth/v2/token").api == zoho.url
+
+
+def test_check_all_names_and_skips_a_document_whose_id_is_no_string(env: MongoTokenStore, zoho: FakeZoho) -> None:  # noqa: F811
+    """One odd document never stops a pass (issue 29, beside F6): ``check --all`` stopped at a
+    hand-made document with an int id ("id must be a string, not int"), checking nothing after it."""
+    token_id = stored(env, zoho, "ola@example.com:1", refresh=zoho.refresh_token, access=zoho.new_access_token(),
+                      expires=timedelta(minutes=40))
+    env.collection.insert_one({"_id": 42, "access_token": "x", "api_domain": zoho.url})
+    code, out, err = run("check", "--all", *accounts(zoho))
+    assert err == "" and code == 1, err
+    assert out.splitlines()[:2] == ["42\t\tnot checked: its id is int, not a string (no token the store wrote: fix "
+                                    "or delete it)", f"{token_id}\tola@example.com:1\tok"], out

@@ -148,7 +148,11 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
     """Obtain a working access token for this stored token the way the SDK does (at most one
     refresh), call Zoho's current-user API with it (at ``api_url`` if given: see ``route``), and
     record the result on the token: Zoho's refusal makes it ``failing`` until the next save; no
-    answer from Zoho records nothing."""
+    answer from Zoho records nothing. A stored document whose id is no string (``check --all``
+    meets hand-made ones) is a result of its own, so it never stops a pass."""
+    if token_id is not None and not isinstance(token_id, str):
+        return Checked(repr(token_id), None, f"not checked: its id is {type(token_id).__name__}, not a string (no "
+                       "token the store wrote: fix or delete it)")
     token_id = check_text("id", token_id, required=True)
     document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:
