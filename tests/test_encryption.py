@@ -323,8 +323,9 @@ def test_no_key_material_in_a_repr(store: MongoTokenStore) -> None:
 def test_the_server_refuses_plaintext_writes_beside_sealed_tokens_on_every_save(real_client: MongoClient,
                                                                                  database_name: str) -> None:
     """A keyless worker that saved before encryption was turned on keeps being refused afterwards,
-    each time, and its save is one command (the server checks: no read first) once it has read
-    the collection's validator, the first time it could insert."""
+    each time, in one command: it read, when it first could insert, that the collection had no
+    validator yet, so it looks for sealed tokens before an insert (one index probe) and refuses
+    without writing; a worker started after the validator leaves it to the server."""
     from test_refresh_safety import FindAndModifyCounter  # it records every command's name
     from tokens import exception_texts
 
@@ -343,8 +344,16 @@ def test_the_server_refuses_plaintext_writes_beside_sealed_tokens_on_every_save(
             commands.names.clear()
             with pytest.raises(SDKException, match="holds encrypted tokens") as refused:
                 plain.save_token(newcomer)
-            assert commands.names == (["listCollections"] if attempt == 0 else []) + ["findAndModify"]
+            assert commands.names == ["find"]
             assert not any(value in text for text in exception_texts(refused.value) for value in secrets_of([newcomer]))
+        assert real_client[database_name].oauth_tokens.count_documents({}) == 2
+        later = MongoTokenStore(client=client, database=database_name, encryption_key=None, old_encryption_keys=[])
+        later.prepare()  # its indexes
+        for attempt in range(2):
+            commands.names.clear()
+            with pytest.raises(SDKException, match="holds encrypted tokens"):
+                later.save_token(full(f"dave{attempt}@example.com:1"))
+            assert commands.names == (["listCollections"] if attempt == 0 else []) + ["findAndModify"]
         assert real_client[database_name].oauth_tokens.count_documents({}) == 2
         # The document stored before encryption stays writable until it is sealed (resumable).
         legacy = plain.find_token(oauth(ALICE, client=False))

@@ -115,8 +115,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self.retire_replaced = settings.retire_replaced
         self.retirements = Displaced(self)
         """The refresh tokens new logins replaced, revoked in the background (``displaced.py``)."""
-        self._validator_in_place = False
-        """Known to hold this package's validator: a keyless insert is then the server's to refuse."""
+        self._validator_in_place: bool | None = None
+        """Whether the collection held this package's validator when this store first could insert
+        without a key (then such an insert is the server's to refuse); None: not read yet."""
         self.validated: bool | None = None
         """With a key on a real server: whether the collection has the validator (``prepare``)."""
         self._lock = threading.Lock()
@@ -444,12 +445,13 @@ class MongoTokenStore(TokenStore, StoreCalls):
         plaintext values cannot match the sealed ones, so it would insert plaintext copies beside
         them (and a rotation could never finish). An update never touches a sealed token (the
         save's filter); an insert is refused by the server where this package's validator is in
-        place (read once per store), else checked here, a read before the write (every insert
-        on mongomock, which has no validators, and where the user could not install it)."""
-        if self.cipher is not None or not may_insert or self._validator_in_place:
+        place (read once per store), else here, by a read before the write (an index probe): on
+        mongomock, which has no validators, and where the user could not install it."""
+        if self.cipher is not None or not may_insert:
             return
-        if self._server_validates and validator_of(self.collection).in_place:
-            self._validator_in_place = True
+        if self._validator_in_place is None:
+            self._validator_in_place = self._server_validates and validator_of(self.collection).in_place
+        if self._validator_in_place:
             return
         sealed = self._primary.find_one({"$or": [{field: {"$exists": True}} for field in BLIND_FIELDS.values()]},
                                         {"_id": True})
