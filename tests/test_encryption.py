@@ -591,3 +591,27 @@ def test_rotation_never_writes_over_a_save_made_in_the_same_millisecond(real_cli
         assert new.find_token_by_id(second_id).get_access_token() == newer
     finally:
         real_client.drop_database(database_name)
+
+
+def test_rotation_reseals_a_token_with_a_null_field_and_records_the_upgrade(real_client: MongoClient,
+                                                                           database_name: str) -> None:
+    """Rotation's write back names every field as read: one stored as null (by hand) is matched as
+    null, so the token is rotated (not "saved meanwhile" on every run) and the upgrade recorded."""
+    from mongo_store.core.validation import validator_of
+
+    try:
+        old = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_A, old_encryption_keys=[])
+        token = full(ALICE)
+        old.save_token(token)
+        real_client[database_name].oauth_tokens.update_one({}, {"$unset": {"grant_token_hmac": ""},
+                                                                "$set": {"grant_token": None}},
+                                                            bypass_document_validation=True)  # by hand, past the validator
+        new = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_B,
+                              old_encryption_keys=[KEY_A])
+        report = rotate(new)
+        assert (report.rotated, report.changed_meanwhile, report.failed) == (1, 0, [])
+        assert report.recorded is not None and report.recorded.startswith("recorded")
+        assert validator_of(new.collection).formats == ("zms3",)
+        assert new.find_token_by_id(token.get_id()).get_refresh_token() == token.get_refresh_token()
+    finally:
+        real_client.drop_database(database_name)

@@ -86,11 +86,10 @@ def rotate(store: MongoTokenStore, progress: Callable[[], None] | None = None) -
 
 def unchanged(document: dict[str, Any]) -> dict[str, Any]:
     """The filter of ``document`` as it was read: its id, every secret and identity field as they
-    were (or absent), and ``updated_at``."""
-    where: dict[str, Any] = {"_id": document["_id"], "updated_at": document.get("updated_at")}
-    for name in (*SECRET_FIELDS, *IDENTITY_FIELDS[1:], KEY_ID_FIELD):
-        where[name] = document[name] if document.get(name) is not None else {"$exists": False}
-    return where
+    were (``$eq``: a value read is never an operator; None matches absent or null), and
+    ``updated_at``."""
+    names = ("updated_at", *SECRET_FIELDS, *IDENTITY_FIELDS[1:], KEY_ID_FIELD)
+    return {"_id": document["_id"]} | {name: {"$eq": document.get(name)} for name in names}
 
 
 def record_upgrade(store: MongoTokenStore) -> str:
