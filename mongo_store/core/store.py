@@ -428,7 +428,8 @@ class MongoTokenStore(TokenStore, StoreCalls):
         unless it has this package's already; the formats it records are the ones this store opens."""
         found = validator_of(self.collection)
         if found.formats is not None:  # ours: left as it is (a record of an upgrade is never undone)
-            self.cipher.accept(found.formats)  # type: ignore[union-attr]
+            assert self.cipher is not None
+            self.cipher.accept(found.formats)
             return True
         try:
             require_sealed(self.collection)
