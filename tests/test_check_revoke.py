@@ -334,7 +334,7 @@ def test_an_api_domain_two_url_parsers_read_apart_gets_no_token(env: MongoTokenS
         # The one parser itself: whatever it accepts, urllib3 (what requests connects with) reads the same.
         for url in forged:
             with pytest.raises(ZohoError):
-                zoho_calls.route(url, f"{zoho.url}/oauth/v2/token", f"{url}/")
+                route(url, f"{zoho.url}/oauth/v2/token", f"{url}/")
         assert route(zoho.url, f"{zoho.url}/oauth/v2/token").api == zoho.url
 
 
