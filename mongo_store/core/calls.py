@@ -1,6 +1,6 @@
 """What ``MongoTokenStore`` and ``AdminStore`` share: the connection made from one ``StoreSettings``
 (the client, the token collection with durable writes and its read preferences, the token
-history's collection) and ``call``/``guard``, the failover and the one-sentence errors.
+history's and the data keys' collections) and ``call``/``guard``, the failover and the one-sentence errors.
 
 Reads go to the primary, or to a secondary while there is none; writes wait for a primary and are
 acknowledged by a majority, journaled, whatever client is passed in (``failover.py``).
@@ -21,7 +21,7 @@ from pymongo.server_type import SERVER_TYPE
 from .connection import check_names, open_client, resolve_uri
 from .errors import is_store_error, raise_store_error, store_error
 from .failover import Outage, attempt, bounds_itself, no_primary, retrying
-from .mapping import DISPLACED_SUFFIX
+from .mapping import DISPLACED_SUFFIX, KEYS_SUFFIX
 from .outage import PROBE_TIMEOUT, Down, OutageWatch
 from .settings import SettingError, StoreSettings
 
@@ -102,6 +102,9 @@ class StoreCalls:
         self.displaced = db[collection + DISPLACED_SUFFIX].with_options(codec_options=dates,
             write_concern=writes, read_preference=ReadPreference.PRIMARY)
         """The refresh tokens new logins replaced, until they are revoked (``displaced.py``)."""
+        self.data_keys = db[collection + KEYS_SUFFIX].with_options(write_concern=writes,
+                                                                   read_preference=ReadPreference.PRIMARY)
+        """The collection's data keys, each wrapped by a KMS key (``envelope.py``)."""
         self.events = None
         if history:
             name = check_names(database, settings.events_collection)[1]

@@ -21,7 +21,9 @@ format counts as not yet rotated), so a store without that key refuses them with
 instead of returning garbage.
 
 Keys: 32 random bytes, base64-encoded, in ``ZOHO_MONGO_ENCRYPTION_KEY`` (or ``encryption_key=``);
-during a rotation the previous ones go in ``ZOHO_MONGO_OLD_ENCRYPTION_KEYS`` (comma-separated).
+during a rotation the previous ones go in ``ZOHO_MONGO_OLD_ENCRYPTION_KEYS`` (comma-separated). With
+envelope encryption (``ZOHO_MONGO_KMS_KEY``, ``envelope.py``) the key is the collection's data key,
+unwrapped by a KMS when the store starts: the same 32 bytes, sealing in the same format.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ MAX_VERSION = 2 ** 62
 IDENTITY_FIELDS = ("_id", "user_name", "client_id", "api_domain", "redirect_url")
 """What every sealed secret of a token is bound to, besides its field name."""
 KEY_ENV, OLD_KEYS_ENV = "ZOHO_MONGO_ENCRYPTION_KEY", "ZOHO_MONGO_OLD_ENCRYPTION_KEYS"
+KMS_ENV, OLD_KMS_ENV = "ZOHO_MONGO_KMS_KEY", "ZOHO_MONGO_OLD_KMS_KEYS"
 KEY_ID_FIELD = "enc_key_id"
 BLIND_FIELDS = {field: f"{field}_hmac" for field in ("access_token", "refresh_token", "grant_token")}
 GENERATE = "python -c \"import os, base64; print(base64.b64encode(os.urandom(32)).decode())\""
@@ -80,6 +83,10 @@ class Key:
 
     def __repr__(self) -> str:  # never the blind-index key
         return f"Key(id={self.id!r})"
+
+
+def _as_key(key: str | bytes | Key) -> Key:
+    return key if isinstance(key, Key) else parse_key(key)
 
 
 def _derive(secret: bytes, purpose: bytes) -> bytes:
@@ -148,15 +155,20 @@ def identity_of(document: dict[str, Any]) -> dict[str, Any]:
 class Cipher:
     """Seals and opens token documents; ``current`` seals, every configured key opens."""
 
-    def __init__(self, key: str | bytes, old_keys: Sequence[str | bytes] = ()) -> None:
-        self.current = parse_key(key)
-        keys = [self.current, *map(parse_key, old_keys)]
+    def __init__(self, key: str | bytes | Key, old_keys: Sequence[str | bytes | Key] = ()) -> None:
+        """``key`` seals; it and ``old_keys`` open. Each is base64 text, 32 raw bytes (a data key) or a
+        parsed ``Key``."""
+        self.current = _as_key(key)
+        keys = [self.current, *map(_as_key, old_keys)]
         self.keys = {k.id: k for k in reversed(keys)}
         """Every configured key by its current id (the blind indexes are looked up under each)."""
         self._by_format = {(name, k.id_for(name)): k for name in FORMATS for k in reversed(keys)}
         self.formats: tuple[str, ...] = FORMATS
         """The sealed formats this cipher opens: all of ``FORMATS`` until the collection's record
         says otherwise (``accept``)."""
+        self.wrapped_by: dict[str, str] = {}
+        """Data keys recorded beside the collection that no configured KMS key opened, by key id: the
+        name of the KMS key that wraps each (``envelope.py``), for the error that says what to configure."""
 
     def accept(self, formats: Sequence[str]) -> None:
         """Open only values in ``formats`` (the collection's record, ``validation.py``): once
@@ -215,8 +227,11 @@ class Cipher:
                                "before the upgrade")
         key = self._by_format.get((sealed.format, sealed.key_id))
         if key is None:
+            wrapper = self.wrapped_by.get(sealed.key_id)
+            hint = (f" (its data key is wrapped by KMS key {wrapper}: name it in {KMS_ENV} or {OLD_KMS_ENV})"
+                    if wrapper else "")
             raise DecryptError(f"{field} of token {document_id} was sealed with key {sealed.key_id}, which is not "
-                               "configured")
+                               f"configured{hint}")
         if sealed.format == "zms3":
             assert sealed.version is not None
             associated = _bound_v3(identity_of(document), field, sealed.key_id, sealed.version)
@@ -321,7 +336,7 @@ def open_or_refuse(cipher: Cipher | None, document: dict[str, Any]) -> dict[str,
     """Open a stored document, or refuse it clearly: never hand the SDK a sealed value."""
     if cipher is None:
         if document.get(KEY_ID_FIELD) or any(is_sealed(document.get(field)) for field in SECRET_FIELDS):
-            raise store_error(f"token {document['_id']} is encrypted: configure its key in {KEY_ENV}")
+            raise store_error(f"token {document['_id']} is encrypted: configure its key in {KEY_ENV} (or {KMS_ENV})")
         return document
     try:
         return cipher.open(document)

@@ -253,7 +253,7 @@ def open_entry(store: MongoTokenStore, entry: dict[str, Any]) -> str:
     if store.cipher is None:
         if sealed or is_sealed(value):
             raise DecryptError(f"displaced refresh token {entry.get('_id')} is encrypted: configure its key in "
-                               "ZOHO_MONGO_ENCRYPTION_KEY")
+                               "ZOHO_MONGO_ENCRYPTION_KEY (or ZOHO_MONGO_KMS_KEY)")
         return value
     if not sealed and not is_sealed(value):  # kept before encryption was turned on (rotate-key seals it)
         return value

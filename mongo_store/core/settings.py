@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 from pymongo import WriteConcern
 
+from .kms import KeyProvider
+
 MAX_DAYS = 100 * 366
 """The longest number of days a setting takes (a retention, a session timeout)."""
 TRUE = frozenset({"1", "true", "yes", "on"})
@@ -132,6 +134,32 @@ def secret(name: str, value: Any) -> str | bytes | None:
     if not isinstance(value, (str, bytes)):
         raise SettingError(f"{name} must be a string or bytes, not {type(value).__name__}")
     return value
+
+
+_KMS_NAME = re.compile(r"[a-z][a-z0-9-]*:\S+")
+KMS_FORM = "<provider>:<key>, such as aws-kms:alias/zoho-tokens"
+
+
+def kms_name(name: str, value: Any) -> str | KeyProvider | None:
+    """A KMS key: ``<provider>:<key>`` text (trimmed; the provider is looked up when a store is
+    built, ``envelope.py``) or a ``kms.KeyProvider`` object; None when blank."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, KeyProvider):
+        return value
+    if not isinstance(value, str) or not _KMS_NAME.fullmatch(value.strip()):
+        raise SettingError(f"{name} must name a KMS key as {KMS_FORM}")
+    return value.strip()
+
+
+def kms_names(name: str, value: Any) -> tuple[str | KeyProvider, ...]:
+    """KMS keys given as a sequence, or comma-separated text (the environment), each as ``kms_name``."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, (bytes, bytearray)) or not isinstance(value, Sequence):
+        raise SettingError(f"{name} must be a list of KMS keys")
+    parsed = (kms_name(name, part) for part in value)
+    return tuple(part for part in parsed if part is not None)
 
 
 def acknowledged(name: str, value: Any) -> WriteConcern | None:
@@ -256,6 +284,13 @@ class StoreSettings:
                                                  doc="turns on encryption at rest (32 bytes, base64)")
     old_encryption_keys: tuple[str | bytes, ...] = setting((), env="ZOHO_MONGO_OLD_ENCRYPTION_KEYS", parse=key_list,
                                                            hidden=True, doc="previous keys, still read during a rotation")
+    kms_key: str | KeyProvider | None = setting(
+        None, env="ZOHO_MONGO_KMS_KEY", parse=kms_name, hidden=True,
+        doc="turns on envelope encryption: the KMS key that wraps the collection's data key, aws-kms:<key id, ARN or "
+            "alias> (the kms extra)")
+    old_kms_keys: tuple[str | KeyProvider, ...] = setting(
+        (), env="ZOHO_MONGO_OLD_KMS_KEYS", parse=kms_names, hidden=True,
+        doc="previous KMS keys, whose data keys are still read during a rotation")
     retire_replaced: bool = setting(True, parse=flag,
                                     doc="revoke at Zoho the refresh token a new login replaced (Zoho keeps 20 per user "
                                         "and client)")
@@ -268,8 +303,13 @@ class StoreSettings:
     def __post_init__(self) -> None:
         if self.refresh_backoff_max < self.refresh_backoff:
             raise SettingError("refresh_backoff_max must be at least refresh_backoff")
-        if self.old_encryption_keys and self.encryption_key is None:
-            raise SettingError("old encryption keys are set but no current key: set ZOHO_MONGO_ENCRYPTION_KEY")
+        if self.encryption_key is not None and self.kms_key is not None:
+            raise SettingError("set either ZOHO_MONGO_ENCRYPTION_KEY or ZOHO_MONGO_KMS_KEY, not both: one key seals "
+                               "(during a rotation the other goes in ZOHO_MONGO_OLD_ENCRYPTION_KEYS or "
+                               "ZOHO_MONGO_OLD_KMS_KEYS)")
+        if (self.old_encryption_keys or self.old_kms_keys) and self.encryption_key is None and self.kms_key is None:
+            raise SettingError("old encryption keys are set but no current key: set ZOHO_MONGO_ENCRYPTION_KEY or "
+                               "ZOHO_MONGO_KMS_KEY")
 
     @classmethod
     def load(cls, environ: Mapping[str, Any] | None = None, **given: Any) -> StoreSettings:

@@ -32,6 +32,7 @@ from . import reasons
 from .calls import StoreCalls, settings_of
 from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
 from .displaced import Displaced, exchanged_at, note_exchange
+from .envelope import configured, open_cipher
 from .errors import PLAIN_BESIDE_SEALED, RefreshFailing, UnknownToken, conflict_field, redact, sentence, store_error
 from .failover import no_primary, primary_known, retrying
 from .indexes import ensure_indexes
@@ -98,7 +99,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
         they wait. After a failed refresh, callers fail at once and one is let through per back-off
         window: ``refresh_backoff`` seconds, doubling after each failure up to
         ``refresh_backoff_max``. ``encryption_key`` turns on encryption at rest;
-        ``old_encryption_keys`` still open during a rotation. ``record_events`` writes each token's
+        ``old_encryption_keys`` still open during a rotation. ``kms_key`` turns it on with a data key
+        a KMS key wraps (``envelope.py``: read and unwrapped here, once); ``old_kms_keys`` unwrap
+        theirs during a rotation. ``record_events`` writes each token's
         history (``events.py``: a refresh, a failed refresh, a delete) to ``events_collection``,
         one insert beside those saves only; a failed insert is a warning, never a failed save.
         ``retire_replaced`` revokes at Zoho the refresh token a new login replaced (``displaced.py``).
@@ -108,8 +111,14 @@ class MongoTokenStore(TokenStore, StoreCalls):
         settings = settings_of(settings, {"uri": uri, **options} if client is None else options)
         self.refresh_lease, self.refresh_wait = settings.refresh_lease, settings.refresh_wait
         self.backoff = Backoff(settings.refresh_backoff, settings.refresh_backoff_max)
-        self.cipher = Cipher.configured(settings.encryption_key, settings.old_encryption_keys)
+        self.keys = configured(settings)  # a bad key, an unknown provider: refused before connecting
+        """The configured keys (``envelope.Keys``): ``keys.kms`` wraps the data key that seals."""
         self.connect(settings, client, history=settings.record_events)
+        try:
+            self.cipher: Cipher | None = open_cipher(self, self.keys)
+        except BaseException:
+            StoreCalls.close(self)
+            raise
         self._indexes_ready = not settings.create_indexes
         self._server_validates = isinstance(self.client, MongoClient)  # mongomock has no validators
         self.retire_replaced = settings.retire_replaced
