@@ -7,6 +7,11 @@ save seals with fresh nonces, so any save since changes them), not only ``update
 saves within one millisecond share. A document that cannot be opened is reported and left as it
 is. Interrupted, a second run picks up the documents still to do.
 
+The current key may be a local key or a data key a KMS key wraps (``envelope.py``): moving from a
+local key to a KMS key, back, or to another KMS key is the same pass (the old key, local or KMS,
+configured beside the new one). Re-wrapping the data key under its own KMS key needs no pass
+(``envelope.rewrap``).
+
 A run that leaves nothing to do records the upgrade in the collection's validator
 (``validation.py``): from then on the server and the store refuse the older formats, so values
 written back from a backup made before cannot be served. That takes ``collMod``; a user without it
@@ -40,13 +45,16 @@ class Rotation:
     recorded: str | None = None
     """What became of the record that the older formats are refused: one sentence, or None when
     the run left tokens to do (nothing recorded)."""
+    retired: list[str] = field(default_factory=list)
+    """The old KMS keys configured whose data keys no token needs any more (a run that left nothing
+    to do): the collection no longer needs them."""
 
 
 def pending(store: MongoTokenStore) -> dict:
     """Documents not yet sealed by the current key (plaintext ones included)."""
     if store.cipher is None:
-        raise store_error("rotation needs the new key in ZOHO_MONGO_ENCRYPTION_KEY (and the old ones in "
-                          "ZOHO_MONGO_OLD_ENCRYPTION_KEYS)")
+        raise store_error("rotation needs the new key in ZOHO_MONGO_ENCRYPTION_KEY or ZOHO_MONGO_KMS_KEY (and the old "
+                          "ones in ZOHO_MONGO_OLD_ENCRYPTION_KEYS or ZOHO_MONGO_OLD_KMS_KEYS)")
     return {KEY_ID_FIELD: {"$ne": store.cipher.current.id}}
 
 
@@ -81,6 +89,7 @@ def rotate(store: MongoTokenStore, progress: Callable[[], None] | None = None) -
         report.failed += failed
         if not report.failed and store.collection.find_one(query, {"_id": True}) is None:
             report.recorded = record_upgrade(store)
+            report.retired = [provider.name for provider in store.keys.old_kms]
     return report
 
 

@@ -45,7 +45,12 @@ def import_tokens(ctx: Context) -> int:
     return 1 if report.rejected else 0  # a migration script can tell that rows were left behind
 
 
-@command("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY", store="sdk", writes_tokens=True)
+@command("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY or ZOHO_MONGO_KMS_KEY",
+         store="sdk", writes_tokens=True, arguments=[
+             arg("--rewrap", action="store_true",
+                 help="only wrap the data key again under ZOHO_MONGO_KMS_KEY (after that key's own rotation): no "
+                      "token is touched"),
+         ])
 def rotate_key(ctx: Context) -> int:
     import sys
 
@@ -54,6 +59,11 @@ def rotate_key(ctx: Context) -> int:
     from ...core.rotation import pending, rotate
 
     store, out = ctx.sdk_store, ctx.out
+    if ctx.args.rewrap:
+        from ...core.envelope import rewrap
+
+        print(rewrap(store, store.keys.kms), file=out)
+        return 0
     query = pending(store)  # refuses a store without a key
     if store.prepare() is False:
         print("note: this MongoDB user may not install the validator that keeps the collection encrypted "
@@ -68,4 +78,7 @@ def rotate_key(ctx: Context) -> int:
                                             f"{report.displaced}" if report.displaced else ""), file=out)
     if report.recorded is not None:
         print(report.recorded, file=out)
+    for name in report.retired:
+        print(f"no token of this collection needs KMS key {name} any more: remove it from ZOHO_MONGO_OLD_KMS_KEYS; "
+              "once nothing else uses it, it can be disabled", file=out)
     return 1 if report.failed else 0
