@@ -10,15 +10,13 @@ asked in the ARN's region. Only this module imports boto3, and only a store conf
 botocore logs every request and response body at DEBUG (``botocore.endpoint``,
 ``botocore.parsers``): with an application's DEBUG logging on, that is the plaintext data key and
 the wrapped one. Records of those loggers are dropped on the thread making a call here, for the
-call's duration.
+call's duration (``kms.unlogged``).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,7 +33,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from .kms import NOT_OPENED, KeyProvider, KmsError
+from .kms import NOT_OPENED, KeyProvider, KmsError, unlogged
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 10.0
 """One KMS request's bounds (boto3's defaults are 60 s each); its retries are boto3's own settings."""
@@ -56,18 +54,8 @@ REFUSALS = {
 DENIED = "access denied: these AWS credentials may not use this key for this (see the IAM permissions in docs/encryption.md)"
 UNREACHABLE = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 _ARN_REGION = re.compile(r"arn:aws[a-z-]*:kms:([a-z0-9-]+):")
-_BODY_LOGGERS = ("botocore.endpoint", "botocore.parsers")
-_quiet = threading.local()
-
-
-class _DuringCalls(logging.Filter):
-    """Drops the records of botocore's body loggers on a thread while it calls KMS here."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(_quiet, "on", False)
-
-
-_FILTER = _DuringCalls()
+BODY_LOGGERS = ("botocore.endpoint", "botocore.parsers")
+"""botocore's loggers that quote request and response bodies at DEBUG."""
 
 
 class AwsKms(KeyProvider):
@@ -109,13 +97,9 @@ class AwsKms(KeyProvider):
     def _ask(self, call: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
         """One KMS call; any failure is a ``KmsError`` phrase (KMS's error text is not kept: it can
         quote ARNs and principals, and is not ours to show)."""
-        for name in _BODY_LOGGERS:
-            logger = logging.getLogger(name)
-            if _FILTER not in logger.filters:
-                logger.addFilter(_FILTER)
-        _quiet.on = True
         try:
-            return call(self.client())
+            with unlogged(*BODY_LOGGERS):
+                return call(self.client())
         except ClientError as error:
             raise KmsError(refusal(error.response)) from None
         except NoCredentialsError:
@@ -126,8 +110,6 @@ class AwsKms(KeyProvider):
             raise KmsError("KMS is unreachable") from None
         except BotoCoreError as error:
             raise KmsError(f"the AWS client failed ({type(error).__name__})") from None
-        finally:
-            _quiet.on = False
 
 
 def refusal(response: Mapping[str, Any]) -> str:

@@ -36,7 +36,7 @@ from pymongo.errors import DuplicateKeyError
 
 from .crypto import KMS_ENV, Cipher, Key, parse_key
 from .errors import store_error
-from .kms import DATA_KEY_BYTES, KeyProvider, KmsError, LocalKey
+from .kms import DATA_KEY_BYTES, KeyProvider, KmsError, LocalKey, unlogged
 from .settings import StoreSettings
 
 log = logging.getLogger("mongo_store")
@@ -128,7 +128,7 @@ def open_cipher(store: Store, keys: Keys) -> Cipher | None:
     keys' collection and one KMS call per KMS key configured; None without any key."""
     if not keys.enveloped:
         return None if keys.local is None else Cipher(keys.local, keys.old_local)
-    records = {record["_id"]: record for record in store.call("read the data keys", lambda: list(store.data_keys.find({})))}
+    records = {record["_id"]: record for record in _call(store, "read the data keys", lambda: list(store.data_keys.find({})))}
     context = context_of(store.collection)
     if keys.kms is not None:
         sealing = _current(store, keys.kms, records.get(keys.kms.name), context)
@@ -166,13 +166,14 @@ def _current(store: Store, provider: KeyProvider, record: Mapping[str, Any] | No
             return False
         return True
 
-    if store.call("store the data key", insert, write=True):
+    if _call(store, "store the data key", insert, write=True):
         log.info("made the data key %s of %s, wrapped by KMS key %s", key.id, _where(store.collection), provider.name)
         return key
-    winner = store.call("read the data key", lambda: store.data_keys.find_one({"_id": provider.name}))
+    winner = _call(store, "read the data key", lambda: store.data_keys.find_one({"_id": provider.name}))
     if winner is None:
         raise store_error(f"the data key of {_where(store.collection)} wrapped by KMS key {provider.name} was deleted "
                           "while this store started; start it again")
+    log.info("another process stored the data key of %s first: using it", _where(store.collection))
     return _unwrap(store, provider, winner, context)
 
 
@@ -208,6 +209,13 @@ def _ask(store: Store, provider: KeyProvider, verb: str, work: Callable[[], T]) 
     raise store_error(f"KMS key {provider.name} could not {verb} the data key of {_where(store.collection)}: {reason}")
 
 
+def _call(store: Store, action: str, work: Callable[[], T], *, write: bool = False) -> T:
+    """A store call on the data keys' collection, kept out of pymongo's DEBUG command log (which
+    quotes what it sends and reads: here, the wrapped key)."""
+    with unlogged("pymongo.command"):
+        return store.call(action, work, write=write)
+
+
 def _where(tokens: Any) -> str:
     return f"{tokens.database.name}.{tokens.name}"
 
@@ -218,7 +226,7 @@ def rewrap(store: Store, provider: KeyProvider | None) -> str:
     sentence that says what happened."""
     if provider is None:
         raise store_error(f"re-wrapping needs the KMS key that wraps the data key in {KMS_ENV}")
-    record = store.call("read the data key", lambda: store.data_keys.find_one({"_id": provider.name}))
+    record = _call(store, "read the data key", lambda: store.data_keys.find_one({"_id": provider.name}))
     if record is None:
         raise store_error(f"KMS key {provider.name} wraps no data key of {_where(store.collection)}: nothing to re-wrap")
     context = context_of(store.collection)
@@ -228,7 +236,7 @@ def rewrap(store: Store, provider: KeyProvider | None) -> str:
         raise store_error(f"the data key of {_where(store.collection)} wrapped by KMS key {provider.name} is not the one "
                           "its record names: the record was altered")
     wrapped = _ask(store, provider, "re-wrap", lambda: provider.wrap(key_bytes, context))
-    changed = store.call("store the re-wrapped data key", lambda: store.data_keys.update_one(
+    changed = _call(store, "store the re-wrapped data key", lambda: store.data_keys.update_one(
         {"_id": provider.name, "wrapped": record["wrapped"]},
         {"$set": {"wrapped": Binary(bytes(wrapped)), "rewrapped_at": datetime.now(timezone.utc)}}).modified_count,
         write=True)

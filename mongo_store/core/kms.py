@@ -20,9 +20,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import ClassVar
 
 from cryptography.exceptions import InvalidTag
@@ -70,6 +73,35 @@ class KeyProvider(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+_quiet = threading.local()
+
+
+class _Quiet(logging.Filter):
+    """Drops a logger's records on a thread inside ``unlogged``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_quiet, "depth", 0)
+
+
+_QUIET = _Quiet()
+
+
+@contextmanager
+def unlogged(*loggers: str) -> Iterator[None]:
+    """The records of ``loggers`` dropped on this thread while the block runs. Drivers log request
+    and reply bodies at DEBUG (botocore: the plaintext data key and the wrapped one; pymongo: the
+    wrapped one), which an application's DEBUG logging would print; other threads' records pass."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
+    _quiet.depth = getattr(_quiet, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _quiet.depth -= 1
 
 
 def canonical(context: Mapping[str, str]) -> bytes:
