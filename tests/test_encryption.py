@@ -615,3 +615,43 @@ def test_rotation_reseals_a_token_with_a_null_field_and_records_the_upgrade(real
         assert new.find_token_by_id(token.get_id()).get_refresh_token() == token.get_refresh_token()
     finally:
         real_client.drop_database(database_name)
+
+
+def test_after_rotate_key_no_lookup_carries_a_token_value(mongo_uri: str, database_name: str) -> None:
+    """Until a rotation has sealed every token, a lookup by a token value also asks for it in plain
+    text (tokens stored before encryption); once ``rotate-key`` recorded the upgrade, no command the
+    store sends holds the value (a server's slow-query log would show it)."""
+    import subprocess
+
+    class Commands(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            self.sent.append(repr(event.command))
+
+        def succeeded(self, event: Any) -> None:
+            pass
+
+        def failed(self, event: Any) -> None:
+            pass
+
+    listener = Commands()
+    with MongoClient(mongo_uri, event_listeners=[listener]) as client:
+        store = keyed(MongoTokenStore(client=client, database=database_name))
+        refresh = secret("refresh")
+        store.save_token(oauth("alice@example.com:1", refresh_token=refresh, access_token=secret("access"),
+                               expires_in="4102444800000"))  # valid: a lookup takes no refresh lease
+        listener.sent.clear()
+        assert store.find_token(oauth(None, refresh_token=refresh)) is not None
+        assert any(refresh in command for command in listener.sent)  # before: the plain value is asked for too
+        env = dict(os.environ, MONGODB_URI=mongo_uri, ZOHO_MONGO_DATABASE=database_name, ZOHO_MONGO_ENCRYPTION_KEY=KEY_A)
+        env.pop("ZOHO_MONGO_OLD_ENCRYPTION_KEYS", None)
+        done = subprocess.run([sys.executable, "-m", "mongo_store.cli", "rotate-key"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and "accepts format zms3 only" in done.stdout, done.stdout + done.stderr
+        after = keyed(MongoTokenStore(client=client, database=database_name))
+        after.prepare()  # reads the collection's record, as a store's first use does
+        listener.sent.clear()
+        assert after.find_token(oauth(None, refresh_token=refresh)).get_user_signature().get_name() == "alice@example.com:1"
+        assert listener.sent and not any(refresh in command for command in listener.sent)

@@ -166,6 +166,10 @@ class Cipher:
         self.formats: tuple[str, ...] = FORMATS
         """The sealed formats this cipher opens: all of ``FORMATS`` until the collection's record
         says otherwise (``accept``)."""
+        self.plain_lookups = True
+        """Whether a lookup by a token value also asks for the value in plain text, for tokens stored
+        before encryption was turned on; off once the collection's record says ``rotate-key`` sealed
+        every token (``accept``), so no query carries a secret (a slow-query log would show it)."""
         self.wrapped_by: dict[str, str] = {}
         """Data keys recorded beside the collection that no configured KMS key opened, by key id: the
         name of the KMS key that wraps each (``envelope.py``), for the error that says what to configure."""
@@ -173,8 +177,11 @@ class Cipher:
     def accept(self, formats: Sequence[str]) -> None:
         """Open only values in ``formats`` (the collection's record, ``validation.py``): once
         ``rotate-key`` has upgraded a collection, an older format is refused, so values written back
-        from a backup made before can no longer be served."""
+        from a backup made before can no longer be served, and no token is left in plain text either
+        (the validator refused plaintext since it was installed, and the rotation sealed the rest):
+        lookups stop asking for plain values."""
         self.formats = tuple(name for name in FORMATS if name in formats)
+        self.plain_lookups = not (FORMATS[0] in self.formats and len(self.formats) < len(FORMATS))
 
     def __repr__(self) -> str:
         return f"Cipher(current={self.current!r})"
@@ -304,13 +311,13 @@ class Cipher:
     def lookup(self, match: dict[str, Any]) -> dict[str, Any]:
         """A match filter on token values rewritten to their blind indexes, under every configured
         key (so lookups work throughout a rotation), and to the plain value for documents stored
-        before encryption was turned on."""
+        before encryption was turned on, until a rotation has sealed them all (``plain_lookups``)."""
         clauses = match.get("$or", [match])
         rewritten = []
         for clause in clauses:
             [(field, value)] = clause.items()
             if field in BLIND_FIELDS:
-                rewritten += [self.blind_match(field, value), {field: value}]
+                rewritten += [self.blind_match(field, value), *([{field: value}] if self.plain_lookups else [])]
             else:
                 rewritten.append(clause)
         return rewritten[0] if len(rewritten) == 1 else {"$or": rewritten}
