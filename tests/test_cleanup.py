@@ -393,13 +393,13 @@ def test_audit_entries_expire_after_the_retention(env: MongoTokenStore, real_cli
     audit = real_client[env.collection.database.name][AUDIT_COLLECTION]
     token = full("someone@example.com:1")
     env.save_token(token)
-    assert run("delete", token.get_id(), "--actor", "ops")[0] == 0
+    assert run("delete", token.get_id(), "--yes", "--actor", "ops")[0] == 0
     assert audit.index_information()["at"]["expireAfterSeconds"] == 400 * 86_400
     monkeypatch.setenv("ZOHO_AUDIT_RETENTION_DAYS", "30")
     audit.insert_one({"at": now() - 40 * DAY, "who": "long ago", "action": "delete", "ids": ["x"]})
     other = full("other@example.com:1")
     env.save_token(other)
-    assert run("delete", other.get_id(), "--actor", "ops")[0] == 0
+    assert run("delete", other.get_id(), "--yes", "--actor", "ops")[0] == 0
     assert audit.index_information()["at"]["expireAfterSeconds"] == 30 * 86_400
     deadline = time.monotonic() + 30
     while audit.find_one({"who": "long ago"}) is not None:
@@ -407,7 +407,7 @@ def test_audit_entries_expire_after_the_retention(env: MongoTokenStore, real_cli
         time.sleep(0.5)
     assert audit.count_documents({"who": "ops"}) == 2  # the recent ones stay
     monkeypatch.setenv("ZOHO_AUDIT_RETENTION_DAYS", "forever")
-    code, _, err = run("delete", "whatever", "--actor", "ops")
+    code, _, err = run("delete", "whatever", "--yes", "--actor", "ops")
     assert code == 1 and "ZOHO_AUDIT_RETENTION_DAYS must be a number of days" in err
 
 

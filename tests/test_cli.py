@@ -151,16 +151,27 @@ def test_show_masks_every_secret(env: MongoTokenStore) -> None:
 
 def test_delete_and_delete_all_confirmation(env: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
     tokens = seeded(env)
-    assert run("delete", tokens[0].get_id())[:2] == (0, f"deleted {tokens[0].get_id()}\n")
-    assert run("delete", tokens[0].get_id())[0] == 1
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: `delete` asks like `revoke`, so it refuses
+    code, _, err = run("delete", tokens[0].get_id())
+    assert code == 1 and err == "zoho-mongo-store: error: delete needs --yes when not run at a terminal\n"
+    assert env.collection.count_documents({}) == 4
+    assert run("delete", tokens[0].get_id(), "--yes")[:2] == (0, f"deleted {tokens[0].get_id()}\n")
+    assert run("delete", tokens[0].get_id(), "--yes")[0] == 1
     code, _, err = run("delete-all")
     assert code == 1 and "needs --yes" in err and env.collection.count_documents({}) == 3
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "wrong")
+    assert run("delete", tokens[1].get_id())[0] == 1 and env.collection.count_documents({}) == 3
+    assert asked == [f"Delete token {tokens[1].get_id()} (albert@example.com:1) for good? Zoho still honours its "
+                     "refresh token (revoke ends a connection). Type 'delete' to confirm: "]
+    monkeypatch.setattr("builtins.input", lambda prompt: "delete")
+    assert run("delete", tokens[1].get_id())[:2] == (0, f"deleted {tokens[1].get_id()}\n")
+    assert run("delete", "no-such-token")[0] == 1  # asked about nothing: the id is checked first
     monkeypatch.setattr("builtins.input", lambda prompt: "wrong")
-    assert run("delete-all")[0] == 1 and env.collection.count_documents({}) == 3
+    assert run("delete-all")[0] == 1 and env.collection.count_documents({}) == 2
     monkeypatch.setattr("builtins.input", lambda prompt: env.collection.name)
-    assert run("delete-all")[:2] == (0, "deleted all tokens (3)\n")
+    assert run("delete-all")[:2] == (0, "deleted all tokens (2)\n")
     assert env.collection.count_documents({}) == 0
     seeded(env)
     assert run("delete-all", "--yes")[0] == 0 and env.collection.count_documents({}) == 0
@@ -376,7 +387,7 @@ def test_cli_deletions_are_audited_like_the_dashboards(env: MongoTokenStore) -> 
     alice, bob = full("alice@example.com:1"), full("bob@example.com:1")
     env.save_token(alice)
     env.save_token(bob)
-    assert run("delete", alice.get_id(), "--actor", "Olga")[0] == 0
+    assert run("delete", alice.get_id(), "--yes", "--actor", "Olga")[0] == 0
     assert run("delete-all", "--yes")[0] == 0
     entries = list(env.collection.database["dashboard_audit"].find({}, {"_id": False}).sort("at", 1))
     assert [(e["who"], e["action"], e["deleted"]) for e in entries] == [

@@ -261,7 +261,7 @@ def test_a_bad_retention_fails_a_cli_command_in_one_line(env: MongoTokenStore,  
     token = full("alice@example.com:1")
     env.save_token(token)
     monkeypatch.setenv("ZOHO_EVENTS_RETENTION_DAYS", "soon")
-    code, _out, err = run("delete", token.get_id())
+    code, _out, err = run("delete", token.get_id(), "--yes")
     assert code == 1 and err.count("\n") == 1 and "ZOHO_EVENTS_RETENTION_DAYS must be a number of days" in err
 
 
@@ -341,7 +341,7 @@ def test_check_revoke_and_delete_are_in_the_history(env: MongoTokenStore, zoho: 
     assert kinds(env, checked)[0] == "revoked"
     detail = events.for_token(env.events, checked)[0]["detail"]
     assert detail.startswith("revoked at 127.0.0.1") and detail.endswith(" by an operator")
-    assert run("delete", lapsed, "--actor", "ops@example.com")[0] == 0
+    assert run("delete", lapsed, "--yes", "--actor", "ops@example.com")[0] == 0
     gone = events.for_token(env.events, lapsed)[0]
     assert (gone["event"], gone["who"], gone["detail"]) == ("deleted", "ops@example.com", "deleted by an operator (delete)")
     assert ttl_of(env.events) == 90 * DAY  # the CLI set the history's indexes up

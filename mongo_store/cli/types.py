@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 from collections.abc import Callable
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 STATUSES = ("valid", "refresh-window", "within-hour", "expired")
@@ -121,6 +122,17 @@ def listen(text: str) -> tuple[str, int]:
     if not colon or not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError("the port must be from 0 to 65535")
     return host, number
+
+
+def moment(text: str) -> datetime:
+    """A date (``2026-12-01``, the start of that day) or a date and time (``2026-12-01T14:30``), in
+    UTC unless it names its offset; returned as naive UTC, as the store keeps dates."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a date such as 2026-12-01, or a date and time such as "
+                                         "2026-12-01T14:30 (UTC)") from None
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
 
 
 def interval(text: str) -> float:

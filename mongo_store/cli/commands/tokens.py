@@ -144,7 +144,7 @@ def list_tokens(ctx: Context) -> int:
             for line in rows([list(LIST_COLUMNS), *table], tsv=args.format == "tsv"):
                 print(line, file=out)
     notes = out if args.format != "json" else sys.stderr  # JSON lines stay JSON lines
-    for line in footer(found, args, shown):
+    for line in footer(found, args, shown, query):
         print(f"# {line}", file=notes)
     return 0
 
@@ -214,13 +214,14 @@ def skipped_page(documents: list[dict[str, Any]], total: int, number: int, size:
                        number > 1, bool(documents) and (pages is None or number < pages))
 
 
-def footer(found: paging.Page, args: argparse.Namespace, shown: list[dict[str, Any]]) -> list[str]:
+def footer(found: paging.Page, args: argparse.Namespace, shown: list[dict[str, Any]],
+           query: queries.Query | None = None) -> list[str]:
     """Where this page is ("page 2 of 7, tokens 51-100 of 320") and the commands for the pages
-    either side; for an empty result, what was searched."""
+    either side; for an empty result, what was searched and every filter beside it."""
     from ...tools import queries
 
     if not shown:
-        said = queries.describe_search(args.search) if args.search else "no token matches these filters"
+        said = queries.describe_empty(query or queries.Query(search=args.search))
         return [f"no tokens: {said}" if found.total == 0 else "no tokens on this page"]
     total, size = queries.shown_total(found.total), args.page_size
     if found.number > 0:
