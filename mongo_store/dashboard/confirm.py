@@ -203,6 +203,10 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
                            [(token_id, names.get(token_id), "not acted on: it no longer qualifies, or is gone")
                             for token_id in chosen if token_id not in {entry.id for entry in report.entries}])
             chosen = [entry.id for entry in report.entries]
+        elif kind == "revoke" and len(chosen) == 1:  # Zoho's refusal stays in the dialog, beside Cancel
+            host = data.revoke(conn, chosen[0], who, role)
+            done = f"Revoked at {host} and deleted {chosen[0]}."
+            results.record(done, [(chosen[0], names.get(chosen[0]), f"revoked at {host} and deleted")])
         elif kind == "revoke":
             outcome = data.revoke_many(conn, chosen, who, role)
             done = outcome.summary() + " (each revoked one is deleted; a refused one stays stored)."
@@ -228,6 +232,8 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
         return
     except ZohoError as error:  # the buttons stay: Cancel is still there after an error
         st.error(markdown_plain(f"{error}; the token is left in the store."))  # it may quote a stored value
+        results.record(f"Not revoked: {chosen[0]}", [(chosen[0], names.get(chosen[0]),
+                                                      f"not revoked: {error}; left in the store")])
         return
     except SDKException as error:
         st.error(markdown_plain(sentence(error)))

@@ -62,8 +62,11 @@ class Connection:
 
 def connect(settings: Settings) -> Connection:
     """Open the store and check the server answers; fails with a clear SDKException, fast."""
+    # Bounded by the failover wait (DASHBOARD_FAILOVER_WAIT), each attempt too: a frozen server costs a page
+    # one wait, not the longer socket timeout.
     store = MongoTokenStore(settings=settings.store.replace(
-        server_selection_timeout=min(3.0, settings.store.failover_wait), create_indexes=False))
+        server_selection_timeout=min(3.0, settings.store.failover_wait),
+        socket_timeout=min(settings.store.socket_timeout, settings.store.failover_wait), create_indexes=False))
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()
     connection = Connection(store, settings.operators, "", settings.accounts_url, settings.api_url)
