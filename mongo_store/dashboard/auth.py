@@ -319,9 +319,11 @@ def signed_in(settings: Settings, operators: dict[str, Account] | None, secret_o
     state = st.session_state
     operator = state.get("operator")
     if not isinstance(operator, Operator) and not state.get("signed_out"):
-        claims = read_token(settings, read_cookie())
+        cookie = read_cookie()
+        claims = read_token(settings, cookie)
         if claims is not None and claims.get("m") == method and isinstance(claims.get("n"), str):
             operator = Operator(claims["n"], method, str(claims.get("f") or ""))
+            state["session_token"] = cookie  # the same session (one id): "Sign out" here ends it everywhere
     if isinstance(operator, Operator) and operator.method == method:
         known = secret_of(operator.name)
         if known is not None and hmac.compare_digest(operator.password_hash, fingerprint(settings, known)):
@@ -424,8 +426,8 @@ def sign_out(operator: Operator) -> None:
     if operator.method == "oidc":
         st.logout()
         return
-    token = st.session_state.pop("session_token", None) or read_cookie()
-    end_session(token)
+    end_session(st.session_state.pop("session_token", None))
+    end_session(read_cookie())
     st.session_state.pop("operator", None)
     st.session_state["signed_out"] = True
 
