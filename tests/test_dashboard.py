@@ -1080,3 +1080,165 @@ def test_a_secret_in_the_search_box_is_refused_and_kept_out_of_the_url(store: Mo
     at.text_input(key="search").input(secret).run()
     assert not at.exception and "q" not in params(at)
     assert secret not in rendered_text(at) and any("never searchable" in e.value for e in at.error)
+
+
+# -- issue 31: nothing acted on out of sight, results that stay, readable, the what-if ------------
+
+
+def test_ticks_made_under_other_filters_are_named_with_their_health_and_need_the_typed_name(
+        store: MongoTokenStore) -> None:
+    """The measured case: Health=Healthy and one data center, Select all, then other filters, then
+    "Delete ticked rows": the dialog names the ticked tokens that are not in this view, with their
+    health, and deletes them only once the name is typed."""
+    tokens = seed(store, 20)  # EU: n % 5 == 0 (0, 5, 10, 15); healthy: n % 4 != 0 (5, 10, 15)
+    at = on_tokens_page(signed_in())
+    at.selectbox(key="health").set_value("healthy")
+    at.selectbox(key="domain").set_value(EU).run()
+    at.button(key="select_all").click().run()
+    healthy_eu = sorted(t.get_id() for n, t in enumerate(tokens) if n % 5 == 0 and n % 4)
+    assert sorted(at.session_state["ticked"]) == healthy_eu
+    at.selectbox(key="health").set_value("idle")
+    at.selectbox(key="domain").set_value("any").run()  # none of the ticked ones is in this view
+    at.button(key="delete_selected").click().run()
+    text = dialog_text(at)
+    assert "Delete 3 tokens" in text and "revoke 0, delete 3" in text
+    assert all(f"{i} · " in text and "🟢 healthy  ← not in this view" in text for i in healthy_eu)
+    assert "3 of them not in this view" in "".join(w.value for w in at.warning)
+    assert at.button(key="confirm_delete").disabled and store.collection.count_documents({}) == 20
+    typed(at).input(f"{store.collection.database.name}.oauth_tokens").run()
+    at.button(key="confirm_delete").click().run()
+    assert store.collection.count_documents({"_id": {"$in": healthy_eu}}) == 0 and store.collection.count_documents({}) == 17
+    # In the view they were ticked in, a few ticks ask for no typing.
+    at.run()
+    at.selectbox(key="health").set_value("idle").run()
+    at.button(key="select_all").click().run()  # 5 idle tokens, all in view
+    at.button(key="delete_selected").click().run()
+    assert "not in this view" not in dialog_text(at) and not at.button(key="confirm_delete").disabled
+
+
+def test_delete_all_is_off_with_no_match_and_every_result_stays_in_a_panel_until_dismissed(
+        store: MongoTokenStore) -> None:
+    tokens = seed(store, 6)
+    at = on_tokens_page(signed_in())
+    at.text_input(key="search").input("nobody-matches").run()
+    assert at.button(key="delete_all").disabled and at.button(key="delete_all").help == "Nothing matches: nothing to delete."
+    at.text_input(key="search").input("").run()
+    tick(at, tokens[1].get_id(), tokens[2].get_id())
+    at.button(key="delete_selected").click().run()
+    at.button(key="confirm_delete").click().run()
+    at.run()
+    for _ in range(3):  # still there after other clicks, unlike a toast
+        at.selectbox(key="sort").set_value("user").run()
+    tables = [table.value for table in at.table]
+    panel = next(table for table in tables if "result" in table.columns)
+    assert sorted(panel["token"]) == sorted(markdown_plain(t.get_id()) for t in tokens[1:3])
+    assert set(panel["result"]) == {"deleted"} and any("Deleted 2 tokens" in m.value for m in at.markdown)
+    at.button(key="dismiss_results").click().run()
+    assert not [b for b in at.button if b.key == "dismiss_results"]
+
+
+def test_an_empty_result_names_the_search_and_every_filter(store: MongoTokenStore) -> None:
+    store.save_token(full("wayne@wayne.example:1"))  # healthy
+    at = on_tokens_page(signed_in())
+    at.text_input(key="search").input("wayne")
+    at.selectbox(key="health").set_value("unusable").run()
+    [info] = [i.value for i in at.info if "no token" in i.value.lower()]
+    assert "the search 'wayne'" in info and "health unusable" in info and "clear a filter" in info
+
+
+def test_the_data_centers_are_in_order_and_the_export_is_named_for_where_and_when(
+        store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mongo_store.dashboard import pages_tokens
+    from mongo_store.dashboard.settings import Settings
+
+    for n, domain in enumerate(("https://www.zohoapis.jp", EU, "https://www.zohoapis.com", "https://www.zohoapis.com.au")):
+        store.save_token(full(f"u{n}@example.com:1", api_domain=domain))
+    monkeypatch.setenv("DASHBOARD_ENVIRONMENT", "staging")
+    at = on_tokens_page(signed_in())
+    assert [pages_tokens.datacenters.name(d) for d in at.selectbox(key="domain").options[1:]] == ["AU", "EU", "JP", "US"] \
+        or at.selectbox(key="domain").options[1:] == ["AU", "EU", "JP", "US"]
+    from datetime import datetime as moment
+
+    assert pages_tokens.export_name(Settings.load(), moment(2026, 12, 7, 14, 30)) == "tokens-staging-2026-12-07-1430.csv"
+    at.button(key="export_prepare").click().run()
+    button = next(b for b in at.get("download_button"))
+    assert button.proto.label == "Download 4 (CSV)"
+
+
+def test_the_lifecycle_page_previews_a_typed_policy_and_applies_nothing(store: MongoTokenStore) -> None:
+    from datetime import timedelta
+
+    from mongo_store.core.clock import utcnow
+
+    seed(store, 6)
+    store.collection.update_many({}, {"$set": {"last_refreshed_at": utcnow() - timedelta(days=40)}})
+    at = signed_in().sidebar.radio(key="page").set_value("Lifecycle").run()
+    assert any("No rule is set" in i.value and "what-if preview" in i.value for i in at.info)
+    at.number_input(key="whatif_idle").set_value(30).run()
+    said = " ".join(m.value for m in at.markdown)
+    assert "What if (revoke and delete tokens idle for more than 30 days)" in said and "6 to revoke and delete" in said
+    assert len(at.dataframe[0].value) == 6
+    at.number_input(key="whatif_idle").set_value(1).run()
+    assert "more than 1 day)" in " ".join(m.value for m in at.markdown)  # "1 day", not "1 days"
+    assert store.collection.count_documents({}) == 6 and store.collection.database["dashboard_audit"].count_documents({}) == 0
+    assert not [b for b in at.button if b.key == "apply_policy"]
+
+
+def test_apply_names_revokes_and_deletes_and_asks_the_typed_name_for_many(
+        store: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from mongo_store.core.clock import utcnow
+
+    seed(store, 14)
+    store.collection.update_many({}, {"$set": {"last_refreshed_at": utcnow() - timedelta(days=40)}})
+    store.collection.update_many({"user_name": {"$in": ["user00@example.com:1", "user01@example.com:1"]}},
+                                 {"$unset": {"refresh_token": ""}, "$set": {"expiry_time": utcnow() - timedelta(days=40)}})
+    monkeypatch.setenv("ZOHO_CLEANUP_IDLE_DAYS", "30")
+    monkeypatch.setenv("ZOHO_CLEANUP_UNUSABLE_DAYS", "30")
+    at = signed_in().sidebar.radio(key="page").set_value("Lifecycle").run()
+    at.button(key="apply_policy").click().run()
+    text = dialog_text(at)
+    assert "to 14 tokens: revoke at Zoho and delete 12, delete only 2" in text
+    assert "Zoho stops honouring the revoked tokens' refresh tokens" in text and "Zoho still honours the refresh " \
+        "tokens of the tokens only deleted" in text
+    assert at.button(key="confirm_delete").disabled  # more than 10: the typed name
+
+
+def test_the_audit_page_filters_by_action_and_dates_shows_a_whole_entry_and_exports_csv(store: MongoTokenStore) -> None:
+    from datetime import timedelta
+
+    from mongo_store.core.clock import utcnow
+
+    audit = store.collection.database["dashboard_audit"]
+    now = utcnow()
+    audit.insert_many([
+        {"at": now - timedelta(days=3), "who": "olga", "role": "admin", "action": "revoke", "ids": ["tok-a"],
+         "user_names": ["a@example.com:1"], "outcome": "not revoked",
+         "reason": "accounts.zoho.eu did not revoke the refresh token (HTTP 500) see https://evil.test", "deleted": None},
+        {"at": now - timedelta(days=1), "who": "ivan", "role": "operator", "action": "delete", "ids": ["tok-b"],
+         "user_names": [], "deleted": 1},
+        {"at": now, "who": "cron (cli)", "action": "cleanup", "ids": ["tok-c", "tok-d"], "outcome": "2 tokens acted on"},
+    ])
+    at = signed_in().sidebar.radio(key="page").set_value("Audit").run()
+    assert len(at.dataframe[0].value) == 3
+    at.selectbox(key="audit_action").set_value("revoke").run()
+    grid = at.dataframe[0].value
+    assert list(grid["action"]) == ["revoke"] and list(grid["who"]) == ["olga (admin)"]
+    assert list(grid["token"]) == ["?page=tokens&token=tok-a"] and params(at)["action"] == "revoke"
+    assert "did not revoke the refresh token (HTTP 500)" in grid["outcome"].iloc[0]  # the reason is in the row
+    key = "audit_grid-1-None"  # (the grid of this page: one entry, the newest page)
+    at.session_state[key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    whole = at.table[0].value
+    assert whole.loc["reason", "value"] == plain(
+        "accounts.zoho.eu did not revoke the refresh token (HTTP 500) see https://evil.test")  # whole, and no link
+    at.selectbox(key="audit_action").set_value("any")
+    at.date_input(key="audit_from").set_value((now - timedelta(days=2)).date())
+    at.date_input(key="audit_to").set_value((now - timedelta(days=1)).date()).run()
+    assert list(at.dataframe[0].value["action"]) == ["delete"]
+    at.date_input(key="audit_to").set_value(None).run()
+    assert list(at.dataframe[0].value["action"]) == ["cleanup", "delete"]
+    at.button(key="audit_export_prepare").click().run()
+    button = next(b for b in at.get("download_button"))
+    assert button.proto.label == "Download 2 (CSV)"
