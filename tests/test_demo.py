@@ -106,8 +106,8 @@ def test_the_dashboard_sends_check_and_revoke_to_the_demos_fake(
     connection = data.connect(settings)
     try:
         healthy = by_health(dashboard_env)["healthy"]
-        assert data.check(connection, healthy[0]["_id"], "Olga").result == "ok"
-        assert data.revoke(connection, healthy[1]["_id"], "Olga") == f"127.0.0.1:{fake.port}"
+        assert data.check(connection, healthy[0]["_id"], "Olga", "operator").result == "ok"
+        assert data.revoke(connection, healthy[1]["_id"], "Olga", "operator") == f"127.0.0.1:{fake.port}"
         assert dashboard_env.collection.find_one({"_id": healthy[1]["_id"]}) is None
         note = demo.sidebar_note(settings)
         assert note == f"Check and Revoke go to the demo's local fake Zoho at {fake.url}: no internet needed."
@@ -411,8 +411,10 @@ def test_the_pasted_line_points_the_cli_at_the_demos_fake_zoho_and_never_at_zoho
         assert not log.exists(), log.read_text()  # no attempt outside this machine
         assert cli("stats", env=cli_env | line).returncode == 0 and not log.exists()
         database_only = {key: line[key] for key in ("MONGODB_URI", "ZOHO_MONGO_DATABASE")}
-        before = cli("check", rows[0][0], env=cli_env | database_only)  # the line as it was: Zoho's own hosts
-        assert "not checked" in before.stdout and "zoho" in log.read_text(), (before.stdout, log.read_text())
+        listed = cli("list", "--health", "healthy", "--format", "tsv", env=cli_env | database_only)
+        healthy = listed.stdout.splitlines()[1].split("\t")[0]
+        before = cli("check", healthy, env=cli_env | database_only)  # the line as it was: Zoho's own hosts are tried
+        assert "not checked" in before.stdout and "zoho" in log.read_text(), (before.stdout, before.stderr)
     finally:
         stop(process)
     again, output = demo_until_ready(CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, data, free_port())

@@ -213,9 +213,9 @@ def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int)
         table[column] = pd.to_datetime(table[column], utc=True)
     # Widths that fit at 1280 px: the full id (monospace); a whole reason, user name or date is one click away (Inspect).
     config = {"id": st.column_config.TextColumn("id", width=ID_WIDTH, help="The token's id (16 characters)"),
-              "user_name": st.column_config.TextColumn("user_name", width=160),
-              "health": st.column_config.TextColumn("health", width=96, help=HEALTH_HELP),
-              "health_reason": st.column_config.TextColumn("why", width=168,
+              "user_name": st.column_config.TextColumn("user_name", width=150),
+              "health": st.column_config.TextColumn("health", width=92, help=HEALTH_HELP),
+              "health_reason": st.column_config.TextColumn("why", width=154,
                                                            help="Why the token is in its health state: click the row "
                                                                 "for the whole sentence in Inspect"),
               "data center": st.column_config.TextColumn("DC", width=38, help="Data center"),
@@ -281,24 +281,29 @@ def inspect_panel(conn: data.Connection, records: list[dict[str, Any]], ticked: 
     if newly:
         state["inspect"] = newly[-1]  # a newly ticked row is inspected
     state["inspect_follows"] = on_page
+    # Each token's label stays the same on every page (the browser names the choice by its label).
+    names: dict[str, Any] = state.setdefault("inspect_names", {})
+    if len(names) > 5000:
+        names.clear()
+    names.update({record["id"]: record.get("user_name") for record in records})
     chosen = state.get("inspect")
+    if isinstance(chosen, str) and " · " in chosen and chosen not in ids:  # a label the browser kept: its token
+        chosen = state["inspect"] = chosen.split(" · ")[0]
     if not (isinstance(chosen, str) and chosen):
         chosen = state["inspect"] = ids[0] if ids else None
     if chosen is None:
         return None
     options = ([chosen] if chosen not in ids else []) + ids
-    names = {record["id"]: record.get("user_name") for record in records}
     st.subheader("Inspect")
     chosen = str(st.selectbox("Inspect a token", options, key="inspect",
-                              format_func=lambda i: printable(f"{i} · {names.get(i) or MISSING}" if i in names
-                                                              else f"{i} · (not on this page)")))
+                              format_func=lambda i: printable(f"{i} · {names.get(i) or MISSING}")))
     try:
         record = data.inspect(conn, chosen)
     except ValueError as error:
         st.error(markdown_plain(error))
         return None
     if record is None:
-        st.info(f"No token {markdown_plain(chosen)} is stored (deleted, or a link to another store); its history "
+        st.info(f"No token {plain(chosen)} is stored (deleted, or a link to another store); its history "
                 "below stays until it expires.")
     else:
         fields, history = st.columns([3, 2])

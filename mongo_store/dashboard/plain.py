@@ -11,14 +11,15 @@ from ..core.masking import markdown_plain
 
 MISSING = "—"
 """The one mark for a missing value (no user name, never refreshed), everywhere in the dashboard."""
-_AUTOLINK = re.compile(r"(?i)(\\:)(/)|(www)(\\\.)")
-"""Where Streamlit's Markdown (GitHub's autolinks) would start a link in escaped text: ``scheme\\://``
-and ``www\\.``; a word joiner (U+2060, invisible) between the two parts stops it."""
+_AUTOLINK = re.compile(r"(?i)\\:(?=//)|(?<=www)\\\.")
+"""Where Streamlit's Markdown (GitHub's autolinks) would start a link in escaped text: the colon of
+``scheme://`` and the dot of ``www.``. Written as character references (``&#58;``, ``&#46;``) they
+show as the same characters, and copy as them, but no longer spell a link to the Markdown parser."""
 
 
 def plain(value: Any) -> str:
     """``value`` for a Markdown place (a table cell, a caption, a message): exactly its text."""
     if value is None or value == "":
         return MISSING
-    return _AUTOLINK.sub(lambda found: (found.group(1) or found.group(3)) + "\u2060" + (found.group(2) or found.group(4)),
-                         markdown_plain(value))
+    escaped = markdown_plain(value).replace("&", "\\&")  # a stored "&lt;" is that text, not "<"
+    return _AUTOLINK.sub(lambda found: "&#58;" if found.group() == "\\:" else "&#46;", escaped)
