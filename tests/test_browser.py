@@ -114,11 +114,16 @@ def chromium(window: str, *flags: str) -> Iterator[Any]:
 def wait_for(driver: object, css: str, text: str | None = None, timeout: float = 60) -> object:
     from selenium.webdriver.common.by import By
 
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
         for element in driver.find_elements(By.CSS_SELECTOR, css):
-            if text is None or text in element.text:
-                return element
+            try:
+                if text is None or text in element.text:
+                    return element
+            except StaleElementReferenceException:  # a rerun replaced it while we looked: look again
+                continue
         if time.monotonic() > deadline:
             ARTIFACTS.mkdir(exist_ok=True)
             driver.save_screenshot(str(ARTIFACTS / "browser-failure.png"))
@@ -175,13 +180,36 @@ def test_the_demo_signs_in_and_shows_the_token_table(demo: str, browser: object)
     until(lambda: wait_for(browser, "button", "Delete ticked rows").is_enabled(), "Delete ticked rows enabled by the ticks")
 
 
+def steady(read: Callable[[], Any], tries: int = 20) -> Any:
+    """``read()``, again if a rerun replaced the element it found meanwhile (a stale reference)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(tries):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.3)
+    return None
+
+
+def forget_session(browser: Any, url: str) -> None:
+    """Drop the session cookie an earlier test left, from a page of the same origin that is not the
+    app (an open app page could write it again)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    browser.get(f"{parts.scheme}://{parts.netloc}/_stcore/health")
+    browser.delete_all_cookies()
+
+
 def sign_in_fresh(browser: object, demo: str) -> None:
     """A new page load: a new Streamlit session, signed in, on the Tokens page (the session cookie of
     an earlier test forgotten first)."""
     from selenium.webdriver.common.by import By
 
-    browser.get(demo)
-    browser.delete_all_cookies()
+    forget_session(browser, demo)
     browser.get(demo)
     wait_for(browser, "input[type='password']")
     browser.find_element(By.CSS_SELECTOR, "input[aria-label^='Your name']").send_keys("Browser Test")
@@ -360,7 +388,7 @@ def signed_in_at(browser: Any, url: str) -> None:
     """Open ``url`` (a new session, without the session cookie) and sign in: the view the URL names comes back."""
     from selenium.webdriver.common.by import By
 
-    browser.delete_all_cookies()
+    forget_session(browser, url)
     browser.get(url)
     wait_for(browser, "input[type='password']")
     browser.find_element(By.CSS_SELECTOR, "input[aria-label^='Your name']").send_keys("Browser Test")
@@ -492,7 +520,6 @@ def test_ticks_off_the_view_are_named_with_their_health_and_need_the_typed_name(
     """The measured case in a real browser: Health=Healthy and EU, Select all, then Health=Failing and
     any data center, "Delete ticked rows": the dialog names them as not in this view, with their
     health, and Delete stays off until the name is typed."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     sign_in_fresh(browser, demo)
@@ -506,15 +533,15 @@ def test_ticks_off_the_view_are_named_with_their_health_and_need_the_typed_name(
     choose(browser, "Data center", "Any")
     wait_for(browser, "[data-testid='stMarkdownContainer']", "page 1 of")
     click(browser, wait_for(browser, "button", "Delete ticked rows"))
-    dialog = wait_for(browser, "[role='dialog']", "not in this view")
-    assert f"{count} of them not in this view" in dialog.text and dialog.text.count("🟢 healthy  ← not in this view") \
-        == min(count, 50), dialog.text
-    delete = wait_for(browser, "[role='dialog'] button", "Delete")
-    assert not delete.is_enabled()
+    text = steady(lambda: wait_for(browser, "[role='dialog']", "of them not in this view").text)
+    assert f"{count} of them not in this view" in text and text.count("🟢 healthy  ← not in this view") == min(count, 50), text
+    assert not steady(lambda: wait_for(browser, "[role='dialog'] button", "Delete").is_enabled())
     browser.save_screenshot(str(ARTIFACTS / "ticks-off-the-view.png"))
-    name = wait_for(browser, "[role='dialog'] [data-testid='stText']", "To confirm, type: ").text.split(": ")[1].strip()
-    dialog.find_element(By.CSS_SELECTOR, "input[aria-label^='Type ']").send_keys(name, Keys.ENTER)
-    until(lambda: wait_for(browser, "[role='dialog'] button", "Delete").is_enabled(), "Delete enabled by the name")
+    name = steady(lambda: wait_for(browser, "[role='dialog'] [data-testid='stText']", "To confirm, type: ").text)
+    steady(lambda: wait_for(browser, "[role='dialog'] input[aria-label^='Type ']").send_keys(
+        name.split(": ")[1].strip(), Keys.ENTER))
+    until(lambda: steady(lambda: wait_for(browser, "[role='dialog'] button", "Delete").is_enabled()),
+          "Delete enabled by the name")
     wait_for(browser, "[role='dialog'] button", "Cancel").click()
     until(lambda: not dialogs(browser), "the dialog closes")
     click(browser, wait_for(browser, "button", "Clear ticks"))
@@ -575,7 +602,7 @@ def sign_in_as(browser: Any, url: str, name: str) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(url)
-    browser.delete_all_cookies()
+    forget_session(browser, url)
     browser.get(url)
     wait_for(browser, "input[type='password']")
     browser.find_element(By.CSS_SELECTOR, "input[aria-label='Account']").send_keys(name)

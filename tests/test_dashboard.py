@@ -16,10 +16,10 @@ from tokens import full, oauth, secret, values
 from mongo_store import MongoTokenStore
 from mongo_store.core.mapping import SECRET_FIELDS
 from mongo_store.core.masking import markdown_plain
-from mongo_store.dashboard.plain import plain
 from mongo_store.dashboard import demo
 from mongo_store.dashboard.app import GRID_DEFAULT
 from mongo_store.dashboard.compat import CELL_CLICK
+from mongo_store.dashboard.plain import plain
 from mongo_store.tools import health
 from mongo_store.tools.embedded import free_port
 from mongo_store.tools.settings import OperatorSettings

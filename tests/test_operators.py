@@ -187,9 +187,10 @@ def test_the_operator_layer_refuses_what_a_role_may_not_do_before_touching_anyth
                 continue
             with pytest.raises(NotAllowed) as refused:
                 act(session)
-            assert str(refused.value).startswith(f"a {session.role} may not "), action
-    assert str(pytest.raises(NotAllowed, viewer.delete_all).value) == \
-        "a viewer may not delete every token: that needs the admin role"
+            assert str(refused.value).startswith(("a viewer may not ", "an operator may not ")), action
+    with pytest.raises(NotAllowed) as refused:
+        viewer.delete_all()
+    assert str(refused.value) == "a viewer may not delete every token: that needs the admin role"
     assert dashboard_env.collection.count_documents({}) == 1 and audit.count_documents({}) == 0  # nothing happened
     assert operator.delete([token.get_id()]) == 1  # an operator deletes a chosen token, audited with the role
     [entry] = audit.find({})
@@ -235,8 +236,7 @@ def test_an_operator_deletes_chosen_tokens_but_not_all_and_an_admin_deletes_all(
     at = sign_in(AppTest.from_file(APP, default_timeout=30).run(), "otto", "otto has a long password")
     at = at.sidebar.radio(key="page").set_value("Tokens").run()
     assert not at.button(key="delete_one").disabled and at.button(key="delete_all").disabled
-    assert at.button(key="delete_all").help.startswith("Not for your role: an operator") or \
-        at.button(key="delete_all").help.startswith("Not for your role: a operator")
+    assert at.button(key="delete_all").help.startswith("Not for your role: an operator may not delete every token")
     at.button(key="delete_one").click().run()
     at.button(key="confirm_delete").click().run()
     assert dashboard_env.collection.count_documents({}) == 3
@@ -261,7 +261,7 @@ def test_a_file_written_before_roles_keeps_its_accounts_as_admins(tmp_path: Path
     path.chmod(0o600)
     assert {name: account.role for name, account in read_accounts(path).items()} == {"olga": "admin", "vera": "viewer"}
     path.write_text(f"eve:root:{DUMMY_HASH}\n")
-    with pytest.raises(Exception, match="line 1 of the operators file .* is not name:role:argon2-hash"):
+    with pytest.raises(Exception, match=r"line 1 of the operators file .* is not name:role:argon2-hash"):
         read_accounts(path)
 
 

@@ -71,7 +71,8 @@ def refusal(role: str, action: str) -> str | None:
     """Why ``role`` may not take ``action`` (one sentence), or None when it may."""
     if allowed(role, action):
         return None
-    return f"a {role} may not {DOING[action]}: that needs the {NEEDS[action]} role"
+    article = "an" if role[0] in "aeiou" else "a"
+    return f"{article} {role} may not {DOING[action]}: that needs the {NEEDS[action]} role"
 
 
 REVOKE_ATTEMPT = "attempting the revoke at Zoho"
