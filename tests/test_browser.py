@@ -112,9 +112,8 @@ def chromium(window: str, *flags: str) -> Iterator[Any]:
 
 
 def wait_for(driver: object, css: str, text: str | None = None, timeout: float = 60) -> object:
-    from selenium.webdriver.common.by import By
-
     from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
 
     deadline = time.monotonic() + timeout
     while True:

@@ -204,8 +204,9 @@ def write_cookie(value: str | None, max_age: float = 0.0) -> None:
     from .compat import page_script
 
     cookie = f"{COOKIE}={value or ''}; Path=/; Max-Age={int(max_age) if value else 0}; SameSite=Strict"
-    page_script("<script>const c = " + json.dumps(cookie) + " + (parent.location.protocol === 'https:' ? "
-                "'; Secure' : ''); parent.document.cookie = c;</script>")
+    with _hidden():
+        page_script("<script>const c = " + json.dumps(cookie) + " + (parent.location.protocol === 'https:' ? "
+                    "'; Secure' : ''); parent.document.cookie = c;</script>")
 
 
 def keep_session(settings: Settings, operator: Operator) -> None:
@@ -217,6 +218,17 @@ def keep_session(settings: Settings, operator: Operator) -> None:
     if token is None:
         token = st.session_state["session_token"] = session_token(settings, operator)
     write_cookie(token, settings.session_hours * 3600)
+
+
+def _hidden() -> Any:
+    """A container the page does not show (its frame still runs): keyed and hidden by CSS where
+    Streamlit gives a container a key (1.42+ may not), else a plain one."""
+    import inspect
+
+    if "key" in inspect.signature(st.container).parameters:
+        st.markdown("<style>.st-key-session-cookie {display: none}</style>", unsafe_allow_html=True)
+        return st.container(key="session-cookie")
+    return st.container()
 
 
 NO_ALLOW_LIST = (

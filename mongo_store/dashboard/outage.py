@@ -18,6 +18,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
 from ..core.errors import sentence
 from ..core.masking import markdown_plain
+from ..tools.words import plural
 from . import cache, data
 from .settings import Settings
 
@@ -96,10 +97,12 @@ def reconnect(settings: Settings) -> None:
         state["next"] = time.monotonic() + RETRY
         state["tries"] = state.get("tries", 0) + 1
         left = RETRY
-    down = time.time() - state["since"]
+    since = time.strftime("%H:%M:%S", time.gmtime(state["since"]))
+    tries = state.get("tries", 0)
+    so_far = f", {plural(tries, 'try', 'tries')} so far" if tries else ""
     st.markdown(f"<div class='reconnecting'>Reconnecting: next try in <b>{max(1, round(left))} s</b> "
-                f"(unreachable for {down:.0f} s{', ' + str(state['tries']) + ' tries' if state.get('tries') else ''}). "
-                "This page comes back by itself when the server answers.</div>", unsafe_allow_html=True)
+                f"(unreachable since {since} UTC{so_far}). This page comes back by itself when the server answers."
+                "</div>", unsafe_allow_html=True)
 
 
 def answered(settings: Settings) -> bool:

@@ -206,11 +206,12 @@ def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int)
     cell selection; a newly ticked row does it everywhere). Returns every ticked token id (on this
     page or not)."""
     columns = GRID_COLUMNS + (["malformed"] if any("malformed" in record for record in records) else [])
+    now = utcnow()
     rows = [{**record, "user_name": record.get("user_name") or MISSING, "health": health_label(record["health"]),
-             "data center": datacenters.name(record.get("api_domain"))} for record in records]
+             "data center": datacenters.name(record.get("api_domain")),
+             **{column: ago(record[column], now) if isinstance(record.get(column), datetime) else MISSING
+                for column in ("expires_at", "last_refreshed_at")}} for record in records]
     table = pd.DataFrame(rows, columns=columns)
-    for column in ("expires_at", "last_refreshed_at"):
-        table[column] = pd.to_datetime(table[column], utc=True)
     # Widths that fit at 1280 px: the full id (monospace); a whole reason, user name or date is one click away (Inspect).
     config = {"id": st.column_config.TextColumn("id", width=ID_WIDTH, help="The token's id (16 characters)"),
               "user_name": st.column_config.TextColumn("user_name", width=150),
@@ -219,11 +220,10 @@ def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int)
                                                            help="Why the token is in its health state: click the row "
                                                                 "for the whole sentence in Inspect"),
               "data center": st.column_config.TextColumn("DC", width=38, help="Data center"),
-              "expires_at": st.column_config.DatetimeColumn("expires", width=78, format="distance",
-                                                            help="The access token's expiry; the UTC time is in Inspect."),
-              "last_refreshed_at": st.column_config.DatetimeColumn(
-                  "refreshed", width=86, format="distance",
-                  help="The last save that stored an access token; the UTC time is in Inspect.")}
+              "expires_at": st.column_config.TextColumn("expires", width=78,
+                                                        help="The access token's expiry; the UTC time is in Inspect."),
+              "last_refreshed_at": st.column_config.TextColumn(
+                  "refreshed", width=86, help="The last save that stored an access token; the UTC time is in Inspect.")}
     caption = (f"Sort by orders all {shown_total(total)} matches on the server; a click on a column header "
                "orders only the rows on this page. Click a row to inspect it.")
     ticked = read_ticks()
