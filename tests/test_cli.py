@@ -656,3 +656,34 @@ def admin_meaning(state: str) -> str:
     from mongo_store.tools import health
 
     return health.HEALTH_MEANING[state]
+
+
+# -- issue 31: the CLI ------------------------------------------------------------------------------
+
+
+def test_an_empty_list_names_the_search_and_every_filter(env: MongoTokenStore) -> None:
+    env.save_token(full("wayne@wayne.example:1"))  # healthy: the search alone finds it
+    code, out, _ = run("list", "--search", "wayne", "--health", "unusable", "--domain", "eu")
+    assert code == 0 and out.splitlines() == [
+        "# no tokens: no token matches all of: the search 'wayne' (the start of a user name's e-mail, e-mail domain "
+        "or org id, any case, or of a token id), health unusable, data center EU (clear a filter to see what the "
+        "search alone finds)"]
+    assert run("list", "--health", "failing")[1] == "# no tokens: no token matches all of: health failing\n"
+
+
+def test_a_server_that_refuses_the_connection_is_said_in_a_few_seconds() -> None:
+    """Nothing listens on the port (MongoDB is not running): one sentence in about a second, not
+    after the whole --timeout (15 s by default), as a subprocess, the way an operator runs it."""
+    from mongo_store.tools.embedded import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_URI", "ZOHO_"))}
+    env["MONGODB_URI"] = f"mongodb://127.0.0.1:{port}/"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "mongo_store.cli", "stats"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    took = time.monotonic() - started
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (f"zoho-mongo-store: error: nothing is listening at 127.0.0.1:{port} (connection refused): "
+                             "start MongoDB there, or point MONGODB_URI (or --uri) at a running server\n")
+    assert took < 6, took
