@@ -269,8 +269,8 @@ def test_a_dismissed_dialog_stays_closed_and_forgets_what_was_typed(demo: str, b
 
     sign_in_fresh(browser, demo)
     click(browser, wait_for(browser, "button", "Delete all"))
-    [dialog] = [wait_for(browser, "[role='dialog']", "whole collection")]
-    typed = dialog.find_element(By.CSS_SELECTOR, "input[aria-label^='Type ']")
+    wait_for(browser, "[role='dialog']", "whole collection")
+    typed = wait_for(browser, "[role='dialog'] input[aria-label^='Type ']")  # (a dialog draws its parts one by one)
     assert typed.get_attribute("aria-label") == "Type the name above to confirm (then press Enter)"  # no escapes
     said = wait_for(browser, "[role='dialog'] [data-testid='stText']", "To confirm, type: ").text
     name = said.split("To confirm, type: ")[1].strip()  # as rendered: plain text
@@ -288,7 +288,7 @@ def test_a_dismissed_dialog_stays_closed_and_forgets_what_was_typed(demo: str, b
     browser.save_screenshot(str(ARTIFACTS / "dialog-dismissed-stays-closed.png"))
     click(browser, wait_for(browser, "button", "Delete all"))  # opened again: filtered, and nothing typed
     dialog = wait_for(browser, "[role='dialog']", "that match the filter (data center: EU)")
-    assert dialog.find_element(By.CSS_SELECTOR, "input[aria-label^='Type ']").get_attribute("value") == ""
+    assert wait_for(browser, "[role='dialog'] input[aria-label^='Type ']").get_attribute("value") == ""
     browser.save_screenshot(str(ARTIFACTS / "dialog-delete-filtered.png"))
     dialog.find_element(By.CSS_SELECTOR, "button[aria-label='Close']").click()  # dismissed with ×
     until(lambda: not dialogs(browser), "the dialog closes")

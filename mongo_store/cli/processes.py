@@ -139,7 +139,9 @@ def data_folder_in_use(folder: Path) -> int | None:
 
 def port_taken(address: str, port: int) -> bool:
     """Whether something already listens on ``address:port`` (a port another app holds): bound
-    with SO_REUSEADDR, as Streamlit binds it, so a port only in TIME_WAIT counts as free."""
+    with SO_REUSEADDR, as Streamlit binds it, so a port only in TIME_WAIT counts as free. Another
+    failure (an address that is not this machine's) is left to Streamlit to report."""
+    import errno
     import socket
 
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -147,13 +149,15 @@ def port_taken(address: str, port: int) -> bool:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((address, port))
-        except OSError:
-            return True
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
     return False
 
 
-def check_port(address: str, port: int) -> None:
-    """Refuse a busy port before anything starts (a mongod, seeding, Streamlit), naming ``--port``."""
+def check_start(env: dict[str, str], address: str, port: int) -> None:
+    """Everything that would stop the dashboard, checked before anything starts (a mongod, the
+    seeding, Streamlit): the switches, sign-in off beyond this machine, and a busy port (naming ``--port``)."""
+    preflight(env, address)
     if not 1 <= port <= 65535:
         raise Failure("--port must be from 1 to 65535")
     if port_taken(address, port):
@@ -163,9 +167,8 @@ def check_port(address: str, port: int) -> None:
                       f"dashboard): pass a free one with --port, such as --port {free_port()}")
 
 
-def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdown) -> int:
-    """Streamlit on ``address`` only (127.0.0.1 unless asked): a dashboard that anyone on the
-    network can reach must have sign-in on."""
+def preflight(env: dict[str, str], address: str) -> None:
+    """The dashboard's switches parse, and sign-in off means this machine only."""
     try:
         from ..dashboard.auth import is_loopback as loopback  # not app: its caches warn outside Streamlit
         from ..dashboard.settings import SettingError, parse_flag
@@ -179,6 +182,12 @@ def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdo
     if parse_flag("DASHBOARD_AUTH_DISABLED", env.get("DASHBOARD_AUTH_DISABLED")) and not loopback(address):
         raise Failure("sign-in is turned off (DASHBOARD_AUTH_DISABLED): the dashboard may listen on 127.0.0.1 "
                       "only; turn sign-in on to serve other machines")
+
+
+def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdown) -> int:
+    """Streamlit on ``address`` only (127.0.0.1 unless asked): a dashboard that anyone on the
+    network can reach must have sign-in on."""
+    preflight(env, address)
     package = Path(__file__).resolve().parent.parent
     script = package / "dashboard" / "streamlit_app.py"
     # Not `python -m streamlit`: it puts the working directory first on sys.path, and a mongo_store

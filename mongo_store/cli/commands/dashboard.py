@@ -62,9 +62,9 @@ def dashboard(ctx: Context) -> int:
     """Run the dashboard with the current settings (MONGODB_URI, DASHBOARD_PASSWORD, ...)."""
     import os
 
-    from ..processes import check_port, run_streamlit, stopped_by_signals
+    from ..processes import check_start, run_streamlit, stopped_by_signals
 
-    check_port(ctx.args.address, ctx.args.port)
+    check_start(os.environ.copy(), ctx.args.address, ctx.args.port)  # before anything starts
     with stopped_by_signals() as shutdown:
         return run_streamlit(os.environ.copy(), ctx.args.port, ctx.args.address, shutdown)
     return 0  # stopped by a signal, Streamlit with it
@@ -101,10 +101,10 @@ def demo(ctx: Context) -> int:
     from ...core.store import MongoTokenStore
     from ...dashboard import demo, demo_zoho
     from ...tools.embedded import EmbeddedMongod, mongod_binary
-    from ..processes import check_port, data_folder_in_use, run_streamlit, stopped_by_signals
+    from ..processes import check_start, data_folder_in_use, run_streamlit, stopped_by_signals
 
     args, out = ctx.args, ctx.out
-    check_port(args.address, args.port)  # before a mongod starts or a token is seeded
+    check_start(os.environ.copy(), args.address, args.port)  # before a mongod starts or a token is seeded
 
     env = os.environ.copy()
     env["ZOHO_DASHBOARD_DEMO"] = "1"
