@@ -11,10 +11,11 @@ from ..core.masking import markdown_plain
 
 MISSING = "—"
 """The one mark for a missing value (no user name, never refreshed), everywhere in the dashboard."""
-_AUTOLINK = re.compile(r"(?i)\\:(?=//)|(?<=www)\\\.")
-"""Where Streamlit's Markdown (GitHub's autolinks) would start a link in escaped text: the colon of
-``scheme://`` and the dot of ``www.``. Written as character references (``&#58;``, ``&#46;``) they
-show as the same characters, and copy as them, but no longer spell a link to the Markdown parser."""
+_AUTOLINK = re.compile(r"(?i)(?<=\\:)(?=//)|(?<=www)(?=\\\.)")
+"""Where Streamlit's Markdown would turn stored text into a link (GitHub's autolinks: ``scheme://``
+and ``www.``). Its parser finds them in the text after escapes and character references are
+decoded, so only a different character stops it: a word joiner (U+2060, invisible, no width)
+between the colon and ``//``, and between ``www`` and its dot."""
 
 
 def plain(value: Any) -> str:
@@ -22,4 +23,4 @@ def plain(value: Any) -> str:
     if value is None or value == "":
         return MISSING
     escaped = markdown_plain(value).replace("&", "\\&")  # a stored "&lt;" is that text, not "<"
-    return _AUTOLINK.sub(lambda found: "&#58;" if found.group() == "\\:" else "&#46;", escaped)
+    return _AUTOLINK.sub("\u2060", escaped)
