@@ -444,6 +444,15 @@ def test_at_1280_px_the_url_keeps_the_view_ids_fit_inspect_does_not_scroll_and_a
         height, visible = browser.execute_script("return [arguments[0].scrollHeight, arguments[0].clientHeight];", table)
         assert height <= visible + 1, f"an inspect element scrolls inside: {height} px in {visible} px"
     assert "health means" in wait_for(browser, "[data-testid='stTable']").text
+    # A stored URL (redirect_url, the api_domain) is shown as text, never as a link.
+    links = browser.execute_script(
+        "return [...document.querySelectorAll(\"[data-testid='stTable'] a\")].map(a => a.textContent);")
+    assert not [link for link in links if "//" in link or "www" in link], links
+    shown = wait_for(browser, "[data-testid='stTable']", "redirect_url").text
+    assert "https://crm-sync.example.com/oauth/callback" in shown.replace("\u2060", "")  # reads as stored
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", wait_for(browser, "h3", "Inspect"))
+    time.sleep(0.5)
+    browser.save_screenshot(str(ARTIFACTS / "inspect-1280.png"))
     assert not cut_labels(browser), cut_labels(browser)
     actions = wait_for(browser, "h3", "Actions")
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", actions)
