@@ -31,7 +31,8 @@ GOES = ("first", "next", "previous", "last")
 MAX_SIZE = 1000
 MAX_TEXT = 200
 ACTIONS = {"delete": ("delete",), "delete-filtered": ("delete-filtered",), "delete-all": ("delete-all",),
-           "revoke": ("revoke",), "check": ("check",), "cleanup": ("cleanup", "cleanup revoke+delete", "cleanup delete"),
+           "revoke": ("revoke",), "check": ("check",),
+           "cleanup": ("cleanup", "cleanup revoke+delete", "cleanup delete", "cleanup revoke-replaced"),
            "import": ("import",)}
 """The actions an operator searches by, each with the values its entries hold (a cleanup writes one
 entry per token and one with the run's summary)."""
