@@ -687,3 +687,23 @@ def test_a_server_that_refuses_the_connection_is_said_in_a_few_seconds() -> None
     assert result.stderr == (f"zoho-mongo-store: error: nothing is listening at 127.0.0.1:{port} (connection refused): "
                              "start MongoDB there, or point MONGODB_URI (or --uri) at a running server\n")
     assert took < 6, took
+
+
+def test_a_signal_while_a_child_starts_stops_that_child_too() -> None:
+    """The start-up race, made certain: the first SIGTERM lands while a child is being started (inside
+    ``Shutdown.starting``, as it does inside ``Popen`` on a loaded machine): it is held until the
+    child is registered, then that child is stopped too and the command unwinds."""
+    from mongo_store.cli.processes import Shutdown, Stop, stop_child
+
+    shutdown = Shutdown()
+    child = None
+    with pytest.raises(Stop):
+        with shutdown.starting():
+            shutdown.handle(signal.SIGTERM, None)  # the signal arrives mid-start: nothing raised yet
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            shutdown.children.append(lambda: child)
+    assert child is not None
+    try:
+        assert child.wait(timeout=10) == -signal.SIGTERM  # asked to stop once it was known
+    finally:
+        stop_child(child, 1.0)

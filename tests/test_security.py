@@ -666,6 +666,6 @@ def test_a_bidi_override_in_a_user_name_is_shown_escaped_in_confirmations() -> N
 
     for hidden in ("\u202e", "\u2066", "\u200b", "\u2028", "\u00a0", "\ufeff", "\u061c"):
         name = f"admin{hidden}gnp.exe@example.com:1"
-        for shown in (listed(["id1"], {"id1": name}), printable(name), markdown_plain(name)):
+        for shown in (listed(["id1"], {"id1": (name, "healthy")}), printable(name), markdown_plain(name)):
             assert hidden not in shown and repr(hidden)[1:-1] in shown.replace("\\\\", "\\")
     assert printable("ordinary café@example.com:1 ✓") == "ordinary café@example.com:1 ✓"  # printable text stays

@@ -8,7 +8,7 @@ from ..command import Context, Failure, arg, command, one_of
 from ..types import MAX_PAGE_SIZE, moment, whole
 
 AUDIT_ACTIONS = ("delete", "delete-filtered", "delete-all", "revoke", "check", "cleanup", "import")
-"""``audit.ACTIONS``, repeated so that parsing imports nothing heavy (tests/test_cli.py keeps them equal)."""
+"""``audit.ACTIONS``, repeated so that parsing imports nothing heavy (tests/test_architecture.py keeps them equal)."""
 
 
 @command("audit", help="the audit log, newest first: search by actor, token, action and time, page at any depth",
