@@ -75,7 +75,7 @@ def test_the_cli_lists_the_states_the_health_table_declares() -> None:
     from mongo_store.cli.commands.audit import AUDIT_ACTIONS
     from mongo_store.tools.audit import ACTIONS
 
-    assert AUDIT_ACTIONS == tuple(ACTIONS)
+    assert tuple(ACTIONS) == AUDIT_ACTIONS
 
 
 def test_each_health_reason_is_spelled_once_everywhere() -> None:

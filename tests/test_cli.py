@@ -697,11 +697,10 @@ def test_a_signal_while_a_child_starts_stops_that_child_too() -> None:
 
     shutdown = Shutdown()
     child = None
-    with pytest.raises(Stop):
-        with shutdown.starting():
-            shutdown.handle(signal.SIGTERM, None)  # the signal arrives mid-start: nothing raised yet
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-            shutdown.children.append(lambda: child)
+    with pytest.raises(Stop), shutdown.starting():
+        shutdown.handle(signal.SIGTERM, None)  # the signal arrives mid-start: nothing raised yet
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        shutdown.children.append(lambda: child)
     assert child is not None
     try:
         assert child.wait(timeout=10) == -signal.SIGTERM  # asked to stop once it was known

@@ -27,6 +27,7 @@ def show(health: str = "any", reason: str = "any", domain: str = "any") -> None:
     state.update(page="Tokens", search="", health=health, reason=reason, domain=domain,
                  position=dict(urlstate.FIRST), inspect=None)
     state.pop("tokens_view", None)
+    state.pop("inspected", None)  # the new list's first token
 
 
 def overview_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:

@@ -286,17 +286,19 @@ def inspect_panel(conn: data.Connection, records: list[dict[str, Any]], ticked: 
     if len(names) > 5000:
         names.clear()
     names.update({record["id"]: record.get("user_name") for record in records})
-    chosen = state.get("inspect")
+    chosen = state.get("inspect")  # the box, a row click, a new tick or a link: the operator's latest choice
     if isinstance(chosen, str) and " · " in chosen and chosen not in ids:  # a label the browser kept: its token
-        chosen = state["inspect"] = chosen.split(" · ")[0]
+        chosen = chosen.split(" · ")[0]
     if not (isinstance(chosen, str) and chosen):
-        chosen = state["inspect"] = ids[0] if ids else None
+        chosen = state.get("inspected") or (ids[0] if ids else None)  # (a box drawn anew may come back empty)
     if chosen is None:
         return None
+    state["inspect"] = state["inspected"] = chosen
     options = ([chosen] if chosen not in ids else []) + ids
     st.subheader("Inspect")
-    chosen = str(st.selectbox("Inspect a token", options, key="inspect",
-                              format_func=lambda i: printable(f"{i} · {names.get(i) or MISSING}")))
+    shown = st.selectbox("Inspect a token", options, key="inspect",
+                         format_func=lambda i: printable(f"{i} · {names.get(i) or MISSING}"))
+    chosen = state["inspected"] = str(shown) if shown else chosen
     try:
         record = data.inspect(conn, chosen)
     except ValueError as error:

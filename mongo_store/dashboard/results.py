@@ -31,11 +31,13 @@ def dismiss() -> None:
 
 
 def panel() -> None:
-    """The kept outcomes, newest first, with "Dismiss"."""
+    """The kept outcomes, newest first, with "Dismiss". Always one block at the top (empty when
+    there is nothing to show): the page below keeps its place, whether results come or go."""
     kept: list[dict[str, Any]] = st.session_state.get("results") or []
+    slot = st.empty()  # (an element, not an empty block: a block left empty keeps what was drawn there before)
     if not kept:
         return
-    with st.container(border=True):
+    with slot.container(border=True):
         head, button = st.columns([6, 1])
         head.markdown("**Results of your last actions** (kept here until you dismiss them; every action is also "
                       "in the Audit page)")
