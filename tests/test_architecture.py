@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.real
 def test_a_store_alone_loads_only_the_core(mongo_uri: str) -> None:
     """An application that builds a store and uses it (save, lookups, a delete, the history) loads
-    ``mongo_store`` and ``mongo_store.core`` only: no operator tool, dashboard, CLI or testing kit."""
+    ``mongo_store`` and ``mongo_store.core`` only: no operator tool, dashboard, CLI or testing kit, and
+    no boto3 (only a store configured with an ``aws-kms:`` key imports it)."""
     probe = f"""
 import sys
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
@@ -44,12 +45,13 @@ with MongoTokenStore({mongo_uri!r}, database="zms_layers") as store:
     assert len(store.get_tokens()) == 1
     store.delete_token(token.get_id())
     store.client.drop_database("zms_layers")
+assert not any(name.split(".")[0] in ("boto3", "botocore") for name in sys.modules), "boto3 loaded without a KMS key"
 print(sorted(name for name in sys.modules if name.startswith("mongo_store")))
 """
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))
-    assert "mongo_store.core.store" in loaded
+    assert "mongo_store.core.store" in loaded and "mongo_store.core.aws_kms" not in loaded
     assert [name for name in loaded if name != "mongo_store" and not name.startswith("mongo_store.core")] == []
 
 
@@ -70,6 +72,10 @@ def test_the_cli_lists_the_states_the_health_table_declares() -> None:
     from mongo_store.tools import queries
 
     assert cli.STATUSES == health.STATUSES and cli.HEALTH == health.HEALTH and tuple(queries.SORTS) == cli.SORTS
+    from mongo_store.cli.commands.audit import AUDIT_ACTIONS
+    from mongo_store.tools.audit import ACTIONS
+
+    assert tuple(ACTIONS) == AUDIT_ACTIONS
 
 
 def test_each_health_reason_is_spelled_once_everywhere() -> None:

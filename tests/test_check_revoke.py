@@ -306,3 +306,45 @@ def test_a_hung_or_redirecting_accounts_server_ends_revoke_and_keeps_the_token(e
                                                   "left in the store\n")
         assert sum(elsewhere.requests.values()) == 0  # the refresh token was not posted again to the redirect's target
         assert env.collection.count_documents({"_id": token_id}) == 1 and zoho.refresh_token not in zoho.revoked
+
+
+def test_an_api_domain_two_url_parsers_read_apart_gets_no_token(env: MongoTokenStore, zoho: FakeZoho) -> None:  # noqa: F811
+    """F2: ``http://A\\@B`` is B to ``urlsplit`` (so it passed as the configured server's origin) and
+    A to requests, which sent A the access token: the real CLI printed ok. One parser now decides,
+    and what it parsed is what the HTTP client is given."""
+    import os
+    import subprocess
+
+    with FakeZoho(secret("grant"), secret("refresh"), CLIENT_ID, SECRET) as attacker:
+        zoho_at, attacker_at = zoho.url.removeprefix("http://"), attacker.url.removeprefix("http://")
+        forged = [f"http://{attacker_at}\\@{zoho_at}", f"http://{attacker_at}\\\\@{zoho_at}/",
+                  f"http://{zoho_at}@{attacker_at}", f"http://user:pw@{zoho_at}", f"http://{attacker_at}\t\\@{zoho_at}",
+                  f"http://{attacker_at}%5C@{zoho_at}", f"http://{zoho_at}#@{attacker_at}"]
+        ids = [stored(env, zoho, f"p{n}@example.com:1", refresh=secret("refresh"), access=zoho.new_access_token(),
+                      expires=timedelta(minutes=40)) for n in range(len(forged))]
+        for token_id, api_domain in zip(ids, forged, strict=True):
+            env.collection.update_one({"_id": token_id}, {"$set": {"api_domain": api_domain}})
+        done = subprocess.run([sys.executable, "-m", "mongo_store.cli", "check", *ids, *accounts(zoho)],
+                              env=dict(os.environ), capture_output=True, text=True, timeout=120)
+        assert attacker.seen_authorization == [] and sum(attacker.requests.values()) == 0, done.stdout
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        lines = [line for line in done.stdout.splitlines() if not line.startswith("#")]
+        assert len(lines) == len(ids) and all("\tnot checked: " in line for line in lines), lines
+        assert sum(zoho.requests.values()) == 0 and env.collection.count_documents({CHECKED_AT_FIELD: {"$exists": True}}) == 0
+        # The one parser itself: whatever it accepts, urllib3 (what requests connects with) reads the same.
+        for url in forged:
+            with pytest.raises(ZohoError):
+                route(url, f"{zoho.url}/oauth/v2/token", f"{url}/")
+        assert route(zoho.url, f"{zoho.url}/oauth/v2/token").api == zoho.url
+
+
+def test_check_all_names_and_skips_a_document_whose_id_is_no_string(env: MongoTokenStore, zoho: FakeZoho) -> None:  # noqa: F811
+    """One odd document never stops a pass (issue 29, beside F6): ``check --all`` stopped at a
+    hand-made document with an int id ("id must be a string, not int"), checking nothing after it."""
+    token_id = stored(env, zoho, "ola@example.com:1", refresh=zoho.refresh_token, access=zoho.new_access_token(),
+                      expires=timedelta(minutes=40))
+    env.collection.insert_one({"_id": 42, "access_token": "x", "api_domain": zoho.url})
+    code, out, err = run("check", "--all", *accounts(zoho))
+    assert err == "" and code == 1, err
+    assert out.splitlines()[:2] == ["42\t\tnot checked: its id is int, not a string (no token the store wrote: fix "
+                                    "or delete it)", f"{token_id}\tola@example.com:1\tok"], out

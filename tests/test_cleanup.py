@@ -148,8 +148,12 @@ def test_a_run_revokes_once_deletes_audits_and_leaves_the_rest(env: MongoTokenSt
         assert env.collection.find_one({"_id": ids[name]}) == document, name
     kept = env.collection.find_one({"_id": ids["refused"]})
     assert CLAIM_FIELD not in kept and LEASE_FIELD not in kept
-    audit = list(real_client[env.collection.database.name][AUDIT_COLLECTION].find({}, {"_id": False}))
+    audit = list(real_client[env.collection.database.name][AUDIT_COLLECTION].find({"action": {"$ne": "cleanup"}},
+                                                                                 {"_id": False}))
     assert len(audit) == 6 and {entry["who"] for entry in audit} == {"cron"}
+    [summary] = real_client[env.collection.database.name][AUDIT_COLLECTION].find({"action": "cleanup"})
+    assert sorted(summary["ids"]) == sorted(ids[name] for name in SELECTED) and summary["role"] == "admin"
+    assert summary["outcome"].startswith("6 tokens acted on: ") and summary["summary"]["failed"] == 1
     assert {entry["ids"][0] for entry in audit} == {ids[name] for name in SELECTED}
     by_id = {entry["ids"][0]: entry for entry in audit}
     assert by_id[ids["refused"]]["zoho"].endswith("did not revoke the refresh token")
@@ -373,7 +377,7 @@ def test_the_dashboard_shows_the_policy_previews_and_applies_it(dashboard_env: M
     assert list(at.dataframe[0].value["id"]) == [old]
     at.button(key="apply_policy").click().run()
     dialog = "\n".join(element.value for element in at.text)
-    assert "deletes 1 token(s)" in dialog and "old@example.com:1" in dialog
+    assert "to 1 token: revoke at Zoho and delete 0, delete only 1" in dialog and "old@example.com:1" in dialog
     assert dashboard_env.collection.count_documents({}) == 2  # nothing before the confirmation
     # A token that comes to qualify while the dialog is open was not in the confirmed preview: Apply
     # acts on the ids it showed, each only if it still qualifies, so this one stays.
@@ -393,13 +397,13 @@ def test_audit_entries_expire_after_the_retention(env: MongoTokenStore, real_cli
     audit = real_client[env.collection.database.name][AUDIT_COLLECTION]
     token = full("someone@example.com:1")
     env.save_token(token)
-    assert run("delete", token.get_id(), "--actor", "ops")[0] == 0
+    assert run("delete", token.get_id(), "--yes", "--actor", "ops")[0] == 0
     assert audit.index_information()["at"]["expireAfterSeconds"] == 400 * 86_400
     monkeypatch.setenv("ZOHO_AUDIT_RETENTION_DAYS", "30")
     audit.insert_one({"at": now() - 40 * DAY, "who": "long ago", "action": "delete", "ids": ["x"]})
     other = full("other@example.com:1")
     env.save_token(other)
-    assert run("delete", other.get_id(), "--actor", "ops")[0] == 0
+    assert run("delete", other.get_id(), "--yes", "--actor", "ops")[0] == 0
     assert audit.index_information()["at"]["expireAfterSeconds"] == 30 * 86_400
     deadline = time.monotonic() + 30
     while audit.find_one({"who": "long ago"}) is not None:
@@ -407,7 +411,7 @@ def test_audit_entries_expire_after_the_retention(env: MongoTokenStore, real_cli
         time.sleep(0.5)
     assert audit.count_documents({"who": "ops"}) == 2  # the recent ones stay
     monkeypatch.setenv("ZOHO_AUDIT_RETENTION_DAYS", "forever")
-    code, _, err = run("delete", "whatever", "--actor", "ops")
+    code, _, err = run("delete", "whatever", "--yes", "--actor", "ops")
     assert code == 1 and "ZOHO_AUDIT_RETENTION_DAYS must be a number of days" in err
 
 
@@ -444,7 +448,8 @@ def test_revoke_and_cleanup_read_invalid_token_alike(env: MongoTokenStore, zoho:
     [entry] = json.loads(out)["entries"]
     assert entry["id"] == by_cleanup and entry["result"].startswith("already revoked") and entry["result"].endswith("deleted")
     assert env.collection.count_documents({}) == 0
-    audit = {entry["ids"][0]: entry for entry in real_client[env.collection.database.name][AUDIT_COLLECTION].find({})}
+    audit = {entry["ids"][0]: entry for entry in real_client[env.collection.database.name][AUDIT_COLLECTION].find(
+        {"action": {"$ne": "cleanup"}})}  # (the run's summary entry names its tokens too)
     assert audit[by_revoke]["outcome"] == "already revoked and deleted" and audit[by_revoke]["deleted"] == 1
     assert audit[by_cleanup]["zoho"].startswith("already revoked") and audit[by_cleanup]["deleted"] == 1
 

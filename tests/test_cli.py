@@ -151,16 +151,27 @@ def test_show_masks_every_secret(env: MongoTokenStore) -> None:
 
 def test_delete_and_delete_all_confirmation(env: MongoTokenStore, monkeypatch: pytest.MonkeyPatch) -> None:
     tokens = seeded(env)
-    assert run("delete", tokens[0].get_id())[:2] == (0, f"deleted {tokens[0].get_id()}\n")
-    assert run("delete", tokens[0].get_id())[0] == 1
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: `delete` asks like `revoke`, so it refuses
+    code, _, err = run("delete", tokens[0].get_id())
+    assert code == 1 and err == "zoho-mongo-store: error: delete needs --yes when not run at a terminal\n"
+    assert env.collection.count_documents({}) == 4
+    assert run("delete", tokens[0].get_id(), "--yes")[:2] == (0, f"deleted {tokens[0].get_id()}\n")
+    assert run("delete", tokens[0].get_id(), "--yes")[0] == 1
     code, _, err = run("delete-all")
     assert code == 1 and "needs --yes" in err and env.collection.count_documents({}) == 3
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "wrong")
+    assert run("delete", tokens[1].get_id())[0] == 1 and env.collection.count_documents({}) == 3
+    assert asked == [f"Delete token {tokens[1].get_id()} (albert@example.com:1) for good? Zoho still honours its "
+                     "refresh token (revoke ends a connection). Type 'delete' to confirm: "]
+    monkeypatch.setattr("builtins.input", lambda prompt: "delete")
+    assert run("delete", tokens[1].get_id())[:2] == (0, f"deleted {tokens[1].get_id()}\n")
+    assert run("delete", "no-such-token")[0] == 1  # asked about nothing: the id is checked first
     monkeypatch.setattr("builtins.input", lambda prompt: "wrong")
-    assert run("delete-all")[0] == 1 and env.collection.count_documents({}) == 3
+    assert run("delete-all")[0] == 1 and env.collection.count_documents({}) == 2
     monkeypatch.setattr("builtins.input", lambda prompt: env.collection.name)
-    assert run("delete-all")[:2] == (0, "deleted all tokens (3)\n")
+    assert run("delete-all")[:2] == (0, "deleted all tokens (2)\n")
     assert env.collection.count_documents({}) == 0
     seeded(env)
     assert run("delete-all", "--yes")[0] == 0 and env.collection.count_documents({}) == 0
@@ -376,7 +387,7 @@ def test_cli_deletions_are_audited_like_the_dashboards(env: MongoTokenStore) -> 
     alice, bob = full("alice@example.com:1"), full("bob@example.com:1")
     env.save_token(alice)
     env.save_token(bob)
-    assert run("delete", alice.get_id(), "--actor", "Olga")[0] == 0
+    assert run("delete", alice.get_id(), "--yes", "--actor", "Olga")[0] == 0
     assert run("delete-all", "--yes")[0] == 0
     entries = list(env.collection.database["dashboard_audit"].find({}, {"_id": False}).sort("at", 1))
     assert [(e["who"], e["action"], e["deleted"]) for e in entries] == [
@@ -645,3 +656,53 @@ def admin_meaning(state: str) -> str:
     from mongo_store.tools import health
 
     return health.HEALTH_MEANING[state]
+
+
+# -- issue 31: the CLI ------------------------------------------------------------------------------
+
+
+def test_an_empty_list_names_the_search_and_every_filter(env: MongoTokenStore) -> None:
+    env.save_token(full("wayne@wayne.example:1"))  # healthy: the search alone finds it
+    code, out, _ = run("list", "--search", "wayne", "--health", "unusable", "--domain", "eu")
+    assert code == 0 and out.splitlines() == [
+        "# no tokens: no token matches all of: the search 'wayne' (the start of a user name's e-mail, e-mail domain "
+        "or org id, any case, or of a token id), health unusable, data center EU (clear a filter to see what the "
+        "search alone finds)"]
+    assert run("list", "--health", "failing")[1] == "# no tokens: no token matches all of: health failing\n"
+
+
+def test_a_server_that_refuses_the_connection_is_said_in_a_few_seconds() -> None:
+    """Nothing listens on the port (MongoDB is not running): one sentence in about a second, not
+    after the whole --timeout (15 s by default), as a subprocess, the way an operator runs it."""
+    from mongo_store.tools.embedded import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_URI", "ZOHO_"))}
+    env["MONGODB_URI"] = f"mongodb://127.0.0.1:{port}/"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "mongo_store.cli", "stats"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    took = time.monotonic() - started
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (f"zoho-mongo-store: error: nothing is listening at 127.0.0.1:{port} (connection refused): "
+                             "start MongoDB there, or point MONGODB_URI (or --uri) at a running server\n")
+    assert took < 6, took
+
+
+def test_a_signal_while_a_child_starts_stops_that_child_too() -> None:
+    """The start-up race, made certain: the first SIGTERM lands while a child is being started (inside
+    ``Shutdown.starting``, as it does inside ``Popen`` on a loaded machine): it is held until the
+    child is registered, then that child is stopped too and the command unwinds."""
+    from mongo_store.cli.processes import Shutdown, Stop, stop_child
+
+    shutdown = Shutdown()
+    child = None
+    with pytest.raises(Stop), shutdown.starting():
+        shutdown.handle(signal.SIGTERM, None)  # the signal arrives mid-start: nothing raised yet
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        shutdown.children.append(lambda: child)
+    assert child is not None
+    try:
+        assert child.wait(timeout=10) == -signal.SIGTERM  # asked to stop once it was known
+    finally:
+        stop_child(child, 1.0)

@@ -75,7 +75,7 @@ def by_health(store: MongoTokenStore) -> dict[str, list[dict[str, Any]]]:
 def test_the_demos_fake_zoho_answers_check_and_revoke_as_zoho_with_no_network(
         real_store: MongoTokenStore, loopback_only: list[str]) -> None:
     fake = taught(real_store)
-    accounts, api = demo_zoho.settings(fake).values()
+    accounts, api = demo_zoho.cli_settings(fake).values()
     try:
         states = by_health(real_store)
         healthy, failing = states["healthy"][0], states["failing"]
@@ -106,8 +106,8 @@ def test_the_dashboard_sends_check_and_revoke_to_the_demos_fake(
     connection = data.connect(settings)
     try:
         healthy = by_health(dashboard_env)["healthy"]
-        assert data.check(connection, healthy[0]["_id"], "Olga").result == "ok"
-        assert data.revoke(connection, healthy[1]["_id"], "Olga") == f"127.0.0.1:{fake.port}"
+        assert data.check(connection, healthy[0]["_id"], "Olga", "operator").result == "ok"
+        assert data.revoke(connection, healthy[1]["_id"], "Olga", "operator") == f"127.0.0.1:{fake.port}"
         assert dashboard_env.collection.find_one({"_id": healthy[1]["_id"]}) is None
         note = demo.sidebar_note(settings)
         assert note == f"Check and Revoke go to the demo's local fake Zoho at {fake.url}: no internet needed."
@@ -124,7 +124,7 @@ def test_the_cli_checks_the_demos_tokens_at_its_fake(real_store: MongoTokenStore
     from test_cli import run
 
     fake = taught(real_store, 40)
-    accounts, api = demo_zoho.settings(fake).values()
+    accounts, api = demo_zoho.cli_settings(fake).values()
     monkeypatch.setenv("MONGODB_URI", mongo_uri)
     states = by_health(real_store)
     try:
@@ -187,8 +187,10 @@ def test_the_default_data_folder_is_the_users(monkeypatch: pytest.MonkeyPatch, t
 
 
 def start_demo(cwd: Path, env: dict[str, str], *more: str) -> str:
-    """Run the demo until the dashboard starts, then stop it (SIGTERM); its output up to then."""
-    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(free_port()), *more],
+    """Run the demo until the dashboard starts, then stop it (SIGTERM) and see that no Streamlit of
+    it is left running; its output up to then."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(port), *more],
                                cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
@@ -201,6 +203,10 @@ def start_demo(cwd: Path, env: dict[str, str], *more: str) -> str:
     finally:
         if process.poll() is None:
             process.kill()
+    deadline = time.monotonic() + 20
+    while alive(f"--server.port {port}"):  # nothing outlives the command, also on a loaded machine
+        assert time.monotonic() < deadline, f"Streamlit left running: {alive(f'--server.port {port}')}"
+        time.sleep(0.2)
     return "".join(lines)
 
 
@@ -309,3 +315,193 @@ def test_without_an_sdk_the_admin_commands_work_and_the_others_name_the_extra(re
     assert json.loads(stats.stdout.strip().splitlines()[-1])["code"] == 0 and '"total": 1' in stats.stdout, stats.stderr
     assert checked.stderr == ("zoho-mongo-store: error: check needs the Zoho CRM Python SDK, which is not installed: "
                               "pip install 'zoho-mongo-store[sdk8]' (or [sdk7], [sdk6], [sdk5] for an older API line)\n")
+
+
+# -- issue 31: the demo and the CLI side by side, a busy port, a stop at any moment ---------------
+
+GUARD = '''
+import os, socket
+_log, _connect, _resolve = os.environ["GUARD_LOG"], socket.socket.connect, socket.getaddrinfo
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _note(what):
+    with open(_log, "a") as out:
+        out.write(what + "\\n")
+
+
+def getaddrinfo(host, *args, **kwargs):
+    if host is not None and str(host) not in LOOPBACK:
+        _note(f"resolve {host}")
+        raise socket.gaierror(socket.EAI_NONAME, f"the test's guard refuses {host}")
+    return _resolve(host, *args, **kwargs)
+
+
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+        _note(f"connect {address[0]}")
+        raise ConnectionRefusedError(f"the test's guard refuses {address[0]}")
+    return _connect(self, address)
+
+
+socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect
+'''
+"""A ``sitecustomize`` for the CLI's subprocess: every name it resolves and every address it
+connects to, other than this machine, is written down and refused (the testing kit's guard does
+not reach into a subprocess)."""
+
+
+def demo_until_ready(env: dict[str, str], data: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(port), "--data-dir",
+                                str(data)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while not any(line.startswith("Dashboard:") for line in lines):
+        assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
+        lines.append(process.stdout.readline() if process.stdout else "")
+    return process, "".join(lines)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def pasted(output: str) -> dict[str, str]:
+    """The variables of the ``export`` line the demo prints for a second terminal."""
+    import shlex
+
+    line = next(line for line in output.splitlines() if "export MONGODB_URI=" in line)
+    words = shlex.split(line.split("export ", 1)[1])
+    return dict(word.split("=", 1) for word in words)
+
+
+def test_the_pasted_line_points_the_cli_at_the_demos_fake_zoho_and_never_at_zoho(tmp_path: Path) -> None:
+    """The README's way: the demo prints one line; pasted into a second terminal, `check --health
+    failing` asks the demo's fake Zoho (the failing tokens refused as Zoho would), and not one name
+    or address outside this machine is tried (a guard in the CLI's own process writes down every
+    attempt). Without the Zoho part of the line, the same command does try Zoho's hosts: the guard
+    sees it. The fake keeps its port at the next start, so the pasted line keeps working."""
+    if mongod_binary() is None:
+        pytest.skip("needs the embedded mongod")
+    guard_dir = tmp_path / "guard"
+    guard_dir.mkdir()
+    (guard_dir / "sitecustomize.py").write_text(GUARD)
+    data, log = tmp_path / "demo-data", tmp_path / "attempts.log"
+    process, output = demo_until_ready(CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, data, free_port())
+    try:
+        line = pasted(output)
+        assert set(line) == {"MONGODB_URI", "ZOHO_MONGO_DATABASE", "ZOHO_ACCOUNTS_URL", "ZOHO_API_URL"}, line
+        assert line["ZOHO_ACCOUNTS_URL"].startswith("http://127.0.0.1:") and line["ZOHO_API_URL"].startswith("http://127.0.0.1:")
+        cli_env = CLEAN_ENV | {"PYTHONPATH": f"{guard_dir}{os.pathsep}{ROOT}", "GUARD_LOG": str(log)}
+
+        def cli(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "mongo_store.cli", *argv], env=env, capture_output=True,
+                                  text=True, timeout=120, cwd=tmp_path)
+
+        checked = cli("check", "--health", "failing", env=cli_env | line)
+        rows = [row.split("\t") for row in checked.stdout.splitlines() if not row.startswith("#")]
+        assert checked.returncode == 1 and rows, (checked.stdout, checked.stderr)
+        assert all(row[-1] in ("invalid_code", "INVALID_TOKEN") for row in rows), rows  # Zoho's answers, from the fake
+        assert not log.exists(), log.read_text()  # no attempt outside this machine
+        assert cli("stats", env=cli_env | line).returncode == 0 and not log.exists()
+        database_only = {key: line[key] for key in ("MONGODB_URI", "ZOHO_MONGO_DATABASE")}
+        listed = cli("list", "--health", "healthy", "--format", "tsv", env=cli_env | database_only)
+        healthy = listed.stdout.splitlines()[1].split("\t")[0]
+        before = cli("check", healthy, env=cli_env | database_only)  # the line as it was: Zoho's own hosts are tried
+        assert "not checked" in before.stdout and "zoho" in log.read_text(), (before.stdout, before.stderr)
+    finally:
+        stop(process)
+    again, output = demo_until_ready(CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, data, free_port())
+    try:
+        assert pasted(output)["ZOHO_ACCOUNTS_URL"] == line["ZOHO_ACCOUNTS_URL"]  # the same port: the pasted line works
+    finally:
+        stop(again)
+
+
+def test_a_busy_port_is_refused_before_anything_starts_and_names_the_option(tmp_path: Path) -> None:
+    import socket as sockets
+
+    data = tmp_path / "demo-data"
+    with sockets.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        for command in (["demo", "--data-dir", str(data)], ["dashboard"]):
+            result = subprocess.run([sys.executable, "-m", "mongo_store.cli", *command, "--port", str(port)],
+                                    env=CLEAN_ENV | {"PYTHONPATH": str(ROOT), "MONGODB_URI": "mongomock://"},
+                                    capture_output=True, text=True, timeout=60, cwd=tmp_path)
+            assert result.returncode == 1 and result.stdout == "", (result.stdout, result.stderr)
+            assert result.stderr.startswith(f"zoho-mongo-store: error: port {port} on 127.0.0.1 is already in use")
+            assert "pass a free one with --port, such as --port " in result.stderr and result.stderr.count("\n") == 1
+    assert not data.exists() and time.monotonic() - started < 30  # no mongod, no seeding, no Streamlit
+
+
+def test_the_demo_refuses_the_database_flags_it_would_ignore_and_says_what_port_is() -> None:
+    for flags in (["--uri", "mongodb://example.test/"], ["--database", "prod"], ["--collection", "x", "--database", "y"]):
+        result = subprocess.run([sys.executable, "-m", "mongo_store.cli", "demo", *flags], capture_output=True,
+                                text=True, timeout=60, env=CLEAN_ENV | {"PYTHONPATH": str(ROOT)})
+        assert result.returncode == 2 and "the demo runs on its own embedded database" in result.stderr, result.stderr
+        assert all(flag in result.stderr for flag in flags if flag.startswith("--"))
+    helped = subprocess.run([sys.executable, "-m", "mongo_store.cli", "demo", "--help"], capture_output=True, text=True,
+                            timeout=60, env=CLEAN_ENV | {"PYTHONPATH": str(ROOT)})
+    assert "the dashboard's port (default 8501)" in " ".join(helped.stdout.split())
+
+
+def test_the_demos_dates_agree_and_its_history_spreads_over_the_week(real_store: MongoTokenStore) -> None:
+    from mongo_store.core.mapping import REFRESHED_FIELD
+
+    demo.seed(real_store, 120)
+    now = utcnow()
+    for document in real_store.collection.find({}):
+        created = document["created_at"]
+        assert created <= document["updated_at"], document["_id"]
+        if document.get(REFRESHED_FIELD):
+            assert created < document[REFRESHED_FIELD] <= now, document["_id"]
+    states = Counter(health.health_of(d, now)[0] for d in real_store.collection.find({}))
+    later = Counter(health.health_of(d, now + timedelta(minutes=11))[0] for d in real_store.collection.find({}))
+    assert states["unusable"] == later["unusable"]  # no grant token turns unusable ten minutes into the demo
+    days = Counter(event["at"].date() for event in real_store.events.find({"event": "refreshed"}))
+    assert len(days) >= 7 and max(days.values()) < 3 * min(count for day, count in days.items()
+                                                            if day not in (min(days), max(days)))
+
+
+def alive(marker: str) -> list[int]:
+    from test_cli import _children_alive
+
+    return _children_alive(marker)
+
+
+@pytest.mark.parametrize("moment", ["Starting the embedded mongod", "Seeding", "MongoDB:", "Dashboard:"])
+def test_a_stop_at_any_moment_of_the_start_leaves_nothing_running(tmp_path: Path, moment: str) -> None:
+    """SIGTERM as soon as the demo prints each line of its start (the mongod starting, the seeding,
+    Streamlit about to start): the demo ends and no mongod or Streamlit of it is left, checked by
+    their command lines."""
+    if mongod_binary() is None:
+        pytest.skip("needs the embedded mongod")
+    data, port = tmp_path / "demo-data", free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(port), "--data-dir",
+                                str(data)], env=CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        while not any(line.startswith(moment) for line in lines):
+            assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
+            lines.append(process.stdout.readline() if process.stdout else "")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    deadline = time.monotonic() + 20
+    while alive(str(data)) or alive(f"--server.port {port}"):
+        assert time.monotonic() < deadline, f"left running after a stop at {moment!r}: {alive(str(data))}, " \
+                                            f"{alive(f'--server.port {port}')}"
+        time.sleep(0.2)

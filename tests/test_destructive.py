@@ -151,9 +151,9 @@ def test_revoking_ticked_rows_audits_each_and_a_refusal_stops_only_its_token(das
         return reply
 
     zoho.revoke_response = refuses_the_second  # type: ignore[method-assign]
-    outcome = data.revoke_many(conn, ids, "ops")
+    outcome = data.revoke_many(conn, ids, "ops", "operator")
     assert outcome.done == [ids[0], ids[2]]
-    assert outcome.summary().startswith("Revoked 3 token(s): 2 revoked, 1 not (")
+    assert outcome.summary().startswith("Revoked 3 tokens: 2 revoked, 1 not (")
     assert [len(entries) for entries in seen] == [1, 2, 3]  # each written before its call to Zoho
     assert seen[1][-1]["outcome"] == operations.REVOKE_ATTEMPT and seen[1][-1]["ids"] == [ids[1]]
     entries = audit_entries(dashboard_env)

@@ -105,7 +105,7 @@ def test_with_encryption_an_entry_is_sealed_and_bound_to_its_accounts_server(rea
     try:
         old, _ = replace(store)
         [entry] = store.displaced.find({})
-        assert entry["refresh_token"].startswith("zms2:") and entry[KEY_ID_FIELD]
+        assert entry["refresh_token"].startswith("zms3:") and entry[KEY_ID_FIELD]
         assert old not in repr(entry)
         assert displaced.open_entry(store, entry) == old
         # Edited to send it elsewhere: it cannot be opened, so it is not sent.

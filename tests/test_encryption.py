@@ -323,7 +323,9 @@ def test_no_key_material_in_a_repr(store: MongoTokenStore) -> None:
 def test_the_server_refuses_plaintext_writes_beside_sealed_tokens_on_every_save(real_client: MongoClient,
                                                                                  database_name: str) -> None:
     """A keyless worker that saved before encryption was turned on keeps being refused afterwards,
-    each time, and its save is still one command (the server checks: no read first)."""
+    each time, in one command: it read, when it first could insert, that the collection had no
+    validator yet, so it looks for sealed tokens before an insert (one index probe) and refuses
+    without writing; a worker started after the validator leaves it to the server."""
     from test_refresh_safety import FindAndModifyCounter  # it records every command's name
     from tokens import exception_texts
 
@@ -342,8 +344,16 @@ def test_the_server_refuses_plaintext_writes_beside_sealed_tokens_on_every_save(
             commands.names.clear()
             with pytest.raises(SDKException, match="holds encrypted tokens") as refused:
                 plain.save_token(newcomer)
-            assert commands.names == ["findAndModify"]
+            assert commands.names == ["find"]
             assert not any(value in text for text in exception_texts(refused.value) for value in secrets_of([newcomer]))
+        assert real_client[database_name].oauth_tokens.count_documents({}) == 2
+        later = MongoTokenStore(client=client, database=database_name, encryption_key=None, old_encryption_keys=[])
+        later.prepare()  # its indexes
+        for attempt in range(2):
+            commands.names.clear()
+            with pytest.raises(SDKException, match="holds encrypted tokens"):
+                later.save_token(full(f"dave{attempt}@example.com:1"))
+            assert commands.names == (["listCollections"] if attempt == 0 else []) + ["findAndModify"]
         assert real_client[database_name].oauth_tokens.count_documents({}) == 2
         # The document stored before encryption stays writable until it is sealed (resumable).
         legacy = plain.find_token(oauth(ALICE, client=False))
@@ -399,3 +409,250 @@ def test_no_command_carries_a_secret_in_the_clear(mongo_uri: str, database_name:
     finally:
         client.drop_database(database_name)
         client.close()
+
+
+# -- issue 29: formats and versions, the validator's record, a keyless writer ----------------------
+
+
+def _sealed_0_1(key: Any, document_id: str, token: OAuthToken) -> dict[str, str]:
+    """Secrets as 0.1 sealed them (``zms1:``: bound to the id and field only)."""
+    from mongo_store.core.crypto import LEGACY_PREFIX, _associated
+
+    sealed = {}
+    for field in SECRET_FIELDS:
+        nonce = os.urandom(12)
+        ciphertext = key.aead.encrypt(nonce, values(token)[field].encode(), _associated(document_id, field))
+        sealed[field] = f"{LEGACY_PREFIX}{key.legacy_id}:{base64.b64encode(nonce + ciphertext).decode()}"
+    return sealed
+
+
+def test_after_rotate_key_a_backups_old_format_values_are_refused(mongo_uri: str, database_name: str,
+                                                                  real_client: MongoClient) -> None:
+    """F3: 0.1's values are bound to the id only. After the real ``rotate-key`` upgraded every token,
+    a writer without the key put a backup's ``zms1`` values back and swapped two user names:
+    ``find_token`` handed out the other person's refresh token and data center."""
+    import subprocess
+
+    from pymongo.errors import WriteError
+
+    key = keyed(MongoTokenStore(client=real_client, database=database_name)).cipher.current  # type: ignore[union-attr]
+    alice, bob = full(ALICE, api_domain="https://www.zohoapis.com"), full(BOB, api_domain="https://www.zohoapis.eu")
+    backup = []
+    for document_id, token in (("a-id", alice), ("b-id", bob)):
+        backup.append({"_id": document_id, "user_name": values(token)["user_name"], "client_id": token.get_client_id(),
+                       "api_domain": token.get_api_domain(), KEY_ID_FIELD: key.legacy_id,
+                       **_sealed_0_1(key, document_id, token)})
+    tokens = real_client[database_name].oauth_tokens
+    tokens.insert_many(backup)
+    env = dict(os.environ, MONGODB_URI=mongo_uri, ZOHO_MONGO_DATABASE=database_name, ZOHO_MONGO_ENCRYPTION_KEY=KEY_A)
+    env.pop("ZOHO_MONGO_OLD_ENCRYPTION_KEYS", None)
+    done = subprocess.run([sys.executable, "-m", "mongo_store.cli", "rotate-key"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("rotated 2,"), done.stdout + done.stderr
+    assert "accepts format zms3 only" in done.stdout
+    # The keyless writer puts the backup back, the user names swapped: the server refuses it now...
+    swapped = [dict(backup[0], user_name=BOB), dict(backup[1], user_name=ALICE)]
+    with pytest.raises(WriteError) as refused:
+        tokens.replace_one({"_id": "a-id"}, dict(swapped[0], user_name="someone-else"))
+    assert refused.value.code == 121
+    # ... and a writer allowed to bypass validation (a restore) gets nothing served either.
+    tokens.delete_many({})
+    tokens.insert_many(swapped, bypass_document_validation=True)
+    store = keyed(MongoTokenStore(client=real_client, database=database_name))
+    for lookup in (lambda: store.find_token(oauth(ALICE, client=False)), lambda: store.find_token_by_id("b-id")):
+        with pytest.raises(SDKException, match="older format zms1, which this collection no longer accepts"):
+            lookup()
+
+
+def test_older_values_of_a_token_are_refused_after_a_newer_save(store: MongoTokenStore) -> None:
+    """F15: a token's own sealed values of an older save, written back without the key beside the
+    newer ones after a new login, were served as current (no version bound them)."""
+    sealed = keyed(store)
+    first = full(ALICE)
+    sealed.save_token(first)
+    old = store.collection.find_one({})
+    second = full(ALICE)  # a new login: another refresh token for the same person
+    sealed.save_token(second)
+    assert sealed.find_token_by_id(first.get_id()).get_refresh_token() == second.get_refresh_token()
+    store.collection.update_one({"_id": first.get_id()}, {"$set": {field: old[field] for field in (
+        "refresh_token", "refresh_token_hmac", "client_secret")}})
+    for lookup in (lambda: sealed.find_token_by_id(first.get_id()), lambda: sealed.find_token(oauth(ALICE, client=False)),
+                   lambda: sealed.find_token(oauth(None, refresh_token=first.get_refresh_token(),
+                                                   client_secret=first.get_client_secret()))):
+        with pytest.raises(SDKException, match="mixes values of two saves"):
+            lookup()
+    # A value relabelled with another version fails authentication: the version is bound.
+    current = store.collection.find_one({})["access_token"]
+    prefix, key_id, version, payload = current.split(":", 3)
+    store.collection.update_one({}, {"$set": {field: old[field] for field in SECRET_FIELDS} | {
+        "refresh_token_hmac": old["refresh_token_hmac"]}})
+    store.collection.update_one({}, {"$set": {"access_token": f"{prefix}:{key_id}:{int(version) - 1}:{payload}"}})
+    with pytest.raises(SDKException, match=r"access_token of token \S+ failed authentication"):
+        sealed.find_token_by_id(first.get_id())
+
+
+@pytest.mark.parametrize("wrapped", [["zms2:", "1000.plain.refresh"], ["zms3:", "1000.plain.refresh"], [None], 42])
+def test_the_validator_requires_strings(real_client: MongoClient, database_name: str, wrapped: Any) -> None:
+    """F14: the query-form validator's ``$regex`` matched an array holding one sealed-looking string,
+    so plaintext wrapped in an array passed. A collection with 0.2's validator gets the new one
+    from the next keyed store allowed to install it."""
+    from pymongo.errors import WriteError
+
+    sealed_0_2 = {"$regex": "^(zms2:|zms1:)"}
+    validator_0_2 = {"$or": [
+        {"$and": [{KEY_ID_FIELD: {"$type": "string"}},
+                  *({"$or": [{field: {"$exists": False}}, {field: sealed_0_2}]} for field in SECRET_FIELDS)]},
+        {"$and": [{field: {"$exists": False}} for field in SECRET_FIELDS]},
+    ]}
+    try:
+        sealed = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_A,
+                                 old_encryption_keys=[])
+        token = full(ALICE)
+        sealed.save_token(token)
+        real_client[database_name].command("collMod", "oauth_tokens", validator=validator_0_2)  # as 0.2 left it
+        again = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_A, old_encryption_keys=[])
+        assert again.prepare() is True
+        tokens = real_client[database_name].oauth_tokens
+        before = tokens.find_one({})
+        with pytest.raises(WriteError) as refused:
+            tokens.update_one({"_id": token.get_id()}, {"$set": {"refresh_token": wrapped}})
+        assert refused.value.code == 121
+        with pytest.raises(WriteError):
+            tokens.insert_one({"_id": "x", KEY_ID_FIELD: before[KEY_ID_FIELD], "client_secret": wrapped})
+        assert tokens.find_one({"_id": token.get_id()}) == before and tokens.count_documents({}) == 1
+    finally:
+        real_client.drop_database(database_name)
+
+
+def test_a_keyless_store_of_a_readwrite_user_refuses_to_write_beside_sealed_tokens(secured_mongod: Any,
+                                                                                   database_name: str) -> None:
+    """F5: a readWrite user cannot install the validator (a warning), and the keyless check ran on
+    mongomock only: a store without the key stored client_secret and refresh_token in plaintext
+    beside sealed tokens, and a plaintext copy of a sealed token."""
+    with MongoClient(secured_mongod.uri("root")) as root:
+        root.admin.command("createUser", "writer", pwd="wr1ter-Pa55word", roles=[{"role": "readWrite", "db": database_name}])
+        try:
+            with MongoClient(secured_mongod.uri("root").replace("root:r00t-Pa55word", "writer:wr1ter-Pa55word")
+                             ) as writer:
+                sealed = MongoTokenStore(client=writer, database=database_name, encryption_key=KEY_A,
+                                         old_encryption_keys=[])
+                assert sealed.prepare() is False  # no collMod: no validator
+                alice = full(ALICE)
+                sealed.save_token(alice)
+                before = list(root[database_name].oauth_tokens.find({}))
+                plain = MongoTokenStore(client=writer, database=database_name, encryption_key=None,
+                                        old_encryption_keys=[])
+                attempts = [full(BOB), full(None, refresh_token=alice.get_refresh_token()),
+                            oauth(None, refresh_token=alice.get_refresh_token(), access_token=secret("access"))]
+                for token in attempts:
+                    with pytest.raises(SDKException, match="holds encrypted tokens, but this store has no encryption "
+                                                           "key") as refused:
+                        plain.save_token(token)
+                    assert "Traceback" not in str(refused.value) and str(refused.value).count("\n") == 0
+                by_id = full(ALICE, expires_in="4102444900000")
+                by_id.set_id(alice.get_id())
+                with pytest.raises(SDKException, match="encrypted"):
+                    plain.save_token(by_id)
+                assert list(root[database_name].oauth_tokens.find({})) == before
+                text = repr(before)
+                assert not any(value in text for value in secrets_of([alice, *attempts]))
+        finally:
+            root.drop_database(database_name)
+            root.admin.command("dropUser", "writer")
+
+
+def test_rotation_never_writes_over_a_save_made_in_the_same_millisecond(real_client: MongoClient,
+                                                                       database_name: str) -> None:
+    """Suspected: rotation wrote back only if ``updated_at`` was unchanged, a millisecond date two
+    saves can share: a save between its read and its write was lost (its values replaced by the
+    older ones rotation had read). The same millisecond is made here by setting ``updated_at`` back."""
+    try:
+        old = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_A, old_encryption_keys=[])
+        tokens = [full(f"user{n}@example.com:1") for n in range(2)]
+        for token in tokens:
+            old.save_token(token)
+        _, second_id = sorted(token.get_id() for token in tokens)
+        collection = real_client[database_name].oauth_tokens
+        read_at = collection.find_one({"_id": second_id})["updated_at"]
+        newer = secret("access")
+        new = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_B,
+                              old_encryption_keys=[KEY_A])
+
+        def between(done: list[int] = []) -> None:  # noqa: B006  (counts the calls)
+            done.append(1)
+            if len(done) == 1:  # the first token is rotated; the second was read with the first batch
+                saving = new.find_token_by_id(second_id)
+                saving.set_access_token(newer)
+                saving.set_expires_in("4102444900000")
+                new.save_token(saving)
+                collection.update_one({"_id": second_id}, {"$set": {"updated_at": read_at}})
+
+        report = rotate(new, progress=between)
+        assert report.rotated == 1 and report.changed_meanwhile == 1 and not report.failed
+        assert new.find_token_by_id(second_id).get_access_token() == newer
+    finally:
+        real_client.drop_database(database_name)
+
+
+def test_rotation_reseals_a_token_with_a_null_field_and_records_the_upgrade(real_client: MongoClient,
+                                                                           database_name: str) -> None:
+    """Rotation's write back names every field as read: one stored as null (by hand) is matched as
+    null, so the token is rotated (not "saved meanwhile" on every run) and the upgrade recorded."""
+    from mongo_store.core.validation import validator_of
+
+    try:
+        old = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_A, old_encryption_keys=[])
+        token = full(ALICE)
+        old.save_token(token)
+        real_client[database_name].oauth_tokens.update_one({}, {"$unset": {"grant_token_hmac": ""},
+                                                                "$set": {"grant_token": None}},
+                                                            bypass_document_validation=True)  # by hand, past the validator
+        new = MongoTokenStore(client=real_client, database=database_name, encryption_key=KEY_B,
+                              old_encryption_keys=[KEY_A])
+        report = rotate(new)
+        assert (report.rotated, report.changed_meanwhile, report.failed) == (1, 0, [])
+        assert report.recorded is not None and report.recorded.startswith("recorded")
+        assert validator_of(new.collection).formats == ("zms3",)
+        assert new.find_token_by_id(token.get_id()).get_refresh_token() == token.get_refresh_token()
+    finally:
+        real_client.drop_database(database_name)
+
+
+def test_after_rotate_key_no_lookup_carries_a_token_value(mongo_uri: str, database_name: str) -> None:
+    """Until a rotation has sealed every token, a lookup by a token value also asks for it in plain
+    text (tokens stored before encryption); once ``rotate-key`` recorded the upgrade, no command the
+    store sends holds the value (a server's slow-query log would show it)."""
+    import subprocess
+
+    class Commands(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            self.sent.append(repr(event.command))
+
+        def succeeded(self, event: Any) -> None:
+            pass
+
+        def failed(self, event: Any) -> None:
+            pass
+
+    listener = Commands()
+    with MongoClient(mongo_uri, event_listeners=[listener]) as client:
+        store = keyed(MongoTokenStore(client=client, database=database_name))
+        refresh = secret("refresh")
+        store.save_token(oauth("alice@example.com:1", refresh_token=refresh, access_token=secret("access"),
+                               expires_in="4102444800000"))  # valid: a lookup takes no refresh lease
+        listener.sent.clear()
+        assert store.find_token(oauth(None, refresh_token=refresh)) is not None
+        assert any(refresh in command for command in listener.sent)  # before: the plain value is asked for too
+        env = dict(os.environ, MONGODB_URI=mongo_uri, ZOHO_MONGO_DATABASE=database_name, ZOHO_MONGO_ENCRYPTION_KEY=KEY_A)
+        env.pop("ZOHO_MONGO_OLD_ENCRYPTION_KEYS", None)
+        done = subprocess.run([sys.executable, "-m", "mongo_store.cli", "rotate-key"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and "accepts format zms3 only" in done.stdout, done.stdout + done.stderr
+        after = keyed(MongoTokenStore(client=client, database=database_name))
+        after.prepare()  # reads the collection's record, as a store's first use does
+        listener.sent.clear()
+        assert after.find_token(oauth(None, refresh_token=refresh)).get_user_signature().get_name() == "alice@example.com:1"
+        assert listener.sent and not any(refresh in command for command in listener.sent)

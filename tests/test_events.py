@@ -276,7 +276,7 @@ def test_a_bad_retention_fails_a_cli_command_in_one_line(env: MongoTokenStore,  
     token = full("alice@example.com:1")
     env.save_token(token)
     monkeypatch.setenv("ZOHO_EVENTS_RETENTION_DAYS", "soon")
-    code, _out, err = run("delete", token.get_id())
+    code, _out, err = run("delete", token.get_id(), "--yes")
     assert code == 1 and err.count("\n") == 1 and "ZOHO_EVENTS_RETENTION_DAYS must be a number of days" in err
 
 
@@ -356,7 +356,7 @@ def test_check_revoke_and_delete_are_in_the_history(env: MongoTokenStore, zoho: 
     assert kinds(env, checked)[0] == "revoked"
     detail = events.for_token(env.events, checked)[0]["detail"]
     assert detail.startswith("revoked at 127.0.0.1") and detail.endswith(" by an operator")
-    assert run("delete", lapsed, "--actor", "ops@example.com")[0] == 0
+    assert run("delete", lapsed, "--yes", "--actor", "ops@example.com")[0] == 0
     gone = events.for_token(env.events, lapsed)[0]
     assert (gone["event"], gone["who"], gone["detail"]) == ("deleted", "ops@example.com", "deleted by an operator (delete)")
     assert ttl_of(env.events) == 90 * DAY  # the CLI set the history's indexes up
@@ -433,8 +433,8 @@ def test_the_dashboard_records_events_too(dashboard_env: MongoTokenStore, zoho: 
     token_id = stored(connection.store, zoho, "dana@example.com:1", refresh=zoho.refresh_token,
                       access=zoho.new_access_token(), expires=timedelta(minutes=40))
     assert connection.store.flush_events(10)
-    data.check(connection, token_id, "dana-ops")
-    data.delete(connection, [token_id], "dana-ops")
+    data.check(connection, token_id, "dana-ops", "operator")
+    data.delete(connection, [token_id], "dana-ops", "operator")
     assert [event["event"] for event in data.token_history(connection, token_id)] == ["deleted", "checked", "refreshed"]
     entries, older, newer = data.audit_search(connection, actor="DANA")
     assert [entry["action"] for entry in entries] == ["delete", "check"] and older is None and newer is None
@@ -449,8 +449,10 @@ def seed_audit(audit: Any, count: int = 260) -> list[dict[str, Any]]:
     audit_log.keep_audit(audit, 400)
     base = utcnow().replace(microsecond=0)
     actors = ["Alice (cli)", "alicia@example.com", "bob@example.com", "cron"]
-    entries = [{"at": base - timedelta(seconds=n // 3), "who": actors[n % 4], "action": "check", "ids": [f"id{n}"],
-                "user_names": [f"User{n}@Example.com:1"], "results": [f"id{n}: ok"]} for n in range(count)]
+    actions = ["check", "check", "revoke", "cleanup delete", "check", "delete"]
+    entries = [{"at": base - timedelta(seconds=n // 3), "who": actors[n % 4], "action": actions[n % 6] if n > 6 else "check",
+                "ids": [f"id{n}"], "user_names": [f"User{n}@Example.com:1"], "results": [f"id{n}: ok"]}
+               for n in range(count)]
     audit.insert_many(entries)  # three entries share each second: ties are ordered by _id
     return sorted(entries, key=lambda entry: (entry["at"], entry["_id"]), reverse=True)
 
@@ -507,6 +509,19 @@ def test_the_audit_log_is_searched_by_actor_and_token(store: MongoTokenStore) ->
     assert [entry["_id"] for entry in both] == [entry["_id"] for entry in entries if entry["who"] == "bob@example.com"
                                                 and entry["user_names"][0].startswith("User2")] and len(both) > 10
     assert audit_log.audit_page(audit, actor="(.*", token="[") == ([], None, None)  # text, not a pattern
+    revokes = [key for page in walk(audit, action="revoke") for key in page]
+    assert revokes == [entry["_id"] for entry in entries if entry["action"] == "revoke"] and len(revokes) > 40
+    cleanups = [key for page in walk(audit, action="cleanup") for key in page]  # every kind of cleanup entry
+    assert cleanups == [entry["_id"] for entry in entries if entry["action"].startswith("cleanup")] and cleanups
+    newest = entries[0]["at"]
+    since, until = newest - timedelta(seconds=40), newest - timedelta(seconds=20)
+    window = [key for page in walk(audit, action="check", since=since, until=until) for key in page]
+    assert window == [entry["_id"] for entry in entries
+                      if entry["action"] == "check" and since <= entry["at"] < until] and window
+    with pytest.raises(ValueError, match="an audit action is one of"):
+        audit_log.audit_page(audit, action="drop")
+    with pytest.raises(ValueError, match="must come before its end"):
+        audit_log.audit_page(audit, since=newest, until=newest)
 
 
 @pytest.mark.parametrize("cursor", ["", "nonsense", "eyJhdCI6IDF9", "e30", "!!!"])
@@ -544,13 +559,25 @@ def test_every_audit_search_is_indexed(mongo_uri: str, database_name: str) -> No
         audit = client[database_name]["dashboard_audit"]
         seed_audit(audit, 3000)
         listener.commands.clear()
-        for search in ({}, {"actor": "ali"}, {"token": "id17"}, {"token": "USER1"}, {"actor": "bob", "token": "user2"}):
+        newest = audit.find_one(sort=[("at", -1)])["at"]
+        searches: list[dict[str, Any]] = [
+            {}, {"actor": "ali"}, {"token": "id17"}, {"token": "USER1"}, {"actor": "bob", "token": "user2"},
+            {"action": "revoke"}, {"action": "cleanup"}, {"since": newest - timedelta(seconds=200)},
+            {"action": "delete", "since": newest - timedelta(seconds=600), "until": newest - timedelta(seconds=100)},
+            {"actor": "bob", "action": "check"}]
+        for search in searches:
             pages = walk(audit, **search)
             _, _, newer = audit_log.audit_page(audit, go="last", **search)
             if newer:
                 audit_log.audit_page(audit, cursor=newer, go="previous", **search)
             assert pages
         assert len(listener.commands) >= 20
+        # An action's page reads that action's entries only; a time range, a range of the keyset index.
+        plan = audit.find(audit_log.audit_filter(action="revoke")).sort([("at", -1), ("_id", -1)]).limit(51).explain()
+        assert plan["executionStats"]["totalDocsExamined"] == 51 and "action_at_id" in json.dumps(plan, default=str)
+        since = newest - timedelta(seconds=30)
+        plan = audit.find(audit_log.audit_filter(since=since)).sort([("at", -1), ("_id", -1)]).limit(51).explain()
+        assert plan["executionStats"]["totalKeysExamined"] <= 100, plan["executionStats"]["totalKeysExamined"]
         # A case-insensitive prefix reads a narrow range of the index, not all of its keys.
         stats = audit.find(audit_log.audit_filter(token="USER2999")).sort([("at", -1), ("_id", -1)]).limit(51).explain()
         assert stats["executionStats"]["nReturned"] == 1 and stats["executionStats"]["totalKeysExamined"] < 50
@@ -582,6 +609,17 @@ def test_the_cli_pages_and_searches_the_audit_log(env: MongoTokenStore) -> None:
     assert code == 1 and out == "" and err.count("\n") == 1 and "cursor" in err
     code, out, _ = run("audit", "--last", "--page-size", "2")
     assert code == 0 and out.splitlines()[1].split("\t")[3] == entries[-1]["ids"][0]
+    # By action and time, and the reason printed with the outcome (the role beside who).
+    audit.insert_one({"at": utcnow(), "who": "olga", "role": "operator", "action": "revoke", "ids": ["tok-x"],
+                      "outcome": "not revoked", "reason": "accounts.zoho.eu did not revoke the refresh token (HTTP 500)"})
+    code, out, _ = run("audit", "--action", "revoke", "--since", utcnow().date().isoformat())
+    [line] = [line for line in out.splitlines() if not line.startswith("#")]
+    assert code == 0 and line.split("\t")[1:] == ["olga (operator)", "revoke", "tok-x", "not revoked; accounts.zoho.eu "
+                                                  "did not revoke the refresh token (HTTP 500)"]
+    assert out.splitlines()[-1].startswith("# 1 entry (action revoke and from ")
+    assert run("audit", "--until", "2000-01-01")[1].splitlines() == ["# 0 entries (before 2000-01-01T00:00:00Z), newest first"]
+    code, _, err = run("audit", "--since", "yesterday")
+    assert code == 2 and "must be a date such as 2026-12-01" in err
 
 
 def test_an_import_is_audited_and_in_the_history(env: MongoTokenStore, tmp_path: Path) -> None:  # noqa: F811
@@ -595,6 +633,8 @@ def test_an_import_is_audited_and_in_the_history(env: MongoTokenStore, tmp_path:
     assert (entry["who"], entry["source"], entry["imported"], entry["inserted"], entry["rejected"]) == \
         ("migrator", "export", 3, 3, 1)
     assert entry["ids"] == ["imp0", "imp1", "imp2"] and entry["reasons"][0]["rows"] == 1
+    assert entry["outcome"] == "3 tokens imported: 3 inserted, 0 updated, 0 skipped, 1 row rejected"
+    assert entry["role"] == "admin"  # the CLI acts as an admin
     for n in range(3):
         [event] = events.for_token(env.events, f"imp{n}")
         assert (event["event"], event["who"], event["user_name"]) == ("imported", "migrator", f"p{n}@example.com:1")

@@ -294,7 +294,7 @@ def test_without_a_primary_finds_go_on_and_saves_say_no_primary(members: Replica
         monkeypatch.setenv("ZOHO_MONGO_DATABASE", database_name)
         code, out, err = run_cli("--timeout", "3", "list")
         assert code == 0 and saved.get_id() in out, err
-        code, out, err = run_cli("--timeout", "3", "delete", saved.get_id())
+        code, out, err = run_cli("--timeout", "3", "delete", saved.get_id(), "--yes")
         assert code == 1 and "no primary in the MongoDB replica set within 3 s" in err
     finally:
         store.close()

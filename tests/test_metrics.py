@@ -427,3 +427,103 @@ def test_after_a_token_turns_failing_the_gauges_follow_and_the_webhook_hears_onc
     finally:
         code = running.stop()
     assert code == 0
+
+
+# -- issue 29 -----------------------------------------------------------------------------------
+
+
+def test_a_document_with_an_odd_id_is_named_and_skipped_by_the_alert_pass(real_store: MongoTokenStore, mongo_uri: str,
+                                                                          hook: Hook) -> None:
+    """F6: one document whose ``_id`` is no string stopped every ``alerts`` pass ("unexpected error
+    (TypeError)": ids of two types sorted), and the failing token beside it was never alerted."""
+    from bson import ObjectId
+
+    env = {"MONGODB_URI": mongo_uri, "ZOHO_MONGO_DATABASE": real_store.collection.database.name}
+    store = MongoTokenStore(client=real_store.client, database=real_store.collection.database.name,
+                            refresh_lease=0.3, refresh_wait=0.05)
+    token = lapsed_token("alice@example.com:1")
+    store.save_token(token)
+    assert "baseline" in run_cli("alerts", "--webhook", hook.url, env=env).stdout
+    make_failing(store, token)
+    lapsed = utcnow() - timedelta(days=1)
+    odd = ObjectId()
+    store.collection.insert_many([{"_id": 42, "access_token": "x", "expiry_time": lapsed},  # unusable, by hand
+                                  {"_id": odd, "access_token": "y", "expiry_time": lapsed}])
+    for _ in range(2):
+        done = run_cli("alerts", "--webhook", hook.url, env=env)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert "skipped 2 document(s) whose id is no string (42, ObjectId" in done.stdout, done.stdout
+    assert [(body["event"], body["token_id"]) for body in hook.bodies] == [("alert", token.get_id())]
+
+
+def test_a_date_beyond_year_9999_never_takes_the_exporter_or_a_page_down(real_store: MongoTokenStore,
+                                                                         mongo_uri: str) -> None:
+    """F7: one ``last_refreshed_at`` beyond year 9999 (a JavaScript writer's) made ``/metrics`` and
+    ``/health`` answer 500, so the target looked down; and the "next:" cursor ``list`` printed past
+    it was refused as malformed."""
+    from bson.datetime_ms import DatetimeMS
+
+    store = MongoTokenStore(client=real_store.client, database=real_store.collection.database.name)
+    good, odd = full("good@example.com:1"), full("odd@example.com:1")
+    store.save_token(good)
+    store.save_token(odd)
+    store.collection.update_one({"_id": odd.get_id()}, {"$set": {"last_refreshed_at": DatetimeMS(2 ** 60)}})
+    refreshed = store.collection.find_one({"_id": good.get_id()})["last_refreshed_at"]
+    env = {"MONGODB_URI": mongo_uri, "ZOHO_MONGO_DATABASE": real_store.collection.database.name}
+    running = Running("--listen", "127.0.0.1:0", "--interval", "1", env=env)
+    try:
+        status, body = wait_for(lambda: (lambda got: got if got[1].get("counted_at") else None)(health_json(running.port)))
+        assert status == 200 and body["mongodb"] == "up" and body["health"]["healthy"] == 2
+        assert body["last_refresh_at"] == refreshed.isoformat() + "Z"
+        assert body["skipped"] == [f"token {odd.get_id()}: last_refreshed_at is beyond the dates Python holds"]
+        scraped = scrape(running.port)
+        assert scraped["zoho_store_up"][()] == 1
+        assert scraped["zoho_store_last_refresh_timestamp_seconds"][()] == metrics.epoch(refreshed)
+    finally:
+        assert running.stop() == 0
+    first = run_cli("list", "--sort", "refreshed", "--descending", "--page-size", "1", env=env)
+    assert first.returncode == 0 and odd.get_id() in first.stdout, first.stdout + first.stderr
+    after = re.search(r"# next: zoho-mongo-store (.*)$", first.stdout, re.MULTILINE)
+    assert after is not None, first.stdout
+    second = run_cli(*after.group(1).split(), env=env)
+    assert second.returncode == 0 and good.get_id() in second.stdout, second.stdout + second.stderr
+
+
+def test_an_alert_carries_bounded_plain_text(real_store: MongoTokenStore, hook: Hook) -> None:
+    """Suspected, real: a webhook payload's ``user_name`` and ``reason`` were stored text of any
+    length (a 4,000-character user name; a check error written by hand, here 100,000 characters),
+    only its ``text`` was bounded."""
+    store = MongoTokenStore(client=real_store.client, database=real_store.collection.database.name)
+    state = alerts.alert_state(store.collection)
+    alerts.run_pass(store.collection, state, fast(hook.url))  # the baseline: nothing yet
+    token = full("a" * 4000 + "@example.com:1")
+    store.save_token(token)
+    store.collection.update_one({}, {"$set": {"check_error": "E\x1b[2J" + "x" * 100_000}})
+    alerts.run_pass(store.collection, state, fast(hook.url))
+    [body] = hook.bodies
+    assert body["health"] == "failing" and body["token_id"] == token.get_id()
+    for key in ("user_name", "reason", "text"):
+        assert len(body[key]) <= alerts.TEXT_LIMIT * (3 if key == "text" else 1) and body[key].isprintable(), key
+    assert body["user_name"].endswith("…") and body["reason"].startswith("the last check failed: E\\x1b[2J")
+    assert len(hook.raw[0]) < 2000
+
+
+def test_the_exporter_drops_a_connection_that_sends_nothing() -> None:
+    """Suspected, real: the exporter's server had no socket timeout, so a client that connects and
+    sends nothing (or half a request) held a thread of it for ever (here: for its 10 s)."""
+    import socket
+
+    exporter = metrics.Exporter(lambda: metrics.Counts(utcnow(), {}, {}, {}, None, 0.0), 60)
+    httpd = metrics.server("127.0.0.1", 0, exporter)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", httpd.server_port), timeout=5) as idle:
+            idle.sendall(b"GET /metrics HTTP/1.1\r\n")  # and nothing more
+            started = time.monotonic()
+            idle.settimeout(30)
+            assert idle.recv(1024) == b""  # closed by the server
+            assert time.monotonic() - started < 20
+        assert health_json(httpd.server_port)[0] == 503  # it still serves (not counted yet)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

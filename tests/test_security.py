@@ -551,3 +551,121 @@ def test_rotate_key_on_a_server_killed_midway_is_one_line(tmp_path: Path) -> Non
         server.stop()
     assert process.returncode == 1
     assert err.count("\n") == 1 and err.startswith("zoho-mongo-store: error: could not rotate") and "Traceback" not in err
+
+
+# -- round three (issue 29) ---------------------------------------------------------------------------
+
+
+def test_a_tz_aware_client_reads_every_date_as_naive_utc(real_client: MongoClient, mongo_uri: str,
+                                                       database_name: str) -> None:
+    """F4: a client made with ``tz_aware=True`` hands the store aware dates; every lookup in the
+    refresh window raised a raw TypeError, and a stale save failed as an unexpected error."""
+    from mongo_store.tools.health import health_of
+
+    with MongoClient(mongo_uri, tz_aware=True) as aware:
+        store = MongoTokenStore(client=aware, database=database_name)
+        now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+        token = full("alice@example.com:1", expires_in=str(now_ms + 2000))  # inside the refresh window
+        store.save_token(token)
+        found = store.find_token_by_id(token.get_id())  # coordinated: its dates compared with now
+        assert found.get_access_token() == token.get_access_token()
+        stale = full("alice@example.com:1", refresh_token=token.get_refresh_token(), expires_in=str(now_ms - 60_000))
+        store.save_token(stale)  # an older refresh: the stored, newer token stays, and the caller gets it
+        assert stale.get_expires_in() == str(now_ms + 2000)
+        document = store.collection.find_one({})
+        assert document["expiry_time"].tzinfo is None and document["updated_at"].tzinfo is None
+        assert health_of(document)[0] in ("healthy", "idle", "failing")
+        events = store.collection.database[store.settings.events_collection]
+        assert all(event["at"].tzinfo is None for event in events.find({}))
+
+
+@pytest.mark.parametrize("name", ["x.", ".x", "a..b"])
+def test_a_collection_name_mongodb_refuses_is_one_sentence(mongo_uri: str, database_name: str, name: str) -> None:
+    """F16: such names passed the check and pymongo's InvalidName escaped raw from the constructor,
+    and as a traceback from the CLI (a flag or a setting alike)."""
+    import subprocess
+
+    for option in ("collection", "events_collection"):
+        with pytest.raises(SDKException, match="collection name"):
+            MongoTokenStore(client=MongoClient(mongo_uri, connect=False), database=database_name, **{option: name})
+    uses = {"ZOHO_MONGO_COLLECTION": ["stats"], "ZOHO_EVENTS_COLLECTION": ["events", "some-id"],
+            "DASHBOARD_AUDIT_COLLECTION": ["audit"],
+            "ZOHO_MONGO_ALERTS_COLLECTION": ["alerts", "--webhook", "http://127.0.0.1:9/hook"]}
+    runs = [(variable, [*command]) for variable, command in uses.items()] + [("", ["--collection", name, "stats"])]
+    for variable, command in runs:
+        env = dict(os.environ, MONGODB_URI=mongo_uri, ZOHO_MONGO_DATABASE=database_name, **({variable: name} if variable else {}))
+        done = subprocess.run([sys.executable, "-m", "mongo_store.cli", *command], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, (command, done.stderr)
+        assert done.stderr.count("\n") == 1 and "collection name" in done.stderr, (command, done.stderr)
+
+
+def test_stored_and_imported_text_reaches_no_cli_output_raw(mongo_uri: str, database_name: str, real_client: MongoClient,
+                                                             tmp_path: Path) -> None:
+    """F13 (and the suspected bidi overrides): ``list``, ``list --format tsv`` and ``stats`` printed
+    an ESC sequence and a forged line from a stored ``api_domain``, ``import`` echoed unknown
+    field names raw, and a right-to-left override in a user name reached every output as it is."""
+    import subprocess
+
+    try:
+        store = MongoTokenStore(client=real_client, database=database_name)
+        hostile = full("eve\u202e@example.com:1", api_domain="https://www.zohoapis.com\x1b[2J\nFORGED domain")
+        store.save_token(hostile)
+        store.collection.insert_one({"_id": "odd\x1b[1m\nFORGED id", "user_name": "x\u202egnp.exe\u2028FORGED sep",
+                                     "api_domain": "h\x1b]0;title\x07\tFORGED column", "check_error": "E\x1b[5m\nFORGED",
+                                     "refresh_token": secret("refresh")})
+        exported = tmp_path / "import.json"
+        exported.write_text(json.dumps({"user_name": "new@example.com:1", "refresh_token": secret("refresh"),
+                                        "client_id": "c", "client_secret": "s", "weird\x1b[31m\nFORGED field": 1}) + "\n")
+        env = dict(os.environ, MONGODB_URI=mongo_uri, ZOHO_MONGO_DATABASE=database_name)
+        runs = [["list"], ["list", "--format", "tsv"], ["stats"], ["show", hostile.get_id()], ["show", "--user",
+                "x\u202egnp.exe\u2028FORGED sep"], ["check", "--all"], ["check", "odd\x1b[1m\nFORGED id"],
+                ["import", str(exported), "--from", "export", "--verbose", "--dry-run"],
+                ["import", str(exported), "--from", "export", "--dry-run"]]
+        for argv in runs:
+            done = subprocess.run([sys.executable, "-m", "mongo_store.cli", *argv], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            text = done.stdout + done.stderr
+            assert "Traceback" not in text, (argv, text)
+            assert all(character.isprintable() or character in "\n\t" for character in text), (argv, repr(text))
+            assert not any(line.startswith("FORGED") for line in text.splitlines()), (argv, text)
+            if argv[-1] == "tsv":  # every row keeps its columns
+                widths = {line.count("\t") for line in done.stdout.splitlines() if not line.startswith("#")}
+                assert len(widths) == 1, done.stdout
+    finally:
+        real_client.drop_database(database_name)
+
+
+def test_list_tsv_keeps_a_formula_from_running_in_a_spreadsheet(mongo_uri: str, database_name: str,
+                                                                real_client: MongoClient) -> None:
+    """Suspected, real: ``list --format tsv`` (a file a spreadsheet opens) printed a hand-made user
+    name ``=HYPERLINK(...)`` as it is, where the dashboard's CSV export puts a ``'`` before it."""
+    import subprocess
+
+    try:
+        store = MongoTokenStore(client=real_client, database=database_name)
+        for name in ('=HYPERLINK("http://evil.example","x")', "+1+cmd", "-2+3", "@SUM(A1)"):
+            store.save_token(full(name))
+        done = subprocess.run([sys.executable, "-m", "mongo_store.cli", "list", "--format", "tsv"], capture_output=True,
+                              text=True, timeout=120,
+                              env=dict(os.environ, MONGODB_URI=mongo_uri, ZOHO_MONGO_DATABASE=database_name))
+        rows = [line.split("\t") for line in done.stdout.splitlines()[1:] if not line.startswith("#")]
+        assert sorted(row[1] for row in rows) == ["'+1+cmd", "'-2+3", "'=HYPERLINK(\"http://evil.example\",\"x\")",
+                                                  "'@SUM(A1)"]
+        assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    finally:
+        real_client.drop_database(database_name)
+
+
+def test_a_bidi_override_in_a_user_name_is_shown_escaped_in_confirmations() -> None:
+    """Suspected, real: a right-to-left override (or an isolate, a zero-width space, a line
+    separator) in a user name reached the dashboard's confirmation list as it is, so the name
+    read as another (``exe.png`` as ``gnp.exe``)."""
+    from mongo_store.core.masking import markdown_plain, printable
+    from mongo_store.dashboard.confirm import listed
+
+    for hidden in ("\u202e", "\u2066", "\u200b", "\u2028", "\u00a0", "\ufeff", "\u061c"):
+        name = f"admin{hidden}gnp.exe@example.com:1"
+        for shown in (listed(["id1"], {"id1": (name, "healthy")}), printable(name), markdown_plain(name)):
+            assert hidden not in shown and repr(hidden)[1:-1] in shown.replace("\\\\", "\\")
+    assert printable("ordinary café@example.com:1 ✓") == "ordinary café@example.com:1 ✓"  # printable text stays

@@ -344,6 +344,7 @@ def test_the_guard_is_gone_after_it_and_nests() -> None:
         with pytest.raises(RealZohoBlocked):  # the outer one still holds
             socket.getaddrinfo("zoho.eu", 443)
     assert socket.getaddrinfo is original
+    assert not {"connect", "connect_ex", "send", "sendall"} & set(socket.socket.__dict__)  # inherited again
     assert inner.blocked == ["zoho.eu"] and outer.blocked == ["zoho.eu", "zoho.eu"]
 
 
@@ -488,3 +489,71 @@ def test_the_readme_recipe_tested_with_the_kit_passes_in_either_order(tmp_path: 
         assert len(ran) == 2, run.stdout[-2000:]
         orders.append(ran)
     assert orders[0] == orders[1][::-1]
+
+
+class Listener:
+    """A TCP server on 127.0.0.1 that records the first bytes of each connection and closes it: a
+    proxy (or anything) a test might point a client at."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.received: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(2)
+                try:
+                    self.received.append(connection.recv(4096))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_the_guard_covers_proxies_lookalike_names_and_raw_sockets(no_real_zoho: ZohoGuard) -> None:
+    """F12: an explicit ``proxies=`` sent ``CONNECT accounts.zoho.com:443`` to the proxy, a
+    fullwidth name passed the check and IDNA made it accounts.zoho.com after it, and a raw
+    ``socket.connect`` resolved the name in C, past the patched resolver."""
+    import urllib.request
+
+    proxy = Listener()
+    try:
+        through = f"http://127.0.0.1:{proxy.port}"
+        for url in ("https://accounts.zoho.com/oauth/v2/token", "http://www.zohoapis.eu/crm/v8/org"):
+            with pytest.raises(RealZohoBlocked):
+                requests.get(url, proxies={"https": through, "http": through}, timeout=5)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": through, "https": through}))
+        for url in ("http://accounts.zoho.in/oauth/v2/token", "https://www.zohoapis.jp/crm/v8/org"):
+            with pytest.raises(RealZohoBlocked):
+                opener.open(url, timeout=5)
+        # Loopback through the same proxy is another matter: nothing to refuse.
+        with pytest.raises(requests.RequestException):
+            requests.get("http://www.zohoapis.eu.localhost:9/x", proxies={"http": through}, timeout=5)
+        assert not any(b"zoho.com" in data or b"zohoapis.eu/" in data or b"zoho.in" in data or b"zohoapis.jp" in data
+                       for data in proxy.received), proxy.received
+    finally:
+        proxy.close()
+    for name in ("accounts.ｚｏｈｏ.com", "ａｃｃｏｕｎｔｓ.ZOHO.ｃｏｍ", "www.ｚｏｈｏａｐｉｓ.eu", "zoho\u3002com"):
+        assert is_zoho_host(name), name
+        with pytest.raises(RealZohoBlocked):
+            socket.getaddrinfo(name, 443)
+    for address in (("accounts.zoho.com", 443), ("www.ｚｏｈｏapis.com", 443), (b"zoho.eu", 443)):
+        raw = socket.socket()
+        try:
+            with pytest.raises(RealZohoBlocked):
+                raw.connect(address)
+            with pytest.raises(RealZohoBlocked):
+                raw.connect_ex(address)
+        finally:
+            raw.close()
+    assert len(no_real_zoho.blocked) >= 14

@@ -85,5 +85,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except Exception as error:  # the store's SDKException, the admin path's StoreError, or a Failure
         if not (isinstance(error, Failure) or is_store_error(error)):
             raise
-        print(f"{PROG}: error: {' '.join(sentence(error).split())}", file=sys.stderr)
+        from ..core.masking import printable
+
+        print(f"{PROG}: error: {printable(' '.join(sentence(error).split()))}", file=sys.stderr)
         return 1

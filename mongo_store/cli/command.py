@@ -142,6 +142,11 @@ def open_store(args: argparse.Namespace, declared: Command) -> Any:
                                       create_indexes=declared.writes_tokens and not getattr(args, "dry_run", False))
     except SettingError as error:
         raise store_error(str(error)) from None
+    if settings.uri and settings.server_selection_timeout > QUICK_REFUSAL:
+        nowhere = refused_everywhere(settings.uri)
+        if nowhere:
+            raise Failure(f"nothing is listening at {nowhere} (connection refused): start MongoDB there, or point "
+                          "MONGODB_URI (or --uri) at a running server")
     if declared.store == "admin":
         from ..core.admin_store import AdminStore
 
@@ -153,6 +158,43 @@ def open_store(args: argparse.Namespace, declared: Command) -> Any:
     from ..core.store import MongoTokenStore
 
     return MongoTokenStore(settings=settings)
+
+
+QUICK_REFUSAL = 3.0
+"""With a longer --timeout, a server whose every host refuses the connection (nothing listens:
+MongoDB is not running there) is said at once, not after the whole timeout (an election or a
+server under load refuses nothing: they still get the whole wait)."""
+
+
+def refused_everywhere(uri: str) -> str | None:
+    """``host:port, ...`` when every host of a ``mongodb://`` URI refuses a TCP connection, twice one
+    second apart (a server restarting); None when any host answers or cannot be told (SRV, a socket
+    file, a name that does not resolve: the driver says those)."""
+    import socket
+    import time
+
+    if not uri.startswith("mongodb://"):
+        return None
+    try:
+        from pymongo.uri_parser import parse_uri
+
+        nodes = [(str(host), int(port)) for host, port in parse_uri(uri, validate=False)["nodelist"]]
+    except Exception:
+        return None
+    if not nodes or any(host.endswith(".sock") or "/" in host for host, _ in nodes):
+        return None
+    for attempt in range(2):
+        for host, port in nodes:
+            try:
+                socket.create_connection((host, port), timeout=2.0).close()
+                return None
+            except ConnectionRefusedError:
+                continue
+            except OSError:
+                return None
+        if attempt == 0:
+            time.sleep(1.0)
+    return ", ".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in nodes)
 
 
 def operator_settings() -> Any:

@@ -9,6 +9,22 @@ from typing import Any
 
 from ..core.masking import ago, iso, printable
 
+FORMULA_STARTS = ("=", "+", "-", "@")
+"""How a cell starts that a spreadsheet would run as a formula (as the dashboard's CSV export)."""
+
+
+def rows(table: list[list[Any]], *, tsv: bool = False) -> list[str]:
+    """A table's lines, every cell as plain text (``printable``: a stored tab or newline is shown
+    escaped, so no cell forges a column or a line): tab-separated, a cell a spreadsheet would run
+    as a formula behind a ``'`` (a TSV file is opened in one), or aligned columns with the last one
+    left ragged. Every table the CLI prints passes through here."""
+    cells = [[printable(cell) for cell in row] for row in table]
+    if tsv:
+        return ["\t".join("'" + cell if cell.startswith(FORMULA_STARTS) else cell for cell in row) for row in cells]
+    widths = [max(len(row[n]) for row in cells) for n in range(len(cells[0]))] if cells else []
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)) + "  " + row[-1]
+            for row in cells]
+
 
 def when(value: Any) -> str:
     """A date for a table cell: ISO 8601 UTC and how long ago (or from now)."""

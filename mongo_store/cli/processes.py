@@ -33,6 +33,8 @@ class Shutdown:
         self.children: list[Callable[[], subprocess.Popen[Any] | None]] = []
         self.stopping = False
         self.signalled = False
+        self.deferring = False
+        self.pending = False
 
     def handle(self, signum: int, frame: Any) -> None:
         self.signalled = True
@@ -42,7 +44,25 @@ class Shutdown:
         self.stopping = True
         os.write(2, STOPPING.encode())  # not print: the signal may have landed inside a print
         self.send(signal.SIGTERM)
+        if self.deferring:  # a child is being started: raised once it is known (``starting``)
+            self.pending = True
+            return
         raise Stop()
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        """Start a child and register it inside this block: a signal meanwhile is held until the
+        block ends, then stops the new child too. (Raised inside ``Popen``, it would leave a child
+        started but known to nobody, running on after the command.)"""
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending:
+            self.pending = False
+            self.send(signal.SIGTERM)
+            raise Stop()
 
     def send(self, sig: int) -> None:
         """Signal every running child; one in its own session gets it with its whole process group."""
@@ -117,9 +137,38 @@ def data_folder_in_use(folder: Path) -> int | None:
     return None
 
 
-def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdown) -> int:
-    """Streamlit on ``address`` only (127.0.0.1 unless asked): a dashboard that anyone on the
-    network can reach must have sign-in on."""
+def port_taken(address: str, port: int) -> bool:
+    """Whether something already listens on ``address:port`` (a port another app holds): bound
+    with SO_REUSEADDR, as Streamlit binds it, so a port only in TIME_WAIT counts as free. Another
+    failure (an address that is not this machine's) is left to Streamlit to report."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
+
+
+def check_start(env: dict[str, str], address: str, port: int) -> None:
+    """Everything that would stop the dashboard, checked before anything starts (a mongod, the
+    seeding, Streamlit): the switches, sign-in off beyond this machine, and a busy port (naming ``--port``)."""
+    preflight(env, address)
+    if not 1 <= port <= 65535:
+        raise Failure("--port must be from 1 to 65535")
+    if port_taken(address, port):
+        from ..tools.embedded import free_port
+
+        raise Failure(f"port {port} on {address} is already in use (another program listens there, perhaps another "
+                      f"dashboard): pass a free one with --port, such as --port {free_port()}")
+
+
+def preflight(env: dict[str, str], address: str) -> None:
+    """The dashboard's switches parse, and sign-in off means this machine only."""
     try:
         from ..dashboard.auth import is_loopback as loopback  # not app: its caches warn outside Streamlit
         from ..dashboard.settings import SettingError, parse_flag
@@ -133,6 +182,12 @@ def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdo
     if parse_flag("DASHBOARD_AUTH_DISABLED", env.get("DASHBOARD_AUTH_DISABLED")) and not loopback(address):
         raise Failure("sign-in is turned off (DASHBOARD_AUTH_DISABLED): the dashboard may listen on 127.0.0.1 "
                       "only; turn sign-in on to serve other machines")
+
+
+def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdown) -> int:
+    """Streamlit on ``address`` only (127.0.0.1 unless asked): a dashboard that anyone on the
+    network can reach must have sign-in on."""
+    preflight(env, address)
     package = Path(__file__).resolve().parent.parent
     script = package / "dashboard" / "streamlit_app.py"
     # Not `python -m streamlit`: it puts the working directory first on sys.path, and a mongo_store
@@ -141,9 +196,10 @@ def run_streamlit(env: dict[str, str], port: int, address: str, shutdown: Shutdo
                "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer"]  # no "Deploy" button for operators
     # Its own session: a Ctrl-C reaches this command, which stops it (and all it started) in order.
-    child = subprocess.Popen(command, env=env, start_new_session=True)
-    child.own_session = True  # type: ignore[attr-defined]
-    shutdown.children.append(lambda: child)
+    with shutdown.starting():
+        child = subprocess.Popen(command, env=env, start_new_session=True)
+        child.own_session = True  # type: ignore[attr-defined]
+        shutdown.children.append(lambda: child)
     try:
         return child.wait()
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 from collections.abc import Callable
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 STATUSES = ("valid", "refresh-window", "within-hour", "expired")
@@ -70,9 +71,23 @@ def http_url(example: str) -> Callable[[str], str]:
     return parse
 
 
-accounts_url = http_url("https://accounts.zoho.eu/oauth/v2/token")
+def zoho_url(example: str) -> Callable[[str], str]:
+    """A URL a token's secret may be sent to: read by the one parser the calls to Zoho use
+    (``core/urls.py``: nothing two HTTP clients could read apart), as it will be requested."""
+    def parse(text: str) -> str:
+        from ..core.urls import UrlError
+        from ..core.urls import http_url as read
+
+        try:
+            return read(text).text
+        except UrlError as error:  # never echoed: argparse would quote a value that raised
+            raise argparse.ArgumentTypeError(f"{error} (an http(s) URL such as {example})") from None
+    return parse
+
+
+accounts_url = zoho_url("https://accounts.zoho.eu/oauth/v2/token")
 """--accounts-url."""
-api_url = http_url("https://www.zohoapis.eu")
+api_url = zoho_url("https://www.zohoapis.eu")
 """--api-url."""
 webhook_url = http_url("https://hooks.slack.com/services/...")
 """--webhook."""
@@ -107,6 +122,17 @@ def listen(text: str) -> tuple[str, int]:
     if not colon or not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError("the port must be from 0 to 65535")
     return host, number
+
+
+def moment(text: str) -> datetime:
+    """A date (``2026-12-01``, the start of that day) or a date and time (``2026-12-01T14:30``), in
+    UTC unless it names its offset; returned as naive UTC, as the store keeps dates."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a date such as 2026-12-01, or a date and time such as "
+                                         "2026-12-01T14:30 (UTC)") from None
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
 
 
 def interval(text: str) -> float:

@@ -1,6 +1,6 @@
 """What ``MongoTokenStore`` and ``AdminStore`` share: the connection made from one ``StoreSettings``
 (the client, the token collection with durable writes and its read preferences, the token
-history's collection) and ``call``/``guard``, the failover and the one-sentence errors.
+history's and the data keys' collections) and ``call``/``guard``, the failover and the one-sentence errors.
 
 Reads go to the primary, or to a secondary while there is none; writes wait for a primary and are
 acknowledged by a majority, journaled, whatever client is passed in (``failover.py``).
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import pymongo
-from bson.codec_options import DatetimeConversion
+from bson.codec_options import CodecOptions, DatetimeConversion
 from pymongo import MongoClient, ReadPreference, WriteConcern
 from pymongo.errors import ServerSelectionTimeoutError
 from pymongo.server_type import SERVER_TYPE
@@ -21,7 +21,7 @@ from pymongo.server_type import SERVER_TYPE
 from .connection import check_names, open_client, resolve_uri
 from .errors import is_store_error, raise_store_error, store_error
 from .failover import Outage, attempt, bounds_itself, no_primary, retrying
-from .mapping import DISPLACED_SUFFIX
+from .mapping import DISPLACED_SUFFIX, KEYS_SUFFIX
 from .outage import PROBE_TIMEOUT, Down, OutageWatch
 from .settings import SettingError, StoreSettings
 
@@ -40,6 +40,13 @@ def settings_of(settings: StoreSettings | None, options: dict[str, Any]) -> Stor
         return settings.replace(**{key: value for key, value in options.items() if value is not None})
     except (SettingError, TypeError) as error:
         raise store_error(str(error)) from None
+
+
+def naive_dates(client: Any) -> CodecOptions:
+    """The client's codec options with dates read as naive UTC (``clock.py``'s one form): a client
+    passed in with ``tz_aware=True`` would hand out aware dates, which no stored date or ``utcnow()``
+    can be compared with (a raw TypeError in every lookup of a token in its refresh window)."""
+    return client.codec_options.with_options(tz_aware=False, tzinfo=None)
 
 
 class StoreCalls:
@@ -70,12 +77,18 @@ class StoreCalls:
         real = isinstance(client, MongoClient)  # mongomock has no such options, nor such dates
         self._selection_timeout = client.options.server_selection_timeout if real else None
         writes = settings.write_concern or DURABLE
-        tokens = client[database][collection]
+        dates = naive_dates(client)
+        # Every collection the store and the tools reach (tokens, history, audit, alerts) comes from
+        # this database, so every date they read is naive UTC whatever the client's own options.
+        db = client.get_database(database, codec_options=dates) if real else client[database]
+        tokens = db[collection]
         if real:
             # A date outside Python's range (written by a JavaScript client, say) reads as a DatetimeMS:
             # that token is shown as malformed, instead of every read of it failing with InvalidBSON.
-            tokens = tokens.with_options(codec_options=tokens.codec_options.with_options(
+            tokens = tokens.with_options(codec_options=dates.with_options(
                 datetime_conversion=DatetimeConversion.DATETIME_AUTO))
+        else:
+            tokens = tokens.with_options(codec_options=dates)  # mongomock's databases keep the client's
         # Reads go to the primary, or to a secondary while there is none; writes wait for a primary.
         self._collection = tokens.with_options(write_concern=writes, read_preference=ReadPreference.PRIMARY_PREFERRED)
         # After a failed attempt the primary may be paused: a retried read asks a secondary first.
@@ -86,13 +99,16 @@ class StoreCalls:
         self._client_bounds_first = bounds_itself(client, self.socket_timeout, self.failover_wait)
         self.outage = OutageWatch(settings.fail_fast_after if real else 0.0, self._ping, self._answering)
         """Whether MongoDB counts as down, and since when (``outage.py``: fail fast in a long outage)."""
-        self.displaced = client[database][collection + DISPLACED_SUFFIX].with_options(
+        self.displaced = db[collection + DISPLACED_SUFFIX].with_options(codec_options=dates,
             write_concern=writes, read_preference=ReadPreference.PRIMARY)
         """The refresh tokens new logins replaced, until they are revoked (``displaced.py``)."""
+        self.data_keys = db[collection + KEYS_SUFFIX].with_options(write_concern=writes,
+                                                                   read_preference=ReadPreference.PRIMARY)
+        """The collection's data keys, each wrapped by a KMS key (``envelope.py``)."""
         self.events = None
         if history:
             name = check_names(database, settings.events_collection)[1]
-            self.events = client[database][name].with_options(write_concern=writes)
+            self.events = db[name].with_options(codec_options=dates, write_concern=writes)
 
     @property
     def collection(self) -> Any:

@@ -9,22 +9,20 @@ from pymongo import MongoClient
 
 from .errors import store_error
 from .mapping import check_text
+from .settings import collection_problem, database_problem
 
 MOCK_URI = "mongomock://"
 
 
-_DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
-
-
 def check_names(database: Any, collection: Any) -> tuple[str, str]:
     """Database and collection names MongoDB accepts, checked before any driver call (which would
-    raise from deep inside pymongo)."""
+    raise from deep inside pymongo): one sentence each (``settings.database_problem``,
+    ``collection_problem``), the settings' own parsers' rules."""
     database = check_text("database", database, required=True)
     collection = check_text("collection", collection, required=True)
-    if not _DATABASE_NAME.fullmatch(database):
-        raise store_error('a database name has 1 to 63 characters and none of / \\ . " $ * < > : | ? or a space')
-    if "$" in collection or collection.startswith("system."):
-        raise store_error("a collection name cannot contain $ or start with system.")
+    for problem in (database_problem(database), collection_problem(collection)):
+        if problem is not None:
+            raise store_error(problem)
     return database, collection
 
 

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 from pymongo import ASCENDING, IndexModel
 
@@ -43,6 +42,7 @@ from .clock import utc_naive, utcnow
 from .crypto import KEY_ID_FIELD, Cipher, DecryptError, is_sealed
 from .errors import is_store_error, sentence
 from .settings import StoreSettings
+from .urls import UrlError, http_url
 from .zoho_http import AlreadyRevoked, ZohoError, revoke_refresh_token, zoho_accounts_url
 
 T = TypeVar("T")
@@ -121,13 +121,12 @@ def exchanged_at(token: Any) -> str | None:
 
 
 def _accounts_url_problem(url: str) -> str | None:
-    parts = urlsplit(url)
+    """Why a refresh token may not be sent to ``url``, as the one parser that decides where a
+    secret goes reads it (``urls.py``: the call to Zoho reads it the same), or None."""
     try:
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        return "its port is not a number"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "it is no http(s) URL with a host"
+        http_url(url)
+    except UrlError as error:
+        return str(error)
     return None
 
 
@@ -254,7 +253,7 @@ def open_entry(store: MongoTokenStore, entry: dict[str, Any]) -> str:
     if store.cipher is None:
         if sealed or is_sealed(value):
             raise DecryptError(f"displaced refresh token {entry.get('_id')} is encrypted: configure its key in "
-                               "ZOHO_MONGO_ENCRYPTION_KEY")
+                               "ZOHO_MONGO_ENCRYPTION_KEY (or ZOHO_MONGO_KMS_KEY)")
         return value
     if not sealed and not is_sealed(value):  # kept before encryption was turned on (rotate-key seals it)
         return value

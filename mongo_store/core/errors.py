@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 SDK_EXCEPTION_MODULE = "zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception"
 CODE = "TOKEN_STORE"
 PLAIN_BESIDE_SEALED = ("this collection holds encrypted tokens, but this store has no encryption key: configure it in "
-                       "ZOHO_MONGO_ENCRYPTION_KEY (without it, saves would write plaintext copies)")
+                       "ZOHO_MONGO_ENCRYPTION_KEY or ZOHO_MONGO_KMS_KEY (without it, saves would write plaintext copies)")
 
 _SAFE_DETAILS = ("code", "codeName", "keyPattern")  # never keyValue or errmsg: they quote values
 _SAFE_TEXT_CODES = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: they quote index specs only

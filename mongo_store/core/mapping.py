@@ -64,6 +64,9 @@ ZOHO_REFRESH_TOKEN_LIMIT = 20
 DISPLACED_SUFFIX = "_displaced"
 """The refresh tokens new logins replaced wait to be revoked in the tokens' collection name with this
 suffix (``oauth_tokens_displaced``: ``displaced.py``)."""
+KEYS_SUFFIX = "_data_keys"
+"""The data keys KMS keys wrap (``envelope.py``): the tokens' collection's name with this suffix
+(``oauth_tokens_data_keys``)."""
 CLAIM_FIELD = "cleanup_claim"
 """The cleanup run that holds the token (with its refresh lease) while it revokes and deletes it."""
 REVOKED_FIELD = "revoked_at"

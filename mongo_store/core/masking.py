@@ -14,13 +14,19 @@ from .crypto import is_sealed
 from .mapping import SECRET_FIELDS
 
 MASK = "••••"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 def printable(value: Any) -> str:
-    """A value for a terminal line: control characters (newlines, ANSI escapes) shown escaped."""
-    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], str(value))
+    """A value for a terminal line: every character Python does not call printable shown escaped,
+    as ``repr`` writes it: control characters (newlines, tabs, ANSI escapes), bidirectional
+    overrides and isolates (``\u202e`` makes ``exe.png`` read as ``gnp.exe``), zero-width and
+    line-separator characters, spaces other than the plain one. So a stored value can never move
+    the cursor, forge a line or a column, or read as something else."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
 
 
 def markdown_plain(value: Any) -> str:

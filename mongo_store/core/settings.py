@@ -15,11 +15,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pymongo import WriteConcern
+
+from .kms import KeyProvider
 
 MAX_DAYS = 100 * 366
 """The longest number of days a setting takes (a retention, a session timeout)."""
@@ -79,6 +82,42 @@ def text(name: str, value: Any) -> str | None:
     return value.strip() or None
 
 
+_DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
+DATABASE_RULE = 'a database name has 1 to 63 characters and none of / \\ . " $ * < > : | ? or a space'
+COLLECTION_RULE = ('a collection name cannot be empty, contain $, a NUL character or "..", start or end with ".", '
+                   'or start with "system."')
+
+
+def database_problem(name: str) -> str | None:
+    """Why MongoDB would refuse ``name`` as a database name (pymongo raises from deep inside), or None."""
+    return None if _DATABASE_NAME.fullmatch(name) else DATABASE_RULE
+
+
+def collection_problem(name: str) -> str | None:
+    """Why MongoDB would refuse ``name`` as a collection name, or None: pymongo's own checks
+    (``x.``, ``.x``, ``a..b``) raise a raw ``InvalidName`` from the constructor otherwise."""
+    bad = (not name or "$" in name or "\x00" in name or ".." in name or name.startswith((".", "system."))
+           or name.endswith("."))
+    return COLLECTION_RULE if bad else None
+
+
+def database_name(name: str, value: Any) -> str | None:
+    """A database name MongoDB accepts (``text``, then checked)."""
+    return _named(name, text(name, value), database_problem)
+
+
+def collection_name(name: str, value: Any) -> str | None:
+    """A collection name MongoDB accepts (``text``, then checked): every collection setting's parser."""
+    return _named(name, text(name, value), collection_problem)
+
+
+def _named(name: str, value: str | None, problem: Callable[[str], str | None]) -> str | None:
+    why = None if value is None else problem(value)
+    if why is not None:
+        raise SettingError(f"{name}: {why}")
+    return value
+
+
 def key_list(name: str, value: Any) -> tuple[str | bytes, ...]:
     """Keys given as a sequence, or comma-separated text (the environment)."""
     if isinstance(value, str):
@@ -95,6 +134,32 @@ def secret(name: str, value: Any) -> str | bytes | None:
     if not isinstance(value, (str, bytes)):
         raise SettingError(f"{name} must be a string or bytes, not {type(value).__name__}")
     return value
+
+
+_KMS_NAME = re.compile(r"[a-z][a-z0-9-]*:\S+")
+KMS_FORM = "<provider>:<key>, such as aws-kms:alias/zoho-tokens"
+
+
+def kms_name(name: str, value: Any) -> str | KeyProvider | None:
+    """A KMS key: ``<provider>:<key>`` text (trimmed; the provider is looked up when a store is
+    built, ``envelope.py``) or a ``kms.KeyProvider`` object; None when blank."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, KeyProvider):
+        return value
+    if not isinstance(value, str) or not _KMS_NAME.fullmatch(value.strip()):
+        raise SettingError(f"{name} must name a KMS key as {KMS_FORM}")
+    return value.strip()
+
+
+def kms_names(name: str, value: Any) -> tuple[str | KeyProvider, ...]:
+    """KMS keys given as a sequence, or comma-separated text (the environment), each as ``kms_name``."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, (bytes, bytearray)) or not isinstance(value, Sequence):
+        raise SettingError(f"{name} must be a list of KMS keys")
+    parsed = (kms_name(name, part) for part in value)
+    return tuple(part for part in parsed if part is not None)
 
 
 def acknowledged(name: str, value: Any) -> WriteConcern | None:
@@ -208,9 +273,9 @@ class StoreSettings:
                                    doc="the user name, apart from the URI (no percent-encoding)")
     password: str | None = setting(None, env="MONGODB_PASSWORD", parse=text, hidden=True,
                                    doc="the password, apart from the URI (no percent-encoding)")
-    database: str = setting(DEFAULT_DATABASE, env="ZOHO_MONGO_DATABASE", parse=text, secret_key="database",
+    database: str = setting(DEFAULT_DATABASE, env="ZOHO_MONGO_DATABASE", parse=database_name, secret_key="database",
                             doc="database name")
-    collection: str = setting(DEFAULT_COLLECTION, env="ZOHO_MONGO_COLLECTION", parse=text, secret_key="collection",
+    collection: str = setting(DEFAULT_COLLECTION, env="ZOHO_MONGO_COLLECTION", parse=collection_name, secret_key="collection",
                               doc="the tokens' collection")
     create_indexes: bool = setting(True, parse=flag, doc="create the indexes on first use")
     server_selection_timeout: float = setting(5.0, parse=seconds,
@@ -234,11 +299,18 @@ class StoreSettings:
                                                  doc="turns on encryption at rest (32 bytes, base64)")
     old_encryption_keys: tuple[str | bytes, ...] = setting((), env="ZOHO_MONGO_OLD_ENCRYPTION_KEYS", parse=key_list,
                                                            hidden=True, doc="previous keys, still read during a rotation")
+    kms_key: str | KeyProvider | None = setting(
+        None, env="ZOHO_MONGO_KMS_KEY", parse=kms_name, hidden=True,
+        doc="turns on envelope encryption: the KMS key that wraps the collection's data key, aws-kms:<key id, ARN or "
+            "alias> (the kms extra)")
+    old_kms_keys: tuple[str | KeyProvider, ...] = setting(
+        (), env="ZOHO_MONGO_OLD_KMS_KEYS", parse=kms_names, hidden=True,
+        doc="previous KMS keys, whose data keys are still read during a rotation")
     retire_replaced: bool = setting(True, parse=flag,
                                     doc="revoke at Zoho the refresh token a new login replaced (Zoho keeps 20 per user "
                                         "and client)")
     record_events: bool = setting(True, parse=flag, doc="keep each token's history")
-    events_collection: str = setting(EVENTS_COLLECTION, env="ZOHO_EVENTS_COLLECTION", parse=text,
+    events_collection: str = setting(EVENTS_COLLECTION, env="ZOHO_EVENTS_COLLECTION", parse=collection_name,
                                      secret_key="events_collection", doc="the token history's collection")
     events_retention_days: float = setting(90.0, env="ZOHO_EVENTS_RETENTION_DAYS", parse=days,
                                            secret_key="events_retention_days", doc="days the history keeps an event")
@@ -251,8 +323,13 @@ class StoreSettings:
     def __post_init__(self) -> None:
         if self.refresh_backoff_max < self.refresh_backoff:
             raise SettingError("refresh_backoff_max must be at least refresh_backoff")
-        if self.old_encryption_keys and self.encryption_key is None:
-            raise SettingError("old encryption keys are set but no current key: set ZOHO_MONGO_ENCRYPTION_KEY")
+        if self.encryption_key is not None and self.kms_key is not None:
+            raise SettingError("set either ZOHO_MONGO_ENCRYPTION_KEY or ZOHO_MONGO_KMS_KEY, not both: one key seals "
+                               "(during a rotation the other goes in ZOHO_MONGO_OLD_ENCRYPTION_KEYS or "
+                               "ZOHO_MONGO_OLD_KMS_KEYS)")
+        if (self.old_encryption_keys or self.old_kms_keys) and self.encryption_key is None and self.kms_key is None:
+            raise SettingError("old encryption keys are set but no current key: set ZOHO_MONGO_ENCRYPTION_KEY or "
+                               "ZOHO_MONGO_KMS_KEY")
 
     @classmethod
     def load(cls, environ: Mapping[str, Any] | None = None, **given: Any) -> StoreSettings:

@@ -35,6 +35,7 @@ from .cache import ReadCache, Ticket, cache_key
 from .calls import StoreCalls, settings_of
 from .crypto import BLIND_FIELDS, IDENTITY_FIELDS, KEY_ID_FIELD, Cipher, check_found, identity_of, is_sealed, open_or_refuse
 from .displaced import Displaced, exchanged_at, note_exchange
+from .envelope import configured, open_cipher
 from .errors import PLAIN_BESIDE_SEALED, RefreshFailing, UnknownToken, conflict_field, redact, sentence, store_error
 from .event_writer import EventWriter
 from .failover import no_primary, primary_known, retrying
@@ -61,7 +62,7 @@ from .matching import match_filter, save_guards, stored_wins
 from .search import SEARCH_KEYS
 from .search import keys as search_keys
 from .settings import StoreSettings
-from .validation import require_sealed
+from .validation import require_sealed, validator_of
 
 log = logging.getLogger("mongo_store")
 
@@ -103,7 +104,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
         they wait. After a failed refresh, callers fail at once and one is let through per back-off
         window: ``refresh_backoff`` seconds, doubling after each failure up to
         ``refresh_backoff_max``. ``encryption_key`` turns on encryption at rest;
-        ``old_encryption_keys`` still open during a rotation. ``record_events`` writes each token's
+        ``old_encryption_keys`` still open during a rotation. ``kms_key`` turns it on with a data key
+        a KMS key wraps (``envelope.py``: read and unwrapped here, once); ``old_kms_keys`` unwrap
+        theirs during a rotation. ``record_events`` writes each token's
         history (``events.py``: a refresh, a failed refresh, a delete) to ``events_collection``,
         off the caller's thread (``event_writer.py``, at most ``events_queue`` waiting); a failed
         insert is a warning, never a failed save. ``read_cache`` answers lookups from memory while
@@ -117,8 +120,14 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self.refresh_lease, self.refresh_wait = settings.refresh_lease, settings.refresh_wait
         self.backoff = Backoff(settings.refresh_backoff, settings.refresh_backoff_max)
         self.refresh_margin = timedelta(seconds=settings.refresh_margin)
-        self.cipher = Cipher.configured(settings.encryption_key, settings.old_encryption_keys)
+        self.keys = configured(settings)  # a bad key, an unknown provider: refused before connecting
+        """The configured keys (``envelope.Keys``): ``keys.kms`` wraps the data key that seals."""
         self.connect(settings, client, history=settings.record_events)
+        try:
+            self.cipher: Cipher | None = open_cipher(self, self.keys)
+        except BaseException:
+            StoreCalls.close(self)
+            raise
         self.history = EventWriter(settings.events_queue, settings.socket_timeout, settings.failover_wait)
         """The token history's writer (``event_writer.py``): ``flush_events`` waits for it."""
         self.cache = ReadCache(self._primary, settings.read_cache_size) if settings.read_cache else None
@@ -131,6 +140,9 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self.retire_replaced = settings.retire_replaced
         self.retirements = Displaced(self)
         """The refresh tokens new logins replaced, revoked in the background (``displaced.py``)."""
+        self._validator_in_place: bool | None = None
+        """Whether the collection held this package's validator when this store first could insert
+        without a key (then such an insert is the server's to refuse); None: not read yet."""
         self.validated: bool | None = None
         """With a key on a real server: whether the collection has the validator (``prepare``)."""
         self._lock = threading.Lock()
@@ -445,7 +457,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
         the stored document is read then. Any other duplicate is a race the server did not retry
         (retried once)."""
         self._tokens()
-        self._refuse_plain_beside_sealed()
+        self._refuse_plain_beside_sealed(upsert)
         tokens = self._primary
         refresh = fields.get("refresh_token")
         for round_ in (1, 2):
@@ -585,7 +597,13 @@ class MongoTokenStore(TokenStore, StoreCalls):
         return self.validated
 
     def _require_sealed(self) -> bool:
-        """With a key, the collection gets the validator that keeps it encrypted (``validation.py``)."""
+        """With a key, the collection gets the validator that keeps it encrypted (``validation.py``),
+        unless it has this package's already; the formats it records are the ones this store opens."""
+        found = validator_of(self.collection)
+        if found.formats is not None:  # ours: left as it is (a record of an upgrade is never undone)
+            assert self.cipher is not None
+            self.cipher.accept(found.formats)
+            return True
         try:
             require_sealed(self.collection)
         except OperationFailure as error:
@@ -596,14 +614,21 @@ class MongoTokenStore(TokenStore, StoreCalls):
             return False
         return True
 
-    def _refuse_plain_beside_sealed(self) -> None:
+    def _refuse_plain_beside_sealed(self, may_insert: bool) -> None:
         """A store without the key must not write into a collection of encrypted tokens: its
-        plaintext values cannot match the sealed ones, so it would insert duplicates beside them
-        (and a rotation could never finish). A real server refuses such a write by itself (the
-        validator, at no round trip); mongomock has no validators, so there it is checked here."""
-        if self.cipher is not None or self._server_validates:
+        plaintext values cannot match the sealed ones, so it would insert plaintext copies beside
+        them (and a rotation could never finish). An update never touches a sealed token (the
+        save's filter); an insert is refused by the server where this package's validator is in
+        place (read once per store), else here, by a read before the write (an index probe): on
+        mongomock, which has no validators, and where the user could not install it."""
+        if self.cipher is not None or not may_insert:
             return
-        sealed = self._primary.find_one({BLIND_FIELDS["refresh_token"]: {"$exists": True}}, {"_id": True})
+        if self._validator_in_place is None:
+            self._validator_in_place = self._server_validates and validator_of(self.collection).in_place
+        if self._validator_in_place:
+            return
+        sealed = self._primary.find_one({"$or": [{field: {"$exists": True}} for field in BLIND_FIELDS.values()]},
+                                        {"_id": True})
         if sealed is not None:
             raise store_error(PLAIN_BESIDE_SEALED)
 
@@ -625,7 +650,7 @@ class MongoTokenStore(TokenStore, StoreCalls):
         document_id = stored["_id"] if stored is not None else new_id
         identity = identity | identity_of(fields) | {"_id": document_id}
         values = {key: value for key, value in fields.items() if key not in SECRET_FIELDS} | identity
-        values |= self.cipher.seal(kept | fields, identity)
+        values |= self.cipher.seal(kept | fields, identity, stored)  # at the version after the stored one
         values.pop("_id")
         plain = stored is not None and isinstance(stored.get("refresh_token"), str) and not is_sealed(stored["refresh_token"])
         return {"_id": document_id}, values, [name for name in IDENTITY_FIELDS[1:] if name not in identity], plain

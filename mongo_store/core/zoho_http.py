@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from .urls import UrlError, http_url
+
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a connection to Zoho."""
 READ_TIMEOUT = 10.0
@@ -90,11 +92,17 @@ def _bounded(work: Callable[[], T], host: str) -> T:
 
 def call_zoho(method: str, url: str, **kwargs: Any) -> Reply:
     """One bounded request: connect and read timeouts, ``CALL_BOUND`` in all, at most ``MAX_REPLY``
-    bytes read, no redirect followed (its target would get the secret again). Raises ``NotReached``
-    with one sentence naming the host, never the URL's query or a secret."""
+    bytes read, no redirect followed (its target would get the secret again). The URL is read by
+    the one parser that decided where the secret may go (``urls.py``), and the request is made to
+    what it read. Raises ``NotReached`` with one sentence naming the host, never the URL's query or
+    a secret; ``ZohoError`` for a URL that parser refuses (nothing is sent)."""
     import requests
 
-    host = host_of(url)
+    try:
+        target = http_url(url)
+    except UrlError as error:
+        raise ZohoError(f"nothing was sent: {error}") from None
+    url, host = target.text, target.netloc
     deadline = time.monotonic() + CALL_BOUND
 
     headers = {"Accept-Encoding": "identity", **kwargs.pop("headers", {})}  # no decompression bomb

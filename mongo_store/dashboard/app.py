@@ -8,8 +8,8 @@ from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
 from ..core.errors import sentence
 from ..core.masking import markdown_plain
-from . import cache, data, demo, urlstate
-from .auth import Operator, sign_out, signed_in_operator
+from . import cache, data, demo, outage, results, urlstate
+from .auth import Operator, keep_session, sign_out, signed_in_operator
 from .compat import DIALOG_DISMISS, GRID_DEFAULT
 from .pages_audit import audit_page
 from .pages_lifecycle import lifecycle_page
@@ -36,15 +36,25 @@ def main() -> None:
     operator = signed_in_operator(settings)
     if operator is None:
         return
-    try:
-        conn = cache.connection(settings)
-        urlstate.restore(lambda: data.domains(conn))  # once per session: the view a reloaded or shared URL names
-    except SDKException as error:
-        st.error(f"Cannot reach the token store: {markdown_plain(sentence(error))}. Check MONGODB_URI, the credentials and "
-                 "that the server is running.")
-        return
     st.session_state["full_runs"] = st.session_state.get("full_runs", 0) + 1
+    conn: data.Connection | None = None
+    if not outage.active():
+        try:
+            conn = cache.connection(settings)
+            urlstate.restore(lambda: data.domains(conn))  # once per session: the view a reloaded or shared URL names
+        except SDKException as error:
+            if not outage.unreachable(error):
+                st.error(f"Cannot use the token store: {markdown_plain(sentence(error))}. Check MONGODB_URI and the "
+                         "credentials.")
+                return
+            outage.begin(error)
     page = sidebar(conn, settings, operator)
+    if conn is None or outage.active():
+        outage.panel(settings)
+        if page == "Overview":
+            stale_counts()
+        return
+    results.panel()
     flash = st.session_state.pop("flash", None)
     if flash:
         st.toast(markdown_plain(flash[0]), icon=flash[1])  # floats in view wherever the page is scrolled
@@ -52,7 +62,17 @@ def main() -> None:
         {"Overview": overview_page, "Tokens": tokens_page, "Lifecycle": lifecycle_page,
          "Audit": audit_page}[page](conn, settings, operator)
     except SDKException as error:
-        st.error(markdown_plain(sentence(error)))  # it may quote a stored value
+        outage.handle(error, settings)
+
+
+def stale_counts() -> None:
+    """During an outage, the Overview's last counts, marked with their time (nothing is read)."""
+    from .pages_overview import health_tiles
+
+    last = st.session_state.get("last_counts")
+    if last is not None:
+        st.caption(f"The last counts, as of {last['as_of']:%H:%M:%S} UTC (the last time the server answered):")
+        health_tiles(last, buttons=False)
 
 
 def is_production(environment: str | None) -> bool:
@@ -80,24 +100,31 @@ def loopback(address: str | None) -> bool:
     return is_loopback(address)
 
 
-def sidebar(conn: data.Connection, settings: Settings, operator: Operator) -> str:
+ROLE_MEANS = {"viewer": "reads everything, changes nothing",
+              "operator": "checks, revokes and deletes chosen tokens",
+              "admin": "also deletes all, applies a policy, imports"}
+
+
+def sidebar(conn: data.Connection | None, settings: Settings, operator: Operator) -> str:
     with st.sidebar:
         st.header("Zoho token store")
         page = str(st.radio("Page", PAGES, key="page") or PAGES[0])
         st.caption(f"Signed in as **{markdown_plain(operator.name)}**")
-        if operator.method != "none" and st.button("Sign out"):
+        st.caption(f"Role: **{operator.role}** ({ROLE_MEANS[operator.role]})"
+                   + (" · read-only mode (DASHBOARD_READ_ONLY)" if settings.read_only else ""))
+        if operator.method != "none" and st.button("Sign out", key="sign_out"):
             sign_out(operator)
             st.rerun()
         st.divider()
-        st.caption(f"Backend: {conn.backend}" + (" · demo data" if settings.demo else ""))
+        if conn is not None:
+            st.caption(f"Backend: {conn.backend}" + (" · demo data" if settings.demo else ""))
         note = demo.sidebar_note(settings)
         if note:
             st.caption(markdown_plain(note))
-        st.caption(f"Collection: `{conn.tokens.database.name}.{conn.tokens.name}`")
+        st.caption(f"Collection: `{settings.store.database}.{settings.store.collection}`")
         if settings.environment:
             st.caption(f"Environment: **{markdown_plain(settings.environment)}**")
-        if settings.read_only:
-            st.caption("Read-only mode: deleting is turned off.")
         # How many times the whole page ran (a tick or a filter reruns only its fragment): read by the browser test.
         st.markdown(f"<div class='full-runs' data-runs='{st.session_state['full_runs']}'></div>", unsafe_allow_html=True)
+        keep_session(settings, operator)  # a reload, a new tab or a shared link stays signed in
     return page

@@ -22,3 +22,31 @@ DIALOG_DISMISS = "on_dismiss" in inspect.signature(st.dialog).parameters
 """Streamlit 1.46+ reruns when a dialog is dismissed (× or Esc); 1.42-1.45 close it in the browser only."""
 GRID_DEFAULT = "selection_default" in inspect.signature(st.dataframe).parameters
 """Newer Streamlit can show ticks it did not receive from the browser (a re-keyed grid's ticks)."""
+
+
+def _cell_selection() -> bool:
+    """Whether ``st.dataframe`` selects single cells (Streamlit 1.4x+): then a click on a row's cell
+    opens it in Inspect; before, a tick in the row's marker does."""
+    try:
+        from streamlit.elements import arrow
+    except ImportError:
+        return False
+    return "single-cell" in getattr(arrow, "_SELECTION_MODES", ())
+
+
+CELL_CLICK = _cell_selection()
+
+
+def page_script(html: str) -> None:
+    """Run a script of ours in the page's own origin, in a frame of no height: ``st.iframe`` where
+    it exists (``components.html`` is deprecated there), ``components.html`` before it. Never
+    given text from a user or the database."""
+    if hasattr(st, "iframe"):
+        try:
+            st.iframe(html, height=1)
+            return
+        except Exception:  # an older st.iframe that takes URLs only
+            pass
+    import streamlit.components.v1 as components
+
+    components.html(html, height=0)

@@ -21,7 +21,8 @@ from ..core.errors import store_error
 from ..core.indexes import ensure_indexes
 from ..core.mapping import check_text
 from ..core.store import MongoTokenStore
-from ..tools import audit, cleanup, paging, queries, stats
+from ..tools import audit, cleanup, datacenters, paging, queries, stats
+from ..tools.health import health_of
 from ..tools.operations import Outcome, Session
 from ..tools.records import view
 from ..tools.settings import OperatorSettings
@@ -53,21 +54,25 @@ class Connection:
     def audit(self) -> Collection:
         return self.session("").audit
 
-    def session(self, who: str) -> Session:
-        """The operator layer, acting as ``who``."""
-        return Session(self.store, who, self.operator_settings, accounts_url=self.accounts_url, api_url=self.api_url)
+    def session(self, who: str, role: str = "viewer") -> Session:
+        """The operator layer, acting as ``who`` under ``role`` (which it checks)."""
+        return Session(self.store, who, self.operator_settings, accounts_url=self.accounts_url, api_url=self.api_url,
+                       role=role)
 
 
 def connect(settings: Settings) -> Connection:
     """Open the store and check the server answers; fails with a clear SDKException, fast."""
+    # Bounded by the failover wait (DASHBOARD_FAILOVER_WAIT), each attempt too: a frozen server costs a page
+    # one wait, not the longer socket timeout.
     store = MongoTokenStore(settings=settings.store.replace(
-        server_selection_timeout=min(3.0, settings.store.failover_wait), create_indexes=False))
+        server_selection_timeout=min(3.0, settings.store.failover_wait),
+        socket_timeout=min(settings.store.socket_timeout, settings.store.failover_wait), create_indexes=False))
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()
     connection = Connection(store, settings.operators, "", settings.accounts_url, settings.api_url)
     if not settings.read_only:
         store.call("create the indexes", lambda: ensure_indexes(store.collection, backfill_keys=False))  # bounded:
-        connection.session("").prepare()  # the search keys' walk is `indexes`'s; the audit's and history's indexes
+        connection.session("", "admin").prepare()  # the search keys' walk is `indexes`'s; the audit's and history's indexes
     connection.backend = "mongomock (in-memory, not MongoDB)" if info.get("sysInfo") == "Mock" else \
         f"MongoDB {info['version']}"
     return connection
@@ -88,8 +93,19 @@ def overview(connection: Connection, now: datetime | None = None) -> dict[str, A
 
 
 def domains(connection: Connection) -> list[str]:
-    """The data centers in use, for the filter."""
-    return connection.store.call("read the data centers", lambda: stats.stats_domains(connection.tokens))
+    """The data centers in use, for the filter, in the order of their names (AU, CA, EU, ..., US)."""
+    found = connection.store.call("read the data centers", lambda: stats.stats_domains(connection.tokens))
+    return sorted(found, key=lambda domain: (datacenters.name(domain), domain))
+
+
+def ping(connection: Connection) -> bool:
+    """Whether the server answers now: one ``ping``, bounded by the client's server selection (3 s),
+    never retried (the reconnecting page's probe, not a page's read)."""
+    try:
+        connection.store.client.admin.command("ping")
+    except Exception:
+        return False
+    return True
 
 
 def token_count(connection: Connection) -> int:
@@ -116,28 +132,28 @@ def inspect(connection: Connection, token_id: str) -> dict[str, Any] | None:
     return None if document is None else view(document)
 
 
-def check(connection: Connection, token_id: str, who: str) -> Checked:
+def check(connection: Connection, token_id: str, who: str, role: str) -> Checked:
     """Ask Zoho whether the token works (``Session.check``): recorded on the token, in the audit log
     and in its history."""
     found: list[Checked] = []
-    connection.session(who).check([token_id], progress=found.append)
+    connection.session(who, role).check([token_id], progress=found.append)
     return found[0]
 
 
-def check_many(connection: Connection, ids: list[str], who: str) -> Outcome:
+def check_many(connection: Connection, ids: list[str], who: str, role: str) -> Outcome:
     """``check`` each ticked token, in one run (one audit entry)."""
-    return connection.session(who).check(ids)
+    return connection.session(who, role).check(ids)
 
 
-def revoke(connection: Connection, token_id: str, who: str) -> str:
+def revoke(connection: Connection, token_id: str, who: str, role: str) -> str:
     """Revoke the refresh token at Zoho, then delete the token (``Session.revoke``); returns the
     accounts server's host. Zoho's refusal raises ``zoho.ZohoError`` and deletes nothing."""
-    return connection.session(who).revoke(token_id).host
+    return connection.session(who, role).revoke(token_id).host
 
 
-def revoke_many(connection: Connection, ids: list[str], who: str) -> Outcome:
+def revoke_many(connection: Connection, ids: list[str], who: str, role: str) -> Outcome:
     """``revoke`` each ticked token; a refusal leaves that token stored and goes on with the next."""
-    return connection.session(who).revoke_many(ids)
+    return connection.session(who, role).revoke_many(ids)
 
 
 def cleanup_plan(connection: Connection, policy: cleanup.Policy) -> cleanup.Report:
@@ -145,10 +161,10 @@ def cleanup_plan(connection: Connection, policy: cleanup.Policy) -> cleanup.Repo
     return connection.session("").cleanup_plan(policy)
 
 
-def cleanup_run(connection: Connection, policy: cleanup.Policy, who: str, ids: list[str]) -> cleanup.Report:
+def cleanup_run(connection: Connection, policy: cleanup.Policy, who: str, role: str, ids: list[str]) -> cleanup.Report:
     """Apply the lifecycle policy to the tokens the operator confirmed (``ids``, the preview), each
     only if it still qualifies when it is acted on, as ``zoho-mongo-store cleanup`` does."""
-    return connection.session(who).cleanup(policy, ids=ids)
+    return connection.session(who, role).cleanup(policy, ids=ids)
 
 
 def user_names(connection: Connection, ids: list[str]) -> dict[str, str | None]:
@@ -158,6 +174,26 @@ def user_names(connection: Connection, ids: list[str]) -> dict[str, str | None]:
     found = connection.store.call("read the user names", lambda: list(
         connection.tokens.find({"_id": {"$in": ids}}, {"user_name": True})))
     return {document["_id"]: document.get("user_name") for document in found}
+
+
+def described(connection: Connection, ids: list[str]) -> dict[str, tuple[str | None, str]]:
+    """Each of these tokens still stored, as (user name or None, health now): what a confirmation
+    names beside each id."""
+    ids = [check_text("id", token_id, required=True) for token_id in ids]
+    now = utcnow()
+    found = connection.store.call("read the chosen tokens", lambda: list(
+        connection.tokens.find({"_id": {"$in": ids}}, queries.LIST_FIELDS)))
+    return {document["_id"]: (document.get("user_name") if isinstance(document.get("user_name"), str) else None,
+                              health_of(document, now)[0]) for document in found}
+
+
+def in_view(connection: Connection, query: queries.Query, ids: list[str]) -> set[str]:
+    """Which of these tokens the filters shown match now (on any page): a tick outside this set
+    was made under other filters and is not in the operator's view."""
+    ids = [check_text("id", token_id, required=True) for token_id in ids]
+    where = {"$and": [query.to_filter(utcnow()) or {}, {"_id": {"$in": ids}}]}
+    return set(connection.store.call("find the ticked tokens in this view", lambda: [
+        document["_id"] for document in connection.tokens.find(where, {"_id": True})]))
 
 
 def matching_ids(connection: Connection, query: queries.Query, limit: int = queries.COUNT_CAP) -> list[str]:
@@ -180,24 +216,24 @@ def confirm_name(connection: Connection, environment: str | None) -> str:
     return f"{environment}/{target}" if environment else target
 
 
-def delete(connection: Connection, ids: list[str], who: str) -> int:
+def delete(connection: Connection, ids: list[str], who: str, role: str) -> int:
     """Delete these tokens (``Session.delete``: audited, each in its history)."""
-    return connection.session(who).delete(ids)
+    return connection.session(who, role).delete(ids)
 
 
-def delete_matching(connection: Connection, ids: list[str], who: str, typed_name: str, expected: str,
+def delete_matching(connection: Connection, ids: list[str], who: str, role: str, typed_name: str, expected: str,
                     scope: str) -> int:
     """Delete the tokens a filter matched (``matching_ids``), only when the operator typed ``expected``."""
     if typed_name != expected:
         raise store_error("the typed name does not match; nothing deleted")
-    return connection.session(who).delete(ids, action="delete-filtered", scope=scope)
+    return connection.session(who, role).delete(ids, action="delete-filtered", scope=scope)
 
 
-def delete_all(connection: Connection, who: str, typed_name: str, expected: str) -> int:
+def delete_all(connection: Connection, who: str, role: str, typed_name: str, expected: str) -> int:
     """Delete every token, only when the operator typed ``expected`` (``confirm_name``)."""
     if typed_name != expected:
         raise store_error("the typed name does not match; nothing deleted")
-    return connection.session(who).delete_all()
+    return connection.session(who, role).delete_all()
 
 
 # -- the token history and the audit search (events.py, audit.py) --------------------------------
@@ -219,12 +255,25 @@ def event_activity(connection: Connection, now: datetime | None = None) -> list[
 
 
 def audit_search(connection: Connection, actor: str | None = None, token: str | None = None,
-                 cursor: str | None = None, go: str = "first",
-                 size: int = 50) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """One page of the audit log, newest first, by actor (a prefix of who, any case) and token (an
-    id, or a user name prefix): (entries without ``_id``, next (older) cursor, previous (newer)
-    cursor), as ``audit.audit_page``. A malformed cursor or search raises ValueError (one sentence)."""
-    audit.check_request(actor, token, size, cursor, go)
+                 cursor: str | None = None, go: str = "first", size: int = 50, *, action: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None,
+                 ) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """One page of the audit log, newest first, by actor (a prefix of who, any case), token (an id,
+    or a user name prefix), action and time (``since`` <= at < ``until``): (entries without
+    ``_id``, next (older) cursor, previous (newer) cursor), as ``audit.audit_page``. A malformed
+    cursor or search raises ValueError (one sentence)."""
+    audit.check_request(actor, token, size, cursor, go, action=action, since=since, until=until)
     entries, older, newer = connection.store.call("search the audit log", lambda: audit.audit_page(
-        connection.audit, actor=actor, token=token, size=size, cursor=cursor, go=go))
+        connection.audit, actor=actor, token=token, size=size, cursor=cursor, go=go, action=action, since=since,
+        until=until))
     return [{key: value for key, value in entry.items() if key != "_id"} for entry in entries], older, newer
+
+
+def audit_export(connection: Connection, actor: str | None = None, token: str | None = None, *,
+                 action: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                 limit: int = 10_000) -> list[dict[str, Any]]:
+    """Every entry the audit search matches, newest first, up to ``limit`` (for a CSV)."""
+    where = audit.check_request(actor, token, 1, None, "first", action=action, since=since, until=until)
+    found = connection.store.call("export the audit log", lambda: list(
+        connection.audit.find(where, {"_id": False}).sort([("at", -1), ("_id", -1)]).limit(limit)))
+    return found

@@ -96,12 +96,49 @@ def seeded_at() -> datetime:
 def seed(store: MongoTokenStore, count: int = 300, rng: random.Random | None = None) -> int:
     """Save ``count`` fake tokens through the store's own save path, then give them the history a
     running deployment leaves: refreshes over the past days, failed refreshes and checks, and
-    grant tokens nobody exchanged. Written directly: the demo cannot wait hours or call Zoho."""
-    for token, history in planned(count, rng, seeded_at()):
+    grant tokens nobody exchanged, each dated consistently (created before its first refresh,
+    saved last when it was last refreshed), and the token history those days would have written,
+    spread over the week (not one burst at the moment of seeding). Written directly: the demo
+    cannot wait hours or call Zoho."""
+    now = seeded_at()
+    written = []
+    for token, history in planned(count, rng, now):
         store.save_token(token)
         if history:
             store.collection.update_one({"_id": token.get_id()}, history)
+        written.append(token.get_id())
+    if store.events is not None:  # the saves above each recorded a refresh now: the week's history instead
+        store.events.delete_many({"token_id": {"$in": written}})
+        documents = store.collection.find({"_id": {"$in": written}})
+        events = [event for document in documents for event in past_events(document, now)]
+        for start in range(0, len(events), 1000):
+            store.events.insert_many(events[start:start + 1000], ordered=False)
     return count
+
+
+def past_events(document: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """The history a token's dates imply: a refresh every few hours back from its last one (within
+    the last 7 days), its failed refreshes and its last check. Never a token value."""
+    from ..core import events
+
+    token_id, name = document["_id"], document.get("user_name")
+    rng = random.Random(token_id)  # the same history for the same token
+    found = []
+    last = document.get(REFRESHED_FIELD)
+    week = now - timedelta(days=7)
+    if isinstance(last, datetime):
+        at = last
+        while at > week and at > document.get("created_at", week):
+            found.append(events.entry(token_id, name, "refreshed", "a new access token was saved", "sdk", at=at))
+            at -= timedelta(hours=rng.choice([6, 9, 12, 18, 24, 30]), minutes=rng.randint(0, 59))
+    failed = document.get(FAILED_AT_FIELD) or document.get(LEASE_FIELD)
+    if isinstance(failed, datetime) and failed > week:
+        found.append(events.entry(token_id, name, "refresh-failed", "a refresh did not save in time", "sdk", at=failed))
+    checked = document.get(CHECKED_AT_FIELD)
+    if isinstance(checked, datetime) and checked > week:
+        found.append(events.entry(token_id, name, "checked", f"Zoho: {document.get(CHECK_RESULT_FIELD)}", "ops (demo)",
+                                  at=checked))
+    return found
 
 
 def planned_documents(count: int = 300, rng: random.Random | None = None,
@@ -122,9 +159,12 @@ def _history(kind: str, token: OAuthToken, now: datetime, rng: random.Random) ->
     expires_in = token.get_expires_in()
     if expires_in:  # Zoho's access tokens live an hour: this one was issued an hour before it expires
         expiry = datetime(1970, 1, 1) + timedelta(milliseconds=int(expires_in))
-        changes[REFRESHED_FIELD] = expiry - timedelta(hours=1)
-    if kind == "grant-only" and rng.random() < 0.5:  # stored long ago and never exchanged: unusable
+        changes[REFRESHED_FIELD] = changes["updated_at"] = expiry - timedelta(hours=1)  # last saved by that refresh
+    if kind == "grant-only":  # stored days ago and never exchanged: unusable from the start (never turning so mid-demo)
         changes["updated_at"] = now - timedelta(days=rng.randint(1, 20))
+    # Created before anything else happened to it: weeks before its first save or refresh.
+    earliest = min([changes.get("updated_at") or now, changes.get(REFRESHED_FIELD) or now, now])
+    changes["created_at"] = earliest - timedelta(days=rng.randint(1, 90), hours=rng.randint(0, 23))
     if kind == "failing":
         failed_at = now - timedelta(minutes=rng.randint(5, 3 * 24 * 60))
         way = rng.choice(["lease", "count", "check"])

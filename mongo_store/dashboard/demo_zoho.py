@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ..core.clock import utc_naive, utcnow
@@ -16,17 +17,44 @@ from ..testing.fake_zoho import FakeZoho
 from ..tools.health import GRANT_LIFETIME, health_of
 
 ACCOUNTS_PATH = "/oauth/v2/token"
+PORT_FILE = "fake-zoho-port"
+"""Where the demo's data folder remembers its fake Zoho's port."""
 
 
-def start() -> FakeZoho:
-    """A fake Zoho serving on 127.0.0.1 (a free port) in a thread of this process; grant tokens
-    live as long as the dashboard's health rules say they do."""
-    return FakeZoho(grant_seconds=GRANT_LIFETIME.total_seconds()).start()
+def start(port: int = 0) -> FakeZoho:
+    """A fake Zoho serving on 127.0.0.1 in a thread of this process, on ``port`` (0: a free one;
+    a port taken meanwhile: a free one too); grant tokens live as long as the dashboard's health
+    rules say they do."""
+    try:
+        return FakeZoho(grant_seconds=GRANT_LIFETIME.total_seconds(), port=port).start()
+    except OSError:  # the remembered port is taken now
+        return FakeZoho(grant_seconds=GRANT_LIFETIME.total_seconds()).start()
+
+
+def start_kept(folder: Path) -> tuple[FakeZoho, bool]:
+    """The fake on the port it had at the demo's last start (remembered in ``folder``), so the line
+    pasted into another terminal keeps working across restarts; (fake, whether the port is the kept one)."""
+    remembered = folder / PORT_FILE
+    try:
+        wanted = int(remembered.read_text().strip())
+    except (OSError, ValueError):
+        wanted = 0
+    fake = start(wanted)
+    folder.mkdir(parents=True, exist_ok=True)
+    remembered.write_text(str(fake.port))
+    return fake, wanted in (0, fake.port)
 
 
 def settings(fake: FakeZoho) -> dict[str, str]:
-    """The dashboard settings that send Check and Revoke to ``fake`` (accounts server and CRM API)."""
-    return {"DASHBOARD_ZOHO_ACCOUNTS_URL": fake.url + ACCOUNTS_PATH, "DASHBOARD_ZOHO_API_URL": fake.url}
+    """The settings that send Check and Revoke to ``fake`` (accounts server and CRM API): the
+    dashboard's, and the operator tools' the CLI reads (``ZOHO_ACCOUNTS_URL``, ``ZOHO_API_URL``)."""
+    return {"DASHBOARD_ZOHO_ACCOUNTS_URL": fake.url + ACCOUNTS_PATH, "DASHBOARD_ZOHO_API_URL": fake.url,
+            **cli_settings(fake)}
+
+
+def cli_settings(fake: FakeZoho) -> dict[str, str]:
+    """What the CLI needs beside the database to ask the demo's fake, not Zoho."""
+    return {"ZOHO_ACCOUNTS_URL": fake.url + ACCOUNTS_PATH, "ZOHO_API_URL": fake.url}
 
 
 def teach(fake: FakeZoho, documents: Iterable[dict[str, Any]], now: datetime | None = None) -> int:

@@ -1,7 +1,9 @@
 """Operator accounts for the dashboard's password sign-in: a file of argon2id hashes, one
-``name:hash`` line per operator, readable by its owner only (0600), so the audit log names who
-signed in instead of a name typed beside a shared password. ``zoho-mongo-store add-operator``
-writes it. Parsed here (not in settings.py) so the CLI needs no Streamlit."""
+``name:role:hash`` line per operator (``viewer``, ``operator`` or ``admin``; a ``name:hash`` line
+written before roles is an admin, as it was), readable by its owner only (0600), so the audit log
+names who signed in instead of a name typed beside a shared password. ``zoho-mongo-store
+add-operator NAME --role ROLE`` writes it. Parsed here (not in settings.py) so the CLI needs no
+Streamlit."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..tools.operations import ROLES
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -41,8 +45,18 @@ def check_name(name: str) -> str:
     return name
 
 
+class Account(NamedTuple):
+    password_hash: str
+    role: str
+
+
 def read_operators(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``{name: argon2 hash}``. Refuses a file that others may read or write, a symbolic link, and
+    """``{name: argon2 hash}`` (``read_accounts`` has the roles too)."""
+    return {name: account.password_hash for name, account in read_accounts(path).items()}
+
+
+def read_accounts(path: str | os.PathLike[str]) -> dict[str, Account]:
+    """``{name: Account(argon2 hash, role)}``. Refuses a file that others may read or write, a symbolic link, and
     any malformed line (naming its number, never its content)."""
     path = Path(path)
     try:
@@ -59,35 +73,40 @@ def read_operators(path: str | os.PathLike[str]) -> dict[str, str]:
             lines = handle.read().splitlines()
         except UnicodeDecodeError:
             raise OperatorsError(f"the operators file {path} is not UTF-8 text") from None
-    operators: dict[str, str] = {}
+    operators: dict[str, Account] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        name, _, hashed = line.partition(":")
-        if not NAME.fullmatch(name) or not hashed.startswith("$argon2"):
-            raise OperatorsError(f"line {number} of the operators file {path} is not name:argon2-hash")
+        name, _, rest = line.partition(":")
+        role, _, hashed = ("admin", "", rest) if rest.startswith("$argon2") else rest.partition(":")
+        if not NAME.fullmatch(name) or role not in ROLES or not hashed.startswith("$argon2"):
+            raise OperatorsError(f"line {number} of the operators file {path} is not name:role:argon2-hash "
+                                 f"(a role is one of {', '.join(ROLES)})")
         if name in operators:
             raise OperatorsError(f"line {number} of the operators file {path} repeats the operator {name}")
-        operators[name] = hashed
+        operators[name] = Account(hashed, role)
     return operators
 
 
-def add_operator(path: str | os.PathLike[str], name: str, password: str) -> bool:
-    """Add the operator, or set a new password for an existing one; True if it was new. Written to
-    a new 0600 file that replaces the old one at once (a reader never sees half a file)."""
+def add_operator(path: str | os.PathLike[str], name: str, password: str, role: str | None = None) -> bool:
+    """Add the operator, or set a new password (and role, if given) for an existing one; True if it
+    was new. A new account without a role is an ``operator``. Written to a new 0600 file that
+    replaces the old one at once (a reader never sees half a file)."""
     check_name(name)
+    if role is not None and role not in ROLES:
+        raise OperatorsError(f"a role is one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:
         raise OperatorsError(f"the password must have at least {MIN_PASSWORD} characters")
     path = Path(path)
-    operators = read_operators(path) if path.exists() or path.is_symlink() else {}
+    operators = read_accounts(path) if path.exists() or path.is_symlink() else {}
     new = name not in operators
-    operators[name] = hasher().hash(password)
+    operators[name] = Account(hasher().hash(password), role or (operators[name].role if not new else "operator"))
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write("# zoho-mongo-store dashboard operators: name:argon2id hash (add with "
-                         "`zoho-mongo-store add-operator NAME`)\n")
-            handle.writelines(f"{key}:{value}\n" for key, value in operators.items())
+            handle.write("# zoho-mongo-store dashboard operators: name:role:argon2id hash (add with "
+                         "`zoho-mongo-store add-operator NAME --role ROLE`)\n")
+            handle.writelines(f"{key}:{value.role}:{value.password_hash}\n" for key, value in operators.items())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -7,15 +7,14 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
 
-from ..core.errors import sentence
 from ..core.masking import markdown_plain
 from ..tools import datacenters
 from ..tools.health import BY_KEY, HEALTH_MEANING
 from . import cache, data, urlstate
 from .auth import Operator
 from .compat import BUTTON_STRETCH
+from .confirm import HEALTH_MARK
 from .settings import Settings
 
 EVENT_COLOURS = {"refreshed": "#4c9be8", "refresh-failed": "#e8574c", "checked": "#8e6bd8", "revoked": "#e89c4c",
@@ -28,6 +27,7 @@ def show(health: str = "any", reason: str = "any", domain: str = "any") -> None:
     state.update(page="Tokens", search="", health=health, reason=reason, domain=domain,
                  position=dict(urlstate.FIRST), inspect=None)
     state.pop("tokens_view", None)
+    state.pop("inspected", None)  # the new list's first token
 
 
 def overview_page(conn: data.Connection, settings: Settings, operator: Operator) -> None:
@@ -35,19 +35,10 @@ def overview_page(conn: data.Connection, settings: Settings, operator: Operator)
     urlstate.write({"page": "overview"})
     if st.button("Refresh counts", key="refresh_counts"):
         cache.recount()
-    try:
-        counts = cache.cached_overview(settings)
-    except SDKException as error:
-        last: dict[str, Any] | None = st.session_state.get("last_counts")
-        if last is None:
-            raise
-        counts = last
-        st.error(f"{markdown_plain(sentence(error))}. The counts below are stale: as of {counts['as_of']:%H:%M:%S} UTC, the last "
-                 "time the server answered.")
-    else:
-        st.session_state["last_counts"] = counts
-        st.caption(f"Counts as of {counts['as_of']:%H:%M:%S} UTC (recounted at most once a minute; "
-                   "Refresh counts recounts now).")
+    counts = cache.cached_overview(settings)  # an outage stops the page here (one timeout): the app shows it
+    st.session_state["last_counts"] = counts
+    st.caption(f"Counts as of {counts['as_of']:%H:%M:%S} UTC (recounted at most once a minute; "
+               "Refresh counts recounts now).")
     health_tiles(counts)
     why(counts["breakdown"])
     more = st.columns(5)
@@ -69,19 +60,21 @@ def overview_page(conn: data.Connection, settings: Settings, operator: Operator)
         activity_chart(conn)
 
 
-def health_tiles(counts: dict[str, Any]) -> None:
+def health_tiles(counts: dict[str, Any], buttons: bool = True) -> None:
     health = counts["health"]
     attention = health["failing"] + health["unusable"]
     tiles = st.columns(5)
     tiles[0].metric("Needs attention", attention, help="Failing plus unusable: the integrations a person must fix.")
     for tile, state in zip(tiles[1:], ("failing", "unusable", "healthy", "idle"), strict=True):
         tile.metric(state.capitalize(), health[state], help=HEALTH_MEANING[state].capitalize() + ".")
+    if not buttons:
+        return
     if attention:
         tiles[0].button(f"Show these {attention}", key="show_attention", type="primary", on_click=show,
                         args=("attention",), help="The failing and unusable tokens, on the Tokens page.")
     for tile, state in zip(tiles[1:], ("failing", "unusable", "healthy", "idle"), strict=True):
         if health[state]:
-            tile.button(f"Show {state}", key=f"show_{state}", on_click=show, args=(state,))
+            tile.button(f"{HEALTH_MARK[state]} Show {state}", key=f"show_{state}", on_click=show, args=(state,))
 
 
 def why(rows: list[dict[str, Any]]) -> None:
@@ -104,7 +97,8 @@ def why(rows: list[dict[str, Any]]) -> None:
     with domain_side:
         st.caption("By data center")
         keys: set[str] = set()
-        for domain, counted in sorted(by_domain.items(), key=lambda item: -sum(item[1].values())):
+        for domain, counted in sorted(by_domain.items(), key=lambda item: (-sum(item[1].values()),
+                                                                            datacenters.name(item[0]))):
             name = datacenters.name(domain)
             parts = ", ".join(f"{n} {state}" for state, n in counted.items() if n)
             # Two stored spellings of one data center ("…eu" and "…eu/") are two buttons: one key each.

@@ -19,11 +19,14 @@ from ..core.errors import sentence
 from ..core.masking import ago, iso, markdown_plain, printable
 from ..tools import datacenters, paging
 from ..tools.health import BY_KEY, HEALTH_MEANING
-from ..tools.queries import Query, describe_search, shown_total
-from . import bulk, cache, data, urlstate
+from ..tools.operations import NotAllowed, refusal
+from ..tools.queries import Query, describe_empty, shown_total
+from ..tools.words import plural
+from . import bulk, cache, data, outage, results, urlstate
 from .auth import Operator
-from .compat import BUTTON_STRETCH, GRID_DEFAULT, STRETCH
-from .confirm import LISTED, arm, confirm_dialog, disarm_unless_touched, set_ticks
+from .compat import BUTTON_STRETCH, CELL_CLICK, GRID_DEFAULT, STRETCH
+from .confirm import LISTED, arm, confirm_dialog, disarm_unless_touched, health_label, set_ticks
+from .plain import MISSING, plain
 from .settings import Settings
 
 ATTENTION_LABEL = "Needs attention (failing + unusable)"
@@ -73,7 +76,7 @@ def tokens_page(conn: data.Connection, settings: Settings, operator: Operator) -
     try:
         tokens_view(conn, settings, operator)
     except SDKException as error:  # a fragment's rerun never reaches main()'s handler
-        st.error(markdown_plain(sentence(error)))
+        outage.handle(error, settings)
 
 
 def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -> None:
@@ -126,25 +129,25 @@ def tokens_view(conn: data.Connection, settings: Settings, operator: Operator) -
         records, page = data.token_page(conn, query, size)
     pager(st.container(), page)
     if not records:
-        st.info(markdown_plain(describe_search(query.search)) if query.search else "No token matches these filters.")
+        said = describe_empty(query)
+        st.info(markdown_plain(said[0].upper() + said[1:] + "."))
     ids = [record["id"] for record in records]
-    ticked = token_grid(conn, records, page.total, settings.read_only)
+    ticked = token_grid(conn, records, page.total)
     chosen = inspect_panel(conn, records, ticked)
     urlstate.write(urlstate.tokens_view())
     state["tokens_view"] = {key: state.get(key) for key in VIEW_KEYS}
-    if settings.read_only:
-        return
     token_actions(conn, settings, operator, chosen, ticked, query, scope_of(state), page.total, bool(ids))
 
 
 def page_label(page: paging.Page) -> str:
     """``page 3 of 12 · 600 tokens``; with a capped count, the page counted from the end."""
     total = shown_total(page.total)
+    tokens = "token" if page.total == 1 else "tokens"
     if page.pages is not None:
-        return f"page {page.number} of {page.pages} · {total} tokens"
+        return f"page {page.number} of {page.pages} · {total} {tokens}"
     where = f"page {page.number}" if page.number > 0 else ("last page" if page.number == -1
                                                            else f"page {-page.number} from the end")
-    return f"{where} · {total} tokens"
+    return f"{where} · {total} {tokens}"
 
 
 def pager(place: Any, page: paging.Page) -> None:
@@ -197,34 +200,32 @@ def read_ticks() -> list[str]:
     return ticked
 
 
-def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int, read_only: bool) -> list[str]:
-    """The page's tokens, with why each is in its state, and row ticks for the actions below;
-    returns every ticked token id (on this page or not)."""
+def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int) -> list[str]:
+    """The page's tokens, health colour-coded and in words, with why each is in its state, and row
+    ticks for the actions below; a click on a cell opens its token in Inspect (Streamlit 1.4x with
+    cell selection; a newly ticked row does it everywhere). Returns every ticked token id (on this
+    page or not)."""
     columns = GRID_COLUMNS + (["malformed"] if any("malformed" in record for record in records) else [])
-    rows = [{**record, "user_name": record.get("user_name") or "—", "data center": datacenters.name(record.get("api_domain"))}
-            for record in records]
+    now = utcnow()
+    rows = [{**record, "user_name": record.get("user_name") or MISSING, "health": health_label(record["health"]),
+             "data center": datacenters.name(record.get("api_domain")),
+             **{column: ago(record[column], now) if isinstance(record.get(column), datetime) else MISSING
+                for column in ("expires_at", "last_refreshed_at")}} for record in records]
     table = pd.DataFrame(rows, columns=columns)
-    for column in ("expires_at", "last_refreshed_at"):
-        table[column] = pd.to_datetime(table[column], utc=True)
-    # Widths that fit at 1280 px: the full id (monospace), the reason gets the room, masked secrets are short.
+    # Widths that fit at 1280 px: the full id (monospace); a whole reason, user name or date is one click away (Inspect).
     config = {"id": st.column_config.TextColumn("id", width=ID_WIDTH, help="The token's id (16 characters)"),
-              "user_name": st.column_config.TextColumn("user_name", width=163),
-              "health": st.column_config.TextColumn("health", width=70, help=HEALTH_HELP),
-              "health_reason": st.column_config.TextColumn("why", width=175,
-                                                           help="Why the token is in its health state (whole sentence: "
-                                                                "hover, or see Inspect)"),
-              "data center": st.column_config.TextColumn("DC", width=40, help="Data center"),
-              "expires_at": st.column_config.DatetimeColumn("expires", width=70, format="distance",
-                                                            help="The access token's expiry; the UTC time is in Inspect."),
-              "last_refreshed_at": st.column_config.DatetimeColumn(
-                  "refreshed", width=70, format="distance",
-                  help="The last save that stored an access token; the UTC time is in Inspect.")}
+              "user_name": st.column_config.TextColumn("user_name", width=150),
+              "health": st.column_config.TextColumn("health", width=92, help=HEALTH_HELP),
+              "health_reason": st.column_config.TextColumn("why", width=154,
+                                                           help="Why the token is in its health state: click the row "
+                                                                "for the whole sentence in Inspect"),
+              "data center": st.column_config.TextColumn("DC", width=38, help="Data center"),
+              "expires_at": st.column_config.TextColumn("expires", width=78,
+                                                        help="The access token's expiry; the UTC time is in Inspect."),
+              "last_refreshed_at": st.column_config.TextColumn(
+                  "refreshed", width=86, help="The last save that stored an access token; the UTC time is in Inspect.")}
     caption = (f"Sort by orders all {shown_total(total)} matches on the server; a click on a column header "
-               "orders only the rows on this page.")
-    if read_only:
-        st.dataframe(table, hide_index=True, column_config=config, key="grid", **STRETCH)
-        st.caption(caption)
-        return []
+               "orders only the rows on this page. Click a row to inspect it.")
     ticked = read_ticks()
     ids = [record["id"] for record in records]
     key = grid_key(ids)
@@ -232,29 +233,47 @@ def token_grid(conn: data.Connection, records: list[dict[str, Any]], total: int,
     defaults = [row for row, token_id in enumerate(ids) if token_id in ticked]
     extra: dict[str, Any] = {"selection_default": {"selection": {"rows": defaults, "columns": []}}} if GRID_DEFAULT and defaults else {}
     event = st.dataframe(table, hide_index=True, column_config=config, key=key, on_select="rerun",
-                         selection_mode="multi-row", **extra, **STRETCH)
+                         selection_mode=["multi-row", "single-cell"] if CELL_CLICK else "multi-row",
+                         **extra, **STRETCH)
     # What the browser now shows ticked: a new grid its defaults, a kept one its own selection.
     shown = (defaults if GRID_DEFAULT else []) if fresh else selected_rows(event)
     st.session_state["grid_key"] = key
     st.session_state["grid_shown"] = (key, ids, shown)
+    clicked_row(event, ids)
     st.caption(caption + " Tick rows to act on them: a tick stays with its token when the rows move.")
     if ticked:
         elsewhere = len([i for i in ticked if i not in ids])
-        names = data.user_names(conn, ticked)
+        found = data.described(conn, ticked[:LISTED])
         line, clear = st.columns([6, 1])
-        line.text(f"Ticked: {len(ticked)} token(s)" + (f", {elsewhere} of them not on this page" if elsewhere else "")
-                  + ": " + ", ".join(printable(names.get(i) or i) for i in ticked[:LISTED])
+        line.text(f"Ticked: {plural(len(ticked), 'token')}" + (f", {elsewhere} of them not on this page" if elsewhere else "")
+                  + ": " + ", ".join(printable(found[i][0] if i in found and found[i][0] else i) for i in ticked[:LISTED])
                   + (f" and {len(ticked) - LISTED} more" if len(ticked) > LISTED else ""))
         clear.button("Clear ticks", key="clear_ticks", on_click=set_ticks, args=([],))
     return ticked
+
+
+def clicked_row(event: Any, ids: list[str]) -> None:
+    """A click on a cell (a new one: not the cell already selected) inspects that row's token."""
+    try:
+        cells = [tuple(cell) for cell in event["selection"]["cells"]]
+    except (KeyError, TypeError):
+        return
+    state = st.session_state
+    if cells and cells != state.get("grid_cells"):
+        row = int(cells[-1][0])
+        if 0 <= row < len(ids):
+            state["inspect"] = ids[row]
+    state["grid_cells"] = cells
 
 
 # -- inspect: every field without scrolling, and the token's history --------------------------------
 
 
 def inspect_panel(conn: data.Connection, records: list[dict[str, Any]], ticked: list[str]) -> str | None:
-    """The inspected token: a newly ticked row, the one chosen, or the one a ``?token=`` link named
-    (also when it is not on this page). Returns its id."""
+    """The inspected token: the one a row click, a new tick, the box or a ``?token=`` link chose;
+    the first row only when none was chosen yet. It never moves to another token by itself: after
+    paging, another filter or its delete it stays, shown "(not on this page)" or as no longer
+    stored. Returns its id while it is stored."""
     state = st.session_state
     ids = [record["id"] for record in records]
     on_page = [token_id for token_id in ticked if token_id in ids]
@@ -262,24 +281,31 @@ def inspect_panel(conn: data.Connection, records: list[dict[str, Any]], ticked: 
     if newly:
         state["inspect"] = newly[-1]  # a newly ticked row is inspected
     state["inspect_follows"] = on_page
-    linked = state.get("inspect")
-    if linked not in ids:  # only a token a link named stays inspected off the page; else this page's first
-        linked = linked if isinstance(linked, str) and linked and linked == state.get("inspect_linked") else None
-        state["inspect"] = linked or (ids[0] if ids else None)
-    options = ([linked] if linked and linked not in ids else []) + ids
-    if not options:
+    # Each token's label stays the same on every page (the browser names the choice by its label).
+    names: dict[str, Any] = state.setdefault("inspect_names", {})
+    if len(names) > 5000:
+        names.clear()
+    names.update({record["id"]: record.get("user_name") for record in records})
+    chosen = state.get("inspect")  # the box, a row click, a new tick or a link: the operator's latest choice
+    if isinstance(chosen, str) and " · " in chosen and chosen not in ids:  # a label the browser kept: its token
+        chosen = chosen.split(" · ")[0]
+    if not (isinstance(chosen, str) and chosen):
+        chosen = state.get("inspected") or (ids[0] if ids else None)  # (a box drawn anew may come back empty)
+    if chosen is None:
         return None
-    names = {record["id"]: record.get("user_name") for record in records}
+    state["inspect"] = state["inspected"] = chosen
+    options = ([chosen] if chosen not in ids else []) + ids
     st.subheader("Inspect")
-    chosen = str(st.selectbox("Inspect a token", options, key="inspect",
-                              format_func=lambda i: printable(f"{i} · {names.get(i) or '(not on this page)'}")))
+    shown = st.selectbox("Inspect a token", options, key="inspect",
+                         format_func=lambda i: printable(f"{i} · {names.get(i) or MISSING}"))
+    chosen = state["inspected"] = str(shown) if shown else chosen
     try:
         record = data.inspect(conn, chosen)
     except ValueError as error:
         st.error(markdown_plain(error))
         return None
     if record is None:
-        st.info(f"No token {markdown_plain(chosen)} is stored (deleted, or a link to another store); its history "
+        st.info(f"No token {plain(chosen)} is stored (deleted, or a link to another store); its history "
                 "below stays until it expires.")
     else:
         fields, history = st.columns([3, 2])
@@ -300,11 +326,13 @@ def inspect_table(record: dict[str, Any]) -> pd.DataFrame:
         rows["field"].append(key)
         # st.table renders each cell as Markdown: a stored value is shown as plain text.
         if key == "api_domain":
-            rows["value"].append(markdown_plain(datacenters.label(str(value))))
+            rows["value"].append(plain(datacenters.label(str(value))))
         elif isinstance(value, datetime):
             rows["value"].append(f"{iso(value)} ({ago(value)})")
+        elif key == "health":
+            rows["value"].append(health_label(str(value)))
         else:
-            rows["value"].append(markdown_plain(printable(value)))
+            rows["value"].append(plain(printable(value)))
         if key == "health":
             rows["field"].append("health means")
             rows["value"].append(HEALTH_MEANING[str(value)])
@@ -319,9 +347,8 @@ def history_panel(conn: data.Connection, token_id: str) -> None:
         st.caption("No events recorded for this token (they are kept for the retention period, "
                    "ZOHO_EVENTS_RETENTION_DAYS).")
         return
-    st.table(pd.DataFrame([{"when (UTC)": iso(e.get("at")), "event": markdown_plain(printable(e.get("event"))),
-                            "detail": markdown_plain(printable(e.get("detail") or "")),
-                            "who": markdown_plain(printable(e.get("who") or ""))}  # cells are Markdown
+    st.table(pd.DataFrame([{"when (UTC)": iso(e.get("at")), "event": plain(e.get("event")),
+                            "detail": plain(e.get("detail")), "who": plain(e.get("who"))}  # cells are Markdown
                            for e in events]))
 
 
@@ -334,57 +361,84 @@ def token_actions(conn: data.Connection, settings: Settings, operator: Operator,
     st.caption("Check asks Zoho whether the token works (refreshing it if it lapsed, through the store's lease). "
                "Delete removes the stored token for good (a refresh in flight cannot save it back), but its refresh "
                "token stays valid at Zoho. Revoke ends the connection at Zoho, then deletes.")
+    role = operator.role
+    # A control the role may not use stays in place, disabled, its reason on hover (and in the caption below).
+    no_check, no_revoke, no_delete = (refusal(role, action) for action in ("check", "revoke", "delete"))
+    no_delete_all = refusal(role, "delete-filtered" if scope else "delete-all")
+    view = {"view": query}  # the filters shown when a dialog opens: a token ticked under others is named so
     one = st.columns([1.3, 1.3, 1.3, 3])
     if chosen:
         one[3].text(f"This token: {printable(chosen)}")  # plain and monospace: a stored id is never Markdown
-        if one[0].button("Check with Zoho", key="check_one", **BUTTON_STRETCH):
+        if one[0].button("Check with Zoho", key="check_one", disabled=bool(no_check), help=why(no_check),
+                         **BUTTON_STRETCH):
             check_one(conn, settings, operator, chosen)
-        one[1].button("Revoke at Zoho…", key="revoke_one", on_click=arm, args=({"kind": "revoke", "ids": [chosen]},),
-                      **BUTTON_STRETCH)
-        one[2].button("Delete token…", key="delete_one", on_click=arm, args=({"kind": "ids", "ids": [chosen]},),
-                      **BUTTON_STRETCH)
+        one[1].button("Revoke at Zoho…", key="revoke_one", on_click=arm, disabled=bool(no_revoke), help=why(no_revoke),
+                      args=({"kind": "revoke", "ids": [chosen], **view},), **BUTTON_STRETCH)
+        one[2].button("Delete token…", key="delete_one", on_click=arm, disabled=bool(no_delete), help=why(no_delete),
+                      args=({"kind": "ids", "ids": [chosen], **view},), **BUTTON_STRETCH)
     many = st.columns([1.3, 1.3, 1.3, 3])
     many[3].markdown(f"Ticked rows: **{len(ticked)}**" + ("" if ticked else " (tick rows in the grid)"))
     # Fixed labels: Streamlit 1.42 takes a button whose label changed for a new one, and loses its click.
-    if many[0].button("Check ticked", key="check_selected", disabled=not ticked, **BUTTON_STRETCH):
+    if many[0].button("Check ticked", key="check_selected", disabled=not ticked or bool(no_check), help=why(no_check),
+                      **BUTTON_STRETCH):
         check_ticked(conn, settings, operator, ticked)
-    many[1].button("Revoke ticked…", key="revoke_selected", disabled=not ticked, on_click=arm,
-                   args=({"kind": "revoke", "ids": list(ticked)},), **BUTTON_STRETCH)
-    many[2].button("Delete ticked rows", disabled=not ticked, key="delete_selected", on_click=arm,
-                   args=({"kind": "ids", "ids": list(ticked)},),
-                   help="The rows ticked in the grid above, on any page; the confirmation lists them.", **BUTTON_STRETCH)
+    many[1].button("Revoke ticked…", key="revoke_selected", disabled=not ticked or bool(no_revoke), on_click=arm,
+                   help=why(no_revoke), args=({"kind": "revoke", "ids": list(ticked), **view},), **BUTTON_STRETCH)
+    many[2].button("Delete ticked rows", disabled=not ticked or bool(no_delete), key="delete_selected", on_click=arm,
+                   args=({"kind": "ids", "ids": list(ticked), **view},),
+                   help=why(no_delete) or "The rows ticked in the grid above, on any page; the confirmation lists "
+                                          "them, and names any that are not in this view.", **BUTTON_STRETCH)
     every = st.columns([1.3, 1.3, 1.3, 3])
     every[3].markdown(f"Every match: **{shown_total(total)}**" + (f" ({markdown_plain(scope)})" if scope else ""))
     every[0].button("Select all", key="select_all", disabled=not listed or total > bulk.SELECT_LIMIT,
                     on_click=select_all, args=(conn, query), **BUTTON_STRETCH,
                     help=f"Tick every token the filters match, on every page (up to {bulk.SELECT_LIMIT:,}).")
-    export_controls(every[1], conn, query, total)
-    every[2].button("Delete all…", key="delete_all", on_click=arm,
+    export_controls(every[1], conn, settings, query, total)
+    every[2].button("Delete all…", key="delete_all", on_click=arm, disabled=not total or bool(no_delete_all),
                     args=({"kind": "all", "query": query if scope else None, "scope": scope},),
-                    help="Every token the filters match (with a filter), or every token in the collection (without one).",
+                    help=why(no_delete_all) or ("Nothing matches: nothing to delete." if not total else
+                                                "Every token the filters match (with a filter), or every token in the "
+                                                "collection (without one)."),
                     **BUTTON_STRETCH)
+    refused = [said for said in dict.fromkeys((no_check, no_revoke, no_delete, no_delete_all)) if said]
+    if refused:
+        st.caption(f"Your role ({role}) turns some actions off: " + "; ".join(refused) + ".")
     if st.session_state.get("confirm"):
         confirm_dialog(conn, settings, operator)
 
 
+def why(refused: str | None) -> str | None:
+    """A disabled control's reason, for its tooltip."""
+    return f"Not for your role: {refused}." if refused else None
+
+
 def check_one(conn: data.Connection, settings: Settings, operator: Operator, chosen: str) -> None:
     try:
-        result = data.check(conn, chosen, operator.who)
+        result = data.check(conn, chosen, operator.who, operator.role)
+    except NotAllowed as error:
+        st.error(f"You cannot do this: {markdown_plain(error)}.")
+        return
     except SDKException as error:
         st.error(markdown_plain(sentence(error)))
         return
     cache.recount()
+    results.record(f"Check of {chosen}: {result.result}", [(chosen, result.user_name, result.result)])
     st.session_state["flash"] = (f"Check of {chosen}: {result.result}", "✅" if result.ok else "⚠️")
     st.rerun()
 
 
 def check_ticked(conn: data.Connection, settings: Settings, operator: Operator, ticked: list[str]) -> None:
     try:
-        outcome = data.check_many(conn, ticked, operator.who)
+        names = {token_id: found[0] for token_id, found in data.described(conn, ticked).items()}
+        outcome = data.check_many(conn, ticked, operator.who, operator.role)
+    except NotAllowed as error:
+        st.error(f"You cannot do this: {markdown_plain(error)}.")
+        return
     except SDKException as error:
         st.error(markdown_plain(sentence(error)))
         return
     cache.recount()
+    results.record(outcome.summary(), [(token_id, names.get(token_id), result) for token_id, result in outcome.results.items()])
     st.session_state["flash"] = (outcome.summary(), "✅" if len(outcome.done) == len(outcome.results) else "⚠️")
     st.rerun()
 
@@ -397,7 +451,14 @@ def select_all(conn: data.Connection, query: Query) -> None:
         st.session_state["flash"] = (sentence(error) if isinstance(error, SDKException) else str(error), "⚠️")
 
 
-def export_controls(place: Any, conn: data.Connection, query: Query, total: int) -> None:
+def export_name(settings: Settings, now: Any = None) -> str:
+    """The export's file name: where it comes from and when (``tokens-production-2026-12-07-1430.csv``),
+    so two exports never overwrite each other and a file says which environment it holds."""
+    where = settings.environment or settings.store.database
+    return f"tokens-{where}-{(now or utcnow()):%Y-%m-%d-%H%M}.csv"
+
+
+def export_controls(place: Any, conn: data.Connection, settings: Settings, query: Query, total: int) -> None:
     """Export every match as CSV (secrets masked): prepared on a click (it reads up to
     ``bulk.EXPORT_LIMIT`` tokens), then downloaded."""
     state = st.session_state
@@ -412,7 +473,7 @@ def export_controls(place: Any, conn: data.Connection, query: Query, total: int)
         except bulk.TooMany as error:
             st.error(markdown_plain(error))
             return
-        state["export"] = prepared = (key, text, count)
+        state["export"] = prepared = (key, text, count, export_name(settings))
     if prepared and prepared[0] == key:
-        place.download_button(f"Download {prepared[2]:,} (CSV)", prepared[1], file_name="tokens.csv",
+        place.download_button(f"Download {prepared[2]:,} (CSV)", prepared[1], file_name=prepared[3],
                               mime="text/csv", key="export_download", **BUTTON_STRETCH)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
@@ -14,6 +14,7 @@ import streamlit as st
 from ..core.settings import SettingError as CoreSettingError
 from ..core.settings import StoreSettings, Text, declared, flag, seconds
 from ..tools.cleanup import Policy
+from ..tools.operations import ROLES
 from ..tools.settings import OperatorSettings
 
 SettingError = CoreSettingError
@@ -50,6 +51,30 @@ def parse_url(name: str, value: Any) -> str | None:
     if scheme not in ("https", "http") or not rest.split("/")[0] or any(c.isspace() for c in text):
         raise SettingError(f"{name} must be an http(s) URL such as https://accounts.zoho.eu/oauth/v2/token")
     return text
+
+
+def parse_roles(name: str, value: Any, *, strip: str = "") -> tuple[tuple[str, str], ...]:
+    """Entries of a list, each with an optional role after a colon (``olga@example.com:admin``,
+    ``example.com:viewer``): ``((entry, role), ...)``; an entry without one is an admin, as every
+    entry was before roles. A role that is not one of ``ROLES`` is refused."""
+    entries = []
+    for item in parse_list(value):
+        entry, _, role = item.rpartition(":") if ":" in item else (item, "", "admin")
+        role = role.strip() or "admin"
+        if role not in ROLES:
+            raise SettingError(f"{name}: an entry's role (after the colon) is one of {', '.join(ROLES)}")
+        entries.append((entry.strip().lstrip(strip), role))
+    return tuple(entries)
+
+
+def parse_hours(name: str, value: Any, default: float) -> float:
+    """A number of hours from a minute to 30 days, or the default when unset."""
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        return seconds(name, Text(str(value)), most=720.0)
+    except CoreSettingError:
+        raise SettingError(f"{name} must be a number of hours, more than 0 and at most 720") from None
 
 
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
@@ -128,6 +153,14 @@ class Settings:
     demo: bool
     allowed_emails: tuple[str, ...] = ()
     allowed_domains: tuple[str, ...] = ()
+    sso_roles: tuple[tuple[str, str], ...] = ()
+    """The role of each allow-list entry (an e-mail, a domain), and ``group:NAME`` entries for the
+    identity provider's groups (``DASHBOARD_ROLE_GROUPS``): the highest role that applies wins."""
+    session_hours: float = 12.0
+    """How long a sign-in lasts, reloads and new tabs included (``DASHBOARD_SESSION_HOURS``)."""
+    session_secret: str | None = field(default=None, repr=False)
+    """The key that signs session cookies (``DASHBOARD_SESSION_SECRET``); unset: a new one per
+    dashboard process, so a restart signs everyone out."""
     accounts_url: str | None = None
     """Zoho accounts server for check and revoke instead of each token's data center's (a proxy)."""
     api_url: str | None = None
@@ -153,6 +186,13 @@ class Settings:
             operators = OperatorSettings.load(source)
         except CoreSettingError as error:
             raise SettingError(str(error)) from None
+        emails = parse_roles("DASHBOARD_ALLOWED_EMAILS", setting("DASHBOARD_ALLOWED_EMAILS", "allowed_emails"))
+        domains = parse_roles("DASHBOARD_ALLOWED_DOMAINS", setting("DASHBOARD_ALLOWED_DOMAINS", "allowed_domains"),
+                              strip="@")
+        groups = parse_roles("DASHBOARD_ROLE_GROUPS", setting("DASHBOARD_ROLE_GROUPS", "role_groups"))
+        secret = setting("DASHBOARD_SESSION_SECRET", "session_secret")
+        if secret is not None and len(str(secret)) < 32:
+            raise SettingError("DASHBOARD_SESSION_SECRET must have at least 32 characters")
         return cls(
             store=store,
             operators=operators,
@@ -160,9 +200,12 @@ class Settings:
             auth_disabled=parse_flag("DASHBOARD_AUTH_DISABLED", setting("DASHBOARD_AUTH_DISABLED", "auth_disabled")),
             read_only=parse_flag("DASHBOARD_READ_ONLY", setting("DASHBOARD_READ_ONLY", "read_only")),
             demo=parse_flag("ZOHO_DASHBOARD_DEMO", setting("ZOHO_DASHBOARD_DEMO", "demo")),
-            allowed_emails=parse_list(setting("DASHBOARD_ALLOWED_EMAILS", "allowed_emails")),
-            allowed_domains=tuple(d.lstrip("@") for d in parse_list(setting("DASHBOARD_ALLOWED_DOMAINS",
-                                                                            "allowed_domains"))),
+            allowed_emails=tuple(entry for entry, _ in emails),
+            allowed_domains=tuple(entry for entry, _ in domains),
+            sso_roles=emails + domains + tuple((f"group:{group}", role) for group, role in groups),
+            session_hours=parse_hours("DASHBOARD_SESSION_HOURS", setting("DASHBOARD_SESSION_HOURS", "session_hours"),
+                                      12.0),
+            session_secret=None if secret is None else str(secret),
             accounts_url=parse_url("DASHBOARD_ZOHO_ACCOUNTS_URL",
                                    setting("DASHBOARD_ZOHO_ACCOUNTS_URL", "zoho_accounts_url")),
             api_url=parse_url("DASHBOARD_ZOHO_API_URL", setting("DASHBOARD_ZOHO_API_URL", "zoho_api_url")),

@@ -7,12 +7,14 @@ on every run, only where it changed."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import streamlit as st
 
 from ..core.search import looks_secret
 from ..tools import datacenters
+from ..tools.audit import ACTIONS
 from ..tools.health import BY_KEY
 from ..tools.queries import SORTS
 
@@ -27,7 +29,8 @@ def defaults() -> dict[str, Any]:
     """Each widget's Session State before the URL or a click changes it."""
     return {"page": "Overview", "search": "", "health": "any", "reason": "any", "domain": "any", "sort": "default",
             "descending": False, "page_size": 50, "position": dict(FIRST), "inspect": None,
-            "audit_actor": "", "audit_token": "", "audit_position": {"go": "first", "cursor": None}}
+            "audit_actor": "", "audit_token": "", "audit_action": "any", "audit_from": None, "audit_to": None,
+            "audit_position": {"go": "first", "cursor": None}}
 
 
 def restore(domains: Callable[[], list[str]]) -> None:
@@ -65,6 +68,13 @@ def restore(domains: Callable[[], list[str]]) -> None:
                              "number": int(number) if number.isdigit() and int(number) > 0 else 1}
     state["audit_actor"] = str(params.get("actor", ""))[:200]
     state["audit_token"] = str(params.get("atoken", ""))[:200]
+    if params.get("action") in ACTIONS:
+        state["audit_action"] = params["action"]
+    for name, key in (("from", "audit_from"), ("to", "audit_to")):
+        try:
+            state[key] = date.fromisoformat(str(params.get(name, "")))
+        except ValueError:
+            pass
     if params.get("ago") in ("next", "previous") and params.get("acursor"):
         state["audit_position"] = {"go": params["ago"], "cursor": params["acursor"]}
     state["page_shows"] = shows()  # the restored position belongs to the restored filters
@@ -104,6 +114,9 @@ def audit_view() -> dict[str, str]:
     position = state.get("audit_position") or {}
     for name, value in (("actor", str(state.get("audit_actor") or "").strip()),
                         ("atoken", str(state.get("audit_token") or "").strip()),
+                        ("action", state.get("audit_action") if state.get("audit_action") in ACTIONS else ""),
+                        ("from", state["audit_from"].isoformat() if isinstance(state.get("audit_from"), date) else ""),
+                        ("to", state["audit_to"].isoformat() if isinstance(state.get("audit_to"), date) else ""),
                         ("ago", position.get("go") if position.get("cursor") else ""),
                         ("acursor", position.get("cursor") or "")):
         if value:

@@ -162,7 +162,8 @@ class FakeZoho:
     manager (or ``start``/``stop``); the pytest fixture ``fake_zoho`` does that for a test."""
 
     def __init__(self, *, access_seconds: float = 3600.0, grant_seconds: float = 180.0, refresh_limit: int = 10,
-                 refresh_period: float = 600.0, live_limit: int = 15, refresh_token_limit: int = 20) -> None:
+                 refresh_period: float = 600.0, live_limit: int = 15, refresh_token_limit: int = 20,
+                 port: int = 0) -> None:
         self.access_seconds, self.grant_seconds = access_seconds, grant_seconds
         self.refresh_limit, self.refresh_period, self.live_limit = refresh_limit, refresh_period, live_limit
         self.refresh_token_limit = refresh_token_limit
@@ -186,7 +187,7 @@ class FakeZoho:
         self._local = threading.local()
         self._released = threading.Event()
         self._thread: threading.Thread | None = None
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))  # port 0: any free one
         self.port = int(self.server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
         """The fake's address; also the ``api_domain`` of a token exchanged at 127.0.0.1."""

@@ -59,11 +59,18 @@ def presence(document: dict[str, Any]) -> dict[str, Any]:
     return {key: (True if key in SECRET_FIELDS and value is not None else value) for key, value in document.items()}
 
 
+def bounded(text: str | None) -> str | None:
+    """Stored text for a message: plain (``printable``) and at most ``TEXT_LIMIT`` characters, so
+    a hand-made user name or check error of any length never makes a message of that length."""
+    if text is None:
+        return None
+    text = printable(text)
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT - 1] + "…"
+
+
 def slack(text: str) -> str:
     """Text as Slack shows it literally: a user name cannot ping a channel (``<!channel>``)."""
-    text = printable(text)
-    text = text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT - 1] + "…"
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return (bounded(text) or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,8 @@ class Problem:
 
     def alert(self) -> dict[str, Any]:
         who = f"{self.user_name} ({self.token_id})" if self.user_name else self.token_id
-        return {"event": "alert", "token_id": self.token_id, "user_name": self.user_name, "health": self.health,
-                "reason": self.reason, "data_center": self.data_center,
+        return {"event": "alert", "token_id": bounded(self.token_id), "user_name": bounded(self.user_name),
+                "health": self.health, "reason": bounded(self.reason), "data_center": self.data_center,
                 "text": f"Zoho connection {slack(who)} is {self.health} ({self.data_center}): {slack(self.reason)}"}
 
 
@@ -87,14 +94,20 @@ def recovery(token_id: str, user_name: str | None, health: str) -> dict[str, Any
     """The message that ends an alerted episode: healthy or idle again, or deleted."""
     who = f"{user_name} ({token_id})" if user_name else token_id
     how = "was deleted" if health == "deleted" else f"is {health} again"
-    return {"event": "recovery", "token_id": token_id, "user_name": user_name, "health": health,
+    return {"event": "recovery", "token_id": bounded(token_id), "user_name": bounded(user_name), "health": health,
             "text": f"Zoho connection {slack(who)} {how}"}
 
 
-def attention(tokens: Collection, now: datetime) -> dict[str, Problem]:
-    """The tokens failing or unusable at ``now`` (through the health filters' indexes)."""
+def attention(tokens: Collection, now: datetime, skipped: list[str] | None = None) -> dict[str, Problem]:
+    """The tokens failing or unusable at ``now`` (through the health filters' indexes). A document
+    whose id is no string is no token the store wrote (a hand-made one): it is named in ``skipped``
+    and left out, so it never stops a pass (ids of two types cannot even be sorted)."""
     found = {}
     for document in tokens.find(attention_filter(now), FIELDS):
+        if not isinstance(document["_id"], str):
+            if skipped is not None:
+                skipped.append(printable(repr(document["_id"]))[:TEXT_LIMIT])
+            continue
         document = presence(document)
         health, reason = health_of(document, now)
         if health in NEEDS_ATTENTION:
@@ -163,14 +176,20 @@ class Report:
     recovered: list[str] = field(default_factory=list)
     undelivered: int = 0
     error: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    """Documents left out because their id is no string (each id as plain text)."""
 
     def summary(self) -> str:
         if self.baseline is not None:
-            return (f"first pass: {self.baseline} token(s) already failing or unusable recorded as the baseline, "
+            line = (f"first pass: {self.baseline} token(s) already failing or unusable recorded as the baseline, "
                     "not alerted; later episodes will be")
-        line = f"sent {len(self.alerted)} alert(s) and {len(self.recovered)} recovery message(s)"
+        else:
+            line = f"sent {len(self.alerted)} alert(s) and {len(self.recovered)} recovery message(s)"
         if self.undelivered:
             line += f"; {self.undelivered} not delivered ({self.error}): tried again on the next pass"
+        if self.skipped:
+            shown = ", ".join(self.skipped[:3]) + (", …" if len(self.skipped) > 3 else "")
+            line += f"; skipped {len(self.skipped)} document(s) whose id is no string ({shown}): fix or delete them"
         return line
 
 
@@ -183,8 +202,8 @@ def run_pass(tokens: Collection, state: Collection, webhook: Webhook, now: datet
     """One pass: alert each new episode, send each recovery, retry what was not delivered. After
     the first message the webhook did not take, the rest wait for the next pass (bounded)."""
     now = now or utcnow()
-    current = attention(tokens, now)
     report = Report()
+    current = attention(tokens, now, report.skipped)
     if state.find_one({"_id": BASELINE_ID}) is None:
         try:
             state.insert_one({"_id": BASELINE_ID, "at": now, "baseline": len(current)})

@@ -2,8 +2,9 @@
 searchable and pageable at any depth. Its entries are written by the operator actions
 (``operations.py``), the only writer.
 
-Search by actor (a case-insensitive prefix of ``who``) and by token (its id, or a case-insensitive
-prefix of a user name the entry names: ``_prefix``); pages are keyset ranges on (``at``, ``_id``), newest first,
+Search by actor (a case-insensitive prefix of ``who``), by token (its id, or a case-insensitive
+prefix of a user name the entry names: ``_prefix``), by action (``ACTIONS``) and by time (from
+``since``, before ``until``); pages are keyset ranges on (``at``, ``_id``), newest first,
 so page 500 costs what page 1 costs. Every query runs on an index (``audit_indexes``): no
 collection scan. This module imports no SDK.
 """
@@ -29,14 +30,22 @@ log = logging.getLogger("mongo_store")
 GOES = ("first", "next", "previous", "last")
 MAX_SIZE = 1000
 MAX_TEXT = 200
+ACTIONS = {"delete": ("delete",), "delete-filtered": ("delete-filtered",), "delete-all": ("delete-all",),
+           "revoke": ("revoke",), "check": ("check",),
+           "cleanup": ("cleanup", "cleanup revoke+delete", "cleanup delete", "cleanup revoke-replaced"),
+           "import": ("import",)}
+"""The actions an operator searches by, each with the values its entries hold (a cleanup writes one
+entry per token and one with the run's summary)."""
 AUDIT_INDEXES = [
     IndexModel([("at", DESCENDING), ("_id", DESCENDING)], name="at_id"),
+    IndexModel([("action", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], name="action_at_id"),
     IndexModel([("who", ASCENDING), ("at", DESCENDING)], name="who_at"),
     IndexModel([("ids", ASCENDING), ("at", DESCENDING)], name="ids_at"),
     IndexModel([("user_names", ASCENDING), ("at", DESCENDING)], name="user_names_at"),
 ]
-"""The keyset order, and one index per searched field (``ids`` and ``user_names`` are arrays:
-multikey). The TTL index on ``at`` alone is ``keep_audit``'s."""
+"""The keyset order (a time range is a range of it), and one index per searched field (``ids``
+and ``user_names`` are arrays: multikey; ``action`` with the keyset order, so a page of one action
+reads only its entries). The TTL index on ``at`` alone is ``keep_audit``'s."""
 
 _NEWEST = [("at", DESCENDING), ("_id", DESCENDING)]
 _OLDEST = [("at", ASCENDING), ("_id", ASCENDING)]
@@ -99,11 +108,28 @@ def _clean(name: str, text: str | None) -> str | None:
     return text
 
 
-def audit_filter(actor: str | None = None, token: str | None = None) -> dict[str, Any]:
+def audit_filter(actor: str | None = None, token: str | None = None, *, action: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     """The entries by an actor whose name starts with ``actor`` (any case) that name the token
-    ``token`` (its exact id, or a user name starting with it, any case)."""
+    ``token`` (its exact id, or a user name starting with it, any case), of ``action`` (a key of
+    ``ACTIONS``), made at ``since`` or later and before ``until``."""
     clauses: list[dict[str, Any]] = []
     actor, token = _clean("actor", actor), _clean("token", token)
+    if action is not None:
+        if action not in ACTIONS:
+            raise ValueError(f"an audit action is one of {', '.join(ACTIONS)}")
+        values = ACTIONS[action]
+        clauses.append({"action": values[0] if len(values) == 1 else {"$in": list(values)}})
+    when: dict[str, datetime] = {}
+    for name, value, op in (("since", since, "$gte"), ("until", until, "$lt")):
+        if value is not None:
+            if not isinstance(value, datetime):
+                raise ValueError(f"{name} must be a date and time")
+            when[op] = value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    if since is not None and until is not None and when["$gte"] >= when["$lt"]:
+        raise ValueError("the start of the time range must come before its end")
+    if when:
+        clauses.append({"at": when})
     if actor:
         who = _prefix("who", actor)
         clauses.append(who[0] if len(who) == 1 else {"$or": who})
@@ -145,7 +171,9 @@ def _both(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     return {"$and": [first, second]} if first else second
 
 
-def check_request(actor: str | None, token: str | None, size: int, cursor: str | None, go: str) -> dict[str, Any]:
+def check_request(actor: str | None, token: str | None, size: int, cursor: str | None, go: str, *,
+                  action: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None) -> dict[str, Any]:
     """The filter of a page request, once it is known to be sound: else ValueError, one sentence
     (before any database call, so a caller can tell a bad request from a failing server)."""
     if go not in GOES:
@@ -156,22 +184,24 @@ def check_request(actor: str | None, token: str | None, size: int, cursor: str |
         if not cursor:
             raise ValueError(f"going to the {go} page needs the cursor of the page before")
         decode_cursor(cursor)
-    return audit_filter(actor, token)
+    return audit_filter(actor, token, action=action, since=since, until=until)
 
 
 def audit_page(audit: Collection, *, actor: str | None = None, token: str | None = None, size: int = 50,
-               cursor: str | None = None, go: str = "first") -> tuple[list[dict[str, Any]], str | None, str | None]:
+               cursor: str | None = None, go: str = "first", action: str | None = None, since: datetime | None = None,
+               until: datetime | None = None) -> tuple[list[dict[str, Any]], str | None, str | None]:
     """One page of audit entries, newest first: (entries, the cursor for the next (older) page or
     None, the cursor for the previous (newer) page or None). ``go``: ``first``, ``next`` (with
     the next cursor), ``previous`` (with the previous cursor), ``last``. Each page is one keyset
     range (plus one indexed lookup for a neighbour), whatever its depth."""
-    where = check_request(actor, token, size, cursor, go)
+    where = check_request(actor, token, size, cursor, go, action=action, since=since, until=until)
+    more_args: dict[str, Any] = {"action": action, "since": since, "until": until}
     if go in ("first", "next"):
         query = where if go == "first" else _both(where, _beyond(cursor or "", older=True))
         found = list(audit.find(query).sort(_NEWEST).limit(size + 1))
         entries, more = found[:size], len(found) > size
         if go == "next" and not entries:  # past the oldest (expired since the link was made): the last page
-            return audit_page(audit, actor=actor, token=token, size=size, go="last")
+            return audit_page(audit, actor=actor, token=token, size=size, go="last", **more_args)
         older = encode_cursor(entries[-1]) if more else None
         newer = None
         if go == "next" and entries and audit.find_one(_both(where, _beyond(encode_cursor(entries[0]), older=False)),
@@ -182,10 +212,32 @@ def audit_page(audit: Collection, *, actor: str | None = None, token: str | None
     found = list(audit.find(query).sort(_OLDEST).limit(size + 1))
     entries, more = list(reversed(found[:size])), len(found) > size
     if go == "previous" and not entries:  # before the newest: the first page
-        return audit_page(audit, actor=actor, token=token, size=size, go="first")
+        return audit_page(audit, actor=actor, token=token, size=size, go="first", **more_args)
     newer = encode_cursor(entries[0]) if more else None
     older = None
     if go == "previous" and entries and audit.find_one(_both(where, _beyond(encode_cursor(entries[-1]), older=True)),
                                                       {"_id": True}, sort=_NEWEST) is not None:
         older = encode_cursor(entries[-1])
     return entries, older, newer
+
+
+def outcome_text(entry: dict[str, Any]) -> str:
+    """An entry's outcome in one line, for a person (the CLI's ``audit``, the dashboard's Audit):
+    what happened, why (Zoho's answer, the refusal), how many were deleted, each check's result and
+    the filter of a filtered delete. Never empty: an entry still open says so."""
+    parts = [str(entry[key]) for key in ("outcome", "reason") if entry.get(key)]
+    if entry.get("zoho") and entry.get("zoho") not in parts and str(entry["zoho"]) not in str(entry.get("outcome")):
+        parts.append(f"Zoho: {entry['zoho']}")
+    if entry.get("deleted") is not None and not any("deleted" in part for part in parts):
+        parts.append(f"deleted {entry['deleted']}")
+    if entry.get("results"):
+        parts.append(", ".join(map(str, entry["results"])))
+    if entry.get("scope"):
+        parts.append(f"filter: {entry['scope']}")
+    return "; ".join(parts) or "no outcome recorded (the action stopped before it)"
+
+
+def who_text(entry: dict[str, Any]) -> str:
+    """Who acted, with the role the entry records (entries older than roles have none)."""
+    who = str(entry.get("who") or "unknown")
+    return f"{who} ({entry['role']})" if entry.get("role") else who

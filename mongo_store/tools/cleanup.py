@@ -26,6 +26,7 @@ from ..core.clock import utcnow
 from ..core.mapping import CLAIM_FIELD, LEASE_FIELD, REFRESHED_FIELD, REVOKED_FIELD
 from .health import GRANT_LIFETIME
 from .settings import OperatorSettings
+from .words import plural
 
 REVOKE_REPLACED = "revoke-replaced"
 """A cleanup's retry of a refresh token a new login replaced, whose revoke failed (``core/displaced.py``)."""
@@ -53,9 +54,9 @@ class Policy:
     def describe(self) -> str:
         rules = []
         if self.idle_days is not None:
-            rules.append(f"revoke and delete tokens idle for more than {self.idle_days:g} days")
+            rules.append(f"revoke and delete tokens idle for more than {plural(self.idle_days, 'day')}")
         if self.unusable_days is not None:
-            rules.append(f"delete tokens unusable for more than {self.unusable_days:g} days")
+            rules.append(f"delete tokens unusable for more than {plural(self.unusable_days, 'day')}")
         return "; ".join(rules) or "no rule"
 
 
@@ -72,14 +73,14 @@ def rules(policy: Policy, now: datetime) -> list[Rule]:
     found = []
     if policy.idle_days is not None:
         cutoff = now - timedelta(days=policy.idle_days)
-        found.append(Rule("revoke+delete", f"idle: not refreshed for more than {policy.idle_days:g} days", {
+        found.append(Rule("revoke+delete", f"idle: not refreshed for more than {plural(policy.idle_days, 'day')}", {
             "refresh_token": {"$exists": True},
             "$or": [{REFRESHED_FIELD: {"$lt": cutoff}},  # the last_refreshed_at index
                     {REFRESHED_FIELD: {"$exists": False}, "updated_at": {"$lt": cutoff}}],  # the updated_at index
         }))
     if policy.unusable_days is not None:
         cutoff = now - timedelta(days=policy.unusable_days)
-        found.append(Rule("delete", f"unusable for more than {policy.unusable_days:g} days", {
+        found.append(Rule("delete", f"unusable for more than {plural(policy.unusable_days, 'day')}", {
             "refresh_token": {"$exists": False},
             "$or": [{"expiry_time": {"$lt": cutoff}},  # lapsed long ago, nothing renews it
                     {"grant_token": {"$exists": True}, "access_token": {"$exists": False},

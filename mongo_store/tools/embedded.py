@@ -76,6 +76,18 @@ class EmbeddedMongod:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> EmbeddedMongod:
+        self.launch()
+        self._initiate(time.monotonic() + timeout)
+        return self
+
+    def ready(self, timeout: float = 60.0) -> EmbeddedMongod:
+        """Wait for the server ``launch`` started to accept writes (a replica set: its primary)."""
+        self._initiate(time.monotonic() + timeout)
+        return self
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the mongod process and return at once (``ready`` waits for it): a supervisor
+        registers the process between the two, so a signal while it starts still stops it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "port").write_text(str(self.port))
         command = [str(self.binary), "--dbpath", str(self.data_dir), "--port", str(self.port),
@@ -94,8 +106,7 @@ class EmbeddedMongod:
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.own_session)
         self.process.own_session = self.own_session  # type: ignore[attr-defined]
         log.close()
-        self._initiate(time.monotonic() + timeout)
-        return self
+        return self.process
 
     def _initiate(self, deadline: float) -> None:
         direct: MongoClient[dict[str, Any]] = MongoClient(f"mongodb://127.0.0.1:{self.port}/?directConnection=true",

@@ -27,6 +27,7 @@ from pymongo.collection import Collection
 from ..core.clock import utcnow
 from ..core.errors import sentence
 from ..core.mapping import REFRESHED_FIELD
+from ..core.masking import printable
 from . import datacenters, health
 from .alerts import data_center_name
 from .stats import stats
@@ -34,6 +35,8 @@ from .stats import stats
 DATA_CENTER_LABELS = (*datacenters.DOMAINS, "other")
 """``data_center`` label values: Zoho's data centers by their one name (``US``, ``EU``, ``UK``...:
 ``datacenters.py``), and ``other`` for any other api_domain or none."""
+ODD_DATES = 10
+"""At most this many dates beyond year 9999 are passed over looking for the latest refresh."""
 FAILING_REASONS = tuple(reason.key for reason in health.FAILING)
 """``reason`` label values, spelled as everywhere else (``health.REASONS``); a failing token with
 several reasons counts under each."""
@@ -54,12 +57,14 @@ class Counts:
     failing_reasons: dict[str, int]
     last_refresh: datetime | None
     seconds: float
+    skipped: list[str] = field(default_factory=list)
+    """Documents the count left out, each named in a sentence (a date Python cannot hold)."""
 
     def as_json(self) -> dict[str, Any]:
         return {"counted_at": self.at.isoformat() + "Z", "health": self.health, "data_centers": self.data_centers,
                 "failing_reasons": self.failing_reasons,
                 "last_refresh_at": self.last_refresh.isoformat() + "Z" if self.last_refresh else None,
-                "count_seconds": round(self.seconds, 3)}
+                "count_seconds": round(self.seconds, 3)} | ({"skipped": self.skipped} if self.skipped else {})
 
 
 def count(tokens: Collection, now: datetime | None = None) -> Counts:
@@ -71,10 +76,22 @@ def count(tokens: Collection, now: datetime | None = None) -> Counts:
     for domain, number in found["per-api-domain"].items():
         centers[data_center_name(domain)] += number
     centers["other"] += found["total"] - sum(found["per-api-domain"].values())  # no api_domain (or not a string)
-    latest = next(iter(tokens.find({REFRESHED_FIELD: {"$type": "date"}}, {"_id": False, REFRESHED_FIELD: True})
-                       .sort(REFRESHED_FIELD, -1).limit(1)), None)  # the sparse index's last key
+    latest, skipped = _latest_refresh(tokens)
     return Counts(now, found["health"], centers, {reason: found[f"reason:{reason}"] for reason in FAILING_REASONS},
-                  latest[REFRESHED_FIELD] if latest else None, time.monotonic() - started)
+                  latest, time.monotonic() - started, skipped)
+
+
+def _latest_refresh(tokens: Collection) -> tuple[datetime | None, list[str]]:
+    """The latest ``last_refreshed_at`` (the sparse index's last keys), and the documents passed
+    over on the way: a date beyond year 9999 (a JavaScript writer's) reads as a ``DatetimeMS``,
+    which no gauge can report; it is named and skipped, never a failed scrape."""
+    skipped: list[str] = []
+    found = tokens.find({REFRESHED_FIELD: {"$type": "date"}}, {"_id": True, REFRESHED_FIELD: True})
+    for document in found.sort(REFRESHED_FIELD, -1).limit(ODD_DATES + 1):
+        if isinstance(document[REFRESHED_FIELD], datetime):
+            return document[REFRESHED_FIELD], skipped
+        skipped.append(f"token {printable(document['_id'])}: {REFRESHED_FIELD} is beyond the dates Python holds")
+    return None, skipped
 
 
 @dataclass
@@ -155,7 +172,14 @@ def every(interval: float, stop: threading.Event, work: Callable[[], None]) -> N
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
+REQUEST_TIMEOUT = 10.0
+"""Seconds a connection may stay silent: a client that connects and sends nothing (or half a
+request) would otherwise hold one of the server's threads for ever."""
+
+
 class QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT  # the connection's socket timeout (StreamRequestHandler.setup)
+
     def log_message(self, format: str, *args: Any) -> None:
         """No access log: a scrape every few seconds is noise."""
 

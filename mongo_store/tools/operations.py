@@ -9,6 +9,13 @@ read (``invalid_token``, Zoho no longer knowing the refresh token, means already
 revoke and cleanup alike: the token is deleted and audited as such); and that an action acts only
 on the ids it was given, the ones an operator confirmed. A revoke, a check and a cleanup need the
 SDK store (``MongoTokenStore``); deleting works on ``AdminStore`` too.
+
+Roles are checked here, once, for every front end (``ROLES``): a viewer reads everything and changes
+nothing; an operator also checks, revokes and deletes the tokens chosen; an admin also deletes all
+(or everything a filter matched), applies a lifecycle policy, imports and rotates the key. A
+refused action raises ``NotAllowed`` (one sentence) before anything is read or written, and every
+audit entry records the role it was made under. The CLI acts as an admin: it runs in the
+operator's own shell with the database credentials it was given, which allow all of that anyway.
 """
 
 from __future__ import annotations
@@ -27,12 +34,46 @@ from ..core.errors import is_store_error, sentence, store_error
 from ..core.mapping import check_text
 from . import audit, cleanup
 from .settings import OperatorSettings
+from .words import plural
 
 if TYPE_CHECKING:  # the SDK store: only the actions that need it import it (deleting runs without the SDK)
     from ..core.store import MongoTokenStore
     from .migrate import Report as ImportReport
     from .migrate import Row
     from .zoho import Checked
+
+ROLES = ("viewer", "operator", "admin")
+"""The roles, least first: each may do what the ones before it may."""
+NEEDS = {"check": "operator", "revoke": "operator", "delete": "operator", "delete-all": "admin",
+         "delete-filtered": "admin", "cleanup": "admin", "import": "admin", "keys": "admin"}
+"""The least role each action needs (reading needs none beyond signing in)."""
+DOING = {"check": "check tokens with Zoho", "revoke": "revoke tokens", "delete": "delete tokens",
+         "delete-all": "delete every token", "delete-filtered": "delete everything a filter matches",
+         "cleanup": "apply a lifecycle policy", "import": "import tokens", "keys": "rotate the encryption key"}
+
+
+class NotAllowed(Exception):
+    """The role may not take this action (one sentence, saying which role may)."""
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"a role is one of {', '.join(ROLES)}")
+    return role
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether ``role`` may take ``action`` (a key of ``NEEDS``)."""
+    return ROLES.index(check_role(role)) >= ROLES.index(NEEDS[action])
+
+
+def refusal(role: str, action: str) -> str | None:
+    """Why ``role`` may not take ``action`` (one sentence), or None when it may."""
+    if allowed(role, action):
+        return None
+    article = "an" if role[0] in "aeiou" else "a"
+    return f"{article} {role} may not {DOING[action]}: that needs the {NEEDS[action]} role"
+
 
 REVOKE_ATTEMPT = "attempting the revoke at Zoho"
 """An audited revoke's outcome until Zoho answers: an entry left so means the process stopped midway."""
@@ -65,28 +106,41 @@ class Outcome:
         return [token_id for token_id, result in self.results.items() if result in ("ok", "revoked")]
 
     def summary(self) -> str:
-        """One line: ``Checked 3 token(s): 2 ok, 1 not (INVALID_TOKEN: 1)``."""
+        """One line: ``Checked 3 tokens: 2 ok, 1 not (INVALID_TOKEN: 1)``."""
         failed: dict[str, int] = {}
         for result in self.results.values():
             if result not in ("ok", "revoked"):
                 failed[result] = failed.get(result, 0) + 1
         word = "ok" if self.action == "Checked" else "revoked"
-        line = f"{self.action} {len(self.results)} token(s): {len(self.done)} {word}"
+        line = f"{self.action} {plural(len(self.results), 'token')}: {len(self.done)} {word}"
         if failed:
             line += f", {sum(failed.values())} not (" + "; ".join(f"{why}: {n}" for why, n in sorted(failed.items())) + ")"
         return line
 
 
 class Session:
-    """An operator at work: the store, the audit log, the token history, who acts and where Zoho is
-    asked (``accounts_url``, ``api_url``: a proxy or a local fake; None: each token's data center)."""
+    """An operator at work: the store, the audit log, the token history, who acts, under which role
+    (``ROLES``; the CLI's is admin) and where Zoho is asked (``accounts_url``, ``api_url``: a proxy or
+    a local fake; None: the settings' ``ZOHO_ACCOUNTS_URL``/``ZOHO_API_URL``, else each token's data
+    center)."""
 
     def __init__(self, store: StoreCalls, who: str, settings: OperatorSettings | None = None, *,
-                 accounts_url: str | None = None, api_url: str | None = None) -> None:
-        self.store, self.who = store, who
+                 accounts_url: str | None = None, api_url: str | None = None, role: str = "admin") -> None:
+        self.store, self.who, self.role = store, who, check_role(role)
         self.settings = settings or OperatorSettings.load()
-        self.accounts_url, self.api_url = accounts_url, api_url
+        self.accounts_url = accounts_url or self.settings.accounts_url
+        self.api_url = api_url or self.settings.api_url
         self._kept = False
+
+    def require(self, action: str) -> None:
+        """Refuse (``NotAllowed``) an action this session's role may not take, before it starts."""
+        refused = refusal(self.role, action)
+        if refused:
+            raise NotAllowed(refused)
+
+    def entry(self, action: str, **fields: Any) -> dict[str, Any]:
+        """An audit entry's common fields: when, who, under which role, what."""
+        return {"at": utcnow(), "who": self.who, "role": self.role, "action": action, **fields}
 
     # -- where the records go ------------------------------------------------------------------------
 
@@ -130,6 +184,7 @@ class Session:
         first, and how many were deleted after; each one found gets a "deleted" event. ``action``:
         ``delete-filtered`` for the tokens a filter matched, with ``scope`` naming the filter. Not
         retried: each attempt would write an audit entry."""
+        self.require("delete" if action == "delete" else "delete-filtered")
         ids = [check_text("id", token_id, required=True) for token_id in ids]
         if not ids:
             raise store_error("no token selected")
@@ -138,9 +193,8 @@ class Session:
         with self.store.guard("delete the tokens" if len(ids) > 1 else "delete the token"):
             found = list(tokens.find({"_id": {"$in": ids}}, {"user_name": True}))
             names = [document.get("user_name") for document in found]
-            entry = self.audit.insert_one({"at": utcnow(), "who": self.who, "action": action, "ids": ids,
-                                           "user_names": [name for name in names if name], "deleted": None,
-                                           **({"scope": scope} if scope else {})}).inserted_id
+            entry = self.audit.insert_one(self.entry(action, ids=ids, user_names=[name for name in names if name],
+                                                     deleted=None, **({"scope": scope} if scope else {}))).inserted_id
             deleted = tokens.delete_many({"_id": {"$in": ids}}).deleted_count
             said = f"deleted by an operator ({action}{': ' + scope if scope else ''})"
             if self.events is not None:
@@ -151,12 +205,13 @@ class Session:
 
     def delete_all(self) -> int:
         """Delete every token (documents only: the indexes stay), audited before and after."""
+        self.require("delete-all")
         self.prepare()
         tokens = self.store.collection
         with self.store.guard("delete all tokens"):
-            entry = self.audit.insert_one({"at": utcnow(), "who": self.who, "action": "delete-all", "ids": [],
-                                           "user_names": [], "expected": tokens.estimated_document_count(),
-                                           "deleted": None}).inserted_id
+            entry = self.audit.insert_one(self.entry("delete-all", ids=[], user_names=[],
+                                                     expected=tokens.estimated_document_count(),
+                                                     deleted=None)).inserted_id
             deleted = tokens.delete_many({}).deleted_count
             self.audit.update_one({"_id": entry}, {"$set": {"deleted": deleted}})
         return deleted
@@ -175,6 +230,7 @@ class Session:
         store's error."""
         from .zoho import AlreadyRevoked, ZohoError, revoke_stored
 
+        self.require("revoke")
         token_id = check_text("id", token_id, required=True)
         store = self._sdk_store()
         self.prepare()
@@ -183,9 +239,8 @@ class Session:
             raise ZohoError(f"no stored token has id {token_id!r}")
         user_name = document.get("user_name") if isinstance(document.get("user_name"), str) else None
         with store.guard("record the revoke in the audit log"):
-            entry = self.audit.insert_one({"at": utcnow(), "who": self.who, "action": "revoke", "ids": [token_id],
-                                           "user_names": [user_name] if user_name else [], "outcome": REVOKE_ATTEMPT,
-                                           "deleted": None}).inserted_id
+            entry = self.audit.insert_one(self.entry("revoke", ids=[token_id], user_names=[user_name] if user_name else [],
+                                                     outcome=REVOKE_ATTEMPT, deleted=None)).inserted_id
 
         def record(outcome: str, **more: Any) -> None:
             with store.guard("record the revoke's outcome in the audit log"):
@@ -235,6 +290,7 @@ class Session:
         the next. A database failure stops the run (the next would fail the same way)."""
         from .zoho import ZohoError
 
+        self.require("revoke")
         outcome = Outcome("Revoked")
         for token_id in ids:
             try:
@@ -254,6 +310,7 @@ class Session:
         from .zoho import Checked, ZohoError
         from .zoho import check as check_at_zoho
 
+        self.require("check")
         store = self._sdk_store()
         outcome, names = Outcome("Checked"), {}
         try:
@@ -272,8 +329,9 @@ class Session:
         return outcome
 
     def _audit_check(self, results: dict[str, str], user_names: dict[str, str | None]) -> None:
-        self.audit.insert_one({"at": utcnow(), "who": self.who, "action": "check", "ids": list(results),
-                               "results": [f"{token_id}: {result}" for token_id, result in results.items()]})
+        ok = sum(result == "ok" for result in results.values())
+        self.audit.insert_one(self.entry("check", ids=list(results), outcome=f"{ok} ok, {len(results) - ok} not",
+                                         results=[f"{token_id}: {result}" for token_id, result in results.items()]))
         if self.events is not None:
             events.record_quietly(self.events, [
                 events.entry(token_id, user_names.get(token_id), "checked", f"Zoho: {result}", self.who)
@@ -295,6 +353,7 @@ class Session:
         from ..core.displaced import retry_displaced
         from .zoho import AlreadyRevoked, ZohoError, revoke_stored
 
+        self.require("cleanup")
         store = self._sdk_store()
         self.prepare()
         steps = cleanup.Steps(
@@ -302,7 +361,8 @@ class Session:
             holding=lambda claimed: store.holding("refresh_token", store.open_document(claimed)["refresh_token"]),
             refused=(ZohoError, _store_error_type()), already=AlreadyRevoked,
             audit=lambda entry: store.call("record the cleanup in the audit log",
-                                           lambda: self.audit.insert_one({"at": utcnow(), "who": self.who, **entry})),
+                                           lambda: self.audit.insert_one(self.entry(entry["action"], **{
+                                               key: value for key, value in entry.items() if key != "action"}))),
             database=lambda action, work: store.call(action, work),
             event=lambda token_id, name, kind, detail: self._event(token_id, name, kind, detail))
         report = cleanup.run(store.collection, policy, steps, batch_size, progress=progress, only=ids)
@@ -316,6 +376,13 @@ class Session:
                 report.entries.append(entry)
                 if progress is not None:
                     progress(entry)
+        if report.entries:  # one entry with the whole run's counts, beside one per token
+            counts = report.summary(dry_run=False)
+            said = ", ".join(f"{count} {name}" for name, count in counts.items() if count or name == "done")
+            store.call("record the cleanup's summary in the audit log", lambda: self.audit.insert_one(self.entry(
+                "cleanup", ids=[entry.id for entry in report.entries][:IMPORT_IDS], policy=policy.describe(),
+                summary=counts, outcome=f"{plural(len(report.entries), 'token')} acted on: {said}",
+                user_names=[entry.user_name for entry in report.entries if entry.user_name][:IMPORT_IDS])))
         return report
 
     # -- import ------------------------------------------------------------------------------------
@@ -325,15 +392,18 @@ class Session:
         audit entry naming the source's kind only (a MySQL URL may hold a password)."""
         from .migrate import import_rows
 
+        if not dry_run:
+            self.require("import")
         store = self._sdk_store()
         if not dry_run:
             self.prepare()
         report = import_rows(store, rows, dry_run=dry_run, who=self.who, source=source)
         if not dry_run:
-            entry = {"at": utcnow(), "who": self.who, "action": "import", "source": source,
-                     "ids": report.imported[:IMPORT_IDS], "imported": len(report.imported), "inserted": report.inserted,
-                     "updated": report.updated, "skipped": report.skipped, "rejected": len(report.rejected),
-                     "reasons": report.reason_counts()[:20]}
+            outcome = (f"{plural(len(report.imported), 'token')} imported: {report.inserted} inserted, {report.updated} "
+                       f"updated, {report.skipped} skipped, {plural(len(report.rejected), 'row')} rejected")
+            entry = self.entry("import", source=source, ids=report.imported[:IMPORT_IDS], imported=len(report.imported),
+                               inserted=report.inserted, updated=report.updated, skipped=report.skipped,
+                               rejected=len(report.rejected), reasons=report.reason_counts()[:20], outcome=outcome)
             store.call("record the import in the audit log", lambda: self.audit.insert_one(dict(entry)))
         return report
 

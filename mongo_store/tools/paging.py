@@ -22,6 +22,9 @@ from datetime import datetime
 from typing import Any
 
 import bson
+from bson import ObjectId
+from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.datetime_ms import DatetimeMS
 from bson.errors import BSONError
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
@@ -132,15 +135,19 @@ def cursor_of(document: dict[str, Any], field: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-_KEY_TYPES = (str, int, float, datetime, type(None))
-"""What a sort key or an id may be in a cursor (bool is an int)."""
+_KEY_TYPES = (str, int, float, datetime, DatetimeMS, ObjectId, type(None))
+"""What a sort key or an id may be in a cursor (bool is an int): a stored value's own scalar types,
+a date beyond year 9999 (read as a ``DatetimeMS``) and a hand-made ``ObjectId`` id included, so
+the page after such a token can be reached."""
+_CURSOR_CODEC: CodecOptions[dict[str, Any]] = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+"""A cursor is read as the collection is (``core/calls.py``): a date Python cannot hold as a ``DatetimeMS``."""
 
 
 def read_cursor(cursor: str, field: str) -> _Position:
     """The position a cursor names; a malformed one, or one made for another sort, is a ValueError."""
     text = cursor.strip() if isinstance(cursor, str) else ""
     try:
-        decoded = bson.decode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        decoded = bson.decode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), codec_options=_CURSOR_CODEC)
     except (BSONError, binascii.Error, ValueError, TypeError):
         raise ValueError("the page cursor is malformed (cut short or edited?): start again from the first page") from None
     if (set(decoded) != {"f", "h", "k", "i"} or not isinstance(decoded["h"], bool) or decoded["i"] is None

@@ -53,6 +53,29 @@ def describe_search(text: str) -> str:
     return describe(text)
 
 
+def describe_empty(query: Query) -> str:
+    """An empty result in one sentence naming every filter it had, so a search that finds nothing
+    under a filter is not read as a search that finds nothing: "no token matches all of: the search
+    'wayne' (...), health unusable"."""
+    from .health import BY_KEY
+
+    filters = [f"health {'failing or unusable (needs attention)' if query.health == ATTENTION else query.health}"
+               if query.health else "",
+               f"why: {BY_KEY[query.reason].label}" if query.reason in BY_KEY else "",
+               f"access token {query.status}" if query.status else "",
+               f"data center {datacenters.name(query.api_domain)}" if query.api_domain else ""]
+    filters = [part for part in filters if part]
+    if query.search and query.search.strip():
+        typed = query.search.strip()
+        searched = (f"the search {typed!r} (the start of a user name's e-mail, e-mail domain or org id, any case, "
+                    "or of a token id)")
+        if not filters:
+            return describe(typed)
+        return f"no token matches all of: {searched}, " + ", ".join(filters) + \
+            " (clear a filter to see what the search alone finds)"
+    return "no token matches " + (("all of: " + ", ".join(filters)) if filters else "(no filter is set: the collection is empty)")
+
+
 SORTS = {"user": "user_name", "expiry": "expiry_time", "refreshed": REFRESHED_FIELD}
 """``--sort`` names and the field each orders by (each has a sparse index)."""
 

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
@@ -40,6 +39,7 @@ from ..core.mapping import (
     malformed,
 )
 from ..core.store import MongoTokenStore
+from ..core.urls import UrlError, http_url
 from ..core.zoho_http import (
     CALL_BOUND,
     CONNECT_TIMEOUT,
@@ -98,23 +98,20 @@ class Route:
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
-    parts = urlsplit(url)
     try:
-        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
-    except ValueError:
+        return http_url(url).origin
+    except UrlError:
         return None
 
 
 def check_accounts_url(url: str) -> str:
-    """A configured accounts server must be an http(s) URL with a host (its credentials never shown)."""
-    parts = urlsplit(url)
+    """A configured server must be an http(s) URL that every HTTP client reads alike
+    (``core/urls.py``; its credentials never shown): the URL as it will be requested."""
     try:
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        raise ZohoError("the accounts URL has a port that is not a number") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ZohoError("the accounts URL must be an http(s) URL such as https://accounts.zoho.eu/oauth/v2/token")
-    return url
+        return http_url(url).text
+    except UrlError as error:
+        raise ZohoError(f"the accounts URL must be an http(s) URL such as https://accounts.zoho.eu/oauth/v2/token "
+                        f"({error})") from None
 
 
 def zoho_data_center(api_domain: str) -> Any:
@@ -132,14 +129,14 @@ def route(api_domain: str | None, accounts_url: str | None = None, api_url: str 
     fake Zoho) if there is one, else to ``api_domain`` only if it is a Zoho API host, or the very
     server configured as the accounts server (a proxy for both, or a test server)."""
     if api_url is not None:
-        check_accounts_url(api_url)
-        return Route(route(api_domain, accounts_url).accounts, api_url)
+        return Route(route(api_domain, accounts_url).accounts, check_accounts_url(api_url))
     api_domain = api_domain or DEFAULT_API_DOMAIN
     known = zoho_data_center(api_domain)
     if accounts_url is not None:
-        check_accounts_url(accounts_url)
+        accounts_url = check_accounts_url(accounts_url)
+        # Compared as read by the one parser, and sent as read (a URL it refuses is no origin).
         same = _origin(api_domain) is not None and _origin(api_domain) == _origin(accounts_url)
-        return Route(accounts_url, api_domain if known is not None or same else None)
+        return Route(accounts_url, api_domain if known is not None else http_url(api_domain).text if same else None)
     return Route(known.accounts_url if known is not None else None, api_domain if known is not None else None)
 
 
@@ -151,7 +148,11 @@ def check(store: MongoTokenStore, token_id: str, accounts_url: str | None = None
     """Obtain a working access token for this stored token the way the SDK does (at most one
     refresh), call Zoho's current-user API with it (at ``api_url`` if given: see ``route``), and
     record the result on the token: Zoho's refusal makes it ``failing`` until the next save; no
-    answer from Zoho records nothing."""
+    answer from Zoho records nothing. A stored document whose id is no string (``check --all``
+    meets hand-made ones) is a result of its own, so it never stops a pass."""
+    if token_id is not None and not isinstance(token_id, str):
+        return Checked(repr(token_id), None, f"not checked: its id is {type(token_id).__name__}, not a string (no "
+                       "token the store wrote: fix or delete it)")
     token_id = check_text("id", token_id, required=True)
     document = store.call("read the token", lambda: store.collection.find_one({"_id": token_id}))
     if document is None:

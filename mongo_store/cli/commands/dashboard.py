@@ -10,9 +10,12 @@ from typing import Any
 from ..command import Context, Failure, arg, command
 
 
-@command("add-operator", help="add a dashboard operator account (or set its password): asks for the password, or "
-         "reads it from standard input", store="none", arguments=[
+@command("add-operator", help="add a dashboard operator account (or set its password and role): asks for the "
+         "password, or reads it from standard input", store="none", arguments=[
              arg("name", help="the account name, as the audit log records it (an e-mail works)"),
+             arg("--role", choices=("viewer", "operator", "admin"),
+                 help="viewer: reads only; operator: also checks, revokes and deletes chosen tokens; admin: also "
+                      "deletes all, applies a policy, imports (default: operator for a new account, else unchanged)"),
              arg("--file", help="the operators file (default: $DASHBOARD_OPERATORS_FILE); created 0600"),
          ])
 def add_operator(ctx: Context) -> int:
@@ -36,17 +39,22 @@ def add_operator(ctx: Context) -> int:
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     try:
-        new = add_operator(path, args.name, password)
+        new = add_operator(path, args.name, password, args.role)
     except OperatorsError as error:
         raise Failure(str(error)) from None
     except OSError as error:
         raise Failure(f"cannot write {printable(path)}: {error.strerror}") from None
-    print(f"{'added' if new else 'changed the password of'} operator {printable(args.name)} in {printable(path)}", file=out)
+    from ...dashboard.operators import read_accounts
+
+    role = read_accounts(path)[args.name].role
+    print(f"{'added' if new else 'changed the password of'} operator {printable(args.name)} ({role}) in {printable(path)}",
+          file=out)
     return 0
 
 
 @command("dashboard", help="run the Streamlit dashboard", store="none", arguments=[
-    arg("--port", type=int, default=8501),
+    arg("--port", type=int, default=8501, help="the port to serve on (default 8501); a port in use is refused before "
+        "anything starts"),
     arg("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
         "for all)"),
 ])
@@ -54,15 +62,27 @@ def dashboard(ctx: Context) -> int:
     """Run the dashboard with the current settings (MONGODB_URI, DASHBOARD_PASSWORD, ...)."""
     import os
 
-    from ..processes import run_streamlit, stopped_by_signals
+    from ..processes import check_start, run_streamlit, stopped_by_signals
 
+    check_start(os.environ.copy(), ctx.args.address, ctx.args.port)  # before anything starts
     with stopped_by_signals() as shutdown:
         return run_streamlit(os.environ.copy(), ctx.args.port, ctx.args.address, shutdown)
     return 0  # stopped by a signal, Streamlit with it
 
 
-@command("demo", help="the dashboard on an embedded database with fake tokens", store="none", arguments=[
-    arg("--port", type=int, default=8501),
+def _demo_database_flags(args: Any) -> str | None:
+    given = [flag for flag, value in (("--uri", args.uri), ("--database", args.database),
+                                      ("--collection", args.collection)) if value]
+    if given:
+        return (f"the demo runs on its own embedded database, so {', '.join(given)} would be ignored: leave "
+                f"{'it' if len(given) == 1 else 'them'} out, or run `zoho-mongo-store dashboard` on your database")
+    return None
+
+
+@command("demo", help="the dashboard on an embedded database with fake tokens", store="none",
+         usage=_demo_database_flags, arguments=[
+    arg("--port", type=int, default=8501, help="the dashboard's port (default 8501); a port in use is refused before "
+        "anything starts"),
     arg("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
     arg("--data-dir", help="where the embedded mongod keeps its data (default: $XDG_DATA_HOME/zoho-mongo-store/demo, "
         "else ~/.local/share/zoho-mongo-store/demo)"),
@@ -81,9 +101,10 @@ def demo(ctx: Context) -> int:
     from ...core.store import MongoTokenStore
     from ...dashboard import demo, demo_zoho
     from ...tools.embedded import EmbeddedMongod, mongod_binary
-    from ..processes import data_folder_in_use, run_streamlit, stopped_by_signals
+    from ..processes import check_start, data_folder_in_use, run_streamlit, stopped_by_signals
 
     args, out = ctx.args, ctx.out
+    check_start(os.environ.copy(), args.address, args.port)  # before a mongod starts or a token is seeded
 
     env = os.environ.copy()
     env["ZOHO_DASHBOARD_DEMO"] = "1"
@@ -94,19 +115,24 @@ def demo(ctx: Context) -> int:
     ticking = threading.Event()
     with stopped_by_signals() as shutdown:
         try:
-            fake = demo_zoho.start()
+            folder = Path(args.data_dir) if args.data_dir else demo_data_dir()
+            embedded = not args.mock and mongod_binary() is not None
+            in_use = data_folder_in_use(folder) if embedded else None
+            if in_use:
+                raise Failure(f"the data folder {folder} is in use by another mongod (pid {in_use}): "
+                              "stop it, or pass another --data-dir")
+            fake, kept_port = demo_zoho.start_kept(folder)
             env |= demo_zoho.settings(fake)
-            if not args.mock and mongod_binary() is not None:
-                folder = Path(args.data_dir) if args.data_dir else demo_data_dir()
-                in_use = data_folder_in_use(folder)
-                if in_use:
-                    raise Failure(f"the data folder {folder} is in use by another mongod (pid {in_use}): "
-                                  "stop it, or pass another --data-dir")
+            if not kept_port:
+                print(f"The fake Zoho's usual port is taken: it listens on {fake.port} now (paste the new line below).",
+                      file=out, flush=True)
+            if embedded:
                 print(f"Starting the embedded mongod (data kept in {folder}; --reset starts over) ...", file=out, flush=True)
-                # Known before it starts, so a signal while it starts still stops it.
                 server = EmbeddedMongod(data_dir=folder, own_session=True)
-                shutdown.children.append(lambda: server.process if server is not None else None)
-                server.start()
+                with shutdown.starting():  # known before a signal can stop the command: a signal now stops it too
+                    server.launch()
+                    shutdown.children.append(lambda: server.process if server is not None else None)
+                server.ready()
                 env["MONGODB_URI"] = server.uri
                 with MongoTokenStore(server.uri, database=database) as store:
                     kept = store.collection.database
@@ -123,9 +149,10 @@ def demo(ctx: Context) -> int:
                 demo_zoho.teach(fake, documents)
                 beat = threading.Thread(target=keep_the_clock, args=(server.uri, database, ticking), daemon=True)
                 beat.start()
+                pointed = " ".join(f"{name}={value}" for name, value in demo_zoho.cli_settings(fake).items())
                 print(f"MongoDB: {server.uri}  database: {database}\n"
-                      f"Point the CLI at it (in a second terminal): export MONGODB_URI='{server.uri}' "
-                      f"ZOHO_MONGO_DATABASE={database}", file=out)
+                      f"Point the CLI at it and at the demo's fake Zoho (in a second terminal): export "
+                      f"MONGODB_URI='{server.uri}' ZOHO_MONGO_DATABASE={database} {pointed}", file=out)
             else:
                 why = "as asked" if args.mock else "no embedded mongod on this platform"
                 print(f"The demo runs on mongomock, in memory ({why}): only the dashboard sees it.", file=out)
@@ -133,8 +160,7 @@ def demo(ctx: Context) -> int:
                 now = utcnow()  # the dashboard seeds the very same tokens (the same rng, dated from now)
                 env[demo.SEEDED_AT_ENV] = now.isoformat()
                 demo_zoho.teach(fake, demo.planned_documents(now=now), now)
-            from_cli = (f" (from the CLI: check ID --accounts-url {fake.url}{demo_zoho.ACCOUNTS_PATH} --api-url {fake.url})"
-                        if server is not None else "")
+            from_cli = " (and the CLI's, with the line above)" if server is not None else ""
             print(f"Check and Revoke go to the demo's local fake Zoho at {fake.url}: no internet needed{from_cli}.",
                   file=out)
             password = "the one in DASHBOARD_PASSWORD" if own_password else "demo"  # never echo a real one

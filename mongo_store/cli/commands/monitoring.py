@@ -74,7 +74,7 @@ def metrics(ctx: Context) -> int:
             return
         with exporter.lock:
             exporter.undelivered = report.undelivered
-        if report.baseline is not None or report.alerted or report.recovered or report.undelivered:
+        if report.baseline is not None or report.alerted or report.recovered or report.undelivered or report.skipped:
             print(f"alerts: {report.summary()}", file=out, flush=True)
 
     stop = threading.Event()

@@ -44,6 +44,7 @@ def indexes(ctx: Context) -> int:
 
 @command("stats", help="counts by health, status and data center", arguments=[arg("--json", action="store_true")])
 def stats(ctx: Context) -> int:
+    from ...core.masking import printable
     from ...tools import datacenters
     from ...tools.health import HEALTH_MEANING
     from ...tools.health import STATUSES as STATES
@@ -66,7 +67,7 @@ def stats(ctx: Context) -> int:
         print(f"  {status + ':':<16}{counts[status]:>{width}}", file=out)
     print("data centers:", file=out)
     for domain, count in counts["per-api-domain"].items():
-        print(f"  {datacenters.label(domain)}: {count}", file=out)
+        print(f"  {printable(datacenters.label(domain))}: {count}", file=out)
     unnamed = counts["total"] - sum(counts["per-api-domain"].values())
     if unnamed:
         print(f"  none: {unnamed}", file=out)
@@ -136,17 +137,14 @@ def list_tokens(ctx: Context) -> int:
         for token in shown:
             print(json.dumps(iso_dates(token)), file=out)
     else:
-        rows = [list_cells(token) for token in shown]
-        if args.format == "tsv":
-            for row in [list(LIST_COLUMNS), *rows]:
-                print("\t".join(row), file=out)
-        elif rows:
-            widths = [max(len(row[n]) for row in [list(LIST_COLUMNS), *rows]) for n in range(len(LIST_COLUMNS))]
-            for row in [list(LIST_COLUMNS), *rows]:
-                print("  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False))
-                      + "  " + row[-1], file=out)
+        from ..output import rows
+
+        table = [list_cells(token) for token in shown]
+        if args.format == "tsv" or table:
+            for line in rows([list(LIST_COLUMNS), *table], tsv=args.format == "tsv"):
+                print(line, file=out)
     notes = out if args.format != "json" else sys.stderr  # JSON lines stay JSON lines
-    for line in footer(found, args, shown):
+    for line in footer(found, args, shown, query):
         print(f"# {line}", file=notes)
     return 0
 
@@ -216,13 +214,14 @@ def skipped_page(documents: list[dict[str, Any]], total: int, number: int, size:
                        number > 1, bool(documents) and (pages is None or number < pages))
 
 
-def footer(found: paging.Page, args: argparse.Namespace, shown: list[dict[str, Any]]) -> list[str]:
+def footer(found: paging.Page, args: argparse.Namespace, shown: list[dict[str, Any]],
+           query: queries.Query | None = None) -> list[str]:
     """Where this page is ("page 2 of 7, tokens 51-100 of 320") and the commands for the pages
-    either side; for an empty result, what was searched."""
+    either side; for an empty result, what was searched and every filter beside it."""
     from ...tools import queries
 
     if not shown:
-        said = queries.describe_search(args.search) if args.search else "no token matches these filters"
+        said = queries.describe_empty(query or queries.Query(search=args.search))
         return [f"no tokens: {said}" if found.total == 0 else "no tokens on this page"]
     total, size = queries.shown_total(found.total), args.page_size
     if found.number > 0:

@@ -32,17 +32,25 @@ def import_tokens(ctx: Context) -> int:
                                            source=kind, dry_run=args.dry_run)
     except SourceError as error:
         raise Failure(str(error)) from None
+    from ...core.masking import printable
+
+    # A reason can name what the file holds (an unknown field's name): plain text, as stored text is.
     if args.verbose:
         for line, reason in report.rejected:
-            print(f"rejected line {line}: {reason}", file=out)
+            print(f"rejected line {line}: {printable(reason)}", file=out)
     else:  # one line per reason: a masked export's hundreds of rows are one line
         for group in report.reasons():
-            print(group.describe(), file=out)
+            print(printable(group.describe()), file=out)
     print(report.summary(args.dry_run) + (" (dry run: nothing written)" if args.dry_run else ""), file=out)
     return 1 if report.rejected else 0  # a migration script can tell that rows were left behind
 
 
-@command("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY", store="sdk", writes_tokens=True)
+@command("rotate-key", help="re-encrypt every token under ZOHO_MONGO_ENCRYPTION_KEY or ZOHO_MONGO_KMS_KEY",
+         store="sdk", writes_tokens=True, arguments=[
+             arg("--rewrap", action="store_true",
+                 help="only wrap the data key again under ZOHO_MONGO_KMS_KEY (after that key's own rotation): no "
+                      "token is touched"),
+         ])
 def rotate_key(ctx: Context) -> int:
     import sys
 
@@ -51,6 +59,11 @@ def rotate_key(ctx: Context) -> int:
     from ...core.rotation import pending, rotate
 
     store, out = ctx.sdk_store, ctx.out
+    if ctx.args.rewrap:
+        from ...core.envelope import rewrap
+
+        print(rewrap(store, store.keys.kms), file=out)
+        return 0
     query = pending(store)  # refuses a store without a key
     if store.prepare() is False:
         print("note: this MongoDB user may not install the validator that keeps the collection encrypted "
@@ -63,4 +76,9 @@ def rotate_key(ctx: Context) -> int:
     print(f"rotated {report.rotated}, saved meanwhile {report.changed_meanwhile} (already on the new key), "
           f"failed {len(report.failed)}" + (f"; replaced refresh tokens awaiting their revoke sealed again: "
                                             f"{report.displaced}" if report.displaced else ""), file=out)
+    if report.recorded is not None:
+        print(report.recorded, file=out)
+    for name in report.retired:
+        print(f"no token of this collection needs KMS key {name} any more: remove it from ZOHO_MONGO_OLD_KMS_KEYS; "
+              "once nothing else uses it, it can be disabled", file=out)
     return 1 if report.failed else 0

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
          ])
 def check(ctx: Context) -> int:
     from ...core.clock import utcnow
-    from ...core.masking import printable
     from ...tools.health import health_filter
+    from ..output import rows
 
     args, store = ctx.args, ctx.sdk_store
     if sum(map(bool, (args.ids, args.health, args.all))) != 1:
@@ -40,8 +40,7 @@ def check(ctx: Context) -> int:
                                                      .sort("_id", 1)])
 
     def show(result: Checked) -> None:
-        print(f"{printable(result.token_id)}\t{printable(result.user_name or '')}\t{printable(result.result)}",
-              file=ctx.out, flush=True)
+        print(rows([[result.token_id, result.user_name or "", result.result]], tsv=True)[0], file=ctx.out, flush=True)
 
     outcome = ctx.session().check(ids, progress=show)
     failed = len(ids) - len(outcome.done)
@@ -98,8 +97,8 @@ def revoke(ctx: Context) -> int:
 def cleanup(ctx: Context) -> int:
     import json
 
-    from ...core.masking import printable
     from ...tools import cleanup as lifecycle
+    from ..output import rows
 
     args, out = ctx.args, ctx.out
     policy = lifecycle.Policy(args.idle_days, args.unusable_days) if args.idle_days or args.unusable_days \
@@ -110,8 +109,8 @@ def cleanup(ctx: Context) -> int:
 
     def show(entry: cleanup_policy.Entry) -> None:
         if not args.json:
-            print("\t".join(printable(value) for value in (entry.id, entry.user_name or "", entry.action, entry.reason,
-                                                          entry.result)), file=out, flush=True)
+            print(rows([[entry.id, entry.user_name or "", entry.action, entry.reason, entry.result]], tsv=True)[0],
+                  file=out, flush=True)
 
     session = ctx.session()
     if args.dry_run:
