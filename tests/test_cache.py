@@ -135,7 +135,10 @@ def test_every_sdk_call_is_one_round_trip_on_the_callers_thread(counted: tuple[M
                            redirect_url="https://app.example.com/oauth",
                            user_signature=None if LOOKS_UP_USER else UserSignature("alice@example.com:700001"))
         initialize(zoho, login, store, tmp_path)  # the grant exchange: a lookup that finds nothing, a save
-        assert calls.take() == [("find_token", ["find"]), ("save_token", ["findAndModify"])]
+        # A login's save may insert: a store without a key first reads the collection's validator
+        # (once per store) and, with none in place, probes for a sealed token it must not write
+        # beside (issue 29's F5, docs/benchmark.md). Every other call below is one round trip.
+        assert calls.take() == [("find_token", ["find"]), ("save_token", ["listCollections", "find", "findAndModify"])]
         token_id = login.get_id()
 
         for _ in range(50):
