@@ -63,6 +63,8 @@ class MongoTokenStore(Protocol):
 
     def record_event(self, document: dict[str, Any], event: str, detail: str, who: str | None = None) -> bool: ...
 
+    def flush_events(self, timeout: float | None = None) -> bool: ...
+
     def _digest(self, refresh: str) -> str: ...
 
 log = logging.getLogger("mongo_store")
@@ -333,6 +335,8 @@ def retry_displaced(store: MongoTokenStore, accounts_url: str | None = None, *, 
             done.append(Retired(entry["_id"], entry.get("token_id", "?"), entry.get("user_name"), f"not revoked: {error}"))
             continue
         done.append(retire(store, entry, refresh, accounts_url=accounts_url, who=who))
+    if done:  # an operator reads the history next: its events are written before the answer
+        store.flush_events(store.settings.failover_wait)
     return done
 
 

@@ -246,6 +246,7 @@ def _refresh(store: MongoTokenStore, document: dict[str, Any], opened: dict[str,
             if recorded:
                 store.record_event(taken, "refresh-failed", f"Zoho refused the refresh "
                                    f"({zoho_code(code) or f'HTTP {reply.status}'}), during a check: {reason}")
+                store.flush_events(store.failover_wait)  # before the check's own entry: the history in order
         raise _Answered(code if isinstance(code, str) and code else f"HTTP {reply.status}")
     seconds = body.get("expires_in")
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= 10 ** 9:
