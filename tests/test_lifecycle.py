@@ -169,9 +169,12 @@ def _load(portal: Portal, people: list[str], seconds: float, threads: int = 8,
 
 
 def test_a_revoked_person_does_not_slow_the_others_and_zoho_hears_one_attempt(portal: Portal) -> None:
-    """30 people, 8 threads; one person's refresh token revoked at Zoho. The others' throughput
-    stays within 20 % of a run without that person; that person's requests fail in well under a
-    second, and Zoho sees one refresh attempt in the back-off window (30 s by default)."""
+    """30 people, 8 threads; one person's refresh token revoked at Zoho. Nobody else waits on that
+    person: each of the others is refreshed once per run and no more, and every one of their
+    requests succeeds; that person's requests fail in well under a second, and Zoho sees one
+    refresh attempt in the back-off window (30 s by default). The others' requests per second with
+    and without that person are recorded (``artifacts/lifecycle.json``), not asserted: a timing on
+    a shared machine is the benchmark's to show."""
     others = [portal.log_in(f"person{n}@example.com") for n in range(29)]
     carol = portal.log_in(CAROL)
     portal.zoho.revoke(portal.document(carol)["refresh_token"])
@@ -196,7 +199,9 @@ def test_a_revoked_person_does_not_slow_the_others_and_zoho_hears_one_attempt(po
         "others_per_second_without_the_revoked_person": without, "others_per_second_with_them": with_carol,
         "revoked_person_requests": len(durations), "revoked_person_median_s": statistics.median(durations or [0]),
         "revoked_person_max_s": max(durations or [0]), "zoho_refresh_attempts_for_them": len(attempts)}, indent=2))
-    assert max(with_carol) >= 0.8 * max(without), (without, with_carol)
+    for n in range(29):  # four runs, each starting with everyone's access token expired
+        refreshed = portal.zoho.refreshes(f"person{n}@example.com")
+        assert [attempt.outcome for attempt in refreshed] == ["ok"] * 4, refreshed
 
     assert len(carol_results) >= 10 and not any(ok for _, ok in carol_results)
     assert max(durations) < 1.0, carol_results
