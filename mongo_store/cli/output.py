@@ -7,10 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..core.masking import ago, iso, printable
-
-FORMULA_STARTS = ("=", "+", "-", "@")
-"""How a cell starts that a spreadsheet would run as a formula (as the dashboard's CSV export)."""
+from ..core.masking import ago, iso, printable, spreadsheet_safe
 
 
 def rows(table: list[list[Any]], *, tsv: bool = False) -> list[str]:
@@ -20,7 +17,7 @@ def rows(table: list[list[Any]], *, tsv: bool = False) -> list[str]:
     left ragged. Every table the CLI prints passes through here."""
     cells = [[printable(cell) for cell in row] for row in table]
     if tsv:
-        return ["\t".join("'" + cell if cell.startswith(FORMULA_STARTS) else cell for cell in row) for row in cells]
+        return ["\t".join(spreadsheet_safe(cell) for cell in row) for row in cells]
     widths = [max(len(row[n]) for row in cells) for n in range(len(cells[0]))] if cells else []
     return ["  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)) + "  " + row[-1]
             for row in cells]

@@ -29,6 +29,17 @@ def printable(value: Any) -> str:
     return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""How a cell starts that a spreadsheet would run as a formula (OWASP's CSV injection list)."""
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell of a file a person opens in a spreadsheet (the dashboard's CSV, the CLI's TSV):
+    text a spreadsheet would run as a formula (a hand-made user name ``=HYPERLINK(...)``) goes
+    behind a leading ``'``, so a stored value is data, never code."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def markdown_plain(value: Any) -> str:
     """A value placed in Markdown (a Streamlit label or message) that renders as the text itself."""
     return _MARKDOWN.sub(r"\\\1", printable(value))

@@ -13,7 +13,7 @@ from typing import Any
 from pymongo.collection import Collection
 
 from ..core.clock import utcnow
-from ..core.masking import iso
+from ..core.masking import iso, spreadsheet_safe
 from ..tools import datacenters
 from ..tools.queries import Query
 from ..tools.records import view
@@ -65,15 +65,11 @@ def export_csv(connection: data.Connection, query: Query, limit: int = EXPORT_LI
     return out.getvalue(), len(documents)
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""How a cell starts that a spreadsheet would run as a formula (a stored value is data, never code)."""
-
-
 def cell(value: Any) -> Any:
     """A CSV cell: a date as ISO 8601 UTC, nothing as empty, and text a spreadsheet would take
     for a formula (a hand-made user name ``=HYPERLINK(...)``) behind a leading ``'``."""
     if isinstance(value, datetime):
         return iso(value)
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
+    if isinstance(value, str):
+        return spreadsheet_safe(value)
     return "" if value is None else value
