@@ -20,15 +20,16 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from subjects import RoundTrips
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
@@ -42,23 +43,6 @@ from mongo_store.tools.embedded import EmbeddedMongod
 DATABASE = "zoho_portal_bench"
 CLIENT_ID, CLIENT_SECRET = "1000.PORTALBENCH", "portal-bench-client-secret-0123456789"
 SHIPPED, READS, FILE = "MongoTokenStore (as shipped)", "MongoTokenStore, read cache off", "SDK FileStore"
-
-
-class RoundTrips(monitoring.CommandListener):
-    """Commands sent from the requesting thread."""
-
-    def __init__(self) -> None:
-        self.count, self.thread = 0, threading.get_ident()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if threading.get_ident() == self.thread:
-            self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 def log_in(zoho: FakeZoho, store: Any, email: str) -> str:

@@ -20,7 +20,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -29,11 +28,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import mongomock
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import subjects
+from subjects import RoundTrips
 
 from mongo_store import MongoTokenStore
 from mongo_store.tools.embedded import EmbeddedMongod
@@ -47,26 +47,6 @@ CACHED = "MongoTokenStore (as shipped)"
 FILE, KAIZEN, KAIZEN_IDX, MOCK = "SDK FileStore", "SQLite (Kaizen)", "SQLite + indexes", "mongomock store*"
 REQUESTS = ["first request", "request"]
 """A logged-in person's first request (the cache fills), and the next ones."""
-
-
-class RoundTrips(monitoring.CommandListener):
-    """Counts the commands a client sends from the measuring thread: one command is one round trip
-    to the server on the caller's path (the store's history writer and change stream run in
-    threads of their own)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.thread = threading.get_ident()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if threading.get_ident() == self.thread:
-            self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @dataclass

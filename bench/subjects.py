@@ -10,11 +10,12 @@ import csv
 import os
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, monitoring
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
@@ -22,6 +23,27 @@ from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 from mongo_store import MongoTokenStore
 from mongo_store.core.indexes import ensure_indexes
 from mongo_store.core.mapping import TOKEN_FIELDS, token_fields
+
+
+class RoundTrips(monitoring.CommandListener):
+    """Counts the commands a client sends from the measuring thread: one command is one round trip
+    to the server on the caller's path (the store's history writer and change stream run in
+    threads of their own)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.thread = threading.get_ident()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if threading.get_ident() == self.thread:
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
 
 OPS = ["find_by_user", "find_by_refresh", "find_by_access", "find_by_id", "save_update", "save_insert", "delete"]
 CLIENT_ID, CLIENT_SECRET = "1000.BENCHCLIENT", "bench-client-secret-0123456789abcdef"
