@@ -697,3 +697,22 @@ def test_a_forked_child_keeps_nothing_it_cannot_prove(real_client: MongoClient, 
         held.gate.set()
     assert store.cache.holds(token.get_id())  # the parent keeps its own
     assert store.flush_events(10) and store.cache_stats()["events_written"] == 2
+
+
+def test_a_stream_that_stops_never_waits_for_the_registry() -> None:
+    """A stream stops with its own lock held (its last store went); a new store's first lookup
+    holds the registry and waits for that lock. The stopping stream must not then wait for the
+    registry (a deadlock that hung every later first lookup of the process): it leaves the
+    registry when its thread ends, without its lock."""
+    watcher = read_cache.Watcher(mongomock.MongoClient().db.tokens, (0, "db", "tokens"))
+
+    def stop() -> None:
+        with watcher.lock:
+            watcher._stop("its last store went")
+
+    with read_cache._registry:  # as watcher_for holds it, about to take the watcher's lock
+        stopping = threading.Thread(target=stop, daemon=True)
+        stopping.start()
+        stopping.join(5)
+        assert not stopping.is_alive(), "the stopping stream waits for the registry: a deadlock"
+    assert watcher.state == "stopped"

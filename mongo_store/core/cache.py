@@ -181,13 +181,20 @@ class Watcher:
             return True
 
     def _stop(self, why: str, state: str = "stopped") -> None:
-        """(The lock is held.)"""
+        """(The lock is held.) The thread then ends, and leaves the registry as it does (``_run``):
+        the registry's lock is never taken under a watcher's, which ``watcher_for`` takes in the
+        other order."""
         self.state, self.live_until = state, 0.0
         self.drop_all()
-        _forget(self)
         log.debug("read cache stream on %s stopped: %s", self.collection.name, why)
 
     def _run(self) -> None:
+        try:
+            self._follow()
+        finally:
+            _forget(self)
+
+    def _follow(self) -> None:
         resume: Any = None
         pauses = 0
         while self._wanted():
@@ -265,6 +272,7 @@ _registry = threading.Lock()
 
 
 def _forget(watcher: Watcher) -> None:
+    """A stopped watcher leaves the registry (its thread ends: never with the watcher's lock held)."""
     with _registry:
         if _watchers.get(watcher.registry_key) is watcher and watcher.state == "stopped":
             del _watchers[watcher.registry_key]
