@@ -317,8 +317,11 @@ def test_a_signed_cookie_keeps_the_session_until_it_expires_or_is_signed_out(
     sent["cookie"] = token
     assert auth.read_token(Settings.load(), token, now=time.time() + 13 * 3600) is None  # expired
     again = AppTest.from_file(APP, default_timeout=30).run()
+    other = AppTest.from_file(APP, default_timeout=30).run()  # another tab, open when the first signs out
+    assert other.metric
     again.sidebar.button(key="sign_out").click().run()  # Sign out ends it everywhere: the cookie is refused
     assert not again.metric and again.text_input
+    assert not other.run().metric  # the open tab too, at its next rerun
     assert not AppTest.from_file(APP, default_timeout=30).run().metric
     at = sign_in(AppTest.from_file(APP, default_timeout=30).run(), "ada", "ada has a long password")
     sent["cookie"] = at.session_state["session_token"]

@@ -336,6 +336,9 @@ def signed_in(settings: Settings, operators: dict[str, Account] | None, secret_o
         if claims is not None and claims.get("m") == method and isinstance(claims.get("n"), str):
             operator = Operator(claims["n"], method, str(claims.get("f") or ""))
             state["session_token"] = cookie  # the same session (one id): "Sign out" here ends it everywhere
+    elif isinstance(operator, Operator) and state.get("session_token") is not None and \
+            read_token(settings, state["session_token"]) is None:
+        operator = None  # signed out in another tab (or expired): this tab is signed out too
     if isinstance(operator, Operator) and operator.method == method:
         known = secret_of(operator.name)
         if known is not None and hmac.compare_digest(operator.password_hash, fingerprint(settings, known)):
