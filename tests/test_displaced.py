@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -131,3 +133,30 @@ def test_the_accounts_server_of_a_data_center_is_zohos_own_only() -> None:
     assert zoho_accounts_url("https://www.zohoapis.com") == "https://accounts.zoho.com/oauth/v2/token"
     for domain in ("https://www.zohoapis.eu.attacker.example", "http://127.0.0.1:8080", "eu", None, ""):
         assert zoho_accounts_url(domain) is None
+
+
+def test_close_lets_a_revoke_in_flight_end_and_keeps_its_event(real_client: Any, database_name: str) -> None:
+    """A store closed while it revokes a replaced refresh token at Zoho: the revoke ends first
+    (within ``failover_wait``) and its event is written before close() returns (it used to be
+    written, if at all, by a writer started again after the close)."""
+    with ZohoAccounts(CLIENT_ID, SECRET) as zoho:
+        store = MongoTokenStore(client=real_client, database=database_name)
+        old = zoho.authorize("alice@example.com", CLIENT_ID, SECRET)
+        token = oauth("alice@example.com:1", client_secret=SECRET, refresh_token=old, api_domain=zoho.url)
+        store.save_token(token)
+        answer, asked = zoho.revoke_response, threading.Event()
+
+        def slow_revoke(form: dict[str, str]) -> Any:
+            asked.set()
+            time.sleep(0.5)  # Zoho takes its time: the application shuts down meanwhile
+            return answer(form)
+
+        zoho.revoke_response = slow_revoke  # type: ignore[method-assign]
+        login = oauth("alice@example.com:1", client_secret=SECRET, api_domain=zoho.url,
+                      refresh_token=zoho.authorize("alice@example.com", CLIENT_ID, SECRET))
+        setattr(login, displaced.EXCHANGED_AT, f"{zoho.url}/oauth/v2/token")  # as the SDK's grant exchange marks it
+        store.save_token(login)  # a new login: what it replaced is revoked in the background
+        assert asked.wait(5)
+        store.close()
+        assert zoho.revocations == [(old, "revoked")] and pending(store) == 0
+        assert [event["event"] for event in store.events.find({"event": "revoked"})] == ["revoked"]

@@ -321,13 +321,15 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self.close()
 
     def close(self) -> None:
-        """Write the pending history events (bounded by ``failover_wait``), leave the change stream,
-        stop revoking replaced refresh tokens (those left wait for ``retry_displaced``), then close
+        """Stop revoking replaced refresh tokens (those not yet sent wait for ``retry_displaced``;
+        one in flight ends first, within ``failover_wait``, so its event is kept), write the
+        pending history events (bounded by ``failover_wait``), leave the change stream, then close
         the client if the store created it."""
+        self.retirements.close()
+        self.retirements.wait(self.failover_wait)
         self.history.close(self.failover_wait)
         if self.cache is not None:
             self.cache.close()
-        self.retirements.close()
         super().close()
 
     def wait_for_retirements(self, timeout: float = 30.0) -> bool:
