@@ -716,3 +716,28 @@ def test_a_stream_that_stops_never_waits_for_the_registry() -> None:
         stopping.join(5)
         assert not stopping.is_alive(), "the stopping stream waits for the registry: a deadlock"
     assert watcher.state == "stopped"
+
+
+def test_the_operator_front_ends_read_mongodb_every_time(mongo_uri: str, database_name: str,
+                                                         dashboard_env: MongoTokenStore,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's and the dashboard's stores keep no read cache (and open no change stream): an
+    operator acts on what is stored now, also right after a delete of their own, which the stream
+    would deliver only milliseconds later. An application's store keeps it (the default)."""
+    import argparse
+
+    from mongo_store.cli.command import Command, open_store
+    from mongo_store.dashboard import data
+    from mongo_store.dashboard.settings import Settings
+
+    monkeypatch.setenv("ZOHO_MONGO_READ_CACHE", "1")  # as a deployment has it (the suite turns it off)
+    args = argparse.Namespace(uri=mongo_uri, database=database_name, collection=None, timeout=5.0)
+    command_store = open_store(args, Command("check", "check tokens", lambda _context: 0, store="sdk"))
+    connection = data.connect(Settings.load())
+    application_store = MongoTokenStore(uri=mongo_uri, database=database_name)
+    try:
+        assert command_store.cache is None and connection.store.cache is None
+        assert application_store.cache is not None
+    finally:
+        for store in (command_store, connection.store, application_store):
+            store.close()

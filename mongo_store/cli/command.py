@@ -157,7 +157,8 @@ def open_store(args: argparse.Namespace, declared: Command) -> Any:
         raise Failure(sdk_missing(declared.name))
     from ..core.store import MongoTokenStore
 
-    return MongoTokenStore(settings=settings)
+    # An operator acts on what is stored now: no read cache (nor its change stream) in a command.
+    return MongoTokenStore(settings=settings.replace(read_cache=False))
 
 
 QUICK_REFUSAL = 3.0

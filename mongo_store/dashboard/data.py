@@ -66,7 +66,8 @@ def connect(settings: Settings) -> Connection:
     # one wait, not the longer socket timeout.
     store = MongoTokenStore(settings=settings.store.replace(
         server_selection_timeout=min(3.0, settings.store.failover_wait),
-        socket_timeout=min(settings.store.socket_timeout, settings.store.failover_wait), create_indexes=False))
+        socket_timeout=min(settings.store.socket_timeout, settings.store.failover_wait), create_indexes=False,
+        read_cache=False))  # an operator acts on what is stored now, also right after a delete of its own
     with store.guard("connect to MongoDB"):
         info = store.client.server_info()
     connection = Connection(store, settings.operators, "", settings.accounts_url, settings.api_url)
