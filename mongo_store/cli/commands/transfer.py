@@ -58,6 +58,7 @@ def rotate_key(ctx: Context) -> int:
 
     from ...core.rotation import pending, rotate
 
+    ctx.session().require("keys")  # the role, as the operator layer declares it (the CLI's is admin)
     store, out = ctx.sdk_store, ctx.out
     if ctx.args.rewrap:
         from ...core.envelope import rewrap
