@@ -4,8 +4,10 @@ The SDK looks a token up twice per request (``Initializer.switch_user``, then th
 ``get_token``), and again on every request: nearly always the same, unchanged document. A store
 keeps the documents it read or wrote (``ReadCache``, per store instance, least recently used
 first out past ``read_cache_size``), and a change stream on the tokens' collection (``Watcher``,
-one per collection and client in a process, shared by the stores on it) evicts a token the moment
-anyone changes or deletes it: another process, an operator's command, a hand-made update.
+one per collection and client in a process, shared by the stores on it) evicts a token once a
+change or a delete by anyone is majority-committed (change streams report only those): another
+process, an operator's command, a hand-made update. A write acknowledged before the majority has
+it (w:1, a lagging secondary) is seen when the majority has it.
 
 What proves an entry current:
 
@@ -13,7 +15,9 @@ What proves an entry current:
   empty) and answering (a ``getMore`` was sent within ``MAX_AWAIT + SLACK`` seconds). A stream
   that breaks (an election, a lost connection) serves nothing until it has resumed from its resume
   token and caught up, so no change is missed; one that cannot resume (its history is gone, the
-  collection was dropped) drops every entry.
+  collection was dropped) drops every entry. (pymongo resumes once by itself within a ``getMore``
+  after a resumable error, unseen here: the changes it missed then come next, in order, while the
+  stream stays live; what is served meanwhile is at most that resume's time old.)
 - A read or a write fills an entry only if no change to that token was seen since the caller
   took its ``Ticket``, just before sending the command (a change racing the read evicts it, or
   keeps it out). The changes seen are numbered (``Watcher.seq``) and the latest ``RING`` kept.
