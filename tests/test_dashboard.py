@@ -1116,6 +1116,12 @@ def test_ticks_made_under_other_filters_are_named_with_their_health_and_need_the
     at.button(key="select_all").click().run()  # 5 idle tokens, all in view
     at.button(key="delete_selected").click().run()
     assert "not in this view" not in dialog_text(at) and not at.button(key="confirm_delete").disabled
+    # One of them deleted meanwhile (another operator): not "ticked under other filters", nor typed.
+    gone = sorted(at.session_state["ticked"])[0]
+    store.collection.delete_one({"_id": gone})
+    at.button(key="delete_selected").click().run()
+    assert gone in dialog_text(at) and "not in this view" not in dialog_text(at) and not at.warning
+    assert not at.button(key="confirm_delete").disabled
 
 
 def test_delete_all_is_off_with_no_match_and_every_result_stays_in_a_panel_until_dismissed(

@@ -141,7 +141,9 @@ def confirm_dialog(conn: data.Connection, settings: Settings, operator: Operator
             chosen = request["ids"]
             found = data.described(conn, chosen)
             view = request.get("view")
-            outside = set(chosen) - data.in_view(conn, view, chosen) if view is not None else set()
+            # Ticked under other filters: still stored, not in this view (one deleted meanwhile is
+            # neither: the list says it is gone).
+            outside = set(found) - data.in_view(conn, view, chosen) if view is not None else set()
             n = len(chosen)
             if kind == "revoke":
                 st.text(f"Revoke {'this token' if n == 1 else f'these {n} tokens'} at Zoho, then delete "
