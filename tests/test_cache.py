@@ -742,3 +742,30 @@ def test_the_operator_front_ends_read_mongodb_every_time(mongo_uri: str, databas
     finally:
         for store in (command_store, connection.store, application_store):
             store.close()
+
+
+def test_a_store_without_a_key_probes_for_sealed_tokens_once_a_while_not_at_every_login(
+        counted: tuple[MongoClient, FindAndModifyCounter], database_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A login's save in a collection without this package's validator first looks for a sealed
+    token it must not write beside (issue 29's F5). A probe that found none is trusted for
+    ``NO_SEALED_TRUSTED`` seconds: the next logins are one round trip each. Once that time has
+    passed, a sealed token written meanwhile (encryption turned on elsewhere) is refused again."""
+    from mongo_store.core import store as store_module
+
+    client, counter = counted
+    monkeypatch.setattr(store_module, "NO_SEALED_TRUSTED", 0.5)
+    plain = MongoTokenStore(client=client, database=database_name, encryption_key=None, old_encryption_keys=[])
+    plain.prepare()
+    commands = []
+    for n in range(3):
+        before = len(counter.names)
+        plain.save_token(full(f"person{n}@example.com:1"))
+        commands.append(counter.names[before:])
+    assert commands == [["listCollections", "find", "findAndModify"], ["findAndModify"], ["findAndModify"]]
+    sealed = MongoTokenStore(client=client, database=database_name, encryption_key=base64.b64encode(os.urandom(32)).decode(),
+                             old_encryption_keys=[], create_indexes=False)
+    sealed.save_token(full("sealed@example.com:1"))
+    time.sleep(0.6)
+    with pytest.raises(SDKException, match="holds encrypted tokens, but this store has no encryption key"):
+        plain.save_token(full("late@example.com:1"))
+    assert client[database_name].oauth_tokens.count_documents({"user_name": "late@example.com:1"}) == 0

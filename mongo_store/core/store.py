@@ -70,6 +70,8 @@ log = logging.getLogger("mongo_store")
 _PROJECTION = {field: True for field in (*TOKEN_FIELDS, KEY_ID_FIELD, *REFRESH_STATE, STARTED_FIELD)}
 _TOKEN_VALUES = ("access_token", "refresh_token", "grant_token")
 _REFRESHED = {"access_token", "expiry_time"}
+NO_SEALED_TRUSTED = 60.0
+"""Seconds a store without a key trusts a probe that found no sealed token in the collection."""
 _SAVE_AGAIN = "saving the same token again is safe"
 _TRY_AGAIN = "trying again is safe"
 T = TypeVar("T")
@@ -143,6 +145,8 @@ class MongoTokenStore(TokenStore, StoreCalls):
         self._validator_in_place: bool | None = None
         """Whether the collection held this package's validator when this store first could insert
         without a key (then such an insert is the server's to refuse); None: not read yet."""
+        self._no_sealed_until = 0.0
+        """Until when (``time.monotonic``) a probe that found no sealed token is trusted."""
         self.validated: bool | None = None
         """With a key on a real server: whether the collection has the validator (``prepare``)."""
         self._lock = threading.Lock()
@@ -622,17 +626,21 @@ class MongoTokenStore(TokenStore, StoreCalls):
         them (and a rotation could never finish). An update never touches a sealed token (the
         save's filter); an insert is refused by the server where this package's validator is in
         place (read once per store), else here, by a read before the write (an index probe): on
-        mongomock, which has no validators, and where the user could not install it."""
+        mongomock, which has no validators, and where the user could not install it. A probe that
+        finds none is trusted for ``NO_SEALED_TRUSTED`` seconds, so a login stays one round trip:
+        sealed tokens appear only when encryption is turned on, and a store started without the key
+        beside them is refused at its first login."""
         if self.cipher is not None or not may_insert:
             return
         if self._validator_in_place is None:
             self._validator_in_place = self._server_validates and validator_of(self.collection).in_place
-        if self._validator_in_place:
+        if self._validator_in_place or time.monotonic() < self._no_sealed_until:
             return
         sealed = self._primary.find_one({"$or": [{field: {"$exists": True}} for field in BLIND_FIELDS.values()]},
                                         {"_id": True})
         if sealed is not None:
             raise store_error(PLAIN_BESIDE_SEALED)
+        self._no_sealed_until = time.monotonic() + NO_SEALED_TRUSTED
 
     def _sealed(self, fields: dict[str, Any], found_by: dict[str, Any] | None,
                 new_id: str) -> tuple[dict[str, Any], dict[str, Any], list[str], bool]:
