@@ -340,6 +340,25 @@ def test_ticks_stay_with_their_tokens_and_clear_after_the_delete(demo: str, brow
     browser.save_screenshot(str(ARTIFACTS / "ticks-cleared.png"))
 
 
+def start_dashboard(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``zoho-mongo-store dashboard`` on this port, in a process group of its own (stopped by killpg)."""
+    return subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "dashboard", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_started(process: subprocess.Popen[bytes], url: str, seconds: float) -> None:
+    """Wait until the dashboard at ``url`` answers its health check; fail if it exits or takes longer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+        time.sleep(0.3)
+
+
 def test_with_sign_in_off_a_rebinding_name_sees_nothing(tmp_path: Path) -> None:
     """DNS rebinding in a real browser: a hostile page's name resolved to 127.0.0.1 reaches the
     dashboard's port, and Streamlit accepts its WebSocket; with sign-in off the dashboard checks the
@@ -352,20 +371,11 @@ def test_with_sign_in_off_a_rebinding_name_sees_nothing(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_URI", "DASHBOARD_", "ZOHO_"))}
     env |= {"MONGODB_URI": "mongomock://", "DASHBOARD_AUTH_DISABLED": "true"}
-    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "dashboard", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = start_dashboard(port, env)
     # The attacker's DNS answer, on this machine only: rebind.test is 127.0.0.1.
     with chromium("1280,900", "--host-resolver-rules=MAP rebind.test 127.0.0.1") as driver:
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
-                        break
-                except OSError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
-                time.sleep(0.3)
+            wait_started(process, f"http://127.0.0.1:{port}", 60)
             driver.get(f"http://rebind.test:{port}")
             wait_for(driver, "[data-testid='stAlert']", "not under another name")
             time.sleep(1)
@@ -587,17 +597,8 @@ def accounts_dashboard(demo: str, tmp_path_factory: pytest.TempPathFactory) -> I
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_URI", "DASHBOARD_", "ZOHO_"))}
     env |= {"MONGODB_URI": uri, "ZOHO_MONGO_DATABASE": "zoho_demo", "DASHBOARD_OPERATORS_FILE": str(path)}
-    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "dashboard", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
-        time.sleep(0.3)
+    process, url = start_dashboard(port, env), f"http://127.0.0.1:{port}"
+    wait_started(process, url, 90)
     yield url
     os.killpg(process.pid, 15)
     try:
