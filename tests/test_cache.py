@@ -444,12 +444,35 @@ class Racing:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    def find_one(self, *args: Any, **kwargs: Any) -> Any:
-        found = self.real.find_one(*args, **kwargs)
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        return RacingCursor(self.real.find(*args, **kwargs), self)
+
+    def race(self) -> None:
         watcher = self.store.cache.watcher()
         seen = watcher.changes
         self.change()
         assert until(lambda: watcher.changes > seen, 5.0)
+
+
+class RacingCursor:
+    """A real cursor whose first document comes with the other writer's change right after it."""
+
+    def __init__(self, real: Any, racing: Racing) -> None:
+        self.real, self.racing = real, racing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def limit(self, count: int) -> RacingCursor:
+        self.real = self.real.limit(count)
+        return self
+
+    def __iter__(self) -> RacingCursor:
+        return self
+
+    def __next__(self) -> Any:
+        found = next(self.real)
+        self.racing.race()
         return found
 
 
@@ -470,6 +493,36 @@ def test_a_change_racing_a_read_is_never_cached(real_client: MongoClient, databa
     assert not store.cache.holds(token.get_id())  # the change came after the read: not kept
     assert store.find_token_by_id(token.get_id()).get_access_token() == fresh
     assert store.cache.holds(token.get_id())
+
+
+def test_a_read_a_secondary_answered_never_fills_the_cache(replica_set: Any, database_name: str) -> None:
+    """A client that retries its own reads reads with primaryPreferred, which a secondary answers
+    when the client sees no primary; the topology may show one again by the time the read returns.
+    Only the primary's answer fills: the server that answered is what counts."""
+    from pymongo import ReadPreference
+
+    client = MongoClient(replica_set.uri, serverSelectionTimeoutMS=30_000)
+    try:
+        store = cached_store(client, database_name)
+        assert not store._client_bounds_first  # it reads with primaryPreferred
+        token = full(ALICE)
+        store.save_token(token)
+        primary_reads = store._collection
+        secondaries = primary_reads.with_options(read_preference=ReadPreference.SECONDARY)
+        assert until(lambda: secondaries.find_one({"_id": token.get_id()}) is not None, 10.0)
+        store.cache.evict(token.get_id())
+        store._collection = secondaries  # as a primaryPreferred read is served while no primary is seen
+        try:
+            assert store.find_token_by_id(token.get_id()).get_access_token() == token.get_access_token()
+        finally:
+            store._collection = primary_reads
+        assert not store.cache.holds(token.get_id())  # a secondary answered: not kept
+        assert store.find_token_by_id(token.get_id()).get_access_token() == token.get_access_token()
+        assert store.cache.holds(token.get_id())  # the primary answered: kept
+    finally:
+        client.drop_database(database_name)
+        client.close()
+        replica_set.wait_healthy()
 
 
 def test_own_saves_fill_the_cache_and_own_deletes_empty_it_at_once(counted: tuple[MongoClient, FindAndModifyCounter],

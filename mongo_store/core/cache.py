@@ -24,6 +24,8 @@ What proves an entry current:
 - A save fills with the document it wrote and that write's cluster time: the change stream's
   own event of that write (same token, same time) is known as such and leaves it in place.
 - Reads fill only from the primary: a secondary may not have a change the stream already showed.
+  A primaryPreferred read counts when the server that answered was the primary before and after
+  it (``failover.answered_by_primary``).
 - This process's own saves and deletes evict at once, in every store on the same stream.
 
 The store adds its own rules (``store.py``): never a token inside the refresh window (the lease

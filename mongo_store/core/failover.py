@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import pymongo
 from pymongo import MongoClient
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
-from pymongo.topology_description import TOPOLOGY_TYPE
+from pymongo.server_type import SERVER_TYPE
+from pymongo.topology_description import TOPOLOGY_TYPE, TopologyDescription
 
 from .outage import Down, OutageWatch
 
@@ -151,6 +152,17 @@ def primary_known(client: Any) -> bool:
     (mongomock always has one). An attribute read: this runs before every lookup."""
     return not isinstance(client, MongoClient) or \
         client.topology_description.topology_type != TOPOLOGY_TYPE.ReplicaSetNoPrimary
+
+
+def answered_by_primary(address: tuple[str, int] | None, *views: TopologyDescription) -> bool:
+    """Whether the server that answered a read was the primary in each view of the topology (one
+    taken before the read, one after): a primaryPreferred read may be served by a secondary, and a
+    secondary elected during the read may have lacked, when it answered, a change already seen."""
+    def primary_in(view: TopologyDescription) -> bool:
+        server = view.server_descriptions().get(address) if address is not None else None
+        return server is not None and server.server_type == SERVER_TYPE.RSPrimary
+
+    return all(primary_in(view) for view in views)
 
 
 def no_primary(client: Any) -> bool:

@@ -38,7 +38,7 @@ from .displaced import Displaced, exchanged_at, note_exchange
 from .envelope import configured, open_cipher
 from .errors import PLAIN_BESIDE_SEALED, RefreshFailing, UnknownToken, conflict_field, redact, sentence, store_error
 from .event_writer import EventWriter
-from .failover import no_primary, primary_known, retrying
+from .failover import answered_by_primary, no_primary, primary_known, retrying
 from .indexes import ensure_indexes
 from .lease import REFRESH_WINDOW, Backoff, coordinate, needs_refresh, record_failure, utcnow, watch
 from .mapping import (
@@ -399,9 +399,17 @@ class MongoTokenStore(TokenStore, StoreCalls):
 
         def read() -> dict[str, Any] | None:
             tokens = self._tokens(reading=True)
-            found = tokens.find_one(self._lookup(query), projection=_PROJECTION)
             # A secondary may lack a change the stream already showed: only a primary's read fills.
-            primary[0] = tokens is not self._after_failure and not retrying() and primary_known(self.client)
+            if ticket is None or tokens is self._after_failure or tokens is self._primary:
+                found = tokens.find_one(self._lookup(query), projection=_PROJECTION)
+                # Read with PRIMARY: any other member refuses it.
+                primary[0] = tokens is self._primary and not retrying() and primary_known(self.client)
+                return found
+            # primaryPreferred (a client that retries its own reads): judge the server that answered.
+            before = self.client.topology_description
+            cursor = tokens.find(self._lookup(query), projection=_PROJECTION).limit(-1)
+            found = next(cursor, None)
+            primary[0] = not retrying() and answered_by_primary(cursor.address, before, self.client.topology_description)
             return found
 
         document = self.call(action, read)
