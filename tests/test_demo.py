@@ -186,28 +186,47 @@ def test_the_default_data_folder_is_the_users(monkeypatch: pytest.MonkeyPatch, t
     assert user_data_dir("demo") == Path.home() / ".local" / "share" / "zoho-mongo-store" / "demo"
 
 
-def start_demo(cwd: Path, env: dict[str, str], *more: str) -> str:
-    """Run the demo until the dashboard starts, then stop it (SIGTERM) and see that no Streamlit of
-    it is left running; its output up to then."""
-    port = free_port()
+def demo_until(moment: str, port: int, env: dict[str, str], *more: str, cwd: Path | None = None,
+               own_group: bool = False) -> tuple[subprocess.Popen[str], str]:
+    """Start the demo and read its output until a line starts with ``moment``: the running
+    process, and its output up to then."""
     process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(port), *more],
-                               cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=own_group)
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 120
-        while not any(line.startswith("Dashboard:") for line in lines):
+        while not any(line.startswith(moment) for line in lines):
             assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
             lines.append(process.stdout.readline() if process.stdout else "")
-        process.send_signal(signal.SIGTERM)
+    except BaseException:
+        process.kill()
+        raise
+    return process, "".join(lines)
+
+
+def stopped_leaving_nothing(process: subprocess.Popen[str], *markers: str) -> None:
+    """Stop the demo (SIGTERM) and see that no process whose command line holds a marker is left,
+    also on a loaded machine (20 s)."""
+    process.send_signal(signal.SIGTERM)
+    try:
         process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
     deadline = time.monotonic() + 20
-    while alive(f"--server.port {port}"):  # nothing outlives the command, also on a loaded machine
-        assert time.monotonic() < deadline, f"Streamlit left running: {alive(f'--server.port {port}')}"
+    while left := [pid for marker in markers for pid in alive(marker)]:
+        assert time.monotonic() < deadline, f"left running: {left} ({markers})"
         time.sleep(0.2)
-    return "".join(lines)
+
+
+def start_demo(cwd: Path, env: dict[str, str], *more: str) -> str:
+    """Run the demo until the dashboard starts, then stop it and see that no Streamlit of it is left
+    running; its output up to then."""
+    port = free_port()
+    process, output = demo_until("Dashboard:", port, env, *more, cwd=cwd)
+    stopped_leaving_nothing(process, f"--server.port {port}")
+    return output
 
 
 def test_the_demo_keeps_its_data_in_the_users_folder_and_reset_starts_over(tmp_path: Path) -> None:
@@ -351,18 +370,6 @@ connects to, other than this machine, is written down and refused (the testing k
 not reach into a subprocess)."""
 
 
-def demo_until_ready(env: dict[str, str], data: Path, port: int) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(port), "--data-dir",
-                                str(data)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while not any(line.startswith("Dashboard:") for line in lines):
-        assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
-        lines.append(process.stdout.readline() if process.stdout else "")
-    return process, "".join(lines)
-
-
 def stop(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -393,7 +400,8 @@ def test_the_pasted_line_points_the_cli_at_the_demos_fake_zoho_and_never_at_zoho
     guard_dir.mkdir()
     (guard_dir / "sitecustomize.py").write_text(GUARD)
     data, log = tmp_path / "demo-data", tmp_path / "attempts.log"
-    process, output = demo_until_ready(CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, data, free_port())
+    process, output = demo_until("Dashboard:", free_port(), CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, "--data-dir",
+                                 str(data), own_group=True)
     try:
         line = pasted(output)
         assert set(line) == {"MONGODB_URI", "ZOHO_MONGO_DATABASE", "ZOHO_ACCOUNTS_URL", "ZOHO_API_URL"}, line
@@ -417,7 +425,8 @@ def test_the_pasted_line_points_the_cli_at_the_demos_fake_zoho_and_never_at_zoho
         assert "not checked" in before.stdout and "zoho" in log.read_text(), (before.stdout, before.stderr)
     finally:
         stop(process)
-    again, output = demo_until_ready(CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, data, free_port())
+    again, output = demo_until("Dashboard:", free_port(), CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, "--data-dir",
+                               str(data), own_group=True)
     try:
         assert pasted(output)["ZOHO_ACCOUNTS_URL"] == line["ZOHO_ACCOUNTS_URL"]  # the same port: the pasted line works
     finally:
@@ -486,22 +495,5 @@ def test_a_stop_at_any_moment_of_the_start_leaves_nothing_running(tmp_path: Path
     if mongod_binary() is None:
         pytest.skip("needs the embedded mongod")
     data, port = tmp_path / "demo-data", free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mongo_store.cli", "demo", "--port", str(port), "--data-dir",
-                                str(data)], env=CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 120
-        while not any(line.startswith(moment) for line in lines):
-            assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
-            lines.append(process.stdout.readline() if process.stdout else "")
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    deadline = time.monotonic() + 20
-    while alive(str(data)) or alive(f"--server.port {port}"):
-        assert time.monotonic() < deadline, f"left running after a stop at {moment!r}: {alive(str(data))}, " \
-                                            f"{alive(f'--server.port {port}')}"
-        time.sleep(0.2)
+    process, _ = demo_until(moment, port, CLEAN_ENV | {"PYTHONPATH": str(ROOT)}, "--data-dir", str(data))
+    stopped_leaving_nothing(process, str(data), f"--server.port {port}")
