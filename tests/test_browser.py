@@ -63,18 +63,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            output = TERMINAL.read_text(errors="replace")
-            process.kill()
-            pytest.fail(f"the demo did not start:\n{output[-3000:]}")
-        time.sleep(0.5)
+    try:
+        wait_started(process, url, 90, TERMINAL)
+    except BaseException:
+        process.kill()
+        raise
     yield url
     os.killpg(process.pid, 2)  # SIGINT: streamlit exits, then the demo stops its mongod
     try:
@@ -346,8 +339,9 @@ def start_dashboard(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def wait_started(process: subprocess.Popen[bytes], url: str, seconds: float) -> None:
-    """Wait until the dashboard at ``url`` answers its health check; fail if it exits or takes longer."""
+def wait_started(process: subprocess.Popen[bytes], url: str, seconds: float, terminal: Path | None = None) -> None:
+    """Wait until the dashboard at ``url`` answers its health check; fail if it exits or takes longer
+    (with the end of its ``terminal`` output, when it writes one)."""
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -355,7 +349,8 @@ def wait_started(process: subprocess.Popen[bytes], url: str, seconds: float) -> 
                 return
         except OSError:
             pass
-        assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+        assert process.poll() is None and time.monotonic() < deadline, \
+            f"the dashboard did not start:\n{terminal.read_text(errors='replace')[-3000:] if terminal else ''}"
         time.sleep(0.3)
 
 
