@@ -110,6 +110,9 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
         "access_token": document.get("access_token"),  # unchanged since we read it: not yet refreshed
         "expiry_time": document.get("expiry_time"),
         LEASE_FIELD: lease,  # None also matches a missing field
+        # Nobody took the lease since we read: a refresh that failed meanwhile ended its lease, so
+        # the token is "not leased" again, but its window is open and this view predates it.
+        STARTED_FIELD: document.get(STARTED_FIELD),
     }
     fields: dict[str, Any] = {}
     if lease is not None:  # its holder set out to refresh and never saved: that refresh failed
