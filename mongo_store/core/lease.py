@@ -91,7 +91,8 @@ def take(collection: Collection, document: dict[str, Any], seconds: float, backo
          lapsed: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any] | None:
     """Become the one caller that refreshes this token, as observed: returns the document as it now
     is (holding this caller's lease), or None when that is not this caller's to do (another worker
-    holds a live lease: no round trip; or changed the token first: look again). Raises
+    holds a live lease: no round trip; or changed the token or took its lease since ``document``
+    was read: look again). Raises
     ``RefreshFailing`` inside a back-off window. A lapsed lease is a failed refresh (its holder
     died, or its refresh never answered): it is counted in the same update, and while the back-off
     window of that attempt (from its start) is open, the lease is ended and the caller refused, so
