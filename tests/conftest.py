@@ -7,6 +7,7 @@ a missing real server fails the run instead of skipping, so the real tier can ne
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -41,6 +42,24 @@ REPLICA_SET = "replica-set"
 # starts too), and the cache's own tests (test_cache.py, test_storms.py, and those that say so)
 # turn it on, waiting for what they change. ZOHO_MONGO_READ_CACHE=1 runs everything with it on.
 os.environ.setdefault("ZOHO_MONGO_READ_CACHE", "0")
+
+
+@pytest.fixture(autouse=True)
+def _no_stall_from_the_runs_heap(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``timed`` bounds how long the store takes (a refusal at once, one refresh per
+    window). It starts with the run's garbage collected and what survives frozen, so a collection
+    during it scans only its own objects: a full collection of the whole run's heap (300,000+
+    objects, the KMS tests' moto leaves many) stalled every thread of the process for up to 1.2 s,
+    measured over a whole run, longer than the bounds those tests keep."""
+    if request.node.get_closest_marker("timed") is None:
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

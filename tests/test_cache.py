@@ -316,6 +316,7 @@ def test_a_delete_by_another_process_is_seen_within_0_2_seconds(real_client: Mon
     assert max(staleness) < 0.2, staleness
 
 
+@pytest.mark.timed
 def test_the_cache_follows_the_replica_set_through_an_election(replica_set: Any, database_name: str) -> None:
     """The stream resumes on the new primary: lookups go on through the election (none fails),
     and a change made after it evicts the cached token as before."""

@@ -219,6 +219,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.timed
 def test_writes_are_majority_and_journaled_even_on_a_w1_client(members: ReplicaSet, database_name: str) -> None:
     caller = MongoClient(members.uri, w=1)
     try:
@@ -255,6 +256,7 @@ def test_a_write_concern_must_be_an_acknowledged_write_concern(concern: Any) -> 
         MongoTokenStore("mongomock://", write_concern=concern)
 
 
+@pytest.mark.timed
 def test_without_a_primary_finds_go_on_and_saves_say_no_primary(members: ReplicaSet, database_name: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     setup = MongoTokenStore(members.uri, database=database_name)

@@ -169,6 +169,7 @@ def _load(portal: Portal, people: list[str], seconds: float, threads: int = 8,
     return results
 
 
+@pytest.mark.timed
 def test_a_revoked_person_does_not_slow_the_others_and_zoho_hears_one_attempt(portal: Portal) -> None:
     """30 people, 8 threads; one person's refresh token revoked at Zoho. Nobody else waits on that
     person: each of the others is refreshed once per run and no more, and every one of their
@@ -218,6 +219,7 @@ def test_a_revoked_person_does_not_slow_the_others_and_zoho_hears_one_attempt(po
     assert FAILURES_FIELD not in portal.document(carol) and RETRY_FIELD not in portal.document(carol)
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("reason", ["throttled", "revoked"])
 def test_retries_are_one_per_window_and_the_window_fits_the_reason(portal: Portal, reason: str) -> None:
     """Throttled, the window doubles (0.5 s, then the 1 s cap); revoked, it is the longest (1 s)
@@ -550,6 +552,7 @@ def refused_refresh(token: Any) -> None:
         token.refresh_access_token(token, "http://127.0.0.1:9/oauth/v2/token")
 
 
+@pytest.mark.timed
 def test_a_failed_refresh_is_recorded_at_once_and_callers_back_off(store: MongoTokenStore) -> None:
     store.backoff = Backoff(0.3, 0.6)
     token = full("alice@example.com:1", access_token="old", expires_in=str(NOW_MS - 1000))
@@ -622,6 +625,7 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+@pytest.mark.timed
 def test_the_first_failure_costs_the_waiters_only_zohos_answer(real_store: MongoTokenStore) -> None:
     """Others waiting on the first refresh learn of its failure as soon as the holder does, not
     after the lease (10 s) runs out."""

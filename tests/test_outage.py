@@ -192,6 +192,7 @@ def outage_after(store: MongoTokenStore) -> float:
     return store.settings.fail_fast_after
 
 
+@pytest.mark.timed
 @real_server
 def test_a_killed_and_restarted_mongod_is_found_back_without_a_restart_of_the_app(tmp_path: Path) -> None:
     """Short bounds, so it runs in seconds: the server is killed, calls fail at once past the

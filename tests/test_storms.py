@@ -219,6 +219,7 @@ def test_a_cold_start_lease_never_shows_as_a_token_and_lapses_when_its_holder_di
         real_client.drop_database(database_name)
 
 
+@pytest.mark.timed
 def test_a_first_refresh_zoho_refuses_backs_off_the_waiters(zoho: FakeZoho, real_client: MongoClient,
                                                               database_name: str, tmp_path: Path) -> None:
     """The holder's first refresh is refused (a revoked refresh token): it gets RefreshFailing with
