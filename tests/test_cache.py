@@ -269,6 +269,7 @@ for line in sys.stdin:
 """
 
 
+@pytest.mark.timed
 def test_a_delete_by_another_process_is_seen_within_0_2_seconds(real_client: MongoClient, mongo_uri: str,
                                                                  database_name: str) -> None:
     """Another process deletes (the SDK's ``delete_token``: a logout elsewhere) tokens this one

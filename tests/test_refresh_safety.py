@@ -188,6 +188,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # dies mid-refresh
 """
 
 
+@pytest.mark.timed
 @pytest.mark.parametrize("backoff", [1.0, 30.0])
 def test_a_holder_killed_mid_refresh_delays_the_others_no_longer_than_the_lease(
     real_store: MongoTokenStore, mongo_uri: str, database_name: str, backoff: float

@@ -178,6 +178,7 @@ Initializer.initialize(environment, token, store=store, resource_path=resources,
 """
 
 
+@pytest.mark.timed
 def test_a_cold_start_lease_never_shows_as_a_token_and_lapses_when_its_holder_dies(
         zoho: FakeZoho, real_client: MongoClient, mongo_uri: str, database_name: str, tmp_path: Path) -> None:
     """The first caller holds the cold-start lease while its refresh is in flight: no token is
